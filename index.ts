@@ -1,0 +1,51 @@
+/**
+ * express-redis-kit: Express middleware backed by Redis (standalone or Cluster), each with an
+ * in-process memory backend of the same semantics.
+ *
+ * Middleware (HTTP glue) first, then the primitives under them, then shared pieces.
+ */
+
+// Middleware
+export { ipKeyGenerator, normalizeIp } from "./middleware/client-key.js";
+export { type RedisHealthOptions, redisHealth } from "./middleware/health.js";
+export {
+  type PerRequest,
+  type RateLimitMiddleware,
+  type RateLimitOptions,
+  rateLimit,
+} from "./middleware/rate-limit.js";
+export type { HeaderStyle } from "./middleware/rate-limit-headers.js";
+
+// Primitives
+export {
+  type ConsumeOptions,
+  createRateLimiter,
+  type RateLimiter,
+  type RateLimiterStats,
+} from "./stores/rate-limit/limiter.js";
+export type { PolicyOptions, RateLimiterOptions } from "./stores/rate-limit/options.js";
+export type {
+  Algorithm,
+  Policy,
+  PolicyResult,
+  RateLimitResult,
+} from "./stores/rate-limit/types.js";
+
+// Connection, health, errors, logging
+export {
+  createRedisClient,
+  DEFAULT_REDIS_TIMEOUT_MS,
+  isCluster,
+  type RedisClientOptions,
+} from "./stores/core/client.js";
+export {
+  ExpressRedisKitError,
+  InvalidOptionError,
+  RedisTimeoutError,
+  StoreUnavailableError,
+} from "./stores/core/errors.js";
+export type { OnRedisError } from "./stores/core/fallback.js";
+export { checkRedisHealth, type RedisHealth } from "./stores/core/health.js";
+export { keyPart, MAX_TAG_LENGTH } from "./stores/core/keys.js";
+export type { Logger } from "./stores/core/logger.js";
+export type { RedisClient } from "./stores/core/scripts.js";

@@ -1,0 +1,48 @@
+/**
+ * The default rate limit key: the client's IP address, as Express resolved it (`req.ip`,
+ * which honours `trust proxy`), with IPv4-mapped IPv6 unwrapped and IPv6 grouped by subnet,
+ * since one IPv6 user usually holds a whole /56 or /64.
+ */
+import type { Request } from "express";
+import ipaddr from "ipaddr.js";
+import type { Logger } from "../stores/core/logger.js";
+import { warnOnce } from "../stores/core/logger.js";
+
+/** Normalises an IP address: IPv4-mapped IPv6 → IPv4; IPv6 → its `/subnet` network. */
+export function normalizeIp(ip: string, subnet: number | false): string {
+  if (!ipaddr.isValid(ip)) return ip;
+  const address = ipaddr.parse(ip);
+  if (address.kind() === "ipv4") return address.toString();
+  const v6 = address as ipaddr.IPv6;
+  if (v6.isIPv4MappedAddress()) return v6.toIPv4Address().toString();
+  if (subnet === false || subnet >= 128) return v6.toNormalizedString();
+  const bytes = v6.toByteArray();
+  for (let bit = subnet; bit < 128; bit++) {
+    const index = bit >> 3;
+    bytes[index] = (bytes[index] ?? 0) & ~(0x80 >> (bit & 7));
+  }
+  return `${ipaddr.fromByteArray(bytes).toString()}/${subnet}`;
+}
+
+/** Builds the default `key(req)`: the normalised client IP, with misuse warnings logged once. */
+export function ipKeyGenerator(subnet: number | false, logger: Logger): (req: Request) => string {
+  return function ipKey(req: Request): string {
+    if (req.headers["x-forwarded-for"] !== undefined && req.app?.get("trust proxy") === false) {
+      warnOnce(
+        logger,
+        "ERK_XFF_IGNORED",
+        "a request carries X-Forwarded-For but Express's `trust proxy` is off, so every client behind the proxy shares one rate limit key; set app.set('trust proxy', <hops>) (see README: Guidance)",
+      );
+    }
+    const ip = req.ip ?? req.socket?.remoteAddress;
+    if (ip === undefined || ip === "") {
+      warnOnce(
+        logger,
+        "ERK_NO_IP",
+        "req.ip is undefined (the socket closed?); such requests share the key 'unknown-ip'",
+      );
+      return "unknown-ip";
+    }
+    return normalizeIp(ip, subnet);
+  };
+}

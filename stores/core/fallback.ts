@@ -1,0 +1,124 @@
+/**
+ * The Redis-or-memory switch every feature sits behind.
+ *
+ * Each call goes to Redis with a deadline. When Redis fails or misses the deadline the switch
+ * turns degraded (logged once) and, depending on the failure mode, serves from the in-process
+ * memory backend (`"memory"`) or throws `StoreUnavailableError` (`"open"` / `"closed"`, which
+ * the feature turns into "let through" or "reject"). While degraded, no request waits on
+ * Redis: one request at a time, at most every `recheckMs`, probes it; the first success turns
+ * the switch back to Redis (logged once).
+ */
+import { RedisTimeoutError, StoreUnavailableError, toError } from "./errors.js";
+import type { Logger } from "./logger.js";
+
+/** What a feature does when Redis fails or is slower than `timeoutMs`. */
+export type OnRedisError = "memory" | "open" | "closed";
+
+/** Which backend served a call. */
+export type Backend = "redis" | "memory";
+
+/** Options of `BackendSwitch`. */
+export interface BackendSwitchOptions<S> {
+  /** Feature name used in log lines and errors, e.g. `rateLimit`. */
+  scope: string;
+  /** The Redis-backed store, or `undefined` for memory only. */
+  redis: S | undefined;
+  /** The in-process store. */
+  memory: S;
+  onRedisError: OnRedisError;
+  timeoutMs: number;
+  recheckMs: number;
+  logger: Logger;
+}
+
+/** Routes calls to Redis or memory; see the module comment. */
+export class BackendSwitch<S> {
+  private degraded = false;
+  private probing = false;
+  private nextProbeAt = 0;
+  private lastError: Error | undefined;
+  /** Calls answered by the fallback (memory, open or closed) since creation. */
+  fallbacks = 0;
+
+  constructor(private readonly options: BackendSwitchOptions<S>) {}
+
+  /** `"redis"`, `"memory"` (no Redis given) or `"degraded"` (Redis failing, fallback in use). */
+  get state(): "redis" | "memory" | "degraded" {
+    if (this.options.redis === undefined) return "memory";
+    return this.degraded ? "degraded" : "redis";
+  }
+
+  /** Runs `op` on the backend currently in charge. */
+  async run<T>(op: (store: S) => Promise<T>): Promise<{ value: T; backend: Backend }> {
+    const { redis, memory } = this.options;
+    if (redis === undefined) return { value: await op(memory), backend: "memory" };
+    if (this.degraded) {
+      if (this.probing || Date.now() < this.nextProbeAt) return this.fallback(op);
+      this.probing = true;
+      try {
+        const value = await withTimeout(op(redis), this.options.timeoutMs);
+        this.degraded = false;
+        this.options.logger.info(`${this.options.scope}: Redis answers again; back on Redis`);
+        return { value, backend: "redis" };
+      } catch (err) {
+        this.lastError = toError(err);
+        this.nextProbeAt = Date.now() + this.options.recheckMs;
+        return this.fallback(op);
+      } finally {
+        this.probing = false;
+      }
+    }
+    try {
+      return { value: await withTimeout(op(redis), this.options.timeoutMs), backend: "redis" };
+    } catch (err) {
+      this.turnDegraded(toError(err));
+      return this.fallback(op);
+    }
+  }
+
+  private turnDegraded(err: Error): void {
+    this.lastError = err;
+    this.nextProbeAt = Date.now() + this.options.recheckMs;
+    if (this.degraded) return;
+    this.degraded = true;
+    const what = {
+      memory: "using the in-process memory backend",
+      open: "letting requests through (onRedisError: open)",
+      closed: "rejecting requests (onRedisError: closed)",
+    }[this.options.onRedisError];
+    this.options.logger.warn(
+      `${this.options.scope}: Redis unavailable (${err.message}); ${what} until it answers again`,
+    );
+  }
+
+  private async fallback<T>(op: (store: S) => Promise<T>): Promise<{ value: T; backend: Backend }> {
+    this.fallbacks++;
+    if (this.options.onRedisError === "memory") {
+      return { value: await op(this.options.memory), backend: "memory" };
+    }
+    throw new StoreUnavailableError(
+      `${this.options.scope}: Redis unavailable (${this.lastError?.message ?? "unknown error"})`,
+      { cause: this.lastError },
+    );
+  }
+}
+
+/**
+ * Resolves or rejects like `promise`, or rejects with `RedisTimeoutError` after `ms`. A late
+ * rejection of `promise` is swallowed, so it never becomes an unhandled rejection.
+ */
+export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new RedisTimeoutError(ms)), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(toError(err));
+      },
+    );
+  });
+}

@@ -1,0 +1,257 @@
+/**
+ * `createRateLimiter()`: the rate limit primitive. Picks the Redis or memory store, applies
+ * the failure mode, and turns a store's per-policy answer into one `RateLimitResult`.
+ */
+import { BackendSwitch } from "../core/fallback.js";
+import { InvalidOptionError, StoreUnavailableError } from "../core/errors.js";
+import { positiveInt } from "../core/options.js";
+import { MemoryRateLimitStore } from "./memory.js";
+import {
+  parsePolicy,
+  parseRateLimiterOptions,
+  type PolicyOptions,
+  type RateLimiterConfig,
+  type RateLimiterOptions,
+} from "./options.js";
+import { RedisRateLimitStore } from "./redis.js";
+import type {
+  Policy,
+  PolicyResult,
+  RateLimitResult,
+  RateLimitStore,
+  StoreAnswer,
+} from "./types.js";
+
+/** Per-call overrides of `consume()` and `peek()`. */
+export interface ConsumeOptions {
+  /** Policies for this call instead of the limiter's (e.g. a limit that depends on the plan). */
+  policies?: readonly PolicyOptions[];
+}
+
+/** Counters since the limiter was created. */
+export interface RateLimiterStats {
+  allowed: number;
+  blocked: number;
+  /** Calls answered by the failure mode (memory, open or closed) instead of Redis. */
+  fallbacks: number;
+  /** `"redis"`, `"memory"` (no Redis given) or `"degraded"` (Redis failing). */
+  state: "redis" | "memory" | "degraded";
+}
+
+/** A rate limiter; see `createRateLimiter()`. */
+export interface RateLimiter {
+  /** The resolved policies. */
+  readonly policies: readonly Policy[];
+  /** Charges `cost` units to `key` in every policy, or to none when any rejects. */
+  consume(key: string, cost?: number, options?: ConsumeOptions): Promise<RateLimitResult>;
+  /** What `consume(key, cost)` would answer, without charging (`remaining` is before the charge). */
+  peek(key: string, cost?: number, options?: ConsumeOptions): Promise<RateLimitResult>;
+  /** Gives back what the `consume()` that returned `result` charged (never below zero). */
+  refund(result: RateLimitResult): Promise<void>;
+  /** Forgets `key`'s counters and block, on Redis and in memory. */
+  reset(key: string): Promise<void>;
+  /** Rejects every request for `key` for `ms` milliseconds. */
+  block(key: string, ms: number): Promise<void>;
+  /** Counters for monitoring. */
+  stats(): RateLimiterStats;
+}
+
+interface Charge {
+  key: string;
+  cost: number;
+  policies: readonly Policy[];
+  markers: readonly number[];
+  backend: "redis" | "memory";
+}
+
+/**
+ * Creates a rate limiter. With `redis` every call is one atomic script round trip using Redis
+ * server time; without it, an in-process limiter with the same semantics.
+ * @throws InvalidOptionError when an option is invalid
+ */
+export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
+  const config = parseRateLimiterOptions(options);
+  return new Limiter(config, "createRateLimiter");
+}
+
+class Limiter implements RateLimiter {
+  readonly policies: readonly Policy[];
+  private readonly switch: BackendSwitch<RateLimitStore>;
+  private readonly memory: MemoryRateLimitStore;
+  private readonly charges = new WeakMap<RateLimitResult, Charge>();
+  private allowed = 0;
+  private blocked = 0;
+
+  constructor(
+    private readonly config: RateLimiterConfig,
+    private readonly scope: string,
+  ) {
+    this.policies = config.policies;
+    this.memory = new MemoryRateLimitStore(config.maxKeys);
+    this.switch = new BackendSwitch<RateLimitStore>({
+      scope,
+      redis: config.redis && new RedisRateLimitStore(config.redis, config.prefix),
+      memory: this.memory,
+      onRedisError: config.onRedisError,
+      timeoutMs: config.timeoutMs,
+      recheckMs: config.recheckMs,
+      logger: config.logger,
+    });
+  }
+
+  async consume(key: string, cost = 1, options?: ConsumeOptions): Promise<RateLimitResult> {
+    const policies = this.resolve("consume", key, cost, options);
+    const blockMs = this.config.blockDurationMs;
+    const answer = await this.run((store) => store.consume(key, policies, cost, blockMs));
+    if (answer === undefined) return openResult(policies);
+    const result = summarize(answer.value, answer.backend);
+    if (result.allowed) {
+      this.allowed++;
+      this.charges.set(result, {
+        key,
+        cost,
+        policies,
+        markers: answer.value.markers,
+        backend: answer.backend,
+      });
+    } else {
+      this.blocked++;
+    }
+    return result;
+  }
+
+  async peek(key: string, cost = 1, options?: ConsumeOptions): Promise<RateLimitResult> {
+    const policies = this.resolve("peek", key, cost, options);
+    const answer = await this.run((store) => store.peek(key, policies, cost));
+    return answer === undefined ? openResult(policies) : summarize(answer.value, answer.backend);
+  }
+
+  async refund(result: RateLimitResult): Promise<void> {
+    const charge = this.charges.get(result);
+    if (charge === undefined) return; // rejected, open, or already refunded: nothing was charged
+    this.charges.delete(result);
+    const { key, policies, cost, markers } = charge;
+    if (charge.backend === "memory") {
+      await this.memory.refund(key, policies, cost, markers);
+      return;
+    }
+    await this.run((store) => store.refund(key, policies, cost, markers));
+  }
+
+  async reset(key: string): Promise<void> {
+    checkKey(this.scope, "reset", key);
+    await this.memory.reset(key, this.policies.length);
+    await this.run((store) => store.reset(key, this.policies.length));
+  }
+
+  async block(key: string, ms: number): Promise<void> {
+    checkKey(this.scope, "block", key);
+    positiveInt(`${this.scope}.block`, "ms", ms);
+    await this.run((store) => store.block(key, ms));
+  }
+
+  stats(): RateLimiterStats {
+    return {
+      allowed: this.allowed,
+      blocked: this.blocked,
+      fallbacks: this.switch.fallbacks,
+      state: this.switch.state,
+    };
+  }
+
+  /** Runs on the current backend; `undefined` means "open": Redis failed, let it through. */
+  private async run<T>(op: (store: RateLimitStore) => Promise<T>) {
+    try {
+      return await this.switch.run(op);
+    } catch (err) {
+      if (err instanceof StoreUnavailableError && this.config.onRedisError === "open")
+        return undefined;
+      throw err;
+    }
+  }
+
+  private resolve(
+    method: string,
+    key: string,
+    cost: number,
+    options?: ConsumeOptions,
+  ): readonly Policy[] {
+    checkKey(this.scope, method, key);
+    positiveInt(`${this.scope}.${method}`, "cost", cost);
+    const custom = options?.policies;
+    if (custom === undefined) return this.policies;
+    if (!Array.isArray(custom) || custom.length !== this.policies.length) {
+      throw new InvalidOptionError(
+        `${this.scope}.${method}: options.policies must list ${this.policies.length} ${this.policies.length === 1 ? "policy" : "policies"} like the limiter's`,
+        "policies",
+      );
+    }
+    return custom.map((p, i) => parsePolicy(`${this.scope}.${method}`, `policies[${i}].`, p));
+  }
+}
+
+function checkKey(scope: string, method: string, key: unknown): void {
+  if (typeof key !== "string" || key.length === 0) {
+    throw new InvalidOptionError(
+      `${scope}.${method}: key must be a non-empty string (got ${typeof key === "string" ? '""' : typeof key})`,
+      "key",
+    );
+  }
+}
+
+/** One result from per-policy answers: the binding policy speaks for the whole. */
+function summarize(answer: StoreAnswer, backend: "redis" | "memory"): RateLimitResult {
+  const rejecting = answer.policies.filter((p) => !p.allowed);
+  const never = rejecting.some((p) => p.retryAfterMs === -1);
+  const wait = (p: PolicyResult) =>
+    p.retryAfterMs === -1 ? Number.POSITIVE_INFINITY : p.retryAfterMs;
+  const binding =
+    rejecting.length > 0
+      ? rejecting.reduce((a, b) => (wait(b) > wait(a) ? b : a))
+      : answer.policies.reduce((a, b) => (b.remaining < a.remaining ? b : a));
+  const allowed = rejecting.length === 0 && answer.blockedMs === 0;
+  let retryAfterMs = 0;
+  if (!allowed) {
+    retryAfterMs = never ? -1 : Math.max(answer.blockedMs, ...rejecting.map((p) => p.retryAfterMs));
+  }
+  return {
+    allowed,
+    limit: binding.limit,
+    remaining: answer.blockedMs > 0 ? 0 : binding.remaining,
+    resetMs: Math.max(binding.resetMs, answer.blockedMs),
+    retryAfterMs,
+    policy: binding.name,
+    policies: answer.policies,
+    blockedMs: answer.blockedMs,
+    backend,
+  };
+}
+
+/** The result when Redis failed and `onRedisError` is `"open"`: allowed, nothing counted. */
+function openResult(policies: readonly Policy[]): RateLimitResult {
+  const first = policies[0]!;
+  return {
+    allowed: true,
+    limit: first.limit,
+    remaining: first.limit,
+    resetMs: 0,
+    retryAfterMs: 0,
+    policy: first.name,
+    policies: policies.map((p) => ({
+      ...p,
+      allowed: true,
+      remaining: p.limit,
+      resetMs: 0,
+      retryAfterMs: 0,
+    })),
+    blockedMs: 0,
+    backend: "open",
+  };
+}
+
+export { createLimiterFromConfig };
+
+/** Builds a limiter from an already parsed config (used by the `rateLimit()` middleware). */
+function createLimiterFromConfig(config: RateLimiterConfig, scope: string): RateLimiter {
+  return new Limiter(config, scope);
+}

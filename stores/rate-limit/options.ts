@@ -1,0 +1,201 @@
+/**
+ * `parseRateLimiterOptions()`: validates `createRateLimiter()` options once and resolves them
+ * into a config with nothing optional.
+ */
+import type { OnRedisError } from "../core/fallback.js";
+import { parsePrefix } from "../core/keys.js";
+import { consoleLogger, type Logger } from "../core/logger.js";
+import { fail, nonNegativeInt, oneOf, positiveInt, rejectUnknown } from "../core/options.js";
+import type { RedisClient } from "../core/scripts.js";
+import { ALGORITHMS, type Algorithm, type Policy } from "./types.js";
+
+/** One limit of a `policies` list. */
+export interface PolicyOptions {
+  /** Units (requests, or `cost` units) allowed per window. */
+  limit: number;
+  /** Window length in milliseconds (for token bucket and GCRA: the time to refill `limit`). */
+  windowMs: number;
+  /**
+   * @default "sliding-window"
+   */
+  algorithm?: Algorithm;
+  /**
+   * Name used in headers and results.
+   * @default "<limit>-per-<windowMs>ms" style name derived from the numbers
+   */
+  name?: string;
+}
+
+/** Options of `createRateLimiter()`. Give `limit` + `windowMs`, or `policies`. */
+export interface RateLimiterOptions {
+  /** ioredis client (standalone or Cluster). Omitted: the in-process memory backend. */
+  redis?: RedisClient;
+  /** Units per window, for a single policy. */
+  limit?: number;
+  /** Window in milliseconds, for a single policy. */
+  windowMs?: number;
+  /**
+   * Algorithm of the single policy.
+   * @default "sliding-window"
+   */
+  algorithm?: Algorithm;
+  /** Several limits evaluated atomically (all charged or none), instead of `limit`/`windowMs`. */
+  policies?: PolicyOptions[];
+  /**
+   * Key prefix in Redis.
+   * @default "rl:"
+   */
+  prefix?: string;
+  /**
+   * Once a request is rejected, keep the key blocked this long (0: no block).
+   * @default 0
+   */
+  blockDurationMs?: number;
+  /**
+   * Longest wait for Redis before the failure mode applies.
+   * @default 100
+   */
+  timeoutMs?: number;
+  /**
+   * When Redis fails or is slow: `"memory"` counts in this process, `"open"` allows,
+   * `"closed"` rejects (throws `StoreUnavailableError`).
+   * @default "memory"
+   */
+  onRedisError?: OnRedisError;
+  /**
+   * While degraded, how often one request probes Redis to switch back.
+   * @default 1000
+   */
+  recheckMs?: number;
+  /**
+   * Bound of the memory backend: most keys kept (least recently used evicted).
+   * @default { maxKeys: 100000 }
+   */
+  memory?: { maxKeys?: number };
+  /**
+   * Where transitions (Redis down, Redis back) are logged.
+   * @default console
+   */
+  logger?: Logger;
+}
+
+/** `RateLimiterOptions` resolved: nothing optional but `redis`. */
+export interface RateLimiterConfig {
+  redis: RedisClient | undefined;
+  policies: readonly Policy[];
+  prefix: string;
+  blockDurationMs: number;
+  timeoutMs: number;
+  onRedisError: OnRedisError;
+  recheckMs: number;
+  maxKeys: number;
+  logger: Logger;
+}
+
+const KNOWN = [
+  "redis",
+  "limit",
+  "windowMs",
+  "algorithm",
+  "policies",
+  "prefix",
+  "blockDurationMs",
+  "timeoutMs",
+  "onRedisError",
+  "recheckMs",
+  "memory",
+  "logger",
+] as const;
+
+/** Validates `createRateLimiter()` options; throws `InvalidOptionError` naming the option. */
+export function parseRateLimiterOptions(
+  options: RateLimiterOptions,
+  scope = "createRateLimiter",
+): RateLimiterConfig {
+  if (typeof options !== "object" || options === null) fail(scope, "options", "an object", options);
+  rejectUnknown(scope, options, KNOWN);
+  const redis = options.redis;
+  if (
+    redis !== undefined &&
+    typeof (redis as { defineCommand?: unknown }).defineCommand !== "function"
+  ) {
+    fail(scope, "redis", "an ioredis Redis or Cluster client", redis);
+  }
+  const memory = options.memory ?? {};
+  if (typeof memory !== "object" || memory === null) fail(scope, "memory", "an object", memory);
+  const logger = options.logger ?? consoleLogger;
+  if (typeof logger?.warn !== "function" || typeof logger.info !== "function") {
+    fail(scope, "logger", "an object with info, warn and error methods", logger);
+  }
+  return {
+    redis,
+    policies: parsePolicies(scope, options),
+    prefix: parsePrefix(scope, options.prefix, "rl:"),
+    blockDurationMs: nonNegativeInt(scope, "blockDurationMs", options.blockDurationMs, 0),
+    timeoutMs: positiveInt(scope, "timeoutMs", options.timeoutMs, 100),
+    onRedisError: oneOf(
+      scope,
+      "onRedisError",
+      options.onRedisError,
+      ["memory", "open", "closed"],
+      "memory",
+    ),
+    recheckMs: positiveInt(scope, "recheckMs", options.recheckMs, 1000),
+    maxKeys: positiveInt(scope, "memory.maxKeys", memory.maxKeys, 100_000),
+    logger,
+  };
+}
+
+function parsePolicies(scope: string, options: RateLimiterOptions): Policy[] {
+  if (options.policies === undefined) {
+    return [
+      parsePolicy(scope, "", {
+        limit: options.limit as number,
+        windowMs: options.windowMs as number,
+        algorithm: options.algorithm,
+      }),
+    ];
+  }
+  if (
+    options.limit !== undefined ||
+    options.windowMs !== undefined ||
+    options.algorithm !== undefined
+  ) {
+    fail(
+      scope,
+      "policies",
+      "given alone (not with limit, windowMs or algorithm)",
+      options.policies,
+    );
+  }
+  if (
+    !Array.isArray(options.policies) ||
+    options.policies.length === 0 ||
+    options.policies.length > 16
+  ) {
+    fail(scope, "policies", "an array of 1 to 16 policies", options.policies);
+  }
+  const policies = options.policies.map((p, i) => parsePolicy(scope, `policies[${i}].`, p));
+  const names = new Set(policies.map((p) => p.name));
+  if (names.size !== policies.length)
+    fail(
+      scope,
+      "policies",
+      "named uniquely",
+      policies.map((p) => p.name),
+    );
+  return policies;
+}
+
+/** Validates one policy; `path` prefixes option names in errors (e.g. `policies[1].`). */
+export function parsePolicy(scope: string, path: string, p: PolicyOptions): Policy {
+  if (typeof p !== "object" || p === null) fail(scope, path || "policy", "an object", p);
+  const limit = positiveInt(scope, `${path}limit`, p.limit);
+  const windowMs = positiveInt(scope, `${path}windowMs`, p.windowMs);
+  const algorithm = oneOf(scope, `${path}algorithm`, p.algorithm, ALGORITHMS, "sliding-window");
+  const name = p.name ?? `${limit}-per-${windowMs}ms`;
+  if (typeof name !== "string" || !/^[A-Za-z0-9._-]{1,64}$/.test(name)) {
+    fail(scope, `${path}name`, "1 to 64 letters, digits, '.', '_' or '-'", name);
+  }
+  return { name, limit, windowMs, algorithm };
+}

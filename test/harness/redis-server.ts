@@ -1,0 +1,173 @@
+/**
+ * Starts and stops real `redis-server` processes for the tests and benchmarks: a standalone
+ * server or a small Cluster, on free ports, from the binary on PATH.
+ */
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+
+/** Resolves the path of `name` on PATH, or throws one clear line naming the missing binary. */
+export async function requireBinary(name: "redis-server" | "redis-cli"): Promise<string> {
+  try {
+    const { stdout } = await run("sh", ["-c", `command -v ${name}`]);
+    return stdout.trim();
+  } catch {
+    throw new Error(
+      `${name} not found on PATH: install it (Debian: apt-get install redis-server) or set REDIS_URL and REDIS_CLUSTER_NODES to existing servers`,
+    );
+  }
+}
+
+/** A free TCP port on 127.0.0.1 (and, for Cluster nodes, its bus port + 10000 too). */
+export async function freePort(withBus = false): Promise<number> {
+  for (;;) {
+    const port = await listenOnce(0);
+    if (!withBus || port + 10000 > 65535) {
+      if (!withBus) return port;
+      continue;
+    }
+    try {
+      await listenOnce(port + 10000);
+      return port;
+    } catch {
+      // bus port taken: try another
+    }
+  }
+}
+
+function listenOnce(port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(port, "127.0.0.1", () => {
+      const address = server.address();
+      const chosen = typeof address === "object" && address !== null ? address.port : port;
+      server.close(() => resolve(chosen));
+    });
+  });
+}
+
+/** A running (or stopped) `redis-server` owned by the test. */
+export interface RedisServer {
+  readonly port: number;
+  readonly url: string;
+  /** Stops the process (SIGTERM, no save) and waits for it to exit. */
+  stop(): Promise<void>;
+  /** Starts it again on the same port. */
+  start(): Promise<void>;
+}
+
+/** Starts a standalone `redis-server` with persistence off and DEBUG allowed locally. */
+export async function startRedisServer(extraArgs: string[] = []): Promise<RedisServer> {
+  const binary = await requireBinary("redis-server");
+  const port = await freePort(extraArgs.includes("--cluster-enabled"));
+  const dir = mkdtempSync(join(tmpdir(), `erk-redis-${port}-`));
+  const args = [
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    dir,
+    "--enable-debug-command",
+    "local",
+    ...extraArgs,
+  ];
+  let child: ChildProcess | undefined;
+  const handle: RedisServer = {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    async start() {
+      if (child !== undefined) return;
+      child = await spawnReady(binary, args);
+      child.once("exit", () => {
+        child = undefined;
+      });
+    },
+    async stop() {
+      const running = child;
+      if (running === undefined) return;
+      const exited = new Promise((resolve) => running.once("exit", resolve));
+      running.kill("SIGTERM");
+      await exited;
+    },
+  };
+  await handle.start();
+  return handle;
+}
+
+/** Spawns redis-server and resolves once it logs "Ready to accept connections". */
+function spawnReady(binary: string, args: string[]): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes("Ready to accept connections")) {
+        child.stdout?.off("data", onData);
+        child.stdout?.resume();
+        child.stderr?.resume();
+        resolve(child);
+      }
+    };
+    child.stdout?.on("data", onData);
+    child.stderr?.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    child.once("error", reject);
+    child.once("exit", (code) => reject(new Error(`redis-server exited with ${code}:\n${output}`)));
+  });
+}
+
+/** A local Redis Cluster of `masters` nodes (no replicas). */
+export interface RedisCluster {
+  readonly nodes: { host: string; port: number }[];
+  readonly servers: RedisServer[];
+  stop(): Promise<void>;
+}
+
+/** Starts `masters` cluster-enabled servers and joins them with `redis-cli --cluster create`. */
+export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
+  const cli = await requireBinary("redis-cli");
+  const servers: RedisServer[] = [];
+  for (let i = 0; i < masters; i++) {
+    servers.push(
+      await startRedisServer([
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        `nodes-${i}.conf`,
+        "--cluster-node-timeout",
+        "2000",
+      ]),
+    );
+  }
+  const addresses = servers.map((s) => `127.0.0.1:${s.port}`);
+  await run(cli, ["--cluster", "create", ...addresses, "--cluster-replicas", "0", "--cluster-yes"]);
+  const port = servers[0]!.port;
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const states = await Promise.all(
+      servers.map((s) => run(cli, ["-p", String(s.port), "cluster", "info"]).then((r) => r.stdout)),
+    );
+    if (states.every((info) => info.includes("cluster_state:ok"))) break;
+    if (Date.now() > deadline) throw new Error(`cluster on port ${port} did not reach cluster_state:ok`);
+    await new Promise((resolve) => setTimeout(resolve, 100)); // no event tells when gossip converges
+  }
+  return {
+    nodes: servers.map((s) => ({ host: "127.0.0.1", port: s.port })),
+    servers,
+    async stop() {
+      await Promise.all(servers.map((s) => s.stop()));
+    },
+  };
+}
