@@ -15,22 +15,6 @@ export {
   rateLimit,
 } from "./middleware/rate-limit.js";
 export type { HeaderStyle } from "./middleware/rate-limit-headers.js";
-
-// Primitives
-export {
-  type ConsumeOptions,
-  createRateLimiter,
-  type RateLimiter,
-  type RateLimiterStats,
-} from "./stores/rate-limit/limiter.js";
-export type { PolicyOptions, RateLimiterOptions } from "./stores/rate-limit/options.js";
-export type {
-  Algorithm,
-  Policy,
-  PolicyResult,
-  RateLimitResult,
-} from "./stores/rate-limit/types.js";
-
 // Connection, health, errors, logging
 export {
   createRedisClient,
@@ -49,3 +33,17 @@ export { checkRedisHealth, type RedisHealth } from "./stores/core/health.js";
 export { keyPart, MAX_TAG_LENGTH } from "./stores/core/keys.js";
 export type { Logger } from "./stores/core/logger.js";
 export type { RedisClient } from "./stores/core/scripts.js";
+// Primitives
+export {
+  type ConsumeOptions,
+  createRateLimiter,
+  type RateLimiter,
+  type RateLimiterStats,
+} from "./stores/rate-limit/limiter.js";
+export type { PolicyOptions, RateLimiterOptions } from "./stores/rate-limit/options.js";
+export type {
+  Algorithm,
+  Policy,
+  PolicyResult,
+  RateLimitResult,
+} from "./stores/rate-limit/types.js";

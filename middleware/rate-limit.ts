@@ -17,7 +17,6 @@ import { ipKeyGenerator } from "./client-key.js";
 import { type HeaderStyle, setRateLimitHeaders, setRetryAfter } from "./rate-limit-headers.js";
 
 declare global {
-  // biome-ignore lint/style/noNamespace: Express's request type is extended by declaration merging
   namespace Express {
     interface Request {
       /** Set by `rateLimit()`: the result of this request's `consume()`. */

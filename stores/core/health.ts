@@ -41,7 +41,14 @@ export async function checkRedisHealth(
   options: HealthCheckOptions,
 ): Promise<RedisHealth> {
   if (redis === undefined) {
-    return { status: "ok", latencyMs: null, version: null, usedMemoryBytes: null, connectedClients: null, mode: "memory" };
+    return {
+      status: "ok",
+      latencyMs: null,
+      version: null,
+      usedMemoryBytes: null,
+      connectedClients: null,
+      mode: "memory",
+    };
   }
   const mode = isCluster(redis) ? "cluster" : "standalone";
   try {
@@ -59,7 +66,11 @@ export async function checkRedisHealth(
   }
 }
 
-async function probe(redis: RedisClient, mode: "standalone" | "cluster", degradedMs: number): Promise<RedisHealth> {
+async function probe(
+  redis: RedisClient,
+  mode: "standalone" | "cluster",
+  degradedMs: number,
+): Promise<RedisHealth> {
   const nodes: Node[] = isCluster(redis) ? redis.nodes("master") : [redis];
   if (nodes.length === 0) throw new Error("no Cluster master is known");
   const answers = await Promise.all(
@@ -71,13 +82,17 @@ async function probe(redis: RedisClient, mode: "standalone" | "cluster", degrade
     }),
   );
   const latencyMs = Math.max(...answers.map((a) => a.latencyMs));
-  const sum = (field: string) => answers.reduce((total, a) => total + Number(a.info[field] ?? 0), 0);
+  const sum = (field: string) =>
+    answers.reduce((total, a) => total + Number(a.info[field] ?? 0), 0);
   let error: string | undefined;
   if (isCluster(redis)) {
-    const state = await (redis as unknown as { cluster(sub: "INFO"): Promise<string> }).cluster("INFO");
+    const state = await (redis as unknown as { cluster(sub: "INFO"): Promise<string> }).cluster(
+      "INFO",
+    );
     if (!/cluster_state:ok/.test(state)) error = "cluster_state is not ok";
   }
-  if (latencyMs > degradedMs) error = `PING took ${Math.round(latencyMs)} ms (over ${degradedMs} ms)`;
+  if (latencyMs > degradedMs)
+    error = `PING took ${Math.round(latencyMs)} ms (over ${degradedMs} ms)`;
   return {
     status: error === undefined ? "ok" : "degraded",
     latencyMs: Math.round(latencyMs * 100) / 100,

@@ -25,14 +25,14 @@ export function keyPart(input: string): string {
   if (input.length === 0) return "~"; // `{}` would disable the hash tag; `~` never comes from escaping
   if (input.length <= MAX_TAG_LENGTH && SAFE.test(input)) return input;
   if (input.length <= MAX_TAG_LENGTH) {
-    const escaped = escape(input);
+    const escaped = percentEscape(input);
     if (escaped !== undefined && escaped.length <= MAX_TAG_LENGTH) return escaped;
   }
   // UTF-16 bytes: lossless, so strings with lone surrogates still hash apart.
   return `#${createHash("sha256").update(input, "utf16le").digest("base64url")}`;
 }
 
-function escape(input: string): string | undefined {
+function percentEscape(input: string): string | undefined {
   try {
     return encodeURIComponent(input).replace(
       /[!'()*~]/g,

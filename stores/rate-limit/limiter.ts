@@ -2,14 +2,15 @@
  * `createRateLimiter()`: the rate limit primitive. Picks the Redis or memory store, applies
  * the failure mode, and turns a store's per-policy answer into one `RateLimitResult`.
  */
-import { BackendSwitch } from "../core/fallback.js";
+
 import { InvalidOptionError, StoreUnavailableError } from "../core/errors.js";
+import { BackendSwitch } from "../core/fallback.js";
 import { positiveInt } from "../core/options.js";
 import { MemoryRateLimitStore } from "./memory.js";
 import {
+  type PolicyOptions,
   parsePolicy,
   parseRateLimiterOptions,
-  type PolicyOptions,
   type RateLimiterConfig,
   type RateLimiterOptions,
 } from "./options.js";

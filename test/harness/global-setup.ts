@@ -3,7 +3,12 @@
  * on free ports, unless `REDIS_URL` / `REDIS_CLUSTER_NODES` point at existing servers. Test
  * files find them through `ERK_TEST_REDIS_URL` and `ERK_TEST_CLUSTER_NODES`.
  */
-import { type RedisCluster, type RedisServer, startRedisCluster, startRedisServer } from "./redis-server.js";
+import {
+  type RedisCluster,
+  type RedisServer,
+  startRedisCluster,
+  startRedisServer,
+} from "./redis-server.ts";
 
 declare global {
   var __erkServers: { standalone?: RedisServer; cluster?: RedisCluster } | undefined;
@@ -22,6 +27,8 @@ export default async function globalSetup(): Promise<void> {
     process.env.ERK_TEST_CLUSTER_NODES = process.env.REDIS_CLUSTER_NODES;
   } else {
     owned.cluster = await startRedisCluster(3);
-    process.env.ERK_TEST_CLUSTER_NODES = owned.cluster.nodes.map((n) => `${n.host}:${n.port}`).join(",");
+    process.env.ERK_TEST_CLUSTER_NODES = owned.cluster.nodes
+      .map((n) => `${n.host}:${n.port}`)
+      .join(",");
   }
 }

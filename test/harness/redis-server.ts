@@ -160,7 +160,8 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
       servers.map((s) => run(cli, ["-p", String(s.port), "cluster", "info"]).then((r) => r.stdout)),
     );
     if (states.every((info) => info.includes("cluster_state:ok"))) break;
-    if (Date.now() > deadline) throw new Error(`cluster on port ${port} did not reach cluster_state:ok`);
+    if (Date.now() > deadline)
+      throw new Error(`cluster on port ${port} did not reach cluster_state:ok`);
     await new Promise((resolve) => setTimeout(resolve, 100)); // no event tells when gossip converges
   }
   return {

@@ -1,0 +1,265 @@
+/**
+ * The rate limiter's conformance suite: the same assertions against the memory backend, a
+ * standalone Redis and a 3-master Redis Cluster.
+ */
+import type { Cluster, Redis } from "ioredis";
+import {
+  type Algorithm,
+  createRateLimiter,
+  type RateLimiter,
+  type RateLimiterOptions,
+} from "../index.js";
+import { closeClients, newCluster, newRedis, testPrefix, wait } from "./helpers.js";
+
+type Backend = "memory" | "standalone" | "cluster";
+const BACKENDS: Backend[] = ["memory", "standalone", "cluster"];
+const ALGORITHMS: Algorithm[] = ["fixed-window", "sliding-window", "token-bucket", "gcra"];
+const quiet = { info() {}, warn() {}, error() {} };
+
+afterAll(closeClients);
+
+describe.each(BACKENDS)("rate limiter on %s", (backend) => {
+  const prefix = testPrefix(`${__filename}-${backend}`);
+  let n = 0;
+  const clients: (Redis | Cluster)[] = [];
+  /** A client of this backend (a new connection each call), or undefined for memory. */
+  const client = () => {
+    if (backend === "memory") return undefined;
+    const c = backend === "cluster" ? newCluster() : newRedis();
+    clients.push(c);
+    return c;
+  };
+  const shared = backend === "memory" ? undefined : client();
+  /** A limiter with its own key prefix, so tests never share state. */
+  const limiter = (options: Omit<RateLimiterOptions, "redis" | "prefix">, redis = shared) =>
+    createRateLimiter({ redis, prefix: `${prefix}${n++}:`, logger: quiet, ...options });
+
+  describe("concurrency", () => {
+    const connections = 4;
+    const redisClients = Array.from({ length: connections }, () => client());
+
+    it.each(ALGORITHMS)(
+      "%s: 1000 concurrent consumes at limit 100 over 4 connections",
+      async (algorithm) => {
+        const first = limiter({ limit: 100, windowMs: 60_000, algorithm }, redisClients[0]);
+        // Same prefix on the other connections: one key, four clients racing.
+        const limiters: RateLimiter[] =
+          backend === "memory"
+            ? [first]
+            : redisClients.map((redis) =>
+                createRateLimiter({
+                  redis,
+                  prefix: `${prefix}${n - 1}:`,
+                  limit: 100,
+                  windowMs: 60_000,
+                  algorithm,
+                  logger: quiet,
+                }),
+              );
+        const started = Date.now();
+        const results = await Promise.all(
+          Array.from({ length: 1000 }, (_, i) =>
+            limiters[i % limiters.length]!.consume("shared-key"),
+          ),
+        );
+        const elapsed = Date.now() - started;
+        const allowed = results.filter((r) => r.allowed).length;
+        if (algorithm === "fixed-window" || algorithm === "sliding-window") {
+          expect(allowed).toBe(100);
+        } else {
+          // 100 per 60 s refills one unit every 600 ms: at most what refilled during the run.
+          expect(allowed).toBeGreaterThanOrEqual(100);
+          expect(allowed).toBeLessThanOrEqual(100 + Math.ceil(elapsed / 600));
+        }
+        const after = await first.peek("shared-key");
+        expect(after.remaining).toBeLessThanOrEqual(1);
+        expect(results.filter((r) => !r.allowed).every((r) => r.retryAfterMs > 0)).toBe(true);
+      },
+    );
+  });
+
+  describe("boundaries with short windows", () => {
+    it("fixed window: limit per window, then a full new window after retryAfterMs", async () => {
+      const l = limiter({ limit: 3, windowMs: 400, algorithm: "fixed-window" });
+      const first = await Promise.all([l.consume("k"), l.consume("k"), l.consume("k")]);
+      expect(first.map((r) => r.allowed)).toEqual([true, true, true]);
+      expect(first.map((r) => r.remaining).sort()).toEqual([0, 1, 2]);
+      const rejected = await l.consume("k");
+      expect(rejected.allowed).toBe(false);
+      expect(rejected.retryAfterMs).toBeGreaterThan(0);
+      expect(rejected.retryAfterMs).toBeLessThanOrEqual(400);
+      await wait(rejected.retryAfterMs + 5);
+      const next = await Promise.all([
+        l.consume("k"),
+        l.consume("k"),
+        l.consume("k"),
+        l.consume("k"),
+      ]);
+      expect(next.filter((r) => r.allowed)).toHaveLength(3);
+    });
+
+    it("sliding window: the previous window still weighs after the boundary", async () => {
+      const l = limiter({ limit: 4, windowMs: 600, algorithm: "sliding-window" });
+      // Align to the start of a window so all 4 land in it.
+      const aligned = 600 - (Date.now() % 600);
+      await wait(aligned + 20);
+      for (let i = 0; i < 4; i++) expect((await l.consume("k")).allowed).toBe(true);
+      const rejected = await l.consume("k");
+      expect(rejected.allowed).toBe(false);
+      // The weighted previous window keeps blocking past the window end (unlike a fixed window).
+      expect(rejected.retryAfterMs).toBeGreaterThan(rejected.resetMs);
+      await wait(rejected.resetMs + 30); // just past the boundary: previous count 4, weight ~0.95
+      expect((await l.consume("k")).allowed).toBe(false);
+      const again = await l.peek("k");
+      await wait(again.retryAfterMs + 5);
+      expect((await l.consume("k")).allowed).toBe(true);
+    });
+
+    it.each(["token-bucket", "gcra"] as const)(
+      "%s: burst of limit, then one unit per windowMs/limit",
+      async (algorithm) => {
+        const l = limiter({ limit: 4, windowMs: 800, algorithm });
+        const burst = await Promise.all(Array.from({ length: 4 }, () => l.consume("k")));
+        expect(burst.every((r) => r.allowed)).toBe(true);
+        const rejected = await l.consume("k");
+        expect(rejected.allowed).toBe(false);
+        expect(rejected.retryAfterMs).toBeGreaterThan(100);
+        expect(rejected.retryAfterMs).toBeLessThanOrEqual(200); // one unit refills in 200 ms
+        await wait(rejected.retryAfterMs + 5);
+        expect((await l.consume("k")).allowed).toBe(true);
+        expect((await l.consume("k")).allowed).toBe(false); // only one unit came back
+      },
+    );
+
+    it("peek does not consume", async () => {
+      const l = limiter({ limit: 2, windowMs: 60_000 });
+      for (let i = 0; i < 5; i++) expect((await l.peek("k")).remaining).toBe(2);
+      expect((await l.consume("k")).remaining).toBe(1);
+      expect((await l.peek("k")).remaining).toBe(1);
+    });
+  });
+
+  describe("policies", () => {
+    it("are all-or-nothing: a rejecting policy charges none", async () => {
+      const l = createRateLimiter({
+        redis: shared,
+        prefix: `${prefix}${n++}:`,
+        logger: quiet,
+        policies: [
+          { name: "minute", limit: 5, windowMs: 60_000, algorithm: "fixed-window" },
+          { name: "burst", limit: 2, windowMs: 60_000, algorithm: "token-bucket" },
+        ],
+      });
+      expect((await l.consume("k")).allowed).toBe(true);
+      expect((await l.consume("k")).allowed).toBe(true);
+      for (let i = 0; i < 3; i++) {
+        const r = await l.consume("k");
+        expect(r.allowed).toBe(false);
+        expect(r.policy).toBe("burst");
+      }
+      const state = await l.peek("k");
+      expect(state.policies.map((p) => [p.name, p.remaining])).toEqual([
+        ["minute", 3], // not charged by the three rejected calls
+        ["burst", 0],
+      ]);
+    });
+
+    it("a cost above a limit is rejected with retryAfterMs -1 and charges nothing", async () => {
+      const l = limiter({ limit: 5, windowMs: 60_000 });
+      const r = await l.consume("k", 6);
+      expect(r).toMatchObject({ allowed: false, retryAfterMs: -1 });
+      expect((await l.peek("k")).remaining).toBe(5);
+      expect((await l.consume("k", 5)).allowed).toBe(true);
+    });
+  });
+
+  describe("refund", () => {
+    it.each(["sliding-window", "token-bucket", "gcra"] as const)(
+      "%s: gives back what was charged, never below zero",
+      async (algorithm) => {
+        const l = limiter({ limit: 10, windowMs: 86_400_000, algorithm });
+        const big = await l.consume("k", 4);
+        expect(big.remaining).toBe(6);
+        await l.reset("k");
+        const small = await l.consume("k", 1);
+        expect(small.remaining).toBe(9);
+        await l.refund(big); // 4 back into a key that holds 1: clamps at zero used
+        await l.refund(big); // a second refund of the same result is a no-op
+        expect((await l.peek("k")).remaining).toBe(10);
+        await l.consume("k", 3);
+        expect((await l.peek("k")).remaining).toBe(7); // and counting goes on from there
+      },
+    );
+
+    it("fixed-window: refunds only the window that was charged", async () => {
+      const l = limiter({ limit: 10, windowMs: 200, algorithm: "fixed-window" });
+      const old = await l.consume("k", 4);
+      await wait(old.resetMs + 5);
+      const current = await l.consume("k", 1);
+      await l.refund(old); // belongs to the previous window: ignored
+      expect((await l.peek("k")).remaining).toBe(9);
+      await l.refund(current);
+      expect((await l.peek("k")).remaining).toBe(10);
+    });
+
+    it("does not refund a rejected result", async () => {
+      const l = limiter({ limit: 1, windowMs: 60_000, algorithm: "fixed-window" });
+      await l.consume("k");
+      const rejected = await l.consume("k");
+      await l.refund(rejected);
+      expect((await l.peek("k")).remaining).toBe(0);
+    });
+  });
+
+  describe("block", () => {
+    it("block(key, ms) rejects until it expires", async () => {
+      const l = limiter({ limit: 100, windowMs: 60_000 });
+      await l.block("k", 300);
+      const r = await l.consume("k");
+      expect(r.allowed).toBe(false);
+      expect(r.blockedMs).toBeGreaterThan(0);
+      expect(r.retryAfterMs).toBeLessThanOrEqual(300);
+      await wait(r.retryAfterMs + 5);
+      expect((await l.consume("k")).allowed).toBe(true);
+    });
+
+    it("blockDurationMs keeps a key blocked after it goes over", async () => {
+      const l = limiter({
+        limit: 1,
+        windowMs: 100,
+        algorithm: "fixed-window",
+        blockDurationMs: 600,
+      });
+      expect((await l.consume("k")).allowed).toBe(true);
+      const over = await l.consume("k");
+      expect(over.allowed).toBe(false);
+      expect(over.retryAfterMs).toBeGreaterThan(500);
+      await wait(200); // the 100 ms window is over, the block is not
+      expect((await l.consume("k")).allowed).toBe(false);
+    });
+
+    it("reset clears counters and the block", async () => {
+      const l = limiter({ limit: 1, windowMs: 60_000, blockDurationMs: 60_000 });
+      await l.consume("k");
+      expect((await l.consume("k")).allowed).toBe(false);
+      await l.reset("k");
+      expect((await l.consume("k")).allowed).toBe(true);
+    });
+  });
+
+  describe("hostile keys", () => {
+    const hostile = ["{a}", "}{", "user*", "a\r\nFLUSHALL\r\n", "x".repeat(100_000), "", "\ud800"];
+
+    it("keys with braces, globs, CR/LF and 100 KB are separate, bounded and work everywhere", async () => {
+      const l = limiter({ limit: 1, windowMs: 60_000, algorithm: "fixed-window" });
+      for (const key of hostile.filter(Boolean)) {
+        expect((await l.consume(key)).allowed).toBe(true);
+        expect((await l.consume(key)).allowed).toBe(false);
+      }
+      // "user" is not matched by "user*", "a" not by "{a}".
+      expect((await l.consume("user")).allowed).toBe(true);
+      expect((await l.consume("a")).allowed).toBe(true);
+      await expect(l.consume("")).rejects.toThrow(/key must be a non-empty string/);
+    });
+  });
+});
