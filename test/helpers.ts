@@ -28,7 +28,7 @@ export function clusterNodes(): { host: string; port: number }[] {
 
 /** A new standalone client (closed by `closeClients()`). */
 export function newRedis(url = redisUrl(), options: RedisOptions = {}): Redis {
-  const client = new Redis(url, { maxRetriesPerRequest: 1, ...options });
+  const client = new Redis(url, { maxRetriesPerRequest: 1, disconnectTimeout: 100, ...options });
   clients.push(client);
   return client;
 }
@@ -40,9 +40,9 @@ export function newCluster(): Cluster {
   return client;
 }
 
-/** Disconnects every client made by the helpers. */
+/** Disconnects every client made by the helpers (no QUIT: some servers are stopped by then). */
 export async function closeClients(): Promise<void> {
-  await Promise.all(clients.splice(0).map((c) => c.quit().catch(() => c.disconnect())));
+  for (const client of clients.splice(0)) client.disconnect();
 }
 
 /** A key prefix unique to this test file and run, e.g. `t:rate-limit:ab12cd:`. */

@@ -4,6 +4,7 @@
  */
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "ioredis";
 import { InvalidOptionError } from "./errors.js";
+import { consoleLogger, type Logger } from "./logger.js";
 import { show } from "./options.js";
 import type { RedisClient } from "./scripts.js";
 
@@ -26,6 +27,12 @@ export interface RedisClientOptions {
   timeoutMs?: number;
   /** Extra ioredis options, applied last (to each Cluster node for a Cluster). */
   redisOptions?: RedisOptions;
+  /**
+   * Where connection errors are logged: once when the connection fails, again only after it
+   * was ready in between (never one line per reconnect attempt).
+   * @default console
+   */
+  logger?: Logger;
 }
 
 /** Default connect and command timeout, in milliseconds, when `REDIS_TIMEOUT` is not set. */
@@ -57,13 +64,14 @@ export function createRedisClient(options: RedisClientOptions = {}): RedisClient
         "cluster.nodes",
       );
     }
-    return new Cluster(nodes.map(parseNode), {
+    const cluster = new Cluster(nodes.map(parseNode), {
       redisOptions: tuned,
       clusterRetryStrategy: (times) => Math.min(times * 100, 2000),
       slotsRefreshTimeout: Math.max(timeoutMs, 1000),
       enableOfflineQueue: true,
       ...options.cluster?.options,
     });
+    return logErrors(cluster, options.logger ?? consoleLogger);
   }
   const url = options.url ?? process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
   if (typeof url !== "string" || !/^rediss?:\/\//.test(url)) {
@@ -72,7 +80,25 @@ export function createRedisClient(options: RedisClientOptions = {}): RedisClient
       "url",
     );
   }
-  return new Redis(url, tuned);
+  return logErrors(new Redis(url, tuned), options.logger ?? consoleLogger);
+}
+
+/**
+ * Listens for `error` so a dead Redis never crashes the process or floods the log: one line
+ * when the connection fails, the next only after it was ready again. Secrets in the URL are
+ * never logged (ioredis error messages carry host and port only).
+ */
+function logErrors<C extends RedisClient>(client: C, logger: Logger): C {
+  let quiet = false;
+  client.on("ready", () => {
+    quiet = false;
+  });
+  client.on("error", (err: Error) => {
+    if (quiet) return;
+    quiet = true;
+    logger.warn(`[express-redis-kit] Redis connection error: ${err.message} (retrying)`);
+  });
+  return client;
 }
 
 function parseTimeout(value: number | undefined): number {

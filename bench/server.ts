@@ -1,0 +1,163 @@
+/**
+ * One benchmark server: `node --import tsx bench/server.ts <variant> <redisUrl> <port>`.
+ *
+ * Serves GET /api (the same ~1 KB JSON body for every variant) behind the variant's limiter,
+ * and GET /__cpu (not limited, no Redis) answering this process's `process.cpuUsage()` and the
+ * number of /api responses sent so far. Prints `READY` on stdout once it listens, and exits when
+ * its standard input closes (so it never outlives the runner), on SIGTERM or on SIGINT.
+ */
+import type { Server } from "node:http";
+import express, {
+  type NextFunction,
+  type Request,
+  type RequestHandler,
+  type Response,
+} from "express";
+import { Redis } from "ioredis";
+import { HUGE_LIMIT, isVariant, type Variant, WINDOW_MS } from "./variants.js";
+
+/** The response body of GET /api: about 1 KB of JSON, identical for every variant. */
+const BODY = {
+  status: "ok",
+  page: 1,
+  items: Array.from({ length: 11 }, (_, i) => ({
+    id: 1000 + i,
+    name: `product-${i}`,
+    price: Math.round((9.99 + i * 3.5) * 100) / 100,
+    tags: ["bench", "json", `tag-${i}`],
+    inStock: i % 2 === 0,
+  })),
+};
+
+const FLOOR_LUA = `local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n`;
+
+type FloorClient = { benchFloor(key: string, windowMs: number): Promise<number> };
+
+function clientKey(req: Request): string {
+  return req.ip ?? "unknown";
+}
+
+/** Builds the variant's limiter middleware (undefined for `bare`) on `redis`. */
+async function limiterFor(variant: Variant, redis: Redis): Promise<RequestHandler | undefined> {
+  switch (variant) {
+    case "bare":
+      return undefined;
+    case "erl-rlr": {
+      const { rateLimit } = await import("express-rate-limit");
+      const { RedisStore } = await import("rate-limit-redis");
+      type RedisReply = import("rate-limit-redis").RedisReply;
+      return rateLimit({
+        windowMs: WINDOW_MS,
+        limit: HUGE_LIMIT,
+        standardHeaders: "draft-8",
+        legacyHeaders: false,
+        store: new RedisStore({
+          sendCommand: (command: string, ...args: string[]) =>
+            redis.call(command, ...args) as Promise<RedisReply>,
+        }),
+      });
+    }
+    case "rlf": {
+      const { RateLimiterRedis } = await import("rate-limiter-flexible");
+      const limiter = new RateLimiterRedis({
+        storeClient: redis,
+        useRedisPackage: false,
+        keyPrefix: "rlf",
+        points: HUGE_LIMIT,
+        duration: WINDOW_MS / 1000,
+      });
+      return (req: Request, res: Response, next: NextFunction) => {
+        limiter.consume(clientKey(req)).then(
+          () => next(),
+          (rejection: unknown) => {
+            if (rejection instanceof Error) next(rejection);
+            else res.status(429).end();
+          },
+        );
+      };
+    }
+    case "floor": {
+      redis.defineCommand("benchFloor", { numberOfKeys: 1, lua: FLOOR_LUA });
+      const floor = redis as unknown as FloorClient;
+      return (req: Request, res: Response, next: NextFunction) => {
+        floor.benchFloor(`floor:${clientKey(req)}`, WINDOW_MS).then((count) => {
+          if (count > HUGE_LIMIT) res.status(429).end();
+          else next();
+        }, next);
+      };
+    }
+    case "erk":
+    case "erk-ap": {
+      const { rateLimit } = await import("../index.js");
+      return rateLimit({ redis, limit: HUGE_LIMIT, windowMs: WINDOW_MS });
+    }
+    case "erk-2p": {
+      const { rateLimit } = await import("../index.js");
+      return rateLimit({
+        redis,
+        policies: [
+          { limit: HUGE_LIMIT, windowMs: 1000, name: "burst" },
+          { limit: HUGE_LIMIT, windowMs: 86_400_000, name: "daily" },
+        ],
+      });
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  const [variant = "", url = "", portText = ""] = process.argv.slice(2);
+  const port = Number(portText);
+  if (!isVariant(variant) || !url.startsWith("redis://127.0.0.1:") || !Number.isInteger(port)) {
+    throw new Error(
+      `usage: server.ts <variant> redis://127.0.0.1:<port> <port> (got ${process.argv.slice(2).join(" ")})`,
+    );
+  }
+
+  const redis = new Redis(url, { enableAutoPipelining: variant === "erk-ap", lazyConnect: true });
+  await redis.connect();
+  const limiter = await limiterFor(variant, redis);
+
+  let served = 0;
+  const app = express();
+  app.get("/__cpu", (_req, res) => {
+    res.json({ ...process.cpuUsage(), served });
+  });
+  if (limiter !== undefined) app.use(limiter);
+  app.get("/api", (_req, res) => {
+    served++;
+    res.json(BODY);
+  });
+
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = app.listen(port, "127.0.0.1", () => resolve(s));
+    s.once("error", reject);
+  });
+
+  let closing = false;
+  const shutdown = (code: number) => {
+    if (closing) return;
+    closing = true;
+    setTimeout(() => process.exit(code), 1000).unref();
+    server.closeAllConnections();
+    server.close(() => {
+      redis.disconnect();
+      process.exit(code);
+    });
+  };
+  process.once("SIGTERM", () => shutdown(0));
+  process.once("SIGINT", () => shutdown(0));
+  process.stdin.on("end", () => shutdown(0));
+  process.stdin.on("error", () => shutdown(0));
+  process.stdin.resume();
+
+  process.stdout.write("READY\n");
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(
+    `bench server failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  );
+  process.exit(1);
+});

@@ -1,0 +1,201 @@
+/**
+ * Aggregation and formatting of the benchmark's per-run measurements.
+ */
+import { VARIANTS, type Variant } from "./variants.js";
+
+/** One measured run of one variant in one round. */
+export interface RunResult {
+  round: number;
+  variant: Variant;
+  /** Position of the variant within its round (0 = first). */
+  order: number;
+  /** autocannon's mean of per-second request counts. */
+  reqPerSec: number;
+  /** autocannon's p99 latency, in ms (1 ms resolution). */
+  p99Ms: number;
+  /** Responses autocannon counted. */
+  requests: number;
+  /** /api responses the server sent in the measured window (the divisor of per-request metrics). */
+  served: number;
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+  /** Server process user + system CPU time per request, in µs. */
+  cpuUsPerReq: number;
+  /** Redis commands per request, script calls and the commands they ran included. */
+  redisCmdsPerReq: number;
+  /** EVAL/EVALSHA (and _RO, FCALL) calls per request. */
+  scriptCallsPerReq: number;
+  /** Redis calls per request by command name (only commands seen in the window). */
+  commands: Record<string, number>;
+}
+
+/** A run that could not be measured (server did not start, load generator failed, ...). */
+export interface RunFailure {
+  round: number;
+  variant: Variant;
+  error: string;
+}
+
+export const METRICS = [
+  "reqPerSec",
+  "p99Ms",
+  "cpuUsPerReq",
+  "redisCmdsPerReq",
+  "scriptCallsPerReq",
+] as const;
+export type Metric = (typeof METRICS)[number];
+
+/** Median of a non-empty list (mean of the middle two for an even count); NaN when empty. */
+export function median(values: readonly number[]): number {
+  const finite = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  if (finite.length === 0) return Number.NaN;
+  const mid = Math.floor(finite.length / 2);
+  return finite.length % 2 === 1 ? finite[mid]! : (finite[mid - 1]! + finite[mid]!) / 2;
+}
+
+/** Per variant: the median of each metric, and the median of its per-round ratio to `bare`. */
+export interface VariantSummary {
+  variant: Variant;
+  rounds: number;
+  median: Record<Metric, number>;
+  ratioToBare: Record<Metric, number>;
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+}
+
+function byRound(runs: readonly RunResult[], variant: Variant): Map<number, RunResult> {
+  return new Map(runs.filter((r) => r.variant === variant).map((r) => [r.round, r]));
+}
+
+/** Median over rounds of `a.metric / b.metric`, counting only rounds where both ran. */
+export function medianRatio(
+  runs: readonly RunResult[],
+  a: Variant,
+  b: Variant,
+  metric: Metric,
+): number {
+  const left = byRound(runs, a);
+  const right = byRound(runs, b);
+  const ratios: number[] = [];
+  for (const [round, run] of left) {
+    const other = right.get(round);
+    if (other !== undefined && other[metric] !== 0) ratios.push(run[metric] / other[metric]);
+  }
+  return median(ratios);
+}
+
+export function summarize(runs: readonly RunResult[]): VariantSummary[] {
+  const summaries: VariantSummary[] = [];
+  for (const variant of VARIANTS) {
+    const mine = runs.filter((r) => r.variant === variant);
+    if (mine.length === 0) continue;
+    const med = {} as Record<Metric, number>;
+    const ratio = {} as Record<Metric, number>;
+    for (const metric of METRICS) {
+      med[metric] = median(mine.map((r) => r[metric]));
+      ratio[metric] = medianRatio(runs, variant, "bare", metric);
+    }
+    summaries.push({
+      variant,
+      rounds: mine.length,
+      median: med,
+      ratioToBare: ratio,
+      non2xx: mine.reduce((sum, r) => sum + r.non2xx, 0),
+      errors: mine.reduce((sum, r) => sum + r.errors, 0),
+      timeouts: mine.reduce((sum, r) => sum + r.timeouts, 0),
+    });
+  }
+  return summaries;
+}
+
+/** The comparisons the report calls out: [numerator, denominator]. */
+export const COMPARISONS: readonly [Variant, Variant][] = [
+  ["erk", "erl-rlr"],
+  ["erk", "rlf"],
+  ["erk", "floor"],
+  ["erk-2p", "erk"],
+  ["erk-ap", "erk"],
+];
+
+export interface Comparison {
+  numerator: Variant;
+  denominator: Variant;
+  /** Median per-round ratio of req/s. */
+  reqPerSec: number;
+  /** Median per-round ratio of CPU µs per request. */
+  cpuUsPerReq: number;
+}
+
+export function compare(runs: readonly RunResult[]): Comparison[] {
+  return COMPARISONS.map(([numerator, denominator]) => ({
+    numerator,
+    denominator,
+    reqPerSec: medianRatio(runs, numerator, denominator, "reqPerSec"),
+    cpuUsPerReq: medianRatio(runs, numerator, denominator, "cpuUsPerReq"),
+  }));
+}
+
+function fmt(value: number, digits: number): string {
+  return Number.isFinite(value) ? value.toFixed(digits) : "n/a";
+}
+
+function fmtInt(value: number): string {
+  return Number.isFinite(value) ? Math.round(value).toLocaleString("en-US") : "n/a";
+}
+
+export function summaryTable(summaries: readonly VariantSummary[]): string {
+  const lines = [
+    "| variant | req/s | ×bare | p99 ms | ×bare | CPU µs/req | ×bare | Redis cmds/req | script calls/req |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  for (const s of summaries) {
+    const m = s.median;
+    const r = s.ratioToBare;
+    lines.push(
+      `| ${s.variant} | ${fmtInt(m.reqPerSec)} | ${fmt(r.reqPerSec, 2)} | ${fmt(m.p99Ms, 1)} | ${fmt(r.p99Ms, 2)} | ` +
+        `${fmt(m.cpuUsPerReq, 1)} | ${fmt(r.cpuUsPerReq, 2)} | ${fmt(m.redisCmdsPerReq, 2)} | ${fmt(m.scriptCallsPerReq, 2)} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+export function comparisonLines(comparisons: readonly Comparison[]): string {
+  return comparisons
+    .map(
+      (c) =>
+        `- ${c.numerator} / ${c.denominator}: req/s ×${fmt(c.reqPerSec, 2)}, CPU µs/req ×${fmt(c.cpuUsPerReq, 2)}`,
+    )
+    .join("\n");
+}
+
+export function rawTable(runs: readonly RunResult[]): string {
+  const lines = [
+    "| round | order | variant | req/s | p99 ms | CPU µs/req | Redis cmds/req | script calls/req | served | non-2xx | errors |",
+    "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  for (const r of runs) {
+    lines.push(
+      `| ${r.round} | ${r.order} | ${r.variant} | ${fmtInt(r.reqPerSec)} | ${fmt(r.p99Ms, 0)} | ${fmt(r.cpuUsPerReq, 1)} | ` +
+        `${fmt(r.redisCmdsPerReq, 2)} | ${fmt(r.scriptCallsPerReq, 2)} | ${r.served} | ${r.non2xx} | ${r.errors + r.timeouts} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+/** Per variant, the median Redis calls per request of each command seen. */
+export function commandMix(runs: readonly RunResult[]): string {
+  const lines: string[] = [];
+  for (const variant of VARIANTS) {
+    const mine = runs.filter((r) => r.variant === variant);
+    if (mine.length === 0) continue;
+    const names = [...new Set(mine.flatMap((r) => Object.keys(r.commands)))].sort();
+    const parts = names
+      .map((name) => [name, median(mine.map((r) => r.commands[name] ?? 0))] as const)
+      .filter(([, perReq]) => perReq >= 0.005)
+      .map(([name, perReq]) => `${name} ${perReq.toFixed(2)}`);
+    lines.push(`- ${variant}: ${parts.length > 0 ? parts.join(", ") : "none"}`);
+  }
+  return lines.join("\n");
+}

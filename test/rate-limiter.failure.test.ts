@@ -1,0 +1,159 @@
+/**
+ * Redis failing in the middle of traffic: shut down, CLIENT PAUSE, DEBUG SLEEP, and back.
+ * Each scenario runs on a redis-server of this file's own. Every call must be answered within
+ * timeoutMs plus a margin, in the configured mode, with each transition logged once and no
+ * unhandled rejection.
+ */
+import request from "supertest";
+import {
+  createRateLimiter,
+  createRedisClient,
+  type OnRedisError,
+  type RateLimitResult,
+  type RedisClient,
+  rateLimit,
+  StoreUnavailableError,
+} from "../index.js";
+import { type RedisServer, startRedisServer } from "./harness/redis-server.ts";
+import { closeClients, createApp, newRedis, testPrefix, wait } from "./helpers.js";
+
+const TIMEOUT_MS = 100;
+const MARGIN_MS = 250; // scheduling noise on a shared 2-core machine
+const prefix = testPrefix(__filename);
+let server: RedisServer;
+let redis: RedisClient;
+const unhandled: unknown[] = [];
+const onUnhandled = (reason: unknown) => unhandled.push(reason);
+
+beforeAll(async () => {
+  process.on("unhandledRejection", onUnhandled);
+  server = await startRedisServer();
+  redis = createRedisClient({
+    url: server.url,
+    logger: { info() {}, warn() {}, error() {} },
+    redisOptions: { disconnectTimeout: 100 },
+  });
+});
+afterAll(async () => {
+  await closeClients();
+  redis.disconnect();
+  await server.stop();
+  process.off("unhandledRejection", onUnhandled);
+});
+afterEach(async () => {
+  await server.start(); // a no-op when running
+  expect(unhandled).toEqual([]);
+});
+
+function recordingLogger() {
+  const lines: string[] = [];
+  return {
+    lines,
+    info: (m: string) => lines.push(`info ${m}`),
+    warn: (m: string) => lines.push(`warn ${m}`),
+    error: (m: string) => lines.push(`error ${m}`),
+  };
+}
+
+function limiterWith(onRedisError: OnRedisError, logger = recordingLogger()) {
+  const limiter = createRateLimiter({
+    redis,
+    prefix: `${prefix}${onRedisError}:`,
+    limit: 1000,
+    windowMs: 60_000,
+    timeoutMs: TIMEOUT_MS,
+    recheckMs: 100,
+    onRedisError,
+    logger,
+  });
+  return { limiter, logger };
+}
+
+/** Consumes once, returning the result (or error) and how long it took. */
+async function timed(call: () => Promise<RateLimitResult>) {
+  const started = performance.now();
+  try {
+    const result = await call();
+    return { result, ms: performance.now() - started };
+  } catch (error) {
+    return { error, ms: performance.now() - started };
+  }
+}
+
+/** Consumes until a call is answered by Redis again (bounded: the server is back by then). */
+async function untilBackOnRedis(call: () => Promise<RateLimitResult>) {
+  for (let i = 0; i < 100; i++) {
+    const { result } = await timed(call);
+    if (result?.backend === "redis") return result;
+    await wait(50); // recovery is noticed by traffic; space the calls out
+  }
+  throw new Error("never switched back to Redis");
+}
+
+const disruptions: [string, () => Promise<unknown>, () => Promise<unknown>][] = [
+  ["shutdown", () => server.stop(), () => server.start()],
+  ["CLIENT PAUSE", () => newRedis(server.url).client("PAUSE", 700, "ALL"), async () => {}],
+  // DEBUG SLEEP blocks the server. Sent on the limiter's own connection, it is sure to run
+  // before the consumes queued behind it; its reply comes when it wakes, so it is not awaited.
+  ["DEBUG SLEEP", async () => void redis.debug("SLEEP", "0.7").catch(() => {}), async () => {}],
+];
+
+describe.each(disruptions)("Redis %s mid-traffic", (_name, disrupt, restore) => {
+  it("memory mode: answers every call in time from memory, then goes back to Redis", async () => {
+    const { limiter, logger } = limiterWith("memory");
+    expect((await limiter.consume("k")).backend).toBe("redis");
+    await disrupt();
+    const during = [];
+    for (let i = 0; i < 10; i++) during.push(await timed(() => limiter.consume("k")));
+    for (const call of during) {
+      expect(call.ms).toBeLessThan(TIMEOUT_MS + MARGIN_MS);
+      expect(call.result).toMatchObject({ allowed: true, backend: "memory" });
+    }
+    expect(limiter.stats().state).toBe("degraded");
+    await restore();
+    await untilBackOnRedis(() => limiter.consume("k"));
+    expect(limiter.stats().state).toBe("redis");
+    expect(logger.lines.filter((l) => l.startsWith("warn"))).toHaveLength(1); // logged once
+    expect(logger.lines.filter((l) => l.includes("back on Redis"))).toHaveLength(1);
+  });
+});
+
+describe("failure modes", () => {
+  it("open: lets requests through uncounted; closed: throws StoreUnavailableError", async () => {
+    const open = limiterWith("open").limiter;
+    const closed = limiterWith("closed").limiter;
+    await server.stop();
+    const a = await timed(() => open.consume("k"));
+    expect(a.result).toMatchObject({ allowed: true, backend: "open" });
+    expect(a.ms).toBeLessThan(TIMEOUT_MS + MARGIN_MS);
+    const b = await timed(() => closed.consume("k"));
+    expect(b.error).toBeInstanceOf(StoreUnavailableError);
+    expect(b.ms).toBeLessThan(TIMEOUT_MS + MARGIN_MS);
+    // While degraded, later calls do not wait on Redis at all.
+    const c = await timed(() => closed.consume("k"));
+    expect(c.error).toBeInstanceOf(StoreUnavailableError);
+  });
+
+  it("the middleware answers 503 (closed), 200 (open) and 200 from memory while Redis is down", async () => {
+    const quiet = { info() {}, warn() {}, error() {} };
+    const make = (onRedisError: OnRedisError) =>
+      createApp(
+        rateLimit({
+          redis,
+          prefix: `${prefix}mw-${onRedisError}:`,
+          limit: 5,
+          windowMs: 60_000,
+          timeoutMs: TIMEOUT_MS,
+          onRedisError,
+          logger: quiet,
+        }),
+      );
+    const apps = { closed: make("closed"), open: make("open"), memory: make("memory") };
+    await server.stop();
+    expect((await request(apps.closed).get("/")).status).toBe(503);
+    expect((await request(apps.open).get("/")).status).toBe(200);
+    const statuses = [];
+    for (let i = 0; i < 7; i++) statuses.push((await request(apps.memory).get("/")).status);
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 429, 429]); // still protected, per process
+  });
+});
