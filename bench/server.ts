@@ -93,6 +93,10 @@ async function limiterFor(variant: Variant, redis: Redis): Promise<RequestHandle
       const { rateLimit } = await import("../index.js");
       return rateLimit({ redis, limit: HUGE_LIMIT, windowMs: WINDOW_MS });
     }
+    case "erk-nh": {
+      const { rateLimit } = await import("../index.js");
+      return rateLimit({ redis, limit: HUGE_LIMIT, windowMs: WINDOW_MS, headers: false });
+    }
     case "erk-2p": {
       const { rateLimit } = await import("../index.js");
       return rateLimit({

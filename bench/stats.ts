@@ -115,6 +115,8 @@ export const COMPARISONS: readonly [Variant, Variant][] = [
   ["erk", "erl-rlr"],
   ["erk", "rlf"],
   ["erk", "floor"],
+  ["erk-nh", "floor"],
+  ["erk-nh", "rlf"],
   ["erk-2p", "erk"],
   ["erk-ap", "erk"],
 ];

@@ -3,7 +3,16 @@
  */
 
 /** Every variant, in the order the table lists them. `bare` is the baseline of every ratio. */
-export const VARIANTS = ["bare", "erl-rlr", "rlf", "floor", "erk", "erk-2p", "erk-ap"] as const;
+export const VARIANTS = [
+  "bare",
+  "erl-rlr",
+  "rlf",
+  "floor",
+  "erk",
+  "erk-nh",
+  "erk-2p",
+  "erk-ap",
+] as const;
 
 export type Variant = (typeof VARIANTS)[number];
 
@@ -13,7 +22,8 @@ export const DESCRIPTIONS: Record<Variant, string> = {
   "erl-rlr": "express-rate-limit 8 + rate-limit-redis 6 (ioredis `call`)",
   rlf: "rate-limiter-flexible RateLimiterRedis (ioredis) in a minimal middleware",
   floor: "one EVALSHA per request (INCR + PEXPIRE): the floor of a one-round-trip limiter",
-  erk: "express-redis-kit rateLimit, one policy",
+  erk: "express-redis-kit rateLimit, one policy (draft-8 headers, like erl-rlr)",
+  "erk-nh": "express-redis-kit rateLimit, one policy, headers: false (like rlf and floor)",
   "erk-2p": "express-redis-kit rateLimit, two policies (1 s burst + 1 day)",
   "erk-ap": "express-redis-kit rateLimit, one policy, ioredis enableAutoPipelining",
 };

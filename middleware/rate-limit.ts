@@ -226,8 +226,13 @@ function defaultHandler(status: number): RateLimitConfig["handler"] {
   };
 }
 
-async function perRequest(value: PerRequest<number>, req: Request): Promise<number> {
+/** Resolves a `PerRequest` value; awaits only when the function returned a promise. */
+function perRequest(value: PerRequest<number>, req: Request): number | Promise<number> {
   return typeof value === "function" ? value(req) : value;
+}
+
+function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
+  return typeof (value as Promise<T> | undefined)?.then === "function";
 }
 
 /**
@@ -241,15 +246,20 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
 
   async function rateLimitMiddleware(req: Request, res: Response, next: NextFunction) {
     try {
-      if (config.skip !== undefined && (await config.skip(req, res))) return next();
-      const key = await config.key(req, res);
+      if (config.skip !== undefined) {
+        const skipped = config.skip(req, res);
+        if (isPromise(skipped) ? await skipped : skipped) return next();
+      }
+      const keyed = config.key(req, res);
+      const key = isPromise(keyed) ? await keyed : keyed;
       if (typeof key !== "string" || key.length === 0) {
         throw new InvalidOptionError(
           `${SCOPE}: key(req) must return a non-empty string (got ${show(key)})`,
           "key",
         );
       }
-      const cost = await perRequest(config.cost, req);
+      const costed = perRequest(config.cost, req);
+      const cost = isPromise(costed) ? await costed : costed;
       const policies = config.dynamic && [
         {
           limit: await perRequest(config.dynamic.limit, req),

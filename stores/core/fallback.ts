@@ -3,8 +3,8 @@
  *
  * Each call goes to Redis with a deadline. When Redis fails or misses the deadline the switch
  * turns degraded (logged once) and, depending on the failure mode, serves from the in-process
- * memory backend (`"memory"`) or throws `StoreUnavailableError` (`"open"` / `"closed"`, which
- * the feature turns into "let through" or "reject"). While degraded, no request waits on
+ * memory backend (`"memory"`), answers `undefined` (`"open"`: the feature lets the request
+ * through) or throws `StoreUnavailableError` (`"closed"`). While degraded, no request waits on
  * Redis: one request at a time, at most every `recheckMs`, probes it; the first success turns
  * the switch back to Redis (logged once).
  */
@@ -48,8 +48,11 @@ export class BackendSwitch<S> {
     return this.degraded ? "degraded" : "redis";
   }
 
-  /** Runs `op` on the backend currently in charge. */
-  async run<T>(op: (store: S) => Promise<T>): Promise<{ value: T; backend: Backend }> {
+  /**
+   * Runs `op` on the backend currently in charge. Resolves `undefined` when Redis failed and
+   * the mode is `"open"`; rejects with `StoreUnavailableError` when the mode is `"closed"`.
+   */
+  async run<T>(op: (store: S) => Promise<T>): Promise<{ value: T; backend: Backend } | undefined> {
     const { redis, memory } = this.options;
     if (redis === undefined) return { value: await op(memory), backend: "memory" };
     if (this.degraded) {
@@ -91,11 +94,14 @@ export class BackendSwitch<S> {
     );
   }
 
-  private async fallback<T>(op: (store: S) => Promise<T>): Promise<{ value: T; backend: Backend }> {
+  private async fallback<T>(
+    op: (store: S) => Promise<T>,
+  ): Promise<{ value: T; backend: Backend } | undefined> {
     this.fallbacks++;
     if (this.options.onRedisError === "memory") {
       return { value: await op(this.options.memory), backend: "memory" };
     }
+    if (this.options.onRedisError === "open") return undefined;
     throw new StoreUnavailableError(
       `${this.options.scope}: Redis unavailable (${this.lastError?.message ?? "unknown error"})`,
       { cause: this.lastError },

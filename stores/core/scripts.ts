@@ -50,7 +50,10 @@ export function defineScript(name: string, lua: string): Script {
         onClient.add(command);
       }
       const fn = (redis as unknown as Record<string, ScriptCommand>)[command]!;
-      return fn.call(redis, keys.length, ...keys, ...args);
+      const flat: (string | number)[] = [keys.length];
+      for (const key of keys) flat.push(key);
+      for (const arg of args) flat.push(arg);
+      return fn.apply(redis, flat as [number, ...(string | number)[]]);
     },
   };
 }

@@ -3,7 +3,7 @@
  * the failure mode, and turns a store's per-policy answer into one `RateLimitResult`.
  */
 
-import { InvalidOptionError, StoreUnavailableError } from "../core/errors.js";
+import { InvalidOptionError } from "../core/errors.js";
 import { BackendSwitch } from "../core/fallback.js";
 import { positiveInt } from "../core/options.js";
 import { MemoryRateLimitStore } from "./memory.js";
@@ -161,14 +161,8 @@ class Limiter implements RateLimiter {
   }
 
   /** Runs on the current backend; `undefined` means "open": Redis failed, let it through. */
-  private async run<T>(op: (store: RateLimitStore) => Promise<T>) {
-    try {
-      return await this.switch.run(op);
-    } catch (err) {
-      if (err instanceof StoreUnavailableError && this.config.onRedisError === "open")
-        return undefined;
-      throw err;
-    }
+  private run<T>(op: (store: RateLimitStore) => Promise<T>) {
+    return this.switch.run(op);
   }
 
   private resolve(

@@ -4,8 +4,10 @@
  *
  * Key layout for user key K and prefix P:
  *   P{K}:block   a plain key with a PX expiry while K is blocked
- *   P{K}:<i>     hash with policy i's state: k = "<algorithm code>:<windowMs>" (state of another
- *                algorithm or window is ignored), a / b / c = the algorithm's numbers
+ *   P{K}:<i>     policy i's state, a string "<kind> <a> <b> <c>" with a PX expiry, where kind is
+ *                "<algorithm code>:<windowMs>" (state of another kind is ignored) and a, b, c
+ *                are the algorithm's numbers (see each branch below). A string with SET PX
+ *                costs one command where a hash needs HSET + PEXPIRE.
  */
 import { taggedKey } from "../core/keys.js";
 import { defineScript, type RedisClient } from "../core/scripts.js";
@@ -20,80 +22,85 @@ import {
 /**
  * Consume or peek. Evaluates every policy first and writes only when all allow, so several
  * policies are charged all-or-nothing in one atomic call.
- * KEYS[1] block key; KEYS[1+i] policy i's state hash.
+ * KEYS[1] block key; KEYS[1+i] policy i's state.
  * ARGV[1] "1" consume / "0" peek; ARGV[2] cost; ARGV[3] block ms on rejection (0: none);
- * ARGV[3i+1..3i+3] policy i: algorithm code (1 fixed, 2 sliding, 3 token bucket, 4 GCRA),
- * limit, windowMs.
+ * ARGV[3i+1..3i+3] policy i: kind ("<code>:<windowMs>", code 1 fixed, 2 sliding, 3 token
+ * bucket, 4 GCRA), limit, windowMs.
  * Returns { blockedMs, then per policy: allowed, remaining, resetMs, retryAfterMs, marker }.
  */
 const CONSUME = `
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local consume = ARGV[1] == '1'
-local cost = tonumber(ARGV[2])
-local blockMs = tonumber(ARGV[3])
+local now = t[1] * 1000 + t[2] / 1000
+local consume, cost, blockMs = ARGV[1] == '1', tonumber(ARGV[2]), tonumber(ARGV[3])
 local blocked = redis.call('PTTL', KEYS[1])
 if blocked < 0 then blocked = 0 end
 local n = #KEYS - 1
 local all, never = blocked == 0, false
-local res = {}
+-- per policy, 8 slots: ok, avail, reset, reset if charged, retry, marker, new state, ttl
+local st = {}
 for i = 1, n do
-  local key = KEYS[i + 1]
-  local algo, limit, w = tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 2]), tonumber(ARGV[3 * i + 3])
-  local kind = ARGV[3 * i + 1] .. ':' .. ARGV[3 * i + 3]
-  local s = redis.call('HMGET', key, 'k', 'a', 'b', 'c')
+  local kind, limit, w = ARGV[3 * i + 1], tonumber(ARGV[3 * i + 2]), tonumber(ARGV[3 * i + 3])
+  local algo = string.byte(kind) - 48
   local a, b, c
-  if s[1] == kind then a, b, c = tonumber(s[2]), tonumber(s[3]), tonumber(s[4]) end
-  local r = { key = key, kind = kind }
+  local s = redis.call('GET', KEYS[i + 1])
+  if s then
+    local k, sa, sb, sc = string.match(s, '^(%S+) (%S+) (%S+) (%S+)$')
+    if k == kind then a, b, c = tonumber(sa), tonumber(sb), tonumber(sc) end
+  end
+  local ok, avail, reset, resetC, retry, marker, ttl
   if algo == 1 then
     -- fixed window from the first hit: a = window start (ms), b = count
     local ms = math.floor(now)
     if a == nil or ms >= a + w then a, b = ms, 0 end
-    r.avail = limit - b
-    r.ok = cost <= r.avail
-    r.reset, r.resetIfCharged, r.retry, r.marker = a + w - ms, a + w - ms, a + w - ms, a
-    r.a, r.b, r.c, r.ttl = a, b + cost, 0, a + w - ms
+    avail = limit - b
+    ok = cost <= avail
+    reset = a + w - ms
+    resetC, retry, marker, ttl = reset, reset, a, reset
+    b, c = b + cost, 0
   elseif algo == 2 then
     -- weighted two-window counter: a = window index, b = count in it, c = count in the previous
     local idx = math.floor(now / w)
-    if a == idx then c = c or 0 elseif a == idx - 1 then b, c = 0, b else b, c = 0, 0 end
-    local elapsed = now - idx * w
-    local est = c * (w - elapsed) / w + b
-    r.avail = limit - est
-    r.ok = cost <= r.avail + 1e-9
-    r.reset, r.resetIfCharged, r.marker = w - elapsed, w - elapsed, idx
-    if b + cost <= limit then
-      r.retry = w * (1 - (limit - cost - b) / c) - elapsed
-    else
-      r.retry = w - elapsed + w * (1 - (limit - cost) / b)
+    if a ~= idx then
+      if a == idx - 1 then b, c = 0, b else b, c = 0, 0 end
     end
-    r.a, r.b, r.c, r.ttl = idx, b + cost, c, 2 * w - elapsed
+    local elapsed = now - idx * w
+    avail = limit - (c * (w - elapsed) / w + b)
+    ok = cost <= avail + 1e-9
+    reset = w - elapsed
+    if b + cost <= limit then
+      retry = w * (1 - (limit - cost - b) / c) - elapsed
+    else
+      retry = reset + w * (1 - (limit - cost) / b)
+    end
+    resetC, marker, ttl = reset, idx, reset + w
+    a, b = idx, b + cost
   elseif algo == 3 then
     -- token bucket of size limit refilled at limit per windowMs: a = tokens, b = last refill
     local rate = limit / w
-    if a == nil then a, b = limit, now end
-    a = math.min(limit, a + math.max(0, now - b) * rate)
-    r.avail = a
-    r.ok = cost <= a + 1e-9
-    r.retry = (cost - a) / rate
-    r.reset, r.resetIfCharged = (limit - a) / rate, (limit - a + cost) / rate
-    r.marker = 0
-    r.a, r.b, r.c, r.ttl = math.max(0, a - cost), now, 0, (limit - a + cost) / rate
+    if a == nil then a = limit else a = math.min(limit, a + math.max(0, now - b) * rate) end
+    avail = a
+    ok = cost <= a + 1e-9
+    retry = (cost - a) / rate
+    reset, resetC = (limit - a) / rate, (limit - a + cost) / rate
+    marker, ttl = 0, resetC
+    a, b, c = math.max(0, a - cost), now, 0
   else
-    -- GCRA with emission interval T = windowMs / limit and burst = limit: a = theoretical arrival
+    -- GCRA, emission interval T = windowMs / limit, burst = limit: a = theoretical arrival time
     local T = w / limit
     local tat = a or now
     if tat < now then tat = now end
     local newTat = tat + cost * T
-    r.avail = (w - (tat - now)) / T
-    r.ok = newTat - w <= now + 1e-6
-    r.retry = newTat - w - now
-    r.reset, r.resetIfCharged, r.marker = tat - now, newTat - now, 0
-    r.a, r.b, r.c, r.ttl = newTat, 0, 0, newTat - now
+    avail = (w - (tat - now)) / T
+    ok = newTat - w <= now + 1e-6
+    retry = newTat - w - now
+    reset, resetC, marker, ttl = tat - now, newTat - now, 0, newTat - now
+    a, b, c = newTat, 0, 0
   end
-  if cost > limit then r.ok, never = false, true end
-  if not r.ok then all = false end
-  res[i] = r
+  if cost > limit then ok, never, retry = false, true, -1 end
+  if not ok then all = false end
+  local j = 8 * i
+  st[j - 7], st[j - 6], st[j - 5], st[j - 4], st[j - 3], st[j - 2], st[j], st[j - 1] =
+    ok, avail, reset, resetC, retry, marker, ttl, string.format('%s %.17g %.17g %.17g', kind, a, b, c)
 end
 local charge = consume and all
 if consume and not all and not never and blockMs > 0 and blocked == 0 then
@@ -102,21 +109,20 @@ if consume and not all and not never and blockMs > 0 and blocked == 0 then
 end
 local out = { blocked }
 for i = 1, n do
-  local r = res[i]
-  local remaining, reset, retry = r.avail, r.reset, 0
+  local j = 8 * i
+  local ok, remaining, reset, retry = st[j - 7], st[j - 6], st[j - 5], 0
   if charge then
-    redis.call('HSET', r.key, 'k', r.kind, 'a', r.a, 'b', r.b, 'c', r.c)
-    redis.call('PEXPIRE', r.key, math.max(1, math.ceil(r.ttl)))
-    remaining, reset = r.avail - cost, r.resetIfCharged
-  elseif not r.ok then
-    retry = math.max(1, math.ceil(r.retry))
-    if cost > tonumber(ARGV[3 * i + 2]) then retry = -1 end
+    redis.call('SET', KEYS[i + 1], st[j - 1], 'PX', math.max(1, math.ceil(st[j])))
+    remaining, reset = remaining - cost, st[j - 4]
+  elseif not ok then
+    retry = st[j - 3]
+    if retry ~= -1 then retry = math.max(1, math.ceil(retry)) end
   end
-  out[#out + 1] = r.ok and 1 or 0
-  out[#out + 1] = math.max(0, math.floor(remaining + 1e-9))
-  out[#out + 1] = math.max(0, math.ceil(reset))
-  out[#out + 1] = retry
-  out[#out + 1] = r.marker
+  out[5 * i - 3] = ok and 1 or 0
+  out[5 * i - 2] = math.max(0, math.floor(remaining + 1e-9))
+  out[5 * i - 1] = math.max(0, math.ceil(reset))
+  out[5 * i] = retry
+  out[5 * i + 1] = st[j - 2]
 end
 return out
 `;
@@ -124,26 +130,35 @@ return out
 /**
  * Refund: gives `cost` back to each policy whose state is still the one the consume charged
  * (same window for fixed and sliding windows). Counters never go below zero and buckets never
- * above their size; HSET on an existing hash keeps its TTL, and a missing hash is not created.
- * KEYS[i] policy i's state hash; ARGV[1] cost; ARGV[4i-2..4i+1] algorithm, limit, windowMs, marker.
+ * above their size; SET KEEPTTL keeps the expiry, and a missing state is not created.
+ * KEYS[i] policy i's state; ARGV[1] cost; ARGV[3i-1..3i+1] policy i: kind, limit, marker.
  */
 const REFUND = `
 local cost = tonumber(ARGV[1])
 for i = 1, #KEYS do
-  local algo, limit, w, marker = tonumber(ARGV[4 * i - 2]), tonumber(ARGV[4 * i - 1]), tonumber(ARGV[4 * i]), tonumber(ARGV[4 * i + 1])
-  local s = redis.call('HMGET', KEYS[i], 'k', 'a', 'b', 'c')
-  if s[1] == ARGV[4 * i - 2] .. ':' .. ARGV[4 * i] then
-    local a, b, c = tonumber(s[2]), tonumber(s[3]), tonumber(s[4])
+  local kind, limit, marker = ARGV[3 * i - 1], tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1])
+  local s = redis.call('GET', KEYS[i])
+  local k, a, b, c
+  if s then k, a, b, c = string.match(s, '^(%S+) (%S+) (%S+) (%S+)$') end
+  if k == kind then
+    local algo, w = string.byte(kind) - 48, tonumber(string.sub(kind, 3))
+    a, b, c = tonumber(a), tonumber(b), tonumber(c)
+    local changed = true
     if algo == 1 and a == marker then
-      redis.call('HSET', KEYS[i], 'b', math.max(0, b - cost))
+      b = math.max(0, b - cost)
     elseif algo == 2 and a == marker then
-      redis.call('HSET', KEYS[i], 'b', math.max(0, b - cost))
+      b = math.max(0, b - cost)
     elseif algo == 2 and a == marker + 1 then
-      redis.call('HSET', KEYS[i], 'c', math.max(0, c - cost))
+      c = math.max(0, c - cost)
     elseif algo == 3 then
-      redis.call('HSET', KEYS[i], 'a', math.min(limit, a + cost))
+      a = math.min(limit, a + cost)
     elseif algo == 4 then
-      redis.call('HSET', KEYS[i], 'a', a - cost * w / limit)
+      a = a - cost * w / limit
+    else
+      changed = false
+    end
+    if changed then
+      redis.call('SET', KEYS[i], string.format('%s %.17g %.17g %.17g', kind, a, b, c), 'KEEPTTL')
     end
   end
 end
@@ -170,16 +185,21 @@ export class RedisRateLimitStore implements RateLimitStore {
 
   async refund(key: string, policies: readonly Policy[], cost: number, markers: readonly number[]) {
     const base = taggedKey(this.prefix, key);
+    const keys: string[] = [];
     const args: (string | number)[] = [cost];
-    policies.forEach((p, i) => {
-      args.push(algorithmCode(p), p.limit, p.windowMs, markers[i] ?? 0);
-    });
-    await refundScript.run(this.redis, policyKeys(base, policies.length), args);
+    for (let i = 0; i < policies.length; i++) {
+      const p = policies[i]!;
+      keys.push(`${base}:${i}`);
+      args.push(kindOf(p), p.limit, markers[i] ?? 0);
+    }
+    await refundScript.run(this.redis, keys, args);
   }
 
   async reset(key: string, policyCount: number) {
     const base = taggedKey(this.prefix, key);
-    await this.redis.del(`${base}:block`, ...policyKeys(base, policyCount));
+    const keys = [`${base}:block`];
+    for (let i = 0; i < policyCount; i++) keys.push(`${base}:${i}`);
+    await this.redis.del(...keys);
   }
 
   async block(key: string, ms: number) {
@@ -194,31 +214,36 @@ export class RedisRateLimitStore implements RateLimitStore {
     mode: "0" | "1",
   ): Promise<StoreAnswer> {
     const base = taggedKey(this.prefix, key);
+    const keys = [`${base}:block`];
     const args: (string | number)[] = [mode, cost, blockMs];
-    for (const p of policies) args.push(algorithmCode(p), p.limit, p.windowMs);
-    const keys = [`${base}:block`, ...policyKeys(base, policies.length)];
+    for (let i = 0; i < policies.length; i++) {
+      const p = policies[i]!;
+      keys.push(`${base}:${i}`);
+      args.push(kindOf(p), p.limit, p.windowMs);
+    }
     const reply = (await consumeScript.run(this.redis, keys, args)) as number[];
     const results: PolicyResult[] = [];
     const markers: number[] = [];
-    policies.forEach((p, i) => {
+    for (let i = 0; i < policies.length; i++) {
+      const p = policies[i]!;
       const at = 1 + i * 5;
       results.push({
-        ...p,
+        name: p.name,
+        limit: p.limit,
+        windowMs: p.windowMs,
+        algorithm: p.algorithm,
         allowed: reply[at] === 1,
-        remaining: Number(reply[at + 1]),
-        resetMs: Number(reply[at + 2]),
-        retryAfterMs: Number(reply[at + 3]),
+        remaining: reply[at + 1]!,
+        resetMs: reply[at + 2]!,
+        retryAfterMs: reply[at + 3]!,
       });
-      markers.push(Number(reply[at + 4]));
-    });
-    return { blockedMs: Number(reply[0]), policies: results, markers };
+      markers.push(reply[at + 4]!);
+    }
+    return { blockedMs: reply[0]!, policies: results, markers };
   }
 }
 
-function algorithmCode(policy: Policy): number {
-  return ALGORITHMS.indexOf(policy.algorithm) + 1;
-}
-
-function policyKeys(base: string, count: number): string[] {
-  return Array.from({ length: count }, (_, i) => `${base}:${i}`);
+/** "<algorithm code>:<windowMs>": the state's identity; state of another kind is ignored. */
+function kindOf(policy: Policy): string {
+  return `${ALGORITHMS.indexOf(policy.algorithm) + 1}:${policy.windowMs}`;
 }
