@@ -19,7 +19,7 @@ export function normalizeIp(ip: string, subnet: number | false): string {
   if (address.kind() === "ipv4") return address.toString();
   const v6 = address as ipaddr.IPv6;
   if (v6.isIPv4MappedAddress()) return v6.toIPv4Address().toString();
-  if (subnet === false || subnet >= 128) return v6.toNormalizedString();
+  if (subnet === false || subnet >= 128) return v6.toString();
   const bytes = v6.toByteArray();
   for (let bit = subnet; bit < 128; bit++) {
     const index = bit >> 3;

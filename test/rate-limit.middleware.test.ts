@@ -1,0 +1,263 @@
+/**
+ * rateLimit() over HTTP with supertest, on the memory backend and on a standalone Redis:
+ * exact counts under 1000 concurrent requests, headers, keys, refunds, blocks, options.
+ */
+
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import express from "express";
+import request from "supertest";
+import { InvalidOptionError, normalizeIp, type RateLimitOptions, rateLimit } from "../index.js";
+import { resetWarnings } from "../stores/core/logger.js";
+import { closeClients, createApp, newRedis, testPrefix } from "./helpers.js";
+
+const prefix = testPrefix(__filename);
+const quiet = { info() {}, warn() {}, error() {} };
+let n = 0;
+afterAll(closeClients);
+
+describe.each(["memory", "standalone"] as const)("rateLimit() on %s", (backend) => {
+  const redis = backend === "memory" ? undefined : newRedis();
+  const limiter = (options: RateLimitOptions = {}) =>
+    rateLimit({ redis, prefix: `${prefix}${n++}:`, logger: quiet, ...options });
+
+  it("1000 concurrent requests at limit 100: exactly 100 pass, 900 get 429 with Retry-After", async () => {
+    const mw = limiter({ limit: 100, windowMs: 60_000 });
+    const app = createApp(mw);
+    const server: Server = await new Promise((resolve) => {
+      const s = app.listen(0, "127.0.0.1", () => resolve(s));
+    });
+    try {
+      const { port } = server.address() as AddressInfo;
+      const responses = await Promise.all(
+        Array.from({ length: 1000 }, () => fetch(`http://127.0.0.1:${port}/`)),
+      );
+      const statuses = responses.map((r) => r.status);
+      expect(statuses.filter((s) => s === 200)).toHaveLength(100);
+      expect(statuses.filter((s) => s === 429)).toHaveLength(900);
+      for (const r of responses.filter((r) => r.status === 429)) {
+        expect(r.headers.get("retry-after")).toMatch(/^[1-9]\d*$/);
+      }
+      await Promise.all(responses.map((r) => r.arrayBuffer()));
+      const state = await mw.peek("127.0.0.1");
+      expect(state.remaining).toBe(0);
+    } finally {
+      server.close();
+    }
+  });
+
+  it("draft-8 headers by default, with a hashed partition key", async () => {
+    const app = createApp(limiter({ limit: 3, windowMs: 60_000 }));
+    const res = await request(app).get("/");
+    expect(res.status).toBe(200);
+    expect(res.headers["ratelimit-policy"]).toMatch(
+      /^"3-per-60000ms";q=3;w=60;pk=:[A-Za-z0-9+/=]+:$/,
+    );
+    expect(res.headers.ratelimit).toMatch(/^"3-per-60000ms";r=2;t=\d+;pk=:[A-Za-z0-9+/=]+:$/);
+    expect(res.headers.ratelimit).not.toContain("127.0.0.1");
+    expect(res.headers["retry-after"]).toBeUndefined();
+  });
+
+  it.each([
+    ["draft-7", { ratelimit: /^limit=2, remaining=1, reset=\d+$/, "ratelimit-policy": /^2;w=60$/ }],
+    [
+      "draft-6",
+      { "ratelimit-limit": /^2$/, "ratelimit-remaining": /^1$/, "ratelimit-reset": /^\d+$/ },
+    ],
+    [
+      "legacy",
+      {
+        "x-ratelimit-limit": /^2$/,
+        "x-ratelimit-remaining": /^1$/,
+        "x-ratelimit-reset": /^\d{10}$/,
+      },
+    ],
+  ] as const)("headers: %s", async (headers, expected) => {
+    const res = await request(createApp(limiter({ limit: 2, windowMs: 60_000, headers }))).get("/");
+    for (const [name, pattern] of Object.entries(expected))
+      expect(res.headers[name]).toMatch(pattern);
+  });
+
+  it("headers: false sends none, but a 429 still carries Retry-After and the JSON body", async () => {
+    const app = createApp(limiter({ limit: 1, windowMs: 60_000, headers: false }));
+    const ok = await request(app).get("/");
+    expect(Object.keys(ok.headers).filter((h) => h.includes("ratelimit"))).toEqual([]);
+    const limited = await request(app).get("/");
+    expect(limited.status).toBe(429);
+    expect(limited.headers["retry-after"]).toMatch(/^\d+$/);
+    expect(limited.body).toEqual({
+      error: "Too Many Requests",
+      retryAfter: Number(limited.headers["retry-after"]),
+    });
+  });
+
+  it("limit and windowMs may depend on the request (plans)", async () => {
+    const mw = limiter({
+      limit: (req) => (req.get("x-plan") === "pro" ? 5 : 2),
+      windowMs: 60_000,
+      key: (req) => req.get("x-user") ?? "anon",
+    });
+    const app = createApp(mw);
+    const hit = (user: string, plan: string) =>
+      request(app).get("/").set("x-user", user).set("x-plan", plan);
+    const free = [];
+    for (let i = 0; i < 3; i++) free.push((await hit("u1", "free")).status);
+    expect(free).toEqual([200, 200, 429]);
+    const pro = [];
+    for (let i = 0; i < 6; i++) pro.push((await hit("u2", "pro")).status);
+    expect(pro).toEqual([200, 200, 200, 200, 200, 429]);
+  });
+
+  it("cost, skip and req.rateLimit", async () => {
+    const seen: number[] = [];
+    const app = express();
+    app.use(
+      limiter({
+        limit: 10,
+        windowMs: 60_000,
+        cost: (req) => Number(req.get("x-cost") ?? 1),
+        skip: (req) => req.get("x-internal") === "yes",
+      }),
+    );
+    app.get("/", (req, res) => {
+      if (req.rateLimit) seen.push(req.rateLimit.remaining);
+      res.json({ ok: true });
+    });
+    await request(app).get("/").set("x-cost", "4");
+    await request(app).get("/").set("x-internal", "yes");
+    await request(app).get("/").set("x-cost", "5");
+    const over = await request(app).get("/").set("x-cost", "2");
+    expect(seen).toEqual([6, 1]);
+    expect(over.status).toBe(429);
+  });
+
+  it("skipSuccessfulRequests counts only failures (e.g. failed logins)", async () => {
+    const mw = limiter({ limit: 2, windowMs: 60_000, skipSuccessfulRequests: true });
+    const app = createApp(mw);
+    for (let i = 0; i < 5; i++) expect((await request(app).get("/")).status).toBe(200);
+    await request(app).get("/fail");
+    await request(app).get("/fail");
+    expect((await request(app).get("/")).status).toBe(429);
+  });
+
+  it("skipFailedRequests refunds failures but never below zero", async () => {
+    const mw = limiter({ limit: 2, windowMs: 60_000, skipFailedRequests: true });
+    const app = createApp(mw);
+    for (let i = 0; i < 4; i++) expect((await request(app).get("/fail")).status).toBe(500);
+    expect((await mw.peek("127.0.0.1")).remaining).toBe(2);
+    expect((await request(app).get("/")).status).toBe(200);
+    expect((await request(app).get("/")).status).toBe(200);
+    expect((await request(app).get("/")).status).toBe(429);
+  });
+
+  it("blockDurationMs, custom handler, reset()", async () => {
+    const mw = limiter({
+      limit: 1,
+      windowMs: 50,
+      blockDurationMs: 60_000,
+      handler: (_req, res, _next, result) => {
+        res.status(503).json({ blockedMs: result.blockedMs > 0 });
+      },
+    });
+    const app = createApp(mw);
+    expect((await request(app).get("/")).status).toBe(200);
+    const blocked = await request(app).get("/");
+    expect(blocked.status).toBe(503);
+    expect(blocked.body).toEqual({ blockedMs: true });
+    expect(Number(blocked.headers["retry-after"])).toBeGreaterThan(50);
+    await mw.reset("127.0.0.1");
+    expect((await request(app).get("/")).status).toBe(200);
+  });
+
+  it("keys by client IP honouring trust proxy; warns once when X-Forwarded-For is ignored", async () => {
+    resetWarnings();
+    const lines: string[] = [];
+    const logger = { info() {}, warn: (m: string) => lines.push(m), error() {} };
+    const untrusted = createApp(limiter({ limit: 1, windowMs: 60_000, logger }));
+    await request(untrusted).get("/").set("X-Forwarded-For", "198.51.100.1");
+    const second = await request(untrusted).get("/").set("X-Forwarded-For", "198.51.100.2");
+    expect(second.status).toBe(429); // both are 127.0.0.1 to Express
+    expect(lines.filter((l) => l.includes("ERK_XFF_IGNORED"))).toHaveLength(1);
+
+    const trusted = createApp(limiter({ limit: 1, windowMs: 60_000 }));
+    trusted.set("trust proxy", 1);
+    expect((await request(trusted).get("/").set("X-Forwarded-For", "198.51.100.1")).status).toBe(
+      200,
+    );
+    expect((await request(trusted).get("/").set("X-Forwarded-For", "198.51.100.2")).status).toBe(
+      200,
+    );
+    expect((await request(trusted).get("/").set("X-Forwarded-For", "198.51.100.1")).status).toBe(
+      429,
+    );
+    // IPv6 clients of one /56 share a key.
+    expect(
+      (await request(trusted).get("/").set("X-Forwarded-For", "2001:db8:1:100::1")).status,
+    ).toBe(200);
+    expect(
+      (await request(trusted).get("/").set("X-Forwarded-For", "2001:db8:1:1ff::2")).status,
+    ).toBe(429);
+  });
+
+  it("a key function returning a non-string fails the request with a clear error", async () => {
+    const app = createApp(
+      limiter({ limit: 1, windowMs: 60_000, key: () => 42 as unknown as string }),
+    );
+    const errors: Error[] = [];
+    app.use(
+      (err: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+        errors.push(err);
+        res.status(500).end();
+      },
+    );
+    expect((await request(app).get("/")).status).toBe(500);
+    expect(errors[0]).toBeInstanceOf(InvalidOptionError);
+    expect(errors[0]?.message).toMatch(
+      /rateLimit: key\(req\) must return a non-empty string \(got 42\)/,
+    );
+  });
+});
+
+describe("normalizeIp", () => {
+  it.each([
+    ["203.0.113.9", "203.0.113.9"],
+    ["::ffff:203.0.113.9", "203.0.113.9"],
+    ["2001:db8:abcd:12ff:1:2:3:4", "2001:db8:abcd:1200::/56"],
+    ["2001:db8:abcd:1200::", "2001:db8:abcd:1200::/56"],
+    ["not an ip", "not an ip"],
+  ])("%s → %s", (ip, expected) => {
+    expect(normalizeIp(ip, 56)).toBe(expected);
+  });
+
+  it("keeps whole IPv6 addresses with ipv6Subnet false", () => {
+    expect(normalizeIp("2001:0db8:0:0::1", false)).toBe("2001:db8::1");
+  });
+});
+
+describe("options are validated once, naming the option and the value", () => {
+  it.each([
+    [{ windowMs: -5, limit: 1 }, /rateLimit: windowMs must be a positive integer \(got -5\)/],
+    [{ limit: 1.5, windowMs: 1000 }, /rateLimit: limit must be a positive integer \(got 1.5\)/],
+    [
+      { limit: 1, windowMS: 1000 },
+      /rateLimit: unknown option "windowMS"; did you mean "windowMs"\?/,
+    ],
+    [
+      { limit: 1, windowMs: 1000, algorithm: "slidingwindow" },
+      /algorithm must be one of .*did you mean "sliding-window"\?/,
+    ],
+    [{ limit: 1, windowMs: 1000, headers: "draft-9" }, /headers must be one of/],
+    [
+      { limit: 1, windowMs: 1000, onRedisError: "fail" },
+      /onRedisError must be one of "memory", "open", "closed"/,
+    ],
+    [{ limit: 1, windowMs: 1000, prefix: "a{b}" }, /prefix must be a string .* without braces/],
+    [{ limit: 1, windowMs: 1000, redis: {} }, /redis must be an ioredis Redis or Cluster client/],
+    [{ limit: 1, windowMs: 1000, statusCode: 200 }, /statusCode must be an HTTP error status/],
+    [{ policies: [] }, /policies must be an array of 1 to 16 policies/],
+    [{ policies: [{ limit: 1, windowMs: 1000 }], limit: 5 }, /policies must be given alone/],
+  ])("%j", (options, message) => {
+    expect(() => rateLimit(options as RateLimitOptions)).toThrow(InvalidOptionError);
+    expect(() => rateLimit(options as RateLimitOptions)).toThrow(message);
+  });
+});
