@@ -53,7 +53,7 @@ export function testPrefix(file: string): string {
 /** An Express app with `middleware` in front of `GET|POST /` (and `/fail` answering 500). */
 export function createApp(...middleware: RequestHandler[]): express.Express {
   const app = express();
-  app.use(...middleware);
+  if (middleware.length > 0) app.use(...middleware);
   app.get("/", (_req, res) => {
     res.json({ ok: true });
   });

@@ -1,0 +1,76 @@
+/**
+ * The example app: what the library looks like wired into a real Express API. Run it with
+ * `npm start` (see server.ts); tests build it with `createExampleApp()`.
+ */
+import express from "express";
+import { createRateLimiter, type RedisClient, rateLimit, redisHealth } from "../index.js";
+import { page } from "./page.js";
+
+/** Builds the example app on `redis`, or on the memory backend when it is undefined. */
+export function createExampleApp(redis?: RedisClient): express.Express {
+  const app = express();
+  app.set("trust proxy", "loopback"); // behind a local proxy, X-Forwarded-For is the client
+  app.use(express.json());
+
+  // Every /api route: a burst limit and an hourly quota, charged together or not at all.
+  const apiLimit = rateLimit({
+    redis,
+    prefix: "example:api:",
+    policies: [
+      { name: "burst", limit: 5, windowMs: 10_000 },
+      { name: "hourly", limit: 100, windowMs: 3_600_000, algorithm: "fixed-window" },
+    ],
+  });
+
+  // Login attempts per account, called from the handler (the key is in the body).
+  const loginLimiter = createRateLimiter({
+    redis,
+    prefix: "example:login:",
+    limit: 5,
+    windowMs: 15 * 60_000,
+    algorithm: "fixed-window",
+  });
+
+  app.get("/", (_req, res) => {
+    res.type("html").send(page(redis === undefined ? "memory" : "redis"));
+  });
+
+  app.get("/api/hello", apiLimit, (req, res) => {
+    res.json({ hello: "world", rateLimit: req.rateLimit });
+  });
+
+  app.post("/api/login", apiLimit, async (req, res, next) => {
+    try {
+      const account = typeof req.body?.account === "string" ? req.body.account : "";
+      if (account === "") {
+        res.status(400).json({ error: "account is required" });
+        return;
+      }
+      const attempt = await loginLimiter.consume(account);
+      if (!attempt.allowed) {
+        res.setHeader("Retry-After", Math.ceil(attempt.retryAfterMs / 1000));
+        res.status(429).json({
+          error: "Too many login attempts for this account",
+          retryAfterMs: attempt.retryAfterMs,
+        });
+        return;
+      }
+      // A real app checks the password here; this one always refuses, so attempts add up.
+      res.status(401).json({ error: "wrong password", attemptsLeft: attempt.remaining });
+    } catch (err) {
+      next(err);
+    }
+  });
+
+  app.post("/api/limits/reset", async (req, res, next) => {
+    try {
+      await apiLimit.reset(req.ip ?? "unknown-ip");
+      res.json({ reset: true });
+    } catch (err) {
+      next(err);
+    }
+  });
+
+  app.get("/health/redis", redisHealth({ redis }));
+  return app;
+}

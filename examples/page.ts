@@ -1,0 +1,57 @@
+/** The example's one HTML page: buttons to try the rate limits by hand. No build step. */
+export function page(backend: "redis" | "memory"): string {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>express-redis-kit example</title>
+<style>
+  body { font: 15px/1.5 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem; }
+  button { font: inherit; padding: .3rem .8rem; margin-right: .5rem; }
+  pre { background: #f4f4f4; padding: .8rem; overflow: auto; min-height: 6rem; }
+  .ok { color: #176c2d; } .limited { color: #a11; }
+</style>
+</head>
+<body>
+<h1>express-redis-kit example</h1>
+<p>Backend: <strong id="backend">${backend}</strong>. Every <code>/api</code> route allows a burst of
+5 requests per 10 s and 100 per hour (two policies, one atomic round trip).</p>
+<p>
+  <button id="hello">GET /api/hello</button>
+  <button id="ten">10 × GET /api/hello</button>
+  <button id="login">POST /api/login</button>
+  <button id="reset">Reset my limits</button>
+  <a href="/health/redis">/health/redis</a>
+</p>
+<pre id="out">Click a button.</pre>
+<script>
+const out = document.getElementById("out");
+async function call(method, url, body) {
+  const res = await fetch(url, { method, headers: { "content-type": "application/json" }, body: body && JSON.stringify(body) });
+  const headers = ["ratelimit", "ratelimit-policy", "retry-after"]
+    .filter((h) => res.headers.has(h)).map((h) => h + ": " + res.headers.get(h)).join("\\n");
+  const text = await res.text();
+  return { status: res.status, line: method + " " + url + " → " + res.status, headers, text };
+}
+function show(results) {
+  out.innerHTML = "";
+  for (const r of results) {
+    const div = document.createElement("div");
+    div.className = r.status === 429 ? "limited" : "ok";
+    div.textContent = r.line + (r.headers ? "\\n" + r.headers : "") + "\\n" + r.text + "\\n";
+    out.appendChild(div);
+  }
+}
+document.getElementById("hello").onclick = async () => show([await call("GET", "/api/hello")]);
+document.getElementById("ten").onclick = async () => {
+  const results = [];
+  for (let i = 0; i < 10; i++) results.push(await call("GET", "/api/hello"));
+  show(results);
+};
+document.getElementById("login").onclick = async () => show([await call("POST", "/api/login", { account: "alice" })]);
+document.getElementById("reset").onclick = async () => show([await call("POST", "/api/limits/reset")]);
+</script>
+</body>
+</html>
+`;
+}

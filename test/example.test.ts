@@ -1,0 +1,80 @@
+/** The example app: routes on both backends, and `npm start`'s server without a reachable Redis. */
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { resolve } from "node:path";
+import request from "supertest";
+import { createExampleApp } from "../examples/app.js";
+import { freePort } from "./harness/redis-server.ts";
+import { closeClients, newRedis } from "./helpers.js";
+
+afterAll(closeClients);
+
+describe.each(["memory", "standalone"] as const)("example app on %s", (backend) => {
+  it("serves the page, a rate-limited route, login attempts per account and health", async () => {
+    const redis = backend === "memory" ? undefined : newRedis();
+    await redis?.eval(
+      "for _, k in ipairs(redis.call('KEYS', 'example:*')) do redis.call('DEL', k) end",
+      0,
+    );
+    const app = createExampleApp(redis);
+    const home = await request(app).get("/");
+    expect(home.status).toBe(200);
+    expect(home.text).toContain(
+      `<strong id="backend">${backend === "memory" ? "memory" : "redis"}</strong>`,
+    );
+    const statuses = [];
+    for (let i = 0; i < 6; i++) statuses.push((await request(app).get("/api/hello")).status);
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
+    await request(app).post("/api/limits/reset");
+    const logins = [];
+    for (let i = 0; i < 5; i++) {
+      logins.push(
+        (
+          await request(app)
+            .post("/api/login")
+            .send({ account: `alice-${backend}` })
+        ).status,
+      );
+    }
+    expect(logins).toEqual([401, 401, 401, 401, 401]);
+    await request(app).post("/api/limits/reset");
+    expect(
+      (
+        await request(app)
+          .post("/api/login")
+          .send({ account: `alice-${backend}` })
+      ).status,
+    ).toBe(429);
+    const health = await request(app).get("/health/redis");
+    expect(health.body.mode).toBe(backend === "memory" ? "memory" : "standalone");
+  });
+});
+
+it("npm start without a reachable Redis runs on memory and says so in one line", async () => {
+  const port = await freePort();
+  const child = spawn(process.execPath, ["--import", "tsx", "examples/server.ts"], {
+    cwd: resolve(__dirname, ".."),
+    env: {
+      ...process.env,
+      REDIS_URL: `redis://:secret@127.0.0.1:${await freePort()}`,
+      PORT: String(port),
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  try {
+    let output = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    while (!output.includes("listening on")) await once(child.stdout, "data");
+    expect(output).toMatch(
+      /no Redis at redis:\/\/127\.0\.0\.1:\d+\/? \(.*ECONNREFUSED.*\); running on the in-process memory backend/,
+    );
+    expect(output).not.toContain("secret");
+    const res = await fetch(`http://127.0.0.1:${port}/health/redis`);
+    expect(await res.json()).toMatchObject({ status: "ok", mode: "memory" });
+  } finally {
+    child.kill("SIGTERM");
+    await once(child, "exit");
+  }
+}, 30_000);

@@ -1,0 +1,80 @@
+/** redisHealth() against a standalone server, the Cluster, a sleeping and a stopped server. */
+import request from "supertest";
+import { createRedisClient, redisHealth } from "../index.js";
+import { type RedisServer, startRedisServer } from "./harness/redis-server.ts";
+import { closeClients, createApp, newCluster, newRedis } from "./helpers.js";
+
+let own: RedisServer;
+beforeAll(async () => {
+  own = await startRedisServer();
+});
+afterAll(async () => {
+  await closeClients();
+  await own.stop();
+});
+
+const app = (options: Parameters<typeof redisHealth>[0]) => {
+  const a = createApp();
+  a.get("/health", redisHealth(options));
+  return a;
+};
+
+it("standalone: 200 with version, memory and clients", async () => {
+  const res = await request(app({ redis: newRedis() })).get("/health");
+  expect(res.status).toBe(200);
+  expect(res.body).toMatchObject({ status: "ok", mode: "standalone" });
+  expect(res.body.version).toMatch(/^\d+\.\d+\.\d+$/);
+  expect(res.body.usedMemoryBytes).toBeGreaterThan(0);
+  expect(res.body.connectedClients).toBeGreaterThanOrEqual(1);
+  expect(res.body.latencyMs).toBeGreaterThanOrEqual(0);
+});
+
+it("cluster: 200, numbers summed over the masters", async () => {
+  const cluster = newCluster();
+  const single = await request(app({ redis: newRedis() })).get("/health");
+  const res = await request(app({ redis: cluster })).get("/health");
+  expect(res.status).toBe(200);
+  expect(res.body).toMatchObject({ status: "ok", mode: "cluster" });
+  expect(res.body.connectedClients).toBeGreaterThanOrEqual(3);
+  expect(res.body.usedMemoryBytes).toBeGreaterThan(single.body.usedMemoryBytes);
+});
+
+it("no redis: reports the memory backend", async () => {
+  const res = await request(app({})).get("/health");
+  expect(res.status).toBe(200);
+  expect(res.body).toMatchObject({ status: "ok", mode: "memory" });
+});
+
+it("a slow server is degraded (503), a stopped one is down (503) within the timeout", async () => {
+  const redis = createRedisClient({ url: own.url, logger: { info() {}, warn() {}, error() {} } });
+  try {
+    const health = app({ redis, timeoutMs: 600, degradedLatencyMs: 100 });
+    expect((await request(health).get("/health")).body.status).toBe("ok");
+    // Sent on the checked client's own connection, so it runs before the health check's PING.
+    const sleeping = redis.debug("SLEEP", "0.3").catch(() => {});
+    const slow = await request(health).get("/health");
+    await sleeping;
+    expect(slow.status).toBe(503);
+    expect(slow.body).toMatchObject({ status: "degraded" });
+    expect(slow.body.error).toMatch(/PING took \d+ ms/);
+
+    await own.stop();
+    const started = Date.now();
+    const down = await request(health).get("/health");
+    expect(Date.now() - started).toBeLessThan(600 + 400);
+    expect(down.status).toBe(503);
+    expect(down.body).toMatchObject({ status: "down", mode: "standalone", latencyMs: null });
+  } finally {
+    redis.disconnect();
+    await own.start();
+  }
+});
+
+it("rejects bad options", () => {
+  expect(() => redisHealth({ timeoutMs: 0 })).toThrow(
+    /redisHealth: timeoutMs must be a positive integer \(got 0\)/,
+  );
+  expect(() => redisHealth({ timeout: 5 } as never)).toThrow(
+    /unknown option "timeout"; did you mean "timeoutMs"\?/,
+  );
+});
