@@ -4,6 +4,7 @@
  * files find them through `ERK_TEST_REDIS_URL` and `ERK_TEST_CLUSTER_NODES`.
  */
 import {
+  MissingBinaryError,
   type RedisCluster,
   type RedisServer,
   startRedisCluster,
@@ -15,6 +16,16 @@ declare global {
 }
 
 export default async function globalSetup(): Promise<void> {
+  try {
+    await startServers();
+  } catch (err) {
+    if (!(err instanceof MissingBinaryError)) throw err;
+    console.error(`\n${err.message}`); // one clear line, no stack trace
+    process.exit(1);
+  }
+}
+
+async function startServers(): Promise<void> {
   const owned: { standalone?: RedisServer; cluster?: RedisCluster } = {};
   globalThis.__erkServers = owned;
   if (process.env.REDIS_URL) {

@@ -3,24 +3,31 @@
  * server or a small Cluster, on free ports, from the binary on PATH.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { accessSync, constants, mkdtempSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
 import { promisify } from "node:util";
 
 const run = promisify(execFile);
 
+/** Thrown when a binary the tests need is not on PATH; its message is one line. */
+export class MissingBinaryError extends Error {}
+
 /** Resolves the path of `name` on PATH, or throws one clear line naming the missing binary. */
 export async function requireBinary(name: "redis-server" | "redis-cli"): Promise<string> {
-  try {
-    const { stdout } = await run("sh", ["-c", `command -v ${name}`]);
-    return stdout.trim();
-  } catch {
-    throw new Error(
-      `${name} not found on PATH: install it (Debian: apt-get install redis-server) or set REDIS_URL and REDIS_CLUSTER_NODES to existing servers`,
-    );
+  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+    const candidate = join(dir, name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not in this directory
+    }
   }
+  throw new MissingBinaryError(
+    `${name} not found on PATH: install it (Debian: apt-get install redis-server) or set REDIS_URL and REDIS_CLUSTER_NODES to existing servers`,
+  );
 }
 
 /** A free TCP port on 127.0.0.1 (and, for Cluster nodes, its bus port + 10000 too). */
