@@ -1,9 +1,10 @@
 /**
  * Rate limit response headers: the IETF drafts (`draft-8`, `draft-7`, `draft-6`) and the
- * legacy `X-RateLimit-*` trio. The partition key in draft-8 is a hash of the key, never the
- * raw IP or user id.
+ * legacy `X-RateLimit-*` trio. The partition key in draft-8 is a keyed hash (HMAC-SHA-256) of
+ * the key, never the raw IP or user id; a plain hash of an IPv4 address could be reversed by
+ * trying all 2^32 of them.
  */
-import { createHash } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import type { Response } from "express";
 import type { RateLimitResult } from "../stores/rate-limit/types.js";
 
@@ -12,16 +13,25 @@ export type HeaderStyle = "draft-8" | "draft-7" | "draft-6" | "legacy" | false;
 
 const seconds = (ms: number) => Math.max(0, Math.ceil(ms / 1000));
 
-/** Sets `style` headers for `result` on `res`. `key` is hashed for draft-8's `pk`. */
+/** Default secret of the partition key: random per process (set one to share it across instances). */
+export const PROCESS_PARTITION_SECRET = randomBytes(32);
+
+/** The draft-8 `pk` parameter: 12 bytes of HMAC-SHA-256(secret, key) as a byte sequence. */
+export function partitionKey(key: string, secret: string | Uint8Array): string {
+  return `:${createHmac("sha256", secret).update(key).digest().subarray(0, 12).toString("base64")}:`;
+}
+
+/** Sets `style` headers for `result` on `res`. `key` is hashed with `secret` for draft-8's `pk`. */
 export function setRateLimitHeaders(
   res: Response,
   style: HeaderStyle,
   result: RateLimitResult,
   key: string,
+  secret: string | Uint8Array,
 ): void {
   switch (style) {
     case "draft-8": {
-      const pk = `:${createHash("sha256").update(key).digest().subarray(0, 12).toString("base64")}:`;
+      const pk = partitionKey(key, secret);
       res.setHeader(
         "RateLimit-Policy",
         result.policies

@@ -14,7 +14,12 @@ import {
 } from "../stores/rate-limit/options.js";
 import type { Algorithm, RateLimitResult } from "../stores/rate-limit/types.js";
 import { ipKeyGenerator } from "./client-key.js";
-import { type HeaderStyle, setRateLimitHeaders, setRetryAfter } from "./rate-limit-headers.js";
+import {
+  type HeaderStyle,
+  PROCESS_PARTITION_SECRET,
+  setRateLimitHeaders,
+  setRetryAfter,
+} from "./rate-limit-headers.js";
 
 declare global {
   namespace Express {
@@ -72,6 +77,12 @@ export interface RateLimitOptions extends Omit<RateLimiterOptions, "limit" | "wi
    */
   headers?: HeaderStyle;
   /**
+   * Secret of the draft-8 partition key (`pk`, an HMAC of the key). Give every instance the
+   * same one so a client sees one `pk` whichever instance answers.
+   * @default random per process
+   */
+  partitionKeySecret?: string;
+  /**
    * Status of the default rejection.
    * @default 429
    */
@@ -105,6 +116,7 @@ interface RateLimitConfig {
   skipFailedRequests: boolean;
   requestWasSuccessful: (req: Request, res: Response) => boolean;
   headers: HeaderStyle;
+  partitionKeySecret: string | Uint8Array;
   statusCode: number;
   handler: (req: Request, res: Response, next: NextFunction, result: RateLimitResult) => void;
   logger: Logger;
@@ -120,6 +132,7 @@ const HTTP_OPTIONS = [
   "skipFailedRequests",
   "requestWasSuccessful",
   "headers",
+  "partitionKeySecret",
   "statusCode",
   "handler",
 ] as const;
@@ -211,12 +224,22 @@ export function parseRateLimitOptions(options: RateLimitOptions): RateLimitConfi
       ["draft-8", "draft-7", "draft-6", "legacy", false],
       "draft-8",
     ),
+    partitionKeySecret: parseSecret(http.partitionKeySecret),
     statusCode: statusCode as number,
     handler:
       optionalFunction<RateLimitConfig["handler"]>(SCOPE, "handler", http.handler) ??
       defaultHandler(statusCode as number),
     logger: limiter.logger,
   };
+}
+
+function parseSecret(value: unknown): string | Uint8Array {
+  if (value === undefined) return PROCESS_PARTITION_SECRET;
+  if (typeof value !== "string" || value.length < 16) {
+    // Never echo a secret, even a wrong one.
+    fail(SCOPE, "partitionKeySecret", "a string of at least 16 characters", "(hidden)");
+  }
+  return value;
 }
 
 function defaultHandler(status: number): RateLimitConfig["handler"] {
@@ -276,7 +299,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
         return;
       }
       req.rateLimit = result;
-      setRateLimitHeaders(res, config.headers, result, key);
+      setRateLimitHeaders(res, config.headers, result, key, config.partitionKeySecret);
       if (!result.allowed) {
         setRetryAfter(res, result);
         config.handler(req, res, next, result);

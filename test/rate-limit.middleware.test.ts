@@ -58,6 +58,19 @@ describe.each(["memory", "standalone"] as const)("rateLimit() on %s", (backend) 
     expect(res.headers["retry-after"]).toBeUndefined();
   });
 
+  it("the partition key is an HMAC: equal across instances sharing a secret, else different", async () => {
+    const pk = async (secret?: string) => {
+      const res = await request(
+        createApp(limiter({ limit: 3, windowMs: 60_000, partitionKeySecret: secret })),
+      ).get("/");
+      return /pk=(:[^:]+:)/.exec(String(res.headers.ratelimit))?.[1];
+    };
+    const shared = "s3cret-shared-by-all-instances";
+    expect(await pk(shared)).toBe(await pk(shared));
+    expect(await pk(shared)).not.toBe(await pk("another-secret-0123456789"));
+    expect(await pk()).not.toBe(await pk(shared));
+  });
+
   it.each([
     ["draft-7", { ratelimit: /^limit=2, remaining=1, reset=\d+$/, "ratelimit-policy": /^2;w=60$/ }],
     [
@@ -255,6 +268,10 @@ describe("options are validated once, naming the option and the value", () => {
     [{ limit: 1, windowMs: 1000, redis: {} }, /redis must be an ioredis Redis or Cluster client/],
     [{ limit: 1, windowMs: 1000, statusCode: 200 }, /statusCode must be an HTTP error status/],
     [{ policies: [] }, /policies must be an array of 1 to 16 policies/],
+    [
+      { limit: 1, windowMs: 1000, partitionKeySecret: "short" },
+      /partitionKeySecret must be a string of at least 16 characters \(got "\(hidden\)"\)/,
+    ],
     [{ policies: [{ limit: 1, windowMs: 1000 }], limit: 5 }, /policies must be given alone/],
   ])("%j", (options, message) => {
     expect(() => rateLimit(options as RateLimitOptions)).toThrow(InvalidOptionError);
