@@ -80,16 +80,6 @@ async function timed(call: () => Promise<RateLimitResult>) {
   }
 }
 
-/** Consumes until a call is answered by Redis again (bounded: the server is back by then). */
-async function untilBackOnRedis(call: () => Promise<RateLimitResult>) {
-  for (let i = 0; i < 100; i++) {
-    const { result } = await timed(call);
-    if (result?.backend === "redis") return result;
-    await wait(50); // recovery is noticed by traffic; space the calls out
-  }
-  throw new Error("never switched back to Redis");
-}
-
 const disruptions: [string, () => Promise<unknown>, () => Promise<unknown>][] = [
   ["shutdown", () => server.stop(), () => server.start()],
   ["CLIENT PAUSE", () => newRedis(server.url).client("PAUSE", 700, "ALL"), async () => {}],
