@@ -6,6 +6,7 @@
  */
 import { createHmac, randomBytes } from "node:crypto";
 import type { Response } from "express";
+import { LRUCache } from "lru-cache";
 import type { RateLimitResult } from "../stores/rate-limit/types.js";
 
 /** Which header set to send; `false` sends none (a 429 still gets `Retry-After`). */
@@ -21,54 +22,70 @@ export function partitionKey(key: string, secret: string | Uint8Array): string {
   return `:${createHmac("sha256", secret).update(key).digest().subarray(0, 12).toString("base64")}:`;
 }
 
-/** Sets `style` headers for `result` on `res`. `key` is hashed with `secret` for draft-8's `pk`. */
-export function setRateLimitHeaders(
-  res: Response,
-  style: HeaderStyle,
-  result: RateLimitResult,
-  key: string,
-  secret: string | Uint8Array,
-): void {
-  switch (style) {
-    case "draft-8": {
-      const pk = partitionKey(key, secret);
-      res.setHeader(
-        "RateLimit-Policy",
-        result.policies
-          .map((p) => `"${p.name}";q=${p.limit};w=${seconds(p.windowMs)};pk=${pk}`)
-          .join(", "),
-      );
-      res.setHeader(
-        "RateLimit",
-        result.policies
-          .map((p) => {
-            const remaining = result.blockedMs > 0 ? 0 : p.remaining;
-            return `"${p.name}";r=${remaining};t=${seconds(Math.max(p.resetMs, result.blockedMs))};pk=${pk}`;
-          })
-          .join(", "),
-      );
-      return;
+/** Keys longer than this are hashed every time instead of being cached. */
+const MAX_CACHED_KEY = 256;
+
+/**
+ * Writes one middleware's rate limit headers. Caches partition keys per key (an HMAC per
+ * request is the costliest part of the headers), bounded to 10,000 short keys.
+ */
+export class RateLimitHeaders {
+  private readonly partitionKeys = new LRUCache<string, string>({ max: 10_000 });
+
+  constructor(
+    private readonly style: HeaderStyle,
+    private readonly secret: string | Uint8Array,
+  ) {}
+
+  /** Sets the headers for `result`; `key` is hashed for draft-8's `pk`. */
+  set(res: Response, result: RateLimitResult, key: string): void {
+    switch (this.style) {
+      case "draft-8": {
+        const pk = this.partitionKey(key);
+        let policy = "";
+        let state = "";
+        for (const p of result.policies) {
+          const sep = policy === "" ? "" : ", ";
+          const remaining = result.blockedMs > 0 ? 0 : p.remaining;
+          const reset = seconds(Math.max(p.resetMs, result.blockedMs));
+          policy += `${sep}"${p.name}";q=${p.limit};w=${seconds(p.windowMs)};pk=${pk}`;
+          state += `${sep}"${p.name}";r=${remaining};t=${reset};pk=${pk}`;
+        }
+        res.setHeader("RateLimit-Policy", policy);
+        res.setHeader("RateLimit", state);
+        return;
+      }
+      case "draft-7":
+        res.setHeader("RateLimit-Policy", policyList(result));
+        res.setHeader(
+          "RateLimit",
+          `limit=${result.limit}, remaining=${result.remaining}, reset=${seconds(result.resetMs)}`,
+        );
+        return;
+      case "draft-6":
+        res.setHeader("RateLimit-Policy", policyList(result));
+        res.setHeader("RateLimit-Limit", String(result.limit));
+        res.setHeader("RateLimit-Remaining", String(result.remaining));
+        res.setHeader("RateLimit-Reset", String(seconds(result.resetMs)));
+        return;
+      case "legacy":
+        res.setHeader("X-RateLimit-Limit", String(result.limit));
+        res.setHeader("X-RateLimit-Remaining", String(result.remaining));
+        res.setHeader("X-RateLimit-Reset", String(Math.ceil((Date.now() + result.resetMs) / 1000)));
+        return;
+      case false:
+        return;
     }
-    case "draft-7":
-      res.setHeader("RateLimit-Policy", policyList(result));
-      res.setHeader(
-        "RateLimit",
-        `limit=${result.limit}, remaining=${result.remaining}, reset=${seconds(result.resetMs)}`,
-      );
-      return;
-    case "draft-6":
-      res.setHeader("RateLimit-Policy", policyList(result));
-      res.setHeader("RateLimit-Limit", String(result.limit));
-      res.setHeader("RateLimit-Remaining", String(result.remaining));
-      res.setHeader("RateLimit-Reset", String(seconds(result.resetMs)));
-      return;
-    case "legacy":
-      res.setHeader("X-RateLimit-Limit", String(result.limit));
-      res.setHeader("X-RateLimit-Remaining", String(result.remaining));
-      res.setHeader("X-RateLimit-Reset", String(Math.ceil((Date.now() + result.resetMs) / 1000)));
-      return;
-    case false:
-      return;
+  }
+
+  private partitionKey(key: string): string {
+    if (key.length > MAX_CACHED_KEY) return partitionKey(key, this.secret);
+    let pk = this.partitionKeys.get(key);
+    if (pk === undefined) {
+      pk = partitionKey(key, this.secret);
+      this.partitionKeys.set(key, pk);
+    }
+    return pk;
   }
 }
 

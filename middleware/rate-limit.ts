@@ -17,7 +17,7 @@ import { ipKeyGenerator } from "./client-key.js";
 import {
   type HeaderStyle,
   PROCESS_PARTITION_SECRET,
-  setRateLimitHeaders,
+  RateLimitHeaders,
   setRetryAfter,
 } from "./rate-limit-headers.js";
 
@@ -266,6 +266,7 @@ function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
 export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
   const config = parseRateLimitOptions(options);
   const limiter = createLimiterFromConfig(config.limiter, SCOPE);
+  const headers = new RateLimitHeaders(config.headers, config.partitionKeySecret);
 
   async function rateLimitMiddleware(req: Request, res: Response, next: NextFunction) {
     try {
@@ -299,7 +300,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
         return;
       }
       req.rateLimit = result;
-      setRateLimitHeaders(res, config.headers, result, key, config.partitionKeySecret);
+      headers.set(res, result, key);
       if (!result.allowed) {
         setRetryAfter(res, result);
         config.handler(req, res, next, result);
