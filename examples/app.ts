@@ -6,8 +6,11 @@ import express from "express";
 import { createRateLimiter, type RedisClient, rateLimit, redisHealth } from "../index.js";
 import { page } from "./page.js";
 
-/** Builds the example app on `redis`, or on the memory backend when it is undefined. */
-export function createExampleApp(redis?: RedisClient): express.Express {
+/**
+ * Builds the example app on `redis`, or on the memory backend when it is undefined. `prefix`
+ * starts every Redis key the app writes (tests give each run its own).
+ */
+export function createExampleApp(redis?: RedisClient, prefix = "example:"): express.Express {
   const app = express();
   app.set("trust proxy", "loopback"); // behind a local proxy, X-Forwarded-For is the client
   app.use(express.json());
@@ -15,7 +18,7 @@ export function createExampleApp(redis?: RedisClient): express.Express {
   // Every /api route: a burst limit and an hourly quota, charged together or not at all.
   const apiLimit = rateLimit({
     redis,
-    prefix: "example:api:",
+    prefix: `${prefix}api:`,
     policies: [
       { name: "burst", limit: 5, windowMs: 10_000 },
       { name: "hourly", limit: 100, windowMs: 3_600_000, algorithm: "fixed-window" },
@@ -25,7 +28,7 @@ export function createExampleApp(redis?: RedisClient): express.Express {
   // Login attempts per account, called from the handler (the key is in the body).
   const loginLimiter = createRateLimiter({
     redis,
-    prefix: "example:login:",
+    prefix: `${prefix}login:`,
     limit: 5,
     windowMs: 15 * 60_000,
     algorithm: "fixed-window",
@@ -64,7 +67,7 @@ export function createExampleApp(redis?: RedisClient): express.Express {
 
   app.post("/api/limits/reset", async (req, res, next) => {
     try {
-      await apiLimit.reset(req.ip ?? "unknown-ip");
+      await apiLimit.reset(await apiLimit.keyOf(req)); // the key the limiter counts, not raw req.ip
       res.json({ reset: true });
     } catch (err) {
       next(err);

@@ -91,15 +91,25 @@ export interface RateLimitOptions extends Omit<RateLimiterOptions, "limit" | "wi
    * Answers a rejected request (headers and `Retry-After` are already set).
    * @default JSON `{ "error": "Too Many Requests", "retryAfter": <seconds | null> }`
    */
-  handler?: (req: Request, res: Response, next: NextFunction, result: RateLimitResult) => void;
+  handler?: (
+    req: Request,
+    res: Response,
+    next: NextFunction,
+    result: RateLimitResult,
+  ) => void | Promise<void>;
 }
 
 /** The handler `rateLimit()` returns, with admin methods. */
 export interface RateLimitMiddleware extends RequestHandler {
   /** Forgets `key`'s counters and block. */
   reset(key: string): Promise<void>;
-  /** The current state of `key` without charging it. */
-  peek(key: string): Promise<RateLimitResult>;
+  /**
+   * The current state of `key` without charging it. When `limit` or `windowMs` is a function,
+   * pass the request too, so the policy is the one that request would get.
+   */
+  peek(key: string, req?: Request): Promise<RateLimitResult>;
+  /** The key this middleware counts `req` under (for `reset()` and `peek()`). */
+  keyOf(req: Request, res?: Response): Promise<string>;
   /** The underlying limiter (for `consume()` from a handler, `block()`, `stats()`). */
   readonly limiter: RateLimiter;
 }
@@ -118,7 +128,7 @@ interface RateLimitConfig {
   headers: HeaderStyle;
   partitionKeySecret: string | Uint8Array;
   statusCode: number;
-  handler: (req: Request, res: Response, next: NextFunction, result: RateLimitResult) => void;
+  handler: NonNullable<RateLimitOptions["handler"]>;
   logger: Logger;
 }
 
@@ -268,32 +278,52 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
   const limiter = createLimiterFromConfig(config.limiter, SCOPE);
   const headers = new RateLimitHeaders(config.headers, config.partitionKeySecret);
 
+  async function keyOf(req: Request, res?: Response): Promise<string> {
+    const keyed = config.key(req, res as Response);
+    const key = isPromise(keyed) ? await keyed : keyed;
+    if (typeof key !== "string" || key.length === 0) {
+      throw new InvalidOptionError(
+        `${SCOPE}: key(req) must return a non-empty string (got ${show(key)})`,
+        "key",
+      );
+    }
+    return key;
+  }
+
+  /** Per-request policies when `limit` or `windowMs` is a function, else the limiter's. */
+  async function policiesFor(req: Request | undefined) {
+    if (config.dynamic === undefined) return undefined;
+    if (req === undefined) {
+      throw new InvalidOptionError(
+        `${SCOPE}: peek(key, req) needs the request when limit or windowMs is a function`,
+        "req",
+      );
+    }
+    const { limit, windowMs, algorithm } = config.dynamic;
+    return {
+      policies: [
+        {
+          limit: await perRequest(limit, req),
+          windowMs: await perRequest(windowMs, req),
+          algorithm,
+        },
+      ],
+    };
+  }
+
   async function rateLimitMiddleware(req: Request, res: Response, next: NextFunction) {
     try {
       if (config.skip !== undefined) {
         const skipped = config.skip(req, res);
         if (isPromise(skipped) ? await skipped : skipped) return next();
       }
-      const keyed = config.key(req, res);
-      const key = isPromise(keyed) ? await keyed : keyed;
-      if (typeof key !== "string" || key.length === 0) {
-        throw new InvalidOptionError(
-          `${SCOPE}: key(req) must return a non-empty string (got ${show(key)})`,
-          "key",
-        );
-      }
+      const key = await keyOf(req, res);
       const costed = perRequest(config.cost, req);
       const cost = isPromise(costed) ? await costed : costed;
-      const policies = config.dynamic && [
-        {
-          limit: await perRequest(config.dynamic.limit, req),
-          windowMs: await perRequest(config.dynamic.windowMs, req),
-          algorithm: config.dynamic.algorithm,
-        },
-      ];
+      const overrides = await policiesFor(req);
       let result: RateLimitResult;
       try {
-        result = await limiter.consume(key, cost, policies && { policies });
+        result = await limiter.consume(key, cost, overrides);
       } catch (err) {
         if (!(err instanceof StoreUnavailableError)) throw err;
         res.status(503).json({ error: "Service Unavailable" }); // onRedisError: "closed"
@@ -303,7 +333,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
       headers.set(res, result, key);
       if (!result.allowed) {
         setRetryAfter(res, result);
-        config.handler(req, res, next, result);
+        await config.handler(req, res, next, result);
         return;
       }
       if (config.skipSuccessfulRequests || config.skipFailedRequests) refundLater(req, res, result);
@@ -319,18 +349,26 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
       if (settled) return;
       settled = true;
       if (failed ? config.skipFailedRequests : config.skipSuccessfulRequests) {
-        limiter
-          .refund(result)
-          .catch((err: Error) => config.logger.error(`${SCOPE}: refund failed: ${err.message}`));
+        // A refund that cannot reach Redis is dropped inside refund(); this never rejects.
+        void limiter.refund(result);
       }
     };
-    res.once("finish", () => settle(!config.requestWasSuccessful(req, res)));
+    res.once("finish", () => {
+      let succeeded = false;
+      try {
+        succeeded = config.requestWasSuccessful(req, res);
+      } catch (err) {
+        config.logger.error(`${SCOPE}: requestWasSuccessful threw: ${(err as Error).message}`);
+      }
+      settle(!succeeded);
+    });
     res.once("close", () => settle(true)); // after "finish" this is a no-op; before, the client left
   }
 
   return Object.assign(rateLimitMiddleware, {
     reset: (key: string) => limiter.reset(key),
-    peek: (key: string) => limiter.peek(key),
+    peek: async (key: string, req?: Request) => limiter.peek(key, 1, await policiesFor(req)),
+    keyOf,
     limiter,
   });
 }

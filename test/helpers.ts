@@ -28,14 +28,21 @@ export function clusterNodes(): { host: string; port: number }[] {
 
 /** A new standalone client (closed by `closeClients()`). */
 export function newRedis(url = redisUrl(), options: RedisOptions = {}): Redis {
-  const client = new Redis(url, { maxRetriesPerRequest: 1, disconnectTimeout: 100, ...options });
+  const client = new Redis(url, {
+    maxRetriesPerRequest: 1,
+    disconnectTimeout: 100,
+    autoResendUnfulfilledCommands: false,
+    ...options,
+  });
   clients.push(client);
   return client;
 }
 
 /** A new Cluster client (closed by `closeClients()`). */
 export function newCluster(): Cluster {
-  const client = new Cluster(clusterNodes(), { redisOptions: { maxRetriesPerRequest: 1 } });
+  const client = new Cluster(clusterNodes(), {
+    redisOptions: { maxRetriesPerRequest: 1, autoResendUnfulfilledCommands: false },
+  });
   clients.push(client);
   return client;
 }

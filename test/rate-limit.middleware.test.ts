@@ -7,7 +7,16 @@ import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import express from "express";
 import request from "supertest";
-import { InvalidOptionError, normalizeIp, type RateLimitOptions, rateLimit } from "../index.js";
+import {
+  createRateLimiter,
+  createRedisClient,
+  InvalidOptionError,
+  ipKeyGenerator,
+  normalizeIp,
+  type RateLimitOptions,
+  type RateLimitResult,
+  rateLimit,
+} from "../index.js";
 import { resetWarnings } from "../stores/core/logger.js";
 import { closeClients, createApp, newRedis, testPrefix } from "./helpers.js";
 
@@ -167,7 +176,7 @@ describe.each(["memory", "standalone"] as const)("rateLimit() on %s", (backend) 
   it("blockDurationMs, custom handler, reset()", async () => {
     const mw = limiter({
       limit: 1,
-      windowMs: 50,
+      windowMs: 1000,
       blockDurationMs: 60_000,
       handler: (_req, res, _next, result) => {
         res.status(503).json({ blockedMs: result.blockedMs > 0 });
@@ -178,7 +187,7 @@ describe.each(["memory", "standalone"] as const)("rateLimit() on %s", (backend) 
     const blocked = await request(app).get("/");
     expect(blocked.status).toBe(503);
     expect(blocked.body).toEqual({ blockedMs: true });
-    expect(Number(blocked.headers["retry-after"])).toBeGreaterThan(50);
+    expect(Number(blocked.headers["retry-after"])).toBeGreaterThan(50); // the block, not the 1 s window
     await mw.reset("127.0.0.1");
     expect((await request(app).get("/")).status).toBe(200);
   });
@@ -211,6 +220,117 @@ describe.each(["memory", "standalone"] as const)("rateLimit() on %s", (backend) 
     expect(
       (await request(trusted).get("/").set("X-Forwarded-For", "2001:db8:1:1ff::2")).status,
     ).toBe(429);
+  });
+
+  it("Retry-After is retryAfterMs in whole seconds, rounded up", async () => {
+    let seen: RateLimitResult | undefined;
+    const app = createApp(
+      limiter({
+        limit: 1,
+        windowMs: 2500,
+        algorithm: "fixed-window",
+        handler: (req, res) => {
+          seen = req.rateLimit;
+          res.status(429).end();
+        },
+      }),
+    );
+    await request(app).get("/");
+    const limited = await request(app).get("/");
+    expect(seen?.retryAfterMs).toBeGreaterThan(1000);
+    expect(Number(limited.headers["retry-after"])).toBe(
+      Math.ceil((seen?.retryAfterMs ?? 0) / 1000),
+    );
+    expect(limited.headers["retry-after"]).toBe("3");
+  });
+
+  it("a cost above the limit is refused for good: 429 without Retry-After, retryAfter null", async () => {
+    const app = createApp(limiter({ limit: 5, windowMs: 60_000, cost: 6 }));
+    const res = await request(app).get("/");
+    expect(res.status).toBe(429);
+    expect(res.headers["retry-after"]).toBeUndefined();
+    expect(res.body).toEqual({ error: "Too Many Requests", retryAfter: null });
+  });
+
+  it("skipFailedRequests refunds a request whose client went away before the end", async () => {
+    const mw = limiter({ limit: 3, windowMs: 60_000, skipFailedRequests: true });
+    let release: () => void = () => {};
+    const closed = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const app = express();
+    app.get("/slow", mw, (req, res) => {
+      req.once("close", () => release());
+      // never answers: the client aborts
+      void res;
+    });
+    const server: Server = await new Promise((resolve) => {
+      const s = app.listen(0, "127.0.0.1", () => resolve(s));
+    });
+    try {
+      const { port } = server.address() as AddressInfo;
+      const controller = new AbortController();
+      const pending = fetch(`http://127.0.0.1:${port}/slow`, { signal: controller.signal }).catch(
+        () => {},
+      );
+      for (let i = 0; i < 100 && (await mw.peek("127.0.0.1")).remaining === 3; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 5)); // until the request is counted
+      }
+      expect((await mw.peek("127.0.0.1")).remaining).toBe(2);
+      controller.abort();
+      await pending;
+      await closed;
+      for (let i = 0; i < 100 && (await mw.peek("127.0.0.1")).remaining === 2; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 5)); // the refund is sent on close
+      }
+      expect((await mw.peek("127.0.0.1")).remaining).toBe(3);
+    } finally {
+      server.close();
+    }
+  });
+
+  it("a handler that rejects reaches the error handler; a throwing requestWasSuccessful is logged", async () => {
+    const lines: string[] = [];
+    const logger = { info() {}, warn() {}, error: (m: string) => lines.push(m) };
+    const app = createApp(
+      limiter({
+        limit: 1,
+        windowMs: 60_000,
+        logger,
+        skipSuccessfulRequests: true,
+        requestWasSuccessful: () => {
+          throw new Error("boom");
+        },
+        handler: async () => {
+          throw new Error("handler failed");
+        },
+      }),
+    );
+    const errors: Error[] = [];
+    app.use(
+      (err: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+        errors.push(err);
+        res.status(500).end();
+      },
+    );
+    expect((await request(app).get("/")).status).toBe(200);
+    expect((await request(app).get("/")).status).toBe(500);
+    expect(errors.map((e) => e.message)).toEqual(["handler failed"]);
+    expect(lines.some((l) => l.includes("requestWasSuccessful threw: boom"))).toBe(true);
+  });
+
+  it("peek needs the request when the limit is a function, and then uses its policy", async () => {
+    const mw = limiter({ limit: (req) => (req.get("x-plan") === "pro" ? 5 : 2), windowMs: 60_000 });
+    const app = createApp(mw);
+    await request(app).get("/").set("x-plan", "pro");
+    await expect(mw.peek("127.0.0.1")).rejects.toThrow(/peek\(key, req\) needs the request/);
+    const pro = {
+      get: (name: string) => (name === "x-plan" ? "pro" : undefined),
+    } as express.Request;
+    expect(await mw.peek("127.0.0.1", pro)).toMatchObject({ limit: 5, remaining: 4 });
+    expect(
+      await mw.keyOf({ ip: "::ffff:10.1.2.3", headers: {}, app } as unknown as express.Request),
+    ).toBe("10.1.2.3");
   });
 
   it("a key function returning a non-string fails the request with a clear error", async () => {
@@ -277,5 +397,61 @@ describe("options are validated once, naming the option and the value", () => {
   ])("%j", (options, message) => {
     expect(() => rateLimit(options as RateLimitOptions)).toThrow(InvalidOptionError);
     expect(() => rateLimit(options as RateLimitOptions)).toThrow(message);
+  });
+});
+
+describe("coded warnings and redaction", () => {
+  const capture = () => {
+    const lines: string[] = [];
+    return { lines, logger: { info() {}, warn: (m: string) => lines.push(m), error() {} } };
+  };
+
+  it("ERK_PREFIX_SHARED: two limiters counting into the same keys", () => {
+    resetWarnings();
+    const { lines, logger } = capture();
+    const redis = newRedis(undefined, { autoResendUnfulfilledCommands: false });
+    rateLimit({ redis, limit: 1, windowMs: 1000, logger, prefix: `${prefix}same:` });
+    expect(lines).toEqual([]);
+    rateLimit({ redis, limit: 1, windowMs: 1000, logger, prefix: `${prefix}same:` });
+    expect(lines.filter((l) => l.includes("ERK_PREFIX_SHARED"))).toHaveLength(1);
+  });
+
+  it("ERK_AUTO_RESEND: a client that would resend an unanswered script", () => {
+    resetWarnings();
+    const { lines, logger } = capture();
+    const safe = createRedisClient({ url: process.env.ERK_TEST_REDIS_URL, logger });
+    createRateLimiter({ redis: safe, limit: 1, windowMs: 1000, logger });
+    expect(lines).toEqual([]); // createRedisClient turns resending off
+    safe.disconnect();
+    createRateLimiter({
+      redis: newRedis(undefined, { autoResendUnfulfilledCommands: true }),
+      limit: 1,
+      windowMs: 1000,
+      logger,
+    });
+    expect(lines.filter((l) => l.includes("ERK_AUTO_RESEND"))).toHaveLength(1);
+  });
+
+  it("ERK_NO_IP: a request without an address shares one key", () => {
+    resetWarnings();
+    const { lines, logger } = capture();
+    const key = ipKeyGenerator(
+      56,
+      logger,
+    )({ ip: undefined, headers: {}, socket: {} } as unknown as express.Request);
+    expect(key).toBe("unknown-ip");
+    expect(lines.filter((l) => l.includes("ERK_NO_IP"))).toHaveLength(1);
+  });
+
+  it("credentials in a rejected URL never reach the error message", () => {
+    expect(() => createRedisClient({ url: "valkey://user:hunter2@cache.internal:6379" })).toThrow(
+      /url must start with redis:\/\/ or rediss:\/\/ \(got "valkey:\/\/\*\*\*@cache/,
+    );
+    expect(() =>
+      createRedisClient({ url: "valkey://user:hunter2@cache.internal:6379" }),
+    ).not.toThrow(/hunter2/);
+    expect(() =>
+      rateLimit({ redis: "redis://:hunter2@cache.internal" as never, limit: 1, windowMs: 1 }),
+    ).not.toThrow(/hunter2/);
   });
 });

@@ -103,32 +103,47 @@ describe.each(BACKENDS)("rate limiter on %s", (backend) => {
     });
 
     it("sliding window: the previous window still weighs after the boundary", async () => {
-      const l = limiter({ limit: 4, windowMs: 600, algorithm: "sliding-window" });
-      // Align to the start of a window so all 4 land in it.
-      const aligned = 600 - (Date.now() % 600);
-      await wait(aligned + 20);
+      const w = 1000;
+      const l = limiter({ limit: 4, windowMs: w, algorithm: "sliding-window" });
+      await wait(w - (Date.now() % w) + 20); // start of a window, so all 4 land in it
       for (let i = 0; i < 4; i++) expect((await l.consume("k")).allowed).toBe(true);
       const rejected = await l.consume("k");
       expect(rejected.allowed).toBe(false);
-      // The weighted previous window keeps blocking past the window end (unlike a fixed window).
-      expect(rejected.retryAfterMs).toBeGreaterThan(rejected.resetMs);
-      await wait(rejected.resetMs + 30); // just past the boundary: previous count 4, weight ~0.95
+      // Fully restored only once the 4 have slid out: the end of the next window.
+      expect(rejected.resetMs).toBeGreaterThan(w);
+      expect(rejected.resetMs).toBeLessThanOrEqual(2 * w);
+      // The weighted previous window keeps blocking past the window end (unlike a fixed window):
+      // the first unit comes back when 4 × (remaining part of the old window) drops below 3.
+      expect(rejected.retryAfterMs).toBeGreaterThan(rejected.resetMs - w);
+      await wait(w - (Date.now() % w) + 30); // just past the boundary: weight ~0.97
       expect((await l.consume("k")).allowed).toBe(false);
       const again = await l.peek("k");
+      expect(again.retryAfterMs).toBeGreaterThan(100); // ~250 ms after the boundary
       await wait(again.retryAfterMs + 5);
       expect((await l.consume("k")).allowed).toBe(true);
+      expect((await l.consume("k")).allowed).toBe(false);
+    });
+
+    it("sliding window: resetMs is when the quota is whole again", async () => {
+      const w = 300;
+      const l = limiter({ limit: 3, windowMs: w, algorithm: "sliding-window" });
+      const charged = await l.consume("k", 3);
+      await wait(charged.resetMs + 5);
+      expect((await l.peek("k")).remaining).toBe(3);
+      expect((await l.peek("k")).resetMs).toBe(0);
     });
 
     it.each(["token-bucket", "gcra"] as const)(
       "%s: burst of limit, then one unit per windowMs/limit",
       async (algorithm) => {
-        const l = limiter({ limit: 4, windowMs: 800, algorithm });
+        const l = limiter({ limit: 4, windowMs: 4000, algorithm });
         const burst = await Promise.all(Array.from({ length: 4 }, () => l.consume("k")));
         expect(burst.every((r) => r.allowed)).toBe(true);
         const rejected = await l.consume("k");
         expect(rejected.allowed).toBe(false);
-        expect(rejected.retryAfterMs).toBeGreaterThan(100);
-        expect(rejected.retryAfterMs).toBeLessThanOrEqual(200); // one unit refills in 200 ms
+        // One unit refills every second; the burst took a few ms of it.
+        expect(rejected.retryAfterMs).toBeGreaterThan(500);
+        expect(rejected.retryAfterMs).toBeLessThanOrEqual(1000);
         await wait(rejected.retryAfterMs + 5);
         expect((await l.consume("k")).allowed).toBe(true);
         expect((await l.consume("k")).allowed).toBe(false); // only one unit came back
@@ -251,6 +266,20 @@ describe.each(BACKENDS)("rate limiter on %s", (backend) => {
     });
   });
 
+  describe("state identity", () => {
+    it("a policy whose algorithm or window changes starts afresh", async () => {
+      const l = limiter({ limit: 3, windowMs: 60_000, algorithm: "fixed-window" });
+      const as = (algorithm: Algorithm, windowMs: number) => ({
+        policies: [{ limit: 3, windowMs, algorithm }],
+      });
+      await l.consume("k", 3);
+      expect((await l.peek("k")).remaining).toBe(0);
+      expect((await l.peek("k", 1, as("fixed-window", 30_000))).remaining).toBe(3);
+      expect((await l.peek("k", 1, as("gcra", 60_000))).remaining).toBe(3);
+      expect((await l.peek("k", 1, as("fixed-window", 60_000))).remaining).toBe(0); // same kind
+    });
+  });
+
   describe("hostile keys", () => {
     const hostile = ["{a}", "}{", "user*", "a\r\nFLUSHALL\r\n", "x".repeat(100_000), "", "\ud800"];
 
@@ -265,5 +294,19 @@ describe.each(BACKENDS)("rate limiter on %s", (backend) => {
       expect((await l.consume("a")).allowed).toBe(true);
       await expect(l.consume("")).rejects.toThrow(/key must be a non-empty string/);
     });
+  });
+});
+
+describe("memory backend bounds", () => {
+  it("keeps at most memory.maxKeys keys, evicting the least recently used", async () => {
+    const l = createRateLimiter({
+      limit: 1,
+      windowMs: 60_000,
+      memory: { maxKeys: 10 },
+      logger: quiet,
+    });
+    for (let i = 0; i < 20; i++) expect((await l.consume(`k${i}`)).allowed).toBe(true);
+    expect((await l.consume("k19")).allowed).toBe(false); // recent: still counted
+    expect((await l.consume("k0")).allowed).toBe(true); // evicted: forgotten
   });
 });

@@ -4,6 +4,7 @@
  * timeoutMs plus a margin, in the configured mode, with each transition logged once and no
  * unhandled rejection.
  */
+import { once } from "node:events";
 import request from "supertest";
 import {
   createRateLimiter,
@@ -43,6 +44,10 @@ afterAll(async () => {
 afterEach(async () => {
   await server.start(); // a no-op when running
   expect(unhandled).toEqual([]);
+});
+beforeEach(async () => {
+  // After a restart, wait for the client to be back (its reconnect back-off) before the next test.
+  if (redis.status !== "ready") await once(redis, "ready");
 });
 
 function recordingLogger() {
@@ -142,6 +147,34 @@ describe("failure modes", () => {
     // While degraded, later calls do not wait on Redis at all.
     const c = await timed(() => closed.consume("k"));
     expect(c.error).toBeInstanceOf(StoreUnavailableError);
+    expect(c.ms).toBeLessThan(TIMEOUT_MS / 2);
+  });
+
+  it("a refund of a Redis charge while Redis fails is dropped, never put into memory", async () => {
+    const { limiter } = limiterWith("memory");
+    const onRedis = await limiter.consume("refund-key", 1, {
+      policies: [{ limit: 3, windowMs: 60_000 }],
+    });
+    expect(onRedis.backend).toBe("redis");
+    await server.stop();
+    const policies = { policies: [{ limit: 3, windowMs: 60_000 }] };
+    const fromMemory = [];
+    for (let i = 0; i < 4; i++)
+      fromMemory.push((await limiter.consume("refund-key", 1, policies)).allowed);
+    expect(fromMemory).toEqual([true, true, true, false]);
+    await limiter.refund(onRedis); // resolves, without touching the memory counter
+    expect((await limiter.consume("refund-key", 1, policies)).allowed).toBe(false);
+    expect(limiter.stats().droppedRefunds).toBe(1);
+  });
+
+  it("reset clears the memory counters too", async () => {
+    const { limiter } = limiterWith("memory");
+    await server.stop();
+    const policies = { policies: [{ limit: 1, windowMs: 60_000 }] };
+    expect((await limiter.consume("reset-key", 1, policies)).backend).toBe("memory");
+    expect((await limiter.consume("reset-key", 1, policies)).allowed).toBe(false);
+    await limiter.reset("reset-key").catch(() => {}); // the Redis half fails, the memory half runs
+    expect((await limiter.consume("reset-key", 1, policies)).allowed).toBe(true);
   });
 
   it("the middleware answers 503 (closed), 200 (open) and 200 from memory while Redis is down", async () => {

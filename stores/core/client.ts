@@ -44,7 +44,7 @@ export const DEFAULT_REDIS_TIMEOUT_MS = 500;
  *
  * Defaults fail fast instead of queueing for ever: a 500 ms connect and command timeout
  * (`REDIS_TIMEOUT` in seconds overrides both), one retry per command while reconnecting, and
- * reconnect back-off capped at 2 s.
+ * reconnect back-off capped at 2 s. Commands left unanswered by a disconnect are not resent.
  */
 export function createRedisClient(options: RedisClientOptions = {}): RedisClient {
   const timeoutMs = parseTimeout(options.timeoutMs);
@@ -53,6 +53,9 @@ export function createRedisClient(options: RedisClientOptions = {}): RedisClient
     commandTimeout: timeoutMs,
     maxRetriesPerRequest: 1,
     enableOfflineQueue: true,
+    // A command whose reply was lost in a disconnect may already have run: never send it again
+    // (a rate limit consume would count twice).
+    autoResendUnfulfilledCommands: false,
     retryStrategy: (times) => Math.min(times * 100, 2000),
     ...options.redisOptions,
   };
@@ -141,6 +144,15 @@ function parseNode(node: string | { host: string; port: number }): { host: strin
     );
   }
   return { host: match[1]!.replace(/^\[|\]$/g, ""), port: Number(match[2]) };
+}
+
+/**
+ * True when `redis` resends commands left unanswered by a disconnect (ioredis's default
+ * `autoResendUnfulfilledCommands`), which can run a script twice.
+ */
+export function resendsUnanswered(redis: RedisClient): boolean {
+  const options = isCluster(redis) ? redis.options.redisOptions : (redis as Redis).options;
+  return options?.autoResendUnfulfilledCommands !== false;
 }
 
 /** True when `redis` is an ioredis `Cluster`. */

@@ -79,6 +79,22 @@ export class BackendSwitch<S> {
     }
   }
 
+  /**
+   * Runs `op` on Redis only, within the timeout, without falling back: true when it succeeded,
+   * false when Redis is degraded, absent or failed (a failure also turns the switch degraded).
+   */
+  async tryRedis(op: (store: S) => Promise<unknown>): Promise<boolean> {
+    const { redis } = this.options;
+    if (redis === undefined || this.degraded) return false;
+    try {
+      await withTimeout(op(redis), this.options.timeoutMs);
+      return true;
+    } catch (err) {
+      this.turnDegraded(toError(err));
+      return false;
+    }
+  }
+
   private turnDegraded(err: Error): void {
     this.lastError = err;
     this.nextProbeAt = Date.now() + this.options.recheckMs;

@@ -7,7 +7,8 @@ import { InvalidOptionError } from "./errors.js";
 /** Renders a rejected value for an error message without dumping huge strings. */
 export function show(value: unknown): string {
   if (typeof value === "string") {
-    return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+    const safe = redact(value);
+    return JSON.stringify(safe.length > 40 ? `${safe.slice(0, 40)}…` : safe);
   }
   if (typeof value === "function") return "a function";
   if (typeof value === "bigint") return `${value}n`;
@@ -17,6 +18,11 @@ export function show(value: unknown): string {
   } catch {
     return String(value);
   }
+}
+
+/** Hides the credentials of a URL (`scheme://user:password@host`) so errors never carry them. */
+export function redact(text: string): string {
+  return text.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/]*@/i, "$1***@");
 }
 
 /** Throws an `InvalidOptionError` for `scope`'s option `name`. */

@@ -33,6 +33,10 @@ export interface ConsumeOptions {
 export interface RateLimiterStats {
   allowed: number;
   blocked: number;
+  /** Refunds of charges made on Redis. */
+  refunds: number;
+  /** Refunds dropped because Redis was failing (those requests stay counted). */
+  droppedRefunds: number;
   /** Calls answered by the failure mode (memory, open or closed) instead of Redis. */
   fallbacks: number;
   /** `"redis"`, `"memory"` (no Redis given) or `"degraded"` (Redis failing). */
@@ -47,7 +51,11 @@ export interface RateLimiter {
   consume(key: string, cost?: number, options?: ConsumeOptions): Promise<RateLimitResult>;
   /** What `consume(key, cost)` would answer, without charging (`remaining` is before the charge). */
   peek(key: string, cost?: number, options?: ConsumeOptions): Promise<RateLimitResult>;
-  /** Gives back what the `consume()` that returned `result` charged (never below zero). */
+  /**
+   * Gives back what the `consume()` that returned `result` charged (never below zero), once.
+   * A Redis charge is refunded on Redis only; if Redis fails, the refund is dropped (counted in
+   * `stats().droppedRefunds`). Never rejects for a Redis failure.
+   */
   refund(result: RateLimitResult): Promise<void>;
   /** Forgets `key`'s counters and block, on Redis and in memory. */
   reset(key: string): Promise<void>;
@@ -82,6 +90,8 @@ class Limiter implements RateLimiter {
   private readonly charges = new WeakMap<RateLimitResult, Charge>();
   private allowed = 0;
   private blocked = 0;
+  private refunds = 0;
+  private droppedRefunds = 0;
 
   constructor(
     private readonly config: RateLimiterConfig,
@@ -136,7 +146,10 @@ class Limiter implements RateLimiter {
       await this.memory.refund(key, policies, cost, markers);
       return;
     }
-    await this.run((store) => store.refund(key, policies, cost, markers));
+    // Charged on Redis: refund there or nowhere (never into memory, which was not charged).
+    this.refunds++;
+    const done = await this.switch.tryRedis((store) => store.refund(key, policies, cost, markers));
+    if (!done) this.droppedRefunds++;
   }
 
   async reset(key: string): Promise<void> {
@@ -155,6 +168,8 @@ class Limiter implements RateLimiter {
     return {
       allowed: this.allowed,
       blocked: this.blocked,
+      refunds: this.refunds,
+      droppedRefunds: this.droppedRefunds,
       fallbacks: this.switch.fallbacks,
       state: this.switch.state,
     };

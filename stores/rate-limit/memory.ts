@@ -175,21 +175,23 @@ function evaluatePolicy(p: Policy, s: State | undefined, cost: number, now: numb
       } else if (s?.a === idx - 1) {
         c = s.b;
       }
-      const elapsed = now - idx * w;
-      const avail = limit - ((c * (w - elapsed)) / w + b);
+      const toEnd = w - (now - idx * w);
+      const avail = limit - ((c * toEnd) / w + b);
       const retry =
         b + cost <= limit
-          ? w * (1 - (limit - cost - b) / c) - elapsed
-          : w - elapsed + w * (1 - (limit - cost) / b);
+          ? toEnd - (w * (limit - cost - b)) / c
+          : toEnd + w * (1 - (limit - cost) / b);
+      // Fully restored once every counted unit has slid out of the window.
+      const reset = b > 0 ? toEnd + w : c > 0 ? toEnd : 0;
       return {
         ok: cost <= avail + EPSILON,
         avail,
-        reset: w - elapsed,
-        resetIfCharged: w - elapsed,
+        reset,
+        resetIfCharged: toEnd + w,
         retry,
         marker: idx,
         next: { kind, a: idx, b: b + cost, c },
-        ttl: 2 * w - elapsed,
+        ttl: toEnd + w,
       };
     }
     case "token-bucket": {

@@ -2,9 +2,11 @@
  * `parseRateLimiterOptions()`: validates `createRateLimiter()` options once and resolves them
  * into a config with nothing optional.
  */
+
+import { resendsUnanswered } from "../core/client.js";
 import type { OnRedisError } from "../core/fallback.js";
 import { parsePrefix } from "../core/keys.js";
-import { consoleLogger, type Logger } from "../core/logger.js";
+import { consoleLogger, type Logger, warnOnce } from "../core/logger.js";
 import { fail, nonNegativeInt, oneOf, positiveInt, rejectUnknown } from "../core/options.js";
 import type { RedisClient } from "../core/scripts.js";
 import { ALGORITHMS, type Algorithm, type Policy } from "./types.js";
@@ -120,6 +122,13 @@ export function parseRateLimiterOptions(
     typeof (redis as { defineCommand?: unknown }).defineCommand !== "function"
   ) {
     fail(scope, "redis", "an ioredis Redis or Cluster client", redis);
+  }
+  if (redis !== undefined && resendsUnanswered(redis)) {
+    warnOnce(
+      options.logger ?? consoleLogger,
+      "ERK_AUTO_RESEND",
+      "the Redis client resends commands left unanswered by a disconnect (ioredis autoResendUnfulfilledCommands), so a consume can count twice; create it with autoResendUnfulfilledCommands: false, as createRedisClient() does",
+    );
   }
   const memory = options.memory ?? {};
   if (typeof memory !== "object" || memory === null) fail(scope, "memory", "an object", memory);

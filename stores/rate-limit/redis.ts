@@ -63,16 +63,17 @@ for i = 1, n do
     if a ~= idx then
       if a == idx - 1 then b, c = 0, b else b, c = 0, 0 end
     end
-    local elapsed = now - idx * w
-    avail = limit - (c * (w - elapsed) / w + b)
+    local toEnd = w - (now - idx * w)
+    avail = limit - (c * toEnd / w + b)
     ok = cost <= avail + 1e-9
-    reset = w - elapsed
     if b + cost <= limit then
-      retry = w * (1 - (limit - cost - b) / c) - elapsed
+      retry = toEnd - w * (limit - cost - b) / c
     else
-      retry = reset + w * (1 - (limit - cost) / b)
+      retry = toEnd + w * (1 - (limit - cost) / b)
     end
-    resetC, marker, ttl = reset, idx, reset + w
+    -- fully restored once every counted unit has slid out of the window
+    if b > 0 then reset = toEnd + w elseif c > 0 then reset = toEnd else reset = 0 end
+    resetC, marker, ttl = toEnd + w, idx, toEnd + w
     a, b = idx, b + cost
   elseif algo == 3 then
     -- token bucket of size limit refilled at limit per windowMs: a = tokens, b = last refill

@@ -85,8 +85,8 @@ export async function startRedisServer(extraArgs: string[] = []): Promise<RedisS
     "no",
     "--dir",
     dir,
-    "--enable-debug-command",
-    "local",
+    // DEBUG (for DEBUG SLEEP) is off by default from Redis 7; older servers reject the flag.
+    ...((await majorVersion(binary)) >= 7 ? ["--enable-debug-command", "local"] : []),
     ...extraArgs,
   ];
   let child: ChildProcess | undefined;
@@ -110,6 +110,12 @@ export async function startRedisServer(extraArgs: string[] = []): Promise<RedisS
   };
   await handle.start();
   return handle;
+}
+
+/** The major version of a redis-server binary (`redis-server --version`). */
+async function majorVersion(binary: string): Promise<number> {
+  const { stdout } = await run(binary, ["--version"]);
+  return Number(/v=(\d+)/.exec(stdout)?.[1] ?? 0);
 }
 
 /** Spawns redis-server and resolves once it logs "Ready to accept connections". */
