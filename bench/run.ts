@@ -7,13 +7,22 @@
  * once (rotated order), each in a fresh server process pinned to CPU 0, loaded by autocannon
  * pinned to CPU 1 (Redis is pinned to CPU 1 too, so the server has its core to itself).
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, loadavg } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { Redis } from "ioredis";
-import { freePort, type RedisServer, startRedisServer } from "../test/harness/redis-server.js";
+import { startRedisServer } from "../test/harness/redis-server.js";
+import { AUTOCANNON, config, ROOT } from "./config.js";
+import { autocannon, commandStats, readCpu, SCRIPT_COMMANDS, statDelta } from "./measure.js";
+import {
+  children,
+  killAllNow,
+  pinning,
+  pinRedis,
+  startServer,
+  state,
+  stopChild,
+} from "./processes.js";
 import {
   commandMix,
   compare,
@@ -24,260 +33,7 @@ import {
   summarize,
   summaryTable,
 } from "./stats.js";
-import { DESCRIPTIONS, isVariant, VARIANTS, type Variant } from "./variants.js";
-
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
-const AUTOCANNON = join(ROOT, "node_modules", "autocannon", "autocannon.js");
-
-function envInt(name: string, fallback: number, min: number, max: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new Error(
-      `${name} must be an integer from ${min} to ${max} (got ${JSON.stringify(raw)})`,
-    );
-  }
-  return value;
-}
-
-function envVariants(): Variant[] {
-  const raw = process.env.BENCH_VARIANTS;
-  if (raw === undefined || raw.trim() === "") return [...VARIANTS];
-  const names = raw.split(",").map((s) => s.trim());
-  const unknown = names.filter((n) => !isVariant(n));
-  if (unknown.length > 0)
-    throw new Error(
-      `BENCH_VARIANTS: unknown ${unknown.join(", ")} (known: ${VARIANTS.join(", ")})`,
-    );
-  const chosen = new Set<Variant>(["bare", ...(names as Variant[])]);
-  return VARIANTS.filter((v) => chosen.has(v));
-}
-
-const config = {
-  durationS: envInt("BENCH_DURATION", 5, 1, 600),
-  rounds: envInt("BENCH_ROUNDS", 5, 1, 100),
-  warmupS: envInt("BENCH_WARMUP", 1, 0, 60),
-  connections: envInt("BENCH_CONNECTIONS", 50, 1, 1000),
-  variants: envVariants(),
-  pin: process.env.BENCH_PIN !== "0",
-};
-
-const SERVER_READY_TIMEOUT_MS = 30_000;
-const HTTP_TIMEOUT_MS = 5_000;
-const STOP_TIMEOUT_MS = 3_000;
-
-// ---------------------------------------------------------------------------------------------
-// Child processes: every one is tracked and killed on exit, error or signal.
-
-const children = new Set<ChildProcess>();
-let redisPid: number | undefined;
-let redisServer: RedisServer | undefined;
-
-function killAllNow(): void {
-  for (const child of children) {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  }
-  children.clear();
-  if (redisPid !== undefined) {
-    try {
-      process.kill(redisPid, "SIGKILL");
-    } catch {
-      // already gone
-    }
-    redisPid = undefined;
-  }
-}
-
-process.on("exit", killAllNow);
-
-let interrupted = false;
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => {
-    if (interrupted) return;
-    interrupted = true;
-    process.stderr.write(`\n${signal}: stopping children and exiting\n`);
-    for (const child of children) child.kill("SIGKILL");
-    const stopped = redisServer?.stop() ?? Promise.resolve();
-    const timer = new Promise((resolve) => setTimeout(resolve, STOP_TIMEOUT_MS).unref());
-    void Promise.race([stopped, timer]).finally(() => process.exit(130));
-  });
-}
-
-const tasksetPath = (() => {
-  const found = spawnSync("sh", ["-c", "command -v taskset"], { encoding: "utf8" });
-  return found.status === 0 ? found.stdout.trim() : undefined;
-})();
-const pinning = config.pin && tasksetPath !== undefined && availableParallelism() >= 2;
-
-/** Spawns `command args`, under `taskset -c cpu` when pinning, and tracks the child. */
-function spawnTracked(cpu: number, command: string, args: string[]): ChildProcess {
-  const child = pinning
-    ? spawn(tasksetPath!, ["-c", String(cpu), command, ...args], { cwd: ROOT, stdio: "pipe" })
-    : spawn(command, args, { cwd: ROOT, stdio: "pipe" });
-  children.add(child);
-  child.once("exit", () => children.delete(child));
-  child.once("error", () => children.delete(child));
-  return child;
-}
-
-function waitExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), timeoutMs);
-    child.once("exit", () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  child.stdin?.end();
-  child.kill("SIGTERM");
-  if (!(await waitExit(child, STOP_TIMEOUT_MS))) {
-    child.kill("SIGKILL");
-    await waitExit(child, STOP_TIMEOUT_MS);
-  }
-  children.delete(child);
-}
-
-// ---------------------------------------------------------------------------------------------
-// The server under test and the load generator.
-
-interface ServerHandle {
-  child: ChildProcess;
-  port: number;
-}
-
-async function startServer(variant: Variant, redisUrl: string): Promise<ServerHandle> {
-  const port = await freePort();
-  const child = spawnTracked(0, process.execPath, [
-    "--import",
-    "tsx",
-    join(ROOT, "bench", "server.ts"),
-    variant,
-    redisUrl,
-    String(port),
-  ]);
-  let stdout = "";
-  let stderr = "";
-  child.stderr?.on("data", (chunk: Buffer) => {
-    if (stderr.length < 20_000) stderr += chunk.toString();
-  });
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`server ${variant} not ready after ${SERVER_READY_TIMEOUT_MS} ms`)),
-        SERVER_READY_TIMEOUT_MS,
-      );
-      child.stdout?.on("data", (chunk: Buffer) => {
-        stdout += chunk.toString();
-        if (stdout.includes("READY")) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      child.once("exit", (code, signal) => {
-        clearTimeout(timer);
-        reject(
-          new Error(`server ${variant} exited (${code ?? signal}) before ready:\n${stderr.trim()}`),
-        );
-      });
-      child.once("error", (error) => {
-        clearTimeout(timer);
-        reject(error);
-      });
-    });
-  } catch (error) {
-    await stopChild(child);
-    throw error;
-  }
-  return { child, port };
-}
-
-interface CpuSample {
-  user: number;
-  system: number;
-  served: number;
-}
-
-async function readCpu(port: number): Promise<CpuSample> {
-  const response = await fetch(`http://127.0.0.1:${port}/__cpu`, {
-    signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
-  });
-  if (!response.ok) throw new Error(`GET /__cpu answered ${response.status}`);
-  return (await response.json()) as CpuSample;
-}
-
-/** The parts of autocannon's --json result used here. */
-interface AutocannonResult {
-  requests: { average: number; total: number };
-  latency: { p99: number };
-  non2xx: number;
-  errors: number;
-  timeouts: number;
-}
-
-async function autocannon(port: number, seconds: number): Promise<AutocannonResult> {
-  const child = spawnTracked(1, process.execPath, [
-    AUTOCANNON,
-    "-c",
-    String(config.connections),
-    "-d",
-    String(seconds),
-    "-n",
-    "-j",
-    `http://127.0.0.1:${port}/api`,
-  ]);
-  let stdout = "";
-  let stderr = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr?.on("data", (chunk: Buffer) => {
-    if (stderr.length < 20_000) stderr += chunk.toString();
-  });
-  const exited = await waitExit(child, (seconds + 30) * 1000);
-  if (!exited) {
-    await stopChild(child);
-    throw new Error(`autocannon did not finish within ${seconds + 30} s`);
-  }
-  if (child.exitCode !== 0)
-    throw new Error(`autocannon exited ${child.exitCode ?? child.signalCode}: ${stderr.trim()}`);
-  try {
-    return JSON.parse(stdout) as AutocannonResult;
-  } catch {
-    throw new Error(`autocannon printed no JSON: ${stdout.slice(0, 500)} ${stderr.slice(0, 500)}`);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Redis command counts.
-
-const SCRIPT_COMMANDS = new Set(["eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"]);
-/** Commands the runner itself sends, not counted. */
-const OWN_COMMANDS = new Set(["info", "flushall"]);
-
-async function commandStats(admin: Redis): Promise<Map<string, number>> {
-  const text = await admin.info("commandstats");
-  const stats = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    const match = /^cmdstat_([^:]+):calls=(\d+)/.exec(line.trim());
-    if (match !== null) stats.set(match[1]!, Number(match[2]));
-  }
-  return stats;
-}
-
-function statDelta(before: Map<string, number>, after: Map<string, number>): Map<string, number> {
-  const delta = new Map<string, number>();
-  for (const [name, calls] of after) {
-    if (OWN_COMMANDS.has(name)) continue;
-    const d = calls - (before.get(name) ?? 0);
-    if (d > 0) delta.set(name, d);
-  }
-  return delta;
-}
+import { DESCRIPTIONS, type Variant } from "./variants.js";
 
 // ---------------------------------------------------------------------------------------------
 // One run, the rounds, the report.
@@ -338,21 +94,12 @@ function roundOrder(variants: readonly Variant[], round: number): Variant[] {
   return [...variants.slice(shift), ...variants.slice(0, shift)];
 }
 
-function pinRedis(admin: Redis): Promise<void> {
-  return admin.info("server").then((text) => {
-    const pid = Number(/process_id:(\d+)/.exec(text)?.[1]);
-    if (!Number.isInteger(pid) || pid <= 0) return;
-    redisPid = pid;
-    if (pinning) spawnSync(tasksetPath!, ["-pc", "1", String(pid)], { stdio: "ignore" });
-  });
-}
-
 async function main(): Promise<void> {
   if (!existsSync(AUTOCANNON))
     throw new Error(`autocannon not installed (${AUTOCANNON}): run npm install`);
   const startedAt = new Date();
-  redisServer = await startRedisServer();
-  const admin = new Redis(redisServer.url, { lazyConnect: true });
+  state.redisServer = await startRedisServer();
+  const admin = new Redis(state.redisServer.url, { lazyConnect: true });
   await admin.connect();
   const runs: RunResult[] = [];
   const failures: RunFailure[] = [];
@@ -372,16 +119,16 @@ async function main(): Promise<void> {
     console.log(
       `bench: ${config.rounds} round(s) × ${config.variants.length} variant(s), ${config.durationS} s each ` +
         `(+${config.warmupS} s warm-up), ${config.connections} connections; pinning: ${env.pinning}; ` +
-        `node ${env.node}, redis ${env.redis} at ${redisServer.url}; load average ${env.loadAverage1m.toFixed(2)}`,
+        `node ${env.node}, redis ${env.redis} at ${state.redisServer.url}; load average ${env.loadAverage1m.toFixed(2)}`,
     );
 
-    for (let round = 1; round <= config.rounds && !interrupted; round++) {
+    for (let round = 1; round <= config.rounds && !state.interrupted; round++) {
       const order = roundOrder(config.variants, round - 1);
       for (const [slot, variant] of order.entries()) {
-        if (interrupted) break;
+        if (state.interrupted) break;
         if (failed.has(variant)) continue;
         try {
-          const run = await runOnce(admin, redisServer.url, variant, round, slot);
+          const run = await runOnce(admin, state.redisServer.url, variant, round, slot);
           runs.push(run);
           const bad = run.non2xx + run.errors + run.timeouts;
           console.log(
@@ -392,7 +139,7 @@ async function main(): Promise<void> {
                 : ""),
           );
         } catch (error) {
-          if (interrupted) break;
+          if (state.interrupted) break;
           const message = error instanceof Error ? error.message : String(error);
           failures.push({ round, variant, error: message });
           failed.add(variant);
@@ -402,7 +149,7 @@ async function main(): Promise<void> {
         }
       }
     }
-    if (interrupted) return;
+    if (state.interrupted) return;
 
     const summaries = summarize(runs);
     const comparisons = compare(runs);
@@ -469,13 +216,13 @@ async function main(): Promise<void> {
   } finally {
     admin.disconnect();
     for (const child of [...children]) await stopChild(child);
-    await redisServer.stop();
-    redisPid = undefined;
+    await state.redisServer.stop();
+    state.redisPid = undefined;
   }
 }
 
 main().then(
-  () => process.exit(interrupted ? 130 : (process.exitCode ?? 0)),
+  () => process.exit(state.interrupted ? 130 : (process.exitCode ?? 0)),
   (error: unknown) => {
     console.error(
       `bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
