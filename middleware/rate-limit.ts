@@ -7,6 +7,7 @@ import { type Logger, warnOnce } from "../stores/core/logger.js";
 import { bool, fail, oneOf, optionalFunction, positiveInt, show } from "../stores/core/options.js";
 import type { RedisClient } from "../stores/core/scripts.js";
 import { createLimiterFromConfig, type RateLimiter } from "../stores/rate-limit/limiter.js";
+import type { PolicyOptions } from "../stores/rate-limit/options.js";
 import {
   parseRateLimiterOptions,
   type RateLimiterConfig,
@@ -278,9 +279,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
   const limiter = createLimiterFromConfig(config.limiter, SCOPE);
   const headers = new RateLimitHeaders(config.headers, config.partitionKeySecret);
 
-  async function keyOf(req: Request, res?: Response): Promise<string> {
-    const keyed = config.key(req, res as Response);
-    const key = isPromise(keyed) ? await keyed : keyed;
+  function checkKey(key: unknown): string {
     if (typeof key !== "string" || key.length === 0) {
       throw new InvalidOptionError(
         `${SCOPE}: key(req) must return a non-empty string (got ${show(key)})`,
@@ -288,6 +287,10 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
       );
     }
     return key;
+  }
+
+  async function keyOf(req: Request, res?: Response): Promise<string> {
+    return checkKey(await config.key(req, res as Response));
   }
 
   /** Per-request policies when `limit` or `windowMs` is a function, else the limiter's. */
@@ -311,36 +314,75 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
     };
   }
 
-  async function rateLimitMiddleware(req: Request, res: Response, next: NextFunction) {
+  // The hot path stays synchronous up to the one Redis call whenever the options are plain
+  // values or synchronous functions: no async frames, one promise continuation.
+  function rateLimitMiddleware(req: Request, res: Response, next: NextFunction): void {
     try {
-      if (config.skip !== undefined) {
-        const skipped = config.skip(req, res);
-        if (isPromise(skipped) ? await skipped : skipped) return next();
+      const skipped = config.skip?.(req, res);
+      if (isPromise(skipped)) {
+        skipped.then((skip) => (skip ? next() : count(req, res, next)), next);
+      } else if (skipped) {
+        next();
+      } else {
+        count(req, res, next);
       }
-      const key = await keyOf(req, res);
-      const costed = perRequest(config.cost, req);
-      const cost = isPromise(costed) ? await costed : costed;
-      const overrides = await policiesFor(req);
-      let result: RateLimitResult;
-      try {
-        result = await limiter.consume(key, cost, overrides);
-      } catch (err) {
-        if (!(err instanceof StoreUnavailableError)) throw err;
+    } catch (err) {
+      next(err);
+    }
+  }
+
+  function count(req: Request, res: Response, next: NextFunction): void {
+    const keyed = config.key(req, res);
+    const costed = perRequest(config.cost, req);
+    if (isPromise(keyed) || isPromise(costed) || config.dynamic !== undefined) {
+      Promise.all([keyed, costed, policiesFor(req)]).then(
+        ([key, cost, overrides]) => consume(req, res, next, checkKey(key), cost, overrides),
+        next,
+      );
+      return;
+    }
+    consume(req, res, next, checkKey(keyed), costed, undefined);
+  }
+
+  function consume(
+    req: Request,
+    res: Response,
+    next: NextFunction,
+    key: string,
+    cost: number,
+    overrides: { policies: PolicyOptions[] } | undefined,
+  ): void {
+    limiter.consume(key, cost, overrides).then(
+      (result) => respond(req, res, next, key, result),
+      (err: unknown) => {
+        if (!(err instanceof StoreUnavailableError)) return next(err);
         res.status(503).json({ error: "Service Unavailable" }); // onRedisError: "closed"
-        return;
-      }
+      },
+    );
+  }
+
+  function respond(
+    req: Request,
+    res: Response,
+    next: NextFunction,
+    key: string,
+    result: RateLimitResult,
+  ): void {
+    try {
       req.rateLimit = result;
       headers.set(res, result, key);
       if (!result.allowed) {
         setRetryAfter(res, result);
-        await config.handler(req, res, next, result);
+        const handled = config.handler(req, res, next, result);
+        if (isPromise(handled)) handled.then(undefined, next);
         return;
       }
       if (config.skipSuccessfulRequests || config.skipFailedRequests) refundLater(req, res, result);
-      next();
     } catch (err) {
       next(err);
+      return;
     }
+    next();
   }
 
   function refundLater(req: Request, res: Response, result: RateLimitResult) {

@@ -52,30 +52,38 @@ export class BackendSwitch<S> {
    * Runs `op` on the backend currently in charge. Resolves `undefined` when Redis failed and
    * the mode is `"open"`; rejects with `StoreUnavailableError` when the mode is `"closed"`.
    */
-  async run<T>(op: (store: S) => Promise<T>): Promise<{ value: T; backend: Backend } | undefined> {
+  run<T>(op: (store: S) => Promise<T>): Promise<{ value: T; backend: Backend } | undefined> {
+    const { redis } = this.options;
+    if (redis === undefined || this.degraded) return this.runSlow(op);
+    // The hot path: Redis healthy. No async frame, one continuation.
+    return withTimeout(op(redis), this.options.timeoutMs).then(
+      (value) => ({ value, backend: "redis" as const }),
+      (err: unknown) => {
+        this.turnDegraded(toError(err));
+        return this.fallback(op);
+      },
+    );
+  }
+
+  /** Memory only, or degraded: fall back, or probe Redis once per `recheckMs`. */
+  private async runSlow<T>(
+    op: (store: S) => Promise<T>,
+  ): Promise<{ value: T; backend: Backend } | undefined> {
     const { redis, memory } = this.options;
     if (redis === undefined) return { value: await op(memory), backend: "memory" };
-    if (this.degraded) {
-      if (this.probing || Date.now() < this.nextProbeAt) return this.fallback(op);
-      this.probing = true;
-      try {
-        const value = await withTimeout(op(redis), this.options.timeoutMs);
-        this.degraded = false;
-        this.options.logger.info(`${this.options.scope}: Redis answers again; back on Redis`);
-        return { value, backend: "redis" };
-      } catch (err) {
-        this.lastError = toError(err);
-        this.nextProbeAt = Date.now() + this.options.recheckMs;
-        return this.fallback(op);
-      } finally {
-        this.probing = false;
-      }
-    }
+    if (this.probing || Date.now() < this.nextProbeAt) return this.fallback(op);
+    this.probing = true;
     try {
-      return { value: await withTimeout(op(redis), this.options.timeoutMs), backend: "redis" };
+      const value = await withTimeout(op(redis), this.options.timeoutMs);
+      this.degraded = false;
+      this.options.logger.info(`${this.options.scope}: Redis answers again; back on Redis`);
+      return { value, backend: "redis" };
     } catch (err) {
-      this.turnDegraded(toError(err));
+      this.lastError = toError(err);
+      this.nextProbeAt = Date.now() + this.options.recheckMs;
       return this.fallback(op);
+    } finally {
+      this.probing = false;
     }
   }
 

@@ -65,13 +65,18 @@ export interface RateLimiter {
   stats(): RateLimiterStats;
 }
 
+/** What a consume charged, kept on its result (under a private symbol) for `refund()`. */
 interface Charge {
   key: string;
   cost: number;
   policies: readonly Policy[];
   markers: readonly number[];
   backend: "redis" | "memory";
+  /** Set by the first refund, so copies of the result cannot refund twice. */
+  refunded: boolean;
 }
+
+const CHARGE = Symbol("express-redis-kit.charge");
 
 /**
  * Creates a rate limiter. With `redis` every call is one atomic script round trip using Redis
@@ -87,7 +92,6 @@ class Limiter implements RateLimiter {
   readonly policies: readonly Policy[];
   private readonly switch: BackendSwitch<RateLimitStore>;
   private readonly memory: MemoryRateLimitStore;
-  private readonly charges = new WeakMap<RateLimitResult, Charge>();
   private allowed = 0;
   private blocked = 0;
   private refunds = 0;
@@ -110,37 +114,44 @@ class Limiter implements RateLimiter {
     });
   }
 
-  async consume(key: string, cost = 1, options?: ConsumeOptions): Promise<RateLimitResult> {
-    const policies = this.resolve("consume", key, cost, options);
-    const blockMs = this.config.blockDurationMs;
-    const answer = await this.run((store) => store.consume(key, policies, cost, blockMs));
-    if (answer === undefined) return openResult(policies);
-    const result = summarize(answer.value, answer.backend);
-    if (result.allowed) {
-      this.allowed++;
-      this.charges.set(result, {
-        key,
-        cost,
-        policies,
-        markers: answer.value.markers,
-        backend: answer.backend,
-      });
-    } else {
-      this.blocked++;
+  consume(key: string, cost = 1, options?: ConsumeOptions): Promise<RateLimitResult> {
+    let policies: readonly Policy[];
+    try {
+      policies = this.resolve("consume", key, cost, options);
+    } catch (err) {
+      return Promise.reject(err);
     }
-    return result;
+    const blockMs = this.config.blockDurationMs;
+    return this.switch
+      .run((store) => store.consume(key, policies, cost, blockMs))
+      .then((answer) => {
+        if (answer === undefined) return openResult(policies);
+        const { value, backend } = answer;
+        const charge: Charge = {
+          key,
+          cost,
+          policies,
+          markers: value.markers,
+          backend,
+          refunded: false,
+        };
+        const result = summarize(value, backend, charge);
+        if (result.allowed) this.allowed++;
+        else this.blocked++;
+        return result;
+      });
   }
 
   async peek(key: string, cost = 1, options?: ConsumeOptions): Promise<RateLimitResult> {
     const policies = this.resolve("peek", key, cost, options);
-    const answer = await this.run((store) => store.peek(key, policies, cost));
+    const answer = await this.switch.run((store) => store.peek(key, policies, cost));
     return answer === undefined ? openResult(policies) : summarize(answer.value, answer.backend);
   }
 
   async refund(result: RateLimitResult): Promise<void> {
-    const charge = this.charges.get(result);
-    if (charge === undefined) return; // rejected, open, or already refunded: nothing was charged
-    this.charges.delete(result);
+    const charge = (result as { [CHARGE]?: Charge })[CHARGE];
+    if (charge === undefined || charge.refunded) return; // rejected, open, or refunded already
+    charge.refunded = true;
     const { key, policies, cost, markers } = charge;
     if (charge.backend === "memory") {
       await this.memory.refund(key, policies, cost, markers);
@@ -155,13 +166,13 @@ class Limiter implements RateLimiter {
   async reset(key: string): Promise<void> {
     checkKey(this.scope, "reset", key);
     await this.memory.reset(key, this.policies.length);
-    await this.run((store) => store.reset(key, this.policies.length));
+    await this.switch.run((store) => store.reset(key, this.policies.length));
   }
 
   async block(key: string, ms: number): Promise<void> {
     checkKey(this.scope, "block", key);
     positiveInt(`${this.scope}.block`, "ms", ms);
-    await this.run((store) => store.block(key, ms));
+    await this.switch.run((store) => store.block(key, ms));
   }
 
   stats(): RateLimiterStats {
@@ -173,11 +184,6 @@ class Limiter implements RateLimiter {
       fallbacks: this.switch.fallbacks,
       state: this.switch.state,
     };
-  }
-
-  /** Runs on the current backend; `undefined` means "open": Redis failed, let it through. */
-  private run<T>(op: (store: RateLimitStore) => Promise<T>) {
-    return this.switch.run(op);
   }
 
   private resolve(
@@ -209,32 +215,50 @@ function checkKey(scope: string, method: string, key: unknown): void {
   }
 }
 
-/** One result from per-policy answers: the binding policy speaks for the whole. */
-function summarize(answer: StoreAnswer, backend: "redis" | "memory"): RateLimitResult {
-  const rejecting = answer.policies.filter((p) => !p.allowed);
-  const never = rejecting.some((p) => p.retryAfterMs === -1);
-  const wait = (p: PolicyResult) =>
-    p.retryAfterMs === -1 ? Number.POSITIVE_INFINITY : p.retryAfterMs;
-  const binding =
-    rejecting.length > 0
-      ? rejecting.reduce((a, b) => (wait(b) > wait(a) ? b : a))
-      : answer.policies.reduce((a, b) => (b.remaining < a.remaining ? b : a));
-  const allowed = rejecting.length === 0 && answer.blockedMs === 0;
+/** How long a rejecting policy makes the caller wait; "never" (-1) waits longest. */
+function waitOf(p: PolicyResult): number {
+  return p.retryAfterMs === -1 ? Number.POSITIVE_INFINITY : p.retryAfterMs;
+}
+
+/**
+ * One result from per-policy answers: the binding policy (the rejecting one that makes the
+ * caller wait longest, else the one with the fewest units left) speaks for the whole.
+ */
+function summarize(
+  answer: StoreAnswer,
+  backend: "redis" | "memory",
+  charge?: Charge,
+): RateLimitResult {
+  const { policies, blockedMs } = answer;
+  let binding = policies[0]!;
+  let rejected = !binding.allowed;
+  for (let i = 1; i < policies.length; i++) {
+    const p = policies[i]!;
+    if (!p.allowed) {
+      if (!rejected || waitOf(p) > waitOf(binding)) binding = p;
+      rejected = true;
+    } else if (!rejected && p.remaining < binding.remaining) {
+      binding = p;
+    }
+  }
+  const allowed = !rejected && blockedMs === 0;
   let retryAfterMs = 0;
   if (!allowed) {
-    retryAfterMs = never ? -1 : Math.max(answer.blockedMs, ...rejecting.map((p) => p.retryAfterMs));
+    const wait = rejected ? waitOf(binding) : 0;
+    retryAfterMs = wait === Number.POSITIVE_INFINITY ? -1 : Math.max(blockedMs, wait);
   }
   return {
     allowed,
     limit: binding.limit,
-    remaining: answer.blockedMs > 0 ? 0 : binding.remaining,
-    resetMs: Math.max(binding.resetMs, answer.blockedMs),
+    remaining: blockedMs > 0 ? 0 : binding.remaining,
+    resetMs: Math.max(binding.resetMs, blockedMs),
     retryAfterMs,
     policy: binding.name,
-    policies: answer.policies,
-    blockedMs: answer.blockedMs,
+    policies,
+    blockedMs,
     backend,
-  };
+    [CHARGE]: allowed ? charge : undefined,
+  } as RateLimitResult;
 }
 
 /** The result when Redis failed and `onRedisError` is `"open"`: allowed, nothing counted. */

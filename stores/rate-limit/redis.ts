@@ -207,7 +207,7 @@ export class RedisRateLimitStore implements RateLimitStore {
     await this.redis.set(`${taggedKey(this.prefix, key)}:block`, "1", "PX", ms);
   }
 
-  private async evaluate(
+  private evaluate(
     key: string,
     policies: readonly Policy[],
     cost: number,
@@ -222,26 +222,32 @@ export class RedisRateLimitStore implements RateLimitStore {
       keys.push(`${base}:${i}`);
       args.push(kindOf(p), p.limit, p.windowMs);
     }
-    const reply = (await consumeScript.run(this.redis, keys, args)) as number[];
-    const results: PolicyResult[] = [];
-    const markers: number[] = [];
-    for (let i = 0; i < policies.length; i++) {
-      const p = policies[i]!;
-      const at = 1 + i * 5;
-      results.push({
-        name: p.name,
-        limit: p.limit,
-        windowMs: p.windowMs,
-        algorithm: p.algorithm,
-        allowed: reply[at] === 1,
-        remaining: reply[at + 1]!,
-        resetMs: reply[at + 2]!,
-        retryAfterMs: reply[at + 3]!,
-      });
-      markers.push(reply[at + 4]!);
-    }
-    return { blockedMs: reply[0]!, policies: results, markers };
+    return consumeScript
+      .run(this.redis, keys, args)
+      .then((reply) => parseAnswer(reply as number[], policies));
   }
+}
+
+/** Turns the script's flat reply into per-policy results and refund markers. */
+function parseAnswer(reply: number[], policies: readonly Policy[]): StoreAnswer {
+  const results: PolicyResult[] = [];
+  const markers: number[] = [];
+  for (let i = 0; i < policies.length; i++) {
+    const p = policies[i]!;
+    const at = 1 + i * 5;
+    results.push({
+      name: p.name,
+      limit: p.limit,
+      windowMs: p.windowMs,
+      algorithm: p.algorithm,
+      allowed: reply[at] === 1,
+      remaining: reply[at + 1]!,
+      resetMs: reply[at + 2]!,
+      retryAfterMs: reply[at + 3]!,
+    });
+    markers.push(reply[at + 4]!);
+  }
+  return { blockedMs: reply[0]!, policies: results, markers };
 }
 
 /** "<algorithm code>:<windowMs>": the state's identity; state of another kind is ignored. */
