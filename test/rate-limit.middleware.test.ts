@@ -28,7 +28,15 @@ afterAll(closeClients);
 describe.each(["memory", "standalone"] as const)("rateLimit() on %s", (backend) => {
   const redis = backend === "memory" ? undefined : newRedis();
   const limiter = (options: RateLimitOptions = {}) =>
-    rateLimit({ redis, prefix: `${prefix}${n++}:`, logger: quiet, ...options });
+    // Generous timeout and "closed": these tests check counting, never the fallback.
+    rateLimit({
+      redis,
+      prefix: `${prefix}${n++}:`,
+      logger: quiet,
+      timeoutMs: 5000,
+      onRedisError: "closed",
+      ...options,
+    });
 
   it("1000 concurrent requests at limit 100: exactly 100 pass, 900 get 429 with Retry-After", async () => {
     // An hour-long sliding window frees no unit within the run, even across a window boundary.

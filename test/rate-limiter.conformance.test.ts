@@ -15,6 +15,9 @@ type Backend = "memory" | "standalone" | "cluster";
 const BACKENDS: Backend[] = ["memory", "standalone", "cluster"];
 const ALGORITHMS: Algorithm[] = ["fixed-window", "sliding-window", "token-bucket", "gcra"];
 const quiet = { info() {}, warn() {}, error() {} };
+// These tests are about what Redis (or memory) computes, not about failing over: a slow call
+// under load must fail the test, not be answered by a per-process fallback.
+const strict = { logger: quiet, timeoutMs: 5000, onRedisError: "closed" } as const;
 
 afterAll(closeClients);
 
@@ -32,7 +35,7 @@ describe.each(BACKENDS)("rate limiter on %s", (backend) => {
   const shared = backend === "memory" ? undefined : client();
   /** A limiter with its own key prefix, so tests never share state. */
   const limiter = (options: Omit<RateLimiterOptions, "redis" | "prefix">, redis = shared) =>
-    createRateLimiter({ redis, prefix: `${prefix}${n++}:`, logger: quiet, ...options });
+    createRateLimiter({ redis, prefix: `${prefix}${n++}:`, ...strict, ...options });
 
   describe("concurrency", () => {
     const connections = 4;
@@ -57,7 +60,7 @@ describe.each(BACKENDS)("rate limiter on %s", (backend) => {
                   limit: 100,
                   windowMs,
                   algorithm,
-                  logger: quiet,
+                  ...strict,
                 }),
               );
         const started = Date.now();
@@ -67,6 +70,9 @@ describe.each(BACKENDS)("rate limiter on %s", (backend) => {
           ),
         );
         const elapsed = Date.now() - started;
+        expect(new Set(results.map((r) => r.backend))).toEqual(
+          new Set([backend === "memory" ? "memory" : "redis"]),
+        );
         const allowed = results.filter((r) => r.allowed).length;
         if (exact) {
           expect(allowed).toBe(100);
@@ -163,7 +169,7 @@ describe.each(BACKENDS)("rate limiter on %s", (backend) => {
       const l = createRateLimiter({
         redis: shared,
         prefix: `${prefix}${n++}:`,
-        logger: quiet,
+        ...strict,
         policies: [
           { name: "minute", limit: 5, windowMs: 60_000, algorithm: "fixed-window" },
           { name: "burst", limit: 2, windowMs: 60_000, algorithm: "token-bucket" },

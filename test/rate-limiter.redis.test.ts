@@ -11,6 +11,8 @@ import { type RedisServer, startRedisServer } from "./harness/redis-server.ts";
 import { closeClients, newRedis, testPrefix } from "./helpers.js";
 
 const quiet = { info() {}, warn() {}, error() {} };
+// Counting tests: a slow call under load must fail the test, not fall back to memory.
+const strict = { logger: quiet, timeoutMs: 5000, onRedisError: "closed" } as const;
 let server: RedisServer;
 let admin: Redis;
 const prefix = testPrefix(__filename);
@@ -49,7 +51,7 @@ describe("round trips", () => {
       redis,
       prefix: `${prefix}rt${count}:`,
       policies,
-      logger: quiet,
+      ...strict,
     });
     await limiter.consume("warm"); // the first call on a connection sends EVAL with the source
     await admin.config("RESETSTAT");
@@ -82,7 +84,7 @@ describe("SCRIPT FLUSH in the middle of traffic", () => {
         limit: 500,
         windowMs: 60_000,
         algorithm: "fixed-window",
-        logger: quiet,
+        ...strict,
       }),
     );
     await admin.config("RESETSTAT");
@@ -118,7 +120,7 @@ describe("state in Redis", () => {
       limit: 10,
       windowMs: 5000,
       algorithm: "sliding-window",
-      logger: quiet,
+      ...strict,
     });
     const r = await l.consume("user:1", 3);
     const keys = await admin.keys(`${p}*`);
@@ -136,7 +138,7 @@ describe("state in Redis", () => {
   it("a 100 KB key stays a short Redis key", async () => {
     const redis = newRedis(server.url);
     const p = `${prefix}long:`;
-    const l = createRateLimiter({ redis, prefix: p, limit: 10, windowMs: 5000, logger: quiet });
+    const l = createRateLimiter({ redis, prefix: p, limit: 10, windowMs: 5000, ...strict });
     await l.consume("x".repeat(100_000));
     await l.block("y".repeat(100_000), 1000);
     const keys = await admin.keys(`${p}*`);
