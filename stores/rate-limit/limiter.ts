@@ -84,8 +84,12 @@ const CHARGE = Symbol("express-redis-kit.charge");
  * @throws InvalidOptionError when an option is invalid
  */
 export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
-  const config = parseRateLimiterOptions(options);
-  return new Limiter(config, "createRateLimiter");
+  return createLimiterFromConfig(parseRateLimiterOptions(options), "createRateLimiter");
+}
+
+/** Builds a limiter from an already parsed config (the `rateLimit()` middleware parses its own). */
+export function createLimiterFromConfig(config: RateLimiterConfig, scope: string): RateLimiter {
+  return new Limiter(config, scope);
 }
 
 class Limiter implements RateLimiter {
@@ -281,11 +285,4 @@ function openResult(policies: readonly Policy[]): RateLimitResult {
     blockedMs: 0,
     backend: "open",
   };
-}
-
-export { createLimiterFromConfig };
-
-/** Builds a limiter from an already parsed config (used by the `rateLimit()` middleware). */
-function createLimiterFromConfig(config: RateLimiterConfig, scope: string): RateLimiter {
-  return new Limiter(config, scope);
 }
