@@ -18,6 +18,8 @@ import {
 
 export type { PerRequest, RateLimitOptions } from "./rate-limit-options.js";
 
+const noop = () => {};
+
 declare global {
   namespace Express {
     interface Request {
@@ -88,7 +90,8 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
   }
 
   // The hot path stays synchronous up to the one Redis call whenever the options are plain
-  // values or synchronous functions: no async frames, one promise continuation.
+  // values or synchronous functions: no async frames, one promise continuation. Every user
+  // callback's throw or rejection ends in next(err), exactly once.
   function rateLimitMiddleware(req: Request, res: Response, next: NextFunction): void {
     try {
       const skipped = config.skip?.(req, res);
@@ -104,17 +107,26 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
     }
   }
 
+  /** Resolves key, cost and per-request policies, then consumes; never throws. */
   function count(req: Request, res: Response, next: NextFunction): void {
-    const keyed = config.key(req, res);
-    const costed = perRequest(config.cost, req);
-    if (isPromise(keyed) || isPromise(costed) || config.dynamic !== undefined) {
-      Promise.all([keyed, costed, policiesFor(req)]).then(
-        ([key, cost, overrides]) => consume(req, res, next, checkKey(key), cost, overrides),
-        next,
-      );
-      return;
+    try {
+      const keyed = config.key(req, res);
+      if (isPromise(keyed)) keyed.then(undefined, noop); // handled below, even if cost throws
+      const costed = perRequest(config.cost, req);
+      if (isPromise(keyed) || isPromise(costed) || config.dynamic !== undefined) {
+        Promise.all([keyed, costed, policiesFor(req)]).then(([key, cost, overrides]) => {
+          try {
+            consume(req, res, next, checkKey(key), cost, overrides);
+          } catch (err) {
+            next(err);
+          }
+        }, next);
+        return;
+      }
+      consume(req, res, next, checkKey(keyed), costed, undefined);
+    } catch (err) {
+      next(err);
     }
-    consume(req, res, next, checkKey(keyed), costed, undefined);
   }
 
   function consume(

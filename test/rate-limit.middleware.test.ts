@@ -327,6 +327,86 @@ describe.each(["memory", "standalone"] as const)("rateLimit() on %s", (backend) 
     expect(lines.some((l) => l.includes("requestWasSuccessful threw: boom"))).toBe(true);
   });
 
+  it.each([
+    [
+      "a sync key returning undefined, with a per-request limit",
+      { limit: () => 5, key: () => undefined },
+    ],
+    ["an async key returning an empty string", { key: async () => "" }],
+    [
+      "an async skip, then a key that throws",
+      {
+        skip: async () => false,
+        key: () => {
+          throw new Error("no key");
+        },
+      },
+    ],
+    [
+      "an async key that rejects while cost throws",
+      {
+        key: async () => {
+          throw new Error("late");
+        },
+        cost: () => {
+          throw new Error("no cost");
+        },
+      },
+    ],
+    [
+      "a limit function that throws",
+      {
+        limit: () => {
+          throw new Error("no plan");
+        },
+      },
+    ],
+  ] as [string, Partial<RateLimitOptions>][])(
+    "%s: next(err), no unhandled rejection",
+    async (_name, options) => {
+      const unhandled: unknown[] = [];
+      const onUnhandled = (reason: unknown) => unhandled.push(reason);
+      process.on("unhandledRejection", onUnhandled);
+      try {
+        const app = createApp(
+          limiter({ limit: 5, windowMs: 60_000, ...options } as RateLimitOptions),
+        );
+        const errors: Error[] = [];
+        app.use(
+          (
+            err: Error,
+            _req: express.Request,
+            res: express.Response,
+            _next: express.NextFunction,
+          ) => {
+            errors.push(err);
+            res.status(500).end();
+          },
+        );
+        expect((await request(app).get("/")).status).toBe(500);
+        expect(errors).toHaveLength(1);
+        await new Promise((resolve) => setImmediate(resolve)); // unhandled rejections surface by now
+        expect(unhandled).toEqual([]);
+      } finally {
+        process.off("unhandledRejection", onUnhandled);
+      }
+    },
+  );
+
+  it("logging a result never shows the raw key", async () => {
+    const mw = limiter({ limit: 5, windowMs: 60_000, key: () => "api-key-s3cr3t" });
+    let seen: RateLimitResult | undefined;
+    const app = express();
+    app.get("/", mw, (req, res) => {
+      seen = req.rateLimit;
+      res.end();
+    });
+    await request(app).get("/");
+    const { inspect } = await import("node:util");
+    expect(inspect(seen, { depth: 5 })).not.toContain("s3cr3t");
+    expect(JSON.stringify(seen)).not.toContain("s3cr3t");
+  });
+
   it("peek needs the request when the limit is a function, and then uses its policy", async () => {
     const mw = limiter({ limit: (req) => (req.get("x-plan") === "pro" ? 5 : 2), windowMs: 60_000 });
     const app = createApp(mw);

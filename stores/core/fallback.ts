@@ -56,7 +56,13 @@ export class BackendSwitch<S> {
     const { redis } = this.options;
     if (redis === undefined || this.degraded) return this.runSlow(op);
     // The hot path: Redis healthy. No async frame, one continuation.
-    return withTimeout(op(redis), this.options.timeoutMs).then(
+    let pending: Promise<T>;
+    try {
+      pending = op(redis);
+    } catch (err) {
+      pending = Promise.reject(err); // a client that throws instead of rejecting
+    }
+    return withTimeout(pending, this.options.timeoutMs).then(
       (value) => ({ value, backend: "redis" as const }),
       (err: unknown) => {
         this.turnDegraded(toError(err));

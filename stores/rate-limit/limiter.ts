@@ -3,6 +3,7 @@
  * the failure mode, and turns a store's per-policy answer into one `RateLimitResult`.
  */
 
+import { inspect } from "node:util";
 import { InvalidOptionError } from "../core/errors.js";
 import { BackendSwitch } from "../core/fallback.js";
 import { positiveInt } from "../core/options.js";
@@ -33,7 +34,7 @@ export interface ConsumeOptions {
 export interface RateLimiterStats {
   allowed: number;
   blocked: number;
-  /** Refunds of charges made on Redis. */
+  /** Refunds attempted of charges made on Redis (including the dropped ones). */
   refunds: number;
   /** Refunds dropped because Redis was failing (those requests stay counted). */
   droppedRefunds: number;
@@ -65,15 +66,29 @@ export interface RateLimiter {
   stats(): RateLimiterStats;
 }
 
-/** What a consume charged, kept on its result (under a private symbol) for `refund()`. */
-interface Charge {
-  key: string;
-  cost: number;
-  policies: readonly Policy[];
-  markers: readonly number[];
-  backend: "redis" | "memory";
+/**
+ * What a consume charged, kept on its result (under a private symbol) for `refund()`. It
+ * prints as a placeholder, so logging a result never shows the raw key.
+ */
+class Charge {
   /** Set by the first refund, so copies of the result cannot refund twice. */
-  refunded: boolean;
+  refunded = false;
+
+  constructor(
+    readonly key: string,
+    readonly cost: number,
+    readonly policies: readonly Policy[],
+    readonly markers: readonly number[],
+    readonly backend: "redis" | "memory",
+  ) {}
+
+  [inspect.custom](): string {
+    return "[refund data]";
+  }
+
+  toJSON(): undefined {
+    return undefined;
+  }
 }
 
 const CHARGE = Symbol("express-redis-kit.charge");
@@ -131,14 +146,7 @@ class Limiter implements RateLimiter {
       .then((answer) => {
         if (answer === undefined) return openResult(policies);
         const { value, backend } = answer;
-        const charge: Charge = {
-          key,
-          cost,
-          policies,
-          markers: value.markers,
-          backend,
-          refunded: false,
-        };
+        const charge = new Charge(key, cost, policies, value.markers, backend);
         const result = summarize(value, backend, charge);
         if (result.allowed) this.allowed++;
         else this.blocked++;
