@@ -1,7 +1,7 @@
 /** createRedisClient(): URL and Cluster from options or environment, timeouts, failing fast. */
 import { createRedisClient, isCluster, type RedisClient } from "../index.js";
 import { freePort } from "./harness/redis-server.ts";
-import { clusterNodes, redisUrl } from "./helpers.js";
+import { clusterNodes, redisUrl, testPrefix } from "./helpers.js";
 
 const quiet = { info() {}, warn() {}, error() {} };
 const made: RedisClient[] = [];
@@ -11,6 +11,7 @@ const make = (...args: Parameters<typeof createRedisClient>) => {
   return client;
 };
 const saved = { ...process.env };
+const key = `${testPrefix(__filename)}{a}`;
 
 afterEach(() => {
   for (const key of ["REDIS_URL", "REDIS_CLUSTER_NODES", "REDIS_TIMEOUT"]) {
@@ -52,12 +53,12 @@ it("builds a Cluster client from REDIS_CLUSTER_NODES, and from cluster.nodes", a
     .join(",");
   const fromEnv = make({ logger: quiet });
   expect(isCluster(fromEnv)).toBe(true);
-  await fromEnv.set("erk:client:{a}", "1");
-  expect(await fromEnv.get("erk:client:{a}")).toBe("1");
+  await fromEnv.set(key, "1", "PX", 60_000);
+  expect(await fromEnv.get(key)).toBe("1");
   delete process.env.REDIS_CLUSTER_NODES;
   const fromOption = make({ cluster: { nodes: clusterNodes() }, logger: quiet });
   expect(isCluster(fromOption)).toBe(true);
-  expect(await fromOption.get("erk:client:{a}")).toBe("1");
+  expect(await fromOption.get(key)).toBe("1");
   expect(() => createRedisClient({ cluster: { nodes: ["nope"] } })).toThrow(
     /cluster node must be "host:port" \(got "nope"\)/,
   );
