@@ -25,6 +25,18 @@ const quiet = { info() {}, warn() {}, error() {} };
 let n = 0;
 afterAll(closeClients);
 
+/** Adds an error handler answering 500, and returns the errors it saw. */
+function collectErrors(app: express.Express): Error[] {
+  const errors: Error[] = [];
+  app.use(
+    (err: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+      errors.push(err);
+      res.status(500).end();
+    },
+  );
+  return errors;
+}
+
 describe.each(["memory", "standalone"] as const)("rateLimit() on %s", (backend) => {
   const redis = backend === "memory" ? undefined : newRedis();
   const limiter = (options: RateLimitOptions = {}) =>
@@ -314,13 +326,7 @@ describe.each(["memory", "standalone"] as const)("rateLimit() on %s", (backend) 
         },
       }),
     );
-    const errors: Error[] = [];
-    app.use(
-      (err: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
-        errors.push(err);
-        res.status(500).end();
-      },
-    );
+    const errors = collectErrors(app);
     expect((await request(app).get("/")).status).toBe(200);
     expect((await request(app).get("/")).status).toBe(500);
     expect(errors.map((e) => e.message)).toEqual(["handler failed"]);
@@ -371,18 +377,7 @@ describe.each(["memory", "standalone"] as const)("rateLimit() on %s", (backend) 
         const app = createApp(
           limiter({ limit: 5, windowMs: 60_000, ...options } as RateLimitOptions),
         );
-        const errors: Error[] = [];
-        app.use(
-          (
-            err: Error,
-            _req: express.Request,
-            res: express.Response,
-            _next: express.NextFunction,
-          ) => {
-            errors.push(err);
-            res.status(500).end();
-          },
-        );
+        const errors = collectErrors(app);
         expect((await request(app).get("/")).status).toBe(500);
         expect(errors).toHaveLength(1);
         await new Promise((resolve) => setImmediate(resolve)); // unhandled rejections surface by now
@@ -425,13 +420,7 @@ describe.each(["memory", "standalone"] as const)("rateLimit() on %s", (backend) 
     const app = createApp(
       limiter({ limit: 1, windowMs: 60_000, key: () => 42 as unknown as string }),
     );
-    const errors: Error[] = [];
-    app.use(
-      (err: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
-        errors.push(err);
-        res.status(500).end();
-      },
-    );
+    const errors = collectErrors(app);
     expect((await request(app).get("/")).status).toBe(500);
     expect(errors[0]).toBeInstanceOf(InvalidOptionError);
     expect(errors[0]?.message).toMatch(
