@@ -77,14 +77,3 @@ export function createApp(...middleware: RequestHandler[]): express.Express {
 export function wait(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
-
-/** Sum of `calls` of the given commands in `INFO commandstats`. */
-export async function commandCalls(redis: Redis, ...commands: string[]): Promise<number> {
-  const info = await redis.info("commandstats");
-  let total = 0;
-  for (const command of commands) {
-    const match = new RegExp(`^cmdstat_${command}:calls=(\\d+)`, "m").exec(info);
-    total += match ? Number(match[1]) : 0;
-  }
-  return total;
-}

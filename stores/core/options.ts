@@ -21,7 +21,7 @@ export function show(value: unknown): string {
 }
 
 /** Hides the credentials of a URL (`scheme://user:password@host`) so errors never carry them. */
-export function redact(text: string): string {
+function redact(text: string): string {
   return text.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/]*@/i, "$1***@");
 }
 

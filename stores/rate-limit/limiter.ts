@@ -85,10 +85,6 @@ class Charge {
   [inspect.custom](): string {
     return "[refund data]";
   }
-
-  toJSON(): undefined {
-    return undefined;
-  }
 }
 
 const CHARGE = Symbol("express-redis-kit.charge");
