@@ -6,6 +6,12 @@
  */
 
 // Middleware
+export {
+  type CacheResponseMiddleware,
+  type CacheResponseOptions,
+  cacheResponse,
+  type ResponseCacheStats,
+} from "./middleware/cache-response.js";
 export { ipKeyGenerator, normalizeIp } from "./middleware/client-key.js";
 export { type RedisHealthOptions, redisHealth } from "./middleware/health.js";
 export {
@@ -34,6 +40,14 @@ export { keyPart, MAX_TAG_LENGTH } from "./stores/core/keys.js";
 export type { Logger } from "./stores/core/logger.js";
 export type { RedisClient } from "./stores/core/scripts.js";
 // Primitives
+export {
+  createPubSub,
+  type Envelope,
+  type MessageHandler,
+  type PubSub,
+  type PubSubOptions,
+  type PubSubStats,
+} from "./stores/pubsub/pubsub.js";
 export {
   type ConsumeOptions,
   createRateLimiter,

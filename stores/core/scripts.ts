@@ -22,38 +22,52 @@ export interface Script {
   run(
     redis: RedisClient,
     keys: readonly string[],
-    args: readonly (string | number)[],
+    args: readonly (string | number | Buffer)[],
+  ): Promise<unknown>;
+  /** Like `run`, with bulk replies as Buffers (for binary values). */
+  runBuffer(
+    redis: RedisClient,
+    keys: readonly string[],
+    args: readonly (string | number | Buffer)[],
   ): Promise<unknown>;
 }
 
 const registered = new WeakMap<RedisClient, Set<string>>();
 const names = new Set<string>();
 
-type ScriptCommand = (numKeys: number, ...keysAndArgs: (string | number)[]) => Promise<unknown>;
+type Arg = string | number | Buffer;
+type ScriptCommand = (numKeys: number, ...keysAndArgs: Arg[]) => Promise<unknown>;
 
 /** Declares a script. `name` must be unique across the package. */
 export function defineScript(name: string, lua: string): Script {
   if (names.has(name)) throw new Error(`script ${name} is defined twice`);
   names.add(name);
   const command = `erk_${name}`;
+  const call = (
+    redis: RedisClient,
+    suffix: "" | "Buffer",
+    keys: readonly string[],
+    args: readonly Arg[],
+  ) => {
+    let onClient = registered.get(redis);
+    if (onClient === undefined) {
+      onClient = new Set();
+      registered.set(redis, onClient);
+    }
+    if (!onClient.has(command)) {
+      redis.defineCommand(command, { lua });
+      onClient.add(command);
+    }
+    const fn = (redis as unknown as Record<string, ScriptCommand>)[command + suffix]!;
+    const flat: Arg[] = [keys.length];
+    for (const key of keys) flat.push(key);
+    for (const arg of args) flat.push(arg);
+    return fn.apply(redis, flat as [number, ...Arg[]]);
+  };
   return {
     command,
     lua,
-    run(redis, keys, args) {
-      let onClient = registered.get(redis);
-      if (onClient === undefined) {
-        onClient = new Set();
-        registered.set(redis, onClient);
-      }
-      if (!onClient.has(command)) {
-        redis.defineCommand(command, { lua });
-        onClient.add(command);
-      }
-      const fn = (redis as unknown as Record<string, ScriptCommand>)[command]!;
-      const flat: (string | number)[] = [keys.length];
-      for (const key of keys) flat.push(key);
-      for (const arg of args) flat.push(arg);
-      return fn.apply(redis, flat as [number, ...(string | number)[]]);
-    },
+    run: (redis, keys, args) => call(redis, "", keys, args),
+    runBuffer: (redis, keys, args) => call(redis, "Buffer", keys, args),
   };
 }

@@ -1,0 +1,86 @@
+/**
+ * Answering from a cache entry: status, stored headers (with the origin's `Date`), `Age`
+ * (RFC 9111 §4.2.3), `Cache-Status` (RFC 9211), `X-Cache`, and 304 for conditional requests
+ * (RFC 9110 §13.1, evaluated by `fresh`).
+ */
+import type { ServerResponse } from "node:http";
+import type { Request, Response } from "express";
+import fresh from "fresh";
+import type { Lookup } from "../stores/cache/types.js";
+import type { Originals } from "./cache-capture.js";
+
+/** The cache's name in `Cache-Status`. */
+export const CACHE_NAME = "express-redis-kit";
+
+/** What `X-Cache` says. */
+export type XCache = "HIT" | "MISS" | "STALE" | "BYPASS";
+
+/** Sets `X-Cache` and `Cache-Status` (`params`: the RFC 9211 parameters after the name). */
+export function markResponse(res: ServerResponse, xCache: XCache, params: string): void {
+  res.setHeader("X-Cache", xCache);
+  res.setHeader("Cache-Status", params === "" ? CACHE_NAME : `${CACHE_NAME}; ${params}`);
+}
+
+/** Milliseconds `found` has been resident past its storing, on the store's clock. */
+export function residentMs(found: Lookup): number {
+  return Math.max(0, found.now - found.storedAt);
+}
+
+/** The value of a stored header field (first occurrence, name lowercase). */
+function stored(found: Lookup, name: string): string | undefined {
+  for (const [field, value] of found.entry.headers) if (field === name) return value;
+  return undefined;
+}
+
+/** Fields a 304 carries (RFC 9110 §15.4.5), besides ours. */
+const NOT_MODIFIED_FIELDS = new Set([
+  "cache-control",
+  "content-location",
+  "date",
+  "etag",
+  "expires",
+  "vary",
+  "last-modified",
+]);
+
+/**
+ * Answers `req` from `found`. `originals` (when given) writes past a capture that is being
+ * replaced. `params` are the `Cache-Status` parameters.
+ */
+export function replay(
+  req: Request,
+  res: Response,
+  found: Lookup,
+  xCache: XCache,
+  params: string,
+  originals?: Originals,
+): void {
+  const { entry } = found;
+  for (const name of res.getHeaderNames()) res.removeHeader(name);
+  const notModified =
+    entry.status >= 200 &&
+    entry.status < 300 &&
+    (req.headers["if-none-match"] !== undefined ||
+      req.headers["if-modified-since"] !== undefined) &&
+    fresh(req.headers, {
+      etag: stored(found, "etag"),
+      "last-modified": stored(found, "last-modified"),
+    });
+  const seen = new Set<string>();
+  for (const [name, value] of entry.headers) {
+    if (notModified && !NOT_MODIFIED_FIELDS.has(name)) continue;
+    if (seen.has(name)) res.appendHeader(name, value);
+    else res.setHeader(name, value);
+    seen.add(name);
+  }
+  res.setHeader("Age", String(Math.floor((entry.initialAgeMs + residentMs(found)) / 1000)));
+  markResponse(res, xCache, params);
+  const status = notModified ? 304 : entry.status;
+  const withBody = !notModified && req.method !== "HEAD" && status !== 204;
+  if (!notModified && status !== 204) res.setHeader("Content-Length", entry.body.length);
+  const writeHead = (originals?.writeHead ?? res.writeHead) as (s: number) => unknown;
+  const end = (originals?.end ?? res.end) as (chunk?: Buffer) => unknown;
+  writeHead.call(res, status);
+  if (withBody) end.call(res, entry.body);
+  else end.call(res);
+}

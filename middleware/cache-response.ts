@@ -1,0 +1,469 @@
+/**
+ * `cacheResponse()`: answers GET/HEAD from the cache, or runs the handler once per key
+ * (coalescing concurrent misses across processes), captures its response and stores it when
+ * HTTP allows. See the README's "cacheResponse()" section.
+ */
+
+import etag from "etag";
+import type { NextFunction, Request, RequestHandler, Response } from "express";
+import { LRUCache } from "lru-cache";
+import {
+  ResponseCache as Engine,
+  type ResponseCache,
+  type ResponseCacheStats,
+  urlTag,
+} from "../stores/cache/cache.js";
+import type { Lookup, StoredResponse } from "../stores/cache/types.js";
+import { InvalidOptionError, toError } from "../stores/core/errors.js";
+import { warnOnce } from "../stores/core/logger.js";
+import { show } from "../stores/core/options.js";
+import { ResponseCapture } from "./cache-capture.js";
+import {
+  type Freshness,
+  headerText,
+  storability,
+  storedHeaders,
+  varyNames,
+} from "./cache-policy.js";
+import { markResponse, replay, residentMs } from "./cache-replay.js";
+import {
+  type CacheConfig,
+  type CacheResponseOptions,
+  parseCacheOptions,
+  SCOPE,
+} from "./cache-response-options.js";
+
+export type { ResponseCacheStats } from "../stores/cache/cache.js";
+export type { CacheResponseOptions } from "./cache-response-options.js";
+
+declare global {
+  namespace Express {
+    interface Response {
+      /** Set by `cacheResponse()`: adds tags to this response's cache entry, for `purgeTags()`. */
+      cacheTags?: (tags: readonly string[]) => void;
+    }
+  }
+}
+
+/** The handler `cacheResponse()` returns, with admin methods. */
+export interface CacheResponseMiddleware extends RequestHandler {
+  /**
+   * Deletes every stored variant of one URL (any host, user or Vary value): a path with an
+   * optional query (`"/api/items?page=2"`), or `{ path, query }`. Query parameters are
+   * filtered and sorted as for keys. Resolves with the number of entries deleted.
+   */
+  purge(
+    target: string | { path: string; query?: string | Record<string, string> },
+  ): Promise<number>;
+  /** Deletes the entries carrying any of `tags`, in Redis and in every process's memory tier. */
+  purgeTags(tags: readonly string[]): Promise<number>;
+  /** Retires every entry at once (bumps the generation every key includes). */
+  purgeAll(): Promise<void>;
+  /** Counters: hits, misses, stale, bypasses, coalesced waits, stores, errors. */
+  stats(): ResponseCacheStats;
+  /** Closes the pub/sub connection (the Redis client is yours to close). */
+  close(): Promise<void>;
+}
+
+/** A request that may use the cache: its key parts and whether entries are per user. */
+interface Target {
+  parts: unknown[];
+  path: string;
+  query: string;
+  perUser: boolean;
+}
+
+const MAX_TAGS = 32;
+const MAX_TAG_LENGTH = 256;
+
+/**
+ * Caches GET responses in Redis (or in memory when no `redis` is given), HTTP-correctly and
+ * per user when asked. See the README's "cacheResponse()" section for every option.
+ * @throws InvalidOptionError when an option is invalid
+ */
+export function cacheResponse(options: CacheResponseOptions = {}): CacheResponseMiddleware {
+  const config = parseCacheOptions(options);
+  const cache = new Engine(config);
+  /** Base key → the Vary fields its responses carry, so a hit costs one lookup. */
+  const varyOf = new LRUCache<string, string[]>({ max: 10_000 });
+
+  function target(req: Request): Target | string {
+    if (req.headers.range !== undefined) return "range";
+    let user: unknown = null;
+    if (config.userAware) {
+      const r = req as Request & { session?: { userId?: unknown }; user?: { id?: unknown } };
+      user = r.session?.userId ?? r.user?.id ?? null;
+      if (user === null) return "no-user";
+    }
+    let varyBy: unknown = null;
+    if (config.varyBy !== undefined) {
+      varyBy = config.varyBy(req) ?? null;
+      if (varyBy === null) return "vary-by";
+      checkPart("varyBy", varyBy);
+    }
+    const perUser = config.userAware || config.varyBy !== undefined;
+    if (!perUser) {
+      if (req.headers.authorization !== undefined) return "authorization";
+      const r = req as Request & { session?: { userId?: unknown }; user?: { id?: unknown } };
+      if ((r.session?.userId ?? r.user?.id) != null) return "signed-in";
+    }
+    let extra: unknown = null;
+    if (config.key !== undefined) {
+      extra = config.key(req) ?? null;
+      if (extra === null) return "key";
+      checkPart("key", extra);
+    }
+    const url = req.originalUrl;
+    const q = url.indexOf("?");
+    const path = q === -1 ? url : url.slice(0, q);
+    const query = q === -1 ? "" : normalizeQuery(url.slice(q + 1), config.keepParam);
+    const host = (req.headers.host ?? "").toLowerCase();
+    return { parts: [host, path, query, extra, varyBy, user], path, query, perUser };
+  }
+
+  /** Resolves a request's entry: the base key, or (through a Vary marker) its variant. */
+  async function find(
+    req: Request,
+    t: Target,
+  ): Promise<{ key: string; base: string; found: Lookup | undefined; vary: string[] }> {
+    const base = cache.keyFor(t.parts);
+    let vary = varyOf.get(base) ?? [];
+    let key = vary.length === 0 ? base : cache.keyFor([...t.parts, varyValues(req, vary)]);
+    let found = await cache.lookup(key);
+    if (found?.entry.vary !== undefined && found.entry.vary.length > 0) {
+      vary = found.entry.vary;
+      varyOf.set(base, vary);
+      key = cache.keyFor([...t.parts, varyValues(req, vary)]);
+      found = await cache.lookup(key);
+    }
+    if (found?.entry.vary !== undefined) found = undefined; // a marker is never a response
+    return { key, base, found, vary };
+  }
+
+  async function serve(req: Request, res: Response, next: NextFunction, t: Target): Promise<void> {
+    let { key, base, found } = await find(req, t);
+    let staleForError: Lookup | undefined;
+    if (found !== undefined) {
+      const { entry } = found;
+      const age = residentMs(found);
+      if (age < entry.freshMs) {
+        cache.counters.hits++;
+        return replay(req, res, found, "HIT", `hit; ttl=${ttlSeconds(found)}`);
+      }
+      if (age < entry.freshMs + entry.staleWhileRevalidateMs) {
+        const claim =
+          req.method === "GET" ? await cache.claim(key, found.storedAt) : { kind: "busy" as const };
+        if (claim.kind === "fill") {
+          cache.counters.misses++;
+          return fill(req, res, next, t, key, base, claim, found, "fwd=stale");
+        }
+        if (claim.kind === "filled") {
+          const again = await find(req, t);
+          if (again.found !== undefined && residentMs(again.found) < again.found.entry.freshMs) {
+            cache.counters.hits++;
+            return replay(req, res, again.found, "HIT", `hit; ttl=${ttlSeconds(again.found)}`);
+          }
+        }
+        cache.counters.stale++;
+        return replay(
+          req,
+          res,
+          found,
+          "STALE",
+          `hit; ttl=${ttlSeconds(found)}; detail=stale-while-revalidate`,
+        );
+      }
+      if (age < entry.freshMs + entry.staleIfErrorMs) staleForError = found;
+    }
+    cache.counters.misses++;
+    const miss = found === undefined ? "fwd=uri-miss" : "fwd=stale";
+    if (req.method === "HEAD") return pass(res, next, `${miss}; detail=head`, staleForError);
+    if (!config.coalesce) {
+      return fill(req, res, next, t, key, base, cache.unlockedClaim(), staleForError, miss);
+    }
+    const claim = await cache.claim(key, staleForError?.storedAt);
+    if (claim.kind === "fill")
+      return fill(req, res, next, t, key, base, claim, staleForError, miss);
+    if (claim.kind === "busy") await cache.wait(key);
+    ({ key, base, found } = await find(req, t));
+    if (found !== undefined && residentMs(found) < found.entry.freshMs) {
+      cache.counters.hits++;
+      return replay(req, res, found, "HIT", `hit; ttl=${ttlSeconds(found)}; collapsed`);
+    }
+    return pass(res, next, `${miss}; collapsed; detail=fill-timeout`, staleForError);
+  }
+
+  /** Runs the handler without storing (stale-if-error still applies). */
+  function pass(res: Response, next: NextFunction, params: string, staleForError?: Lookup): void {
+    markResponse(res, "MISS", params);
+    if (staleForError !== undefined) {
+      new ResponseCapture(res, 0, (originals) => {
+        if (res.statusCode < 500) return "pass";
+        serveStaleForError(res.req as Request, res, staleForError, originals);
+        return "replace";
+      });
+    }
+    next();
+  }
+
+  function serveStaleForError(
+    req: Request,
+    res: Response,
+    found: Lookup,
+    originals: ResponseCapture["originals"],
+  ): void {
+    cache.counters.stale++;
+    const status = res.statusCode;
+    replay(
+      req,
+      res,
+      found,
+      "STALE",
+      `hit; ttl=${ttlSeconds(found)}; fwd-status=${status}; detail=stale-if-error`,
+      originals,
+    );
+  }
+
+  /** Runs the handler as the filler of `key`, captures the response and stores it. */
+  function fill(
+    req: Request,
+    res: Response,
+    next: NextFunction,
+    t: Target,
+    key: string,
+    base: string,
+    claim: { token: string; epoch: number },
+    staleForError: Lookup | undefined,
+    fwd: string,
+  ): void {
+    // The entry must be the full response: the conditional is answered from it on later hits.
+    delete req.headers["if-none-match"];
+    delete req.headers["if-modified-since"];
+    const before = new Set(res.getHeaderNames()); // set by earlier middleware: not stored
+    const tags: string[] = [];
+    res.cacheTags = (list) => {
+      for (const tag of list) tags.push(tag);
+    };
+    let freshness: Freshness | undefined;
+    let headers: [string, string][] = [];
+    let status = 200;
+    let vary: string[] = [];
+    const capture = new ResponseCapture(res, config.maxBodyBytes, (originals) => {
+      status = res.statusCode;
+      if (staleForError !== undefined && status >= 500) {
+        serveStaleForError(req, res, staleForError, originals);
+        return "replace";
+      }
+      if (!res.hasHeader("date")) res.setHeader("Date", new Date().toUTCString());
+      const all = res.getHeaders();
+      const verdict = storability(status, all, t.perUser, config, Date.now());
+      if (typeof verdict === "string") {
+        markResponse(res, "MISS", `${fwd}; detail=${verdict}`);
+        return "pass";
+      }
+      freshness = verdict;
+      vary = varyNames(headerText(all, "vary"));
+      headers = storedHeaders(all).filter(([name]) => !before.has(name) || name === "date");
+      markResponse(res, "MISS", `${fwd}; stored`);
+      return "capture";
+    });
+    let settled = false;
+    res.once("finish", () => {
+      if (settled) return;
+      settled = true;
+      if (freshness === undefined || !capture.complete) return cache.abandon(key, claim.token);
+      const entryTags = collectTags(req, res, tags, t);
+      if (entryTags === undefined) return cache.abandon(key, claim.token);
+      const body = capture.body();
+      if (status === 200 && !headers.some(([name]) => name === "etag")) {
+        headers.push(["etag", etag(body)]);
+      }
+      const entry: StoredResponse = { status, headers, body, tags: entryTags, ...freshness };
+      const items = [{ key: base, entry }];
+      if (vary.length > 0) {
+        varyOf.set(base, vary);
+        const marker: StoredResponse = { ...entry, headers: [], body: Buffer.alloc(0), vary };
+        items[0] = { key: base, entry: marker };
+        items.push({ key: cache.keyFor([...t.parts, varyValues(req, vary)]), entry });
+      } else {
+        varyOf.delete(base);
+      }
+      const ttl =
+        freshness.freshMs + Math.max(freshness.staleWhileRevalidateMs, freshness.staleIfErrorMs);
+      cache.fill(key, claim, items, ttl).catch((err: unknown) => {
+        config.logger.warn(`${SCOPE}: storing a response failed (${toError(err).message})`);
+      });
+    });
+    res.once("close", () => {
+      if (settled) return;
+      settled = true; // aborted: never stored
+      cache.abandon(key, claim.token);
+    });
+    next();
+  }
+
+  function collectTags(
+    req: Request,
+    res: Response,
+    tags: string[],
+    t: Target,
+  ): string[] | undefined {
+    const all = [...(config.tags?.(req, res) ?? []), ...tags];
+    if (
+      all.length > MAX_TAGS ||
+      !all.every((tag) => typeof tag === "string" && tag.length > 0 && tag.length <= MAX_TAG_LENGTH)
+    ) {
+      warnOnce(
+        config.logger,
+        "ERK_CACHE_TAGS",
+        `${SCOPE}: a response had invalid tags (at most ${MAX_TAGS} non-empty strings of at most ${MAX_TAG_LENGTH} characters); it was not stored`,
+      );
+      return undefined;
+    }
+    return [...new Set([urlTag(t.path, t.query), ...all])];
+  }
+
+  const middleware = function cacheResponseMiddleware(
+    req: Request,
+    res: Response,
+    next: NextFunction,
+  ) {
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      invalidateOnUnsafe(req, res);
+      return next();
+    }
+    let t: Target | string;
+    try {
+      t = target(req);
+    } catch (err) {
+      return next(err);
+    }
+    if (typeof t === "string") {
+      cache.counters.bypasses++;
+      markResponse(res, "BYPASS", `fwd=bypass; detail=${t}`);
+      return next();
+    }
+    const go = (ready: boolean) => {
+      if (!ready) {
+        cache.counters.bypasses++;
+        markResponse(res, "BYPASS", "fwd=bypass; detail=cache-unavailable");
+        return next();
+      }
+      serve(req, res, next, t).catch(next);
+    };
+    const ready = cache.ready();
+    if (typeof ready === "boolean") go(ready);
+    else ready.then(go, () => go(false));
+  } as CacheResponseMiddleware;
+
+  /** RFC 9111 §4.4: a successful unsafe request invalidates its target URI. */
+  function invalidateOnUnsafe(req: Request, res: Response): void {
+    if (req.method === "OPTIONS" || req.method === "TRACE") return;
+    res.once("finish", () => {
+      if (res.statusCode >= 400) return;
+      const url = req.originalUrl;
+      const q = url.indexOf("?");
+      const path = q === -1 ? url : url.slice(0, q);
+      const query = q === -1 ? "" : normalizeQuery(url.slice(q + 1), config.keepParam);
+      cache.purgeTags([urlTag(path, query)]).catch((err: unknown) => {
+        config.logger.warn(
+          `${SCOPE}: invalidating ${path} after ${req.method} failed (${toError(err).message})`,
+        );
+      });
+    });
+  }
+
+  middleware.purge = (targetUrl) => {
+    let path: string;
+    let query: string;
+    if (typeof targetUrl === "string") {
+      const q = targetUrl.indexOf("?");
+      path = q === -1 ? targetUrl : targetUrl.slice(0, q);
+      query = q === -1 ? "" : targetUrl.slice(q + 1);
+    } else if (
+      typeof targetUrl === "object" &&
+      targetUrl !== null &&
+      typeof targetUrl.path === "string"
+    ) {
+      path = targetUrl.path;
+      const raw = targetUrl.query ?? "";
+      query = typeof raw === "string" ? raw : new URLSearchParams(raw).toString();
+    } else {
+      return Promise.reject(
+        new InvalidOptionError(
+          `${SCOPE}: purge() takes a path or { path, query } (got ${show(targetUrl)})`,
+          "target",
+        ),
+      );
+    }
+    if (!path.startsWith("/")) {
+      return Promise.reject(
+        new InvalidOptionError(
+          `${SCOPE}: purge() path must start with "/" (got ${show(path)})`,
+          "target",
+        ),
+      );
+    }
+    return cache.purgeTags([urlTag(path, normalizeQuery(query, config.keepParam))]);
+  };
+  middleware.purgeTags = (tags) => {
+    if (
+      !Array.isArray(tags) ||
+      !tags.every(
+        (tag) => typeof tag === "string" && tag.length > 0 && tag.length <= MAX_TAG_LENGTH,
+      )
+    ) {
+      return Promise.reject(
+        new InvalidOptionError(
+          `${SCOPE}: purgeTags() takes an array of non-empty tag strings (got ${show(tags)})`,
+          "tags",
+        ),
+      );
+    }
+    return cache.purgeTags(tags);
+  };
+  middleware.purgeAll = async () => {
+    await cache.purgeAll();
+  };
+  middleware.stats = () => cache.stats();
+  middleware.close = () => cache.close();
+  return middleware;
+}
+
+/** Remaining freshness in whole seconds (negative once stale), for `Cache-Status: ttl`. */
+function ttlSeconds(found: Lookup): number {
+  return Math.floor((found.entry.freshMs - residentMs(found)) / 1000);
+}
+
+/** The request's values of the Vary fields, normalised (trimmed, inner whitespace collapsed). */
+function varyValues(req: Request, names: readonly string[]): (string | null)[] {
+  return names.map((name) => {
+    const value = req.headers[name];
+    if (value === undefined) return null;
+    return (Array.isArray(value) ? value.join(",") : value).replace(/\s*,\s*/g, ",").trim();
+  });
+}
+
+/** Sorted query with only the kept parameters, re-encoded canonically. */
+function normalizeQuery(query: string, keep: (name: string) => boolean): string {
+  if (query === "") return "";
+  const params = [...new URLSearchParams(query)].filter(([name]) => keep(name));
+  params.sort(([a, av], [b, bv]) => (a < b ? -1 : a > b ? 1 : av < bv ? -1 : av > bv ? 1 : 0));
+  return new URLSearchParams(params).toString();
+}
+
+/** Rejects a key part that is not a string or number. */
+function checkPart(option: "key" | "varyBy", value: unknown): void {
+  const ok =
+    typeof value === "string" ||
+    typeof value === "number" ||
+    (option === "key" && Array.isArray(value) && value.every((v) => typeof v === "string"));
+  if (!ok) {
+    throw new InvalidOptionError(
+      `${SCOPE}: ${option}(req) must return ${option === "key" ? "a string, an array of strings" : "a string, a number"} or null (got ${show(value)})`,
+      option,
+    );
+  }
+}
+
+export type { CacheConfig, ResponseCache };

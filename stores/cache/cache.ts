@@ -1,0 +1,371 @@
+/**
+ * The response cache engine under `cacheResponse()`: two tiers (optional in-process first
+ * tier, then Redis or the memory store), fill locks that coalesce misses across processes,
+ * purges, and the pub/sub messages that keep every process's first tier coherent.
+ *
+ * Coalescing: the first request of a process to miss a key creates a local "flight" and asks
+ * the store for the key's fill lock. Later requests of the process join the flight without a
+ * Redis call. When another process holds the lock, the flight waits for that process's
+ * `fill` message (pub/sub), not by polling; every waiter has its own deadline.
+ */
+import { createHash, randomUUID } from "node:crypto";
+import { StoreUnavailableError, toError } from "../core/errors.js";
+import { BackendSwitch, withTimeout } from "../core/fallback.js";
+import type { Logger } from "../core/logger.js";
+import type { RedisClient } from "../core/scripts.js";
+import { createPubSub, type Envelope, type PubSub } from "../pubsub/pubsub.js";
+import { MemoryCacheStore } from "./memory.js";
+import { RedisCacheStore } from "./redis.js";
+import type { CacheStore, Lookup, StoredResponse } from "./types.js";
+
+/** Settings of the engine (resolved by the middleware's option parsing). */
+export interface ResponseCacheSettings {
+  redis: RedisClient | undefined;
+  prefix: string;
+  memory: { maxEntries: number; maxBytes: number } | undefined;
+  timeoutMs: number;
+  coalesceWaitMs: number;
+  logger: Logger;
+}
+
+/** Counters since the cache was created. */
+export interface ResponseCacheStats {
+  hits: number;
+  misses: number;
+  stale: number;
+  bypasses: number;
+  /** Requests that waited for another request's fill. */
+  coalesced: number;
+  /** Responses stored. */
+  stored: number;
+  /** Redis calls that failed or timed out (each answered as a miss). */
+  errors: number;
+  /** `"redis"`, `"memory"` (no Redis given) or `"degraded"` (Redis failing). */
+  state: "redis" | "memory" | "degraded";
+  /** Entries in the in-process tier (or the memory backend). */
+  memoryEntries: number;
+}
+
+/** The answer of `claim()`. */
+export type Claim =
+  | { kind: "fill"; token: string; epoch: number }
+  | { kind: "busy" }
+  | { kind: "filled" };
+
+interface Flight {
+  /** This process fills (it holds the lock, or Redis is failing). */
+  local: boolean;
+  waiters: Set<() => void>;
+}
+
+type Message =
+  | { kind: "fill"; key: string }
+  | { kind: "tags"; tags: string[] }
+  | { kind: "all"; generation: number };
+
+/** See the module comment. */
+export class ResponseCache {
+  readonly counters = { hits: 0, misses: 0, stale: 0, bypasses: 0, coalesced: 0, stored: 0 };
+  private readonly store: BackendSwitch<CacheStore>;
+  private readonly memoryStore: MemoryCacheStore | undefined;
+  private readonly tier1: MemoryCacheStore | undefined;
+  private readonly pubsub: PubSub | undefined;
+  private readonly channel: string;
+  private readonly flights = new Map<string, Flight>();
+  private generation = 0;
+  private generationLoaded: Promise<boolean> | undefined;
+  private generationKnown = false;
+  private lastLoadAttempt = 0;
+  private subscribed: Promise<unknown> | undefined;
+  /** Bumped by every purge (local or remote): fills begun before a purge are not stored. */
+  epoch = 0;
+
+  constructor(private readonly settings: ResponseCacheSettings) {
+    const { redis, prefix, memory, timeoutMs, logger } = settings;
+    this.channel = `${prefix}events`;
+    const limits = memory ?? { maxEntries: 10_000, maxBytes: 64 * 1024 * 1024 };
+    if (redis === undefined) this.memoryStore = new MemoryCacheStore(limits);
+    else if (memory !== undefined) this.tier1 = new MemoryCacheStore(limits);
+    const memoryStore = this.memoryStore ?? new MemoryCacheStore({ maxEntries: 1, maxBytes: 1 });
+    this.store = new BackendSwitch<CacheStore>({
+      scope: "cacheResponse",
+      redis: redis === undefined ? undefined : new RedisCacheStore(redis, prefix),
+      memory: memoryStore,
+      onRedisError: "open",
+      timeoutMs,
+      recheckMs: 1000,
+      logger,
+    });
+    if (redis !== undefined) {
+      this.pubsub = createPubSub({
+        redis,
+        logger,
+        onResubscribed: () => this.resync(),
+      });
+      this.subscribed = this.pubsub
+        .subscribe<Message>(this.channel, (message) => this.onMessage(message))
+        .catch((err: unknown) => {
+          logger.warn(
+            `cacheResponse: cannot subscribe to ${this.channel} (${toError(err).message})`,
+          );
+        });
+    } else {
+      this.generationKnown = true;
+    }
+  }
+
+  /**
+   * True when keys can be built: the generation is known. On Redis it is read once (again
+   * after a failed read, at most once a second); until then requests bypass the cache, since
+   * entries of a generation `purgeAll()` retired may still be in Redis.
+   */
+  ready(): boolean | Promise<boolean> {
+    if (this.generationKnown) return true;
+    if (this.generationLoaded === undefined) {
+      if (Date.now() - this.lastLoadAttempt < 1000) return false;
+      this.lastLoadAttempt = Date.now();
+      this.generationLoaded = this.loadGeneration();
+    }
+    return this.generationLoaded;
+  }
+
+  private async loadGeneration(): Promise<boolean> {
+    try {
+      await withTimeout(this.subscribed ?? Promise.resolve(), this.settings.timeoutMs * 20);
+      const answer = await this.store.run((store) => store.generation());
+      if (answer !== undefined && answer.backend === "redis") {
+        this.generation = Math.max(this.generation, answer.value);
+        this.generationKnown = true;
+        return true;
+      }
+    } catch {}
+    this.generationLoaded = undefined;
+    return false;
+  }
+
+  /** The entry key of a request: `prefix{hash}` with `parts` (and the generation) hashed. */
+  keyFor(parts: readonly unknown[]): string {
+    const hash = createHash("sha256")
+      .update(JSON.stringify([this.generation, parts]))
+      .digest("base64url")
+      .slice(0, 27);
+    return `${this.settings.prefix}{${hash}}`;
+  }
+
+  /** Reads `key` from the first tier, then the store. Resolves `undefined` on a miss or failure. */
+  lookup(key: string): Promise<Lookup | undefined> | Lookup | undefined {
+    const near = this.tier1?.getNow(key);
+    if (near !== undefined) return near;
+    return this.store
+      .run((store) => store.get(key))
+      .then(
+        (answer) => {
+          const found = answer?.value;
+          if (found !== undefined && this.tier1 !== undefined) {
+            const { entry, storedAt, now } = found;
+            const left =
+              entry.freshMs +
+              Math.max(entry.staleWhileRevalidateMs, entry.staleIfErrorMs) -
+              (now - storedAt);
+            this.tier1.put(key, entry, Date.now() - (now - storedAt), left);
+          }
+          return found;
+        },
+        () => undefined,
+      );
+  }
+
+  /**
+   * Asks to fill `key` after a miss (`seen` undefined) or a stale read (`seen` = its storedAt).
+   * `fill`: run the handler and call `fill()` or `abandon()`; `busy`: `wait()`; `filled`: look
+   * up again.
+   */
+  async claim(key: string, seen?: number): Promise<Claim> {
+    if (this.flights.has(key)) return { kind: "busy" };
+    const flight: Flight = { local: true, waiters: new Set() };
+    this.flights.set(key, flight);
+    const token = randomUUID();
+    const epoch = this.epoch;
+    const answer = await this.store
+      .run((store) => store.lock(key, token, this.settings.coalesceWaitMs, seen))
+      .catch(() => undefined);
+    const result = answer?.value;
+    if (result === "busy") {
+      flight.local = false;
+      return { kind: "busy" };
+    }
+    if (result === "filled") {
+      this.land(key);
+      return { kind: "filled" };
+    }
+    return { kind: "fill", token, epoch }; // taken, or Redis failing: fill without a lock
+  }
+
+  /** A claim without a lock, for `coalesce: false`. */
+  unlockedClaim(): { token: string; epoch: number } {
+    return { token: randomUUID(), epoch: this.epoch };
+  }
+
+  /** Waits (at most `coalesceWaitMs`) for the fill of `key` to land. */
+  wait(key: string): Promise<void> {
+    const flight = this.flights.get(key);
+    if (flight === undefined) return Promise.resolve();
+    this.counters.coalesced++;
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        flight.waiters.delete(done);
+        if (!flight.local && flight.waiters.size === 0 && this.flights.get(key) === flight) {
+          this.flights.delete(key); // the remote filler never reported: forget it
+        }
+        resolve();
+      };
+      const timer = setTimeout(done, this.settings.coalesceWaitMs);
+      flight.waiters.add(done);
+    });
+  }
+
+  /**
+   * Stores the filler's entries (the response, and a Vary marker when it has one) unless a
+   * purge happened since `claim`, releases the lock on `key`, and wakes the waiters here and
+   * in other processes.
+   */
+  async fill(
+    key: string,
+    claim: { token: string; epoch: number },
+    items: readonly { key: string; entry: StoredResponse }[],
+    ttlMs: number,
+  ): Promise<void> {
+    let unlocked = false;
+    try {
+      if (claim.epoch !== this.epoch) return;
+      const answer = await this.store.run(async (store) => {
+        await Promise.all(
+          items.map((item) => {
+            const own = item.key === key;
+            if (own) unlocked = true;
+            return store.set(item.key, item.entry, ttlMs, own ? claim.token : undefined);
+          }),
+        );
+        const pairs = items.flatMap((item) => item.entry.tags.map((tag) => [tag, item.key]));
+        await Promise.all(pairs.map(([tag, k]) => store.tag(tag!, k!, ttlMs)));
+      });
+      if (answer === undefined || claim.epoch !== this.epoch) return;
+      this.counters.stored++;
+      for (const item of items) this.tier1?.put(item.key, item.entry, Date.now(), ttlMs);
+    } finally {
+      if (unlocked) this.release(key);
+      else this.abandon(key, claim.token);
+    }
+  }
+
+  /** Gives up a fill (not storable, aborted, failed): releases the lock and wakes waiters. */
+  abandon(key: string, token: string): void {
+    this.store
+      .run((store) => store.unlock(key, token))
+      .catch(() => {})
+      .finally(() => this.release(key));
+  }
+
+  private release(key: string): void {
+    this.land(key);
+    if (this.pubsub !== undefined && this.store.state === "redis") {
+      this.pubsub.publish(this.channel, { kind: "fill", key }, "cache.fill").catch(() => {});
+    }
+  }
+
+  /** Wakes the local waiters of `key`. */
+  private land(key: string): void {
+    const flight = this.flights.get(key);
+    if (flight === undefined) return;
+    this.flights.delete(key);
+    for (const wake of [...flight.waiters]) wake();
+  }
+
+  /** Deletes the entries tagged with any of `tags`, everywhere; resolves with how many. */
+  async purgeTags(tags: readonly string[]): Promise<number> {
+    this.epoch++;
+    let deleted = 0;
+    for (const tag of tags) deleted += await this.direct((store) => store.purgeTag(tag));
+    for (const tag of tags) await this.tier1?.purgeTag(tag);
+    await this.broadcast({ kind: "tags", tags: [...tags] });
+    return deleted;
+  }
+
+  /** Retires every entry by bumping the generation; resolves with the new generation. */
+  async purgeAll(): Promise<number> {
+    this.epoch++;
+    const generation = await this.direct((store) => store.bumpGeneration());
+    this.generation = Math.max(this.generation, generation);
+    this.tier1?.clear();
+    await this.broadcast({ kind: "all", generation });
+    return generation;
+  }
+
+  /** Counters and state. */
+  stats(): ResponseCacheStats {
+    return {
+      ...this.counters,
+      errors: this.store.fallbacks,
+      state: this.store.state,
+      memoryEntries: (this.tier1 ?? this.memoryStore)?.size ?? 0,
+    };
+  }
+
+  /** Closes the subscriber connection. */
+  async close(): Promise<void> {
+    await this.pubsub?.close();
+  }
+
+  /** Runs an admin operation on the store itself: Redis failures reject. */
+  private async direct<T>(op: (store: CacheStore) => Promise<T>): Promise<T> {
+    if (this.settings.redis === undefined) return op(this.memoryStore!);
+    const store = new RedisCacheStore(this.settings.redis, this.settings.prefix);
+    try {
+      return await withTimeout(op(store), Math.max(this.settings.timeoutMs, 5000));
+    } catch (err) {
+      throw new StoreUnavailableError(`cacheResponse: purge failed (${toError(err).message})`, {
+        cause: err,
+      });
+    }
+  }
+
+  private async broadcast(message: Message): Promise<void> {
+    if (this.pubsub === undefined) return;
+    await this.pubsub.publish(this.channel, message, `cache.${message.kind}`).catch((err) => {
+      this.settings.logger.warn(
+        `cacheResponse: purge stored in Redis, but the message to other processes failed (${toError(err).message})`,
+      );
+    });
+  }
+
+  private onMessage(envelope: Envelope<Message>): void {
+    const message = envelope.data;
+    const own = envelope.origin === this.pubsub?.origin;
+    if (message.kind === "fill") {
+      if (!own) this.tier1?.delete(message.key);
+      this.land(message.key);
+    } else if (message.kind === "tags" && !own) {
+      this.epoch++;
+      for (const tag of message.tags) void this.tier1?.purgeTag(tag);
+    } else if (message.kind === "all" && !own) {
+      this.epoch++;
+      this.generation = Math.max(this.generation, message.generation);
+      this.tier1?.clear();
+    }
+  }
+
+  /** After a reconnect, messages may have been missed: forget the first tier, re-read the generation. */
+  private resync(): void {
+    this.epoch++;
+    this.tier1?.clear();
+    this.generationKnown = false;
+    this.generationLoaded = undefined;
+    this.lastLoadAttempt = 0;
+  }
+}
+
+/** The tag every entry of one URL carries, so `purge(url)` finds its variants. */
+export function urlTag(path: string, query: string): string {
+  return `url:${path}${query === "" ? "" : `?${query}`}`;
+}

@@ -1,0 +1,125 @@
+/**
+ * The in-process cache store: the backend when no `redis` is given, and the optional first
+ * tier in front of Redis. Bounded by entry count and total bytes (lru-cache), per-entry TTL.
+ */
+import { LRUCache } from "lru-cache";
+import type { CacheStore, LockAnswer, Lookup, StoredResponse } from "./types.js";
+
+interface Held {
+  entry: StoredResponse;
+  storedAt: number;
+}
+
+/** Limits of a memory store. */
+export interface MemoryCacheLimits {
+  maxEntries: number;
+  maxBytes: number;
+}
+
+/** See the module comment. */
+export class MemoryCacheStore implements CacheStore {
+  private readonly entries: LRUCache<string, Held>;
+  private readonly locks = new Map<string, { token: string; until: number }>();
+  private readonly tags = new Map<string, Map<string, number>>();
+  private gen = 0;
+  private clock = 0;
+
+  constructor(limits: MemoryCacheLimits) {
+    this.entries = new LRUCache<string, Held>({
+      max: limits.maxEntries,
+      maxSize: limits.maxBytes,
+      sizeCalculation: (held) => Math.max(1, held.entry.body.length + 256),
+    });
+  }
+
+  async get(key: string): Promise<Lookup | undefined> {
+    return this.getNow(key);
+  }
+
+  /** `get` without a promise, for the first tier's hot path. */
+  getNow(key: string): Lookup | undefined {
+    const held = this.entries.get(key);
+    return held === undefined ? undefined : { ...held, now: Date.now() };
+  }
+
+  async set(key: string, entry: StoredResponse, ttlMs: number, lockToken?: string) {
+    // Strictly increasing, so `lock()` can tell a re-store from the entry a caller saw.
+    this.clock = Math.max(Date.now(), this.clock + 1);
+    this.put(key, entry, this.clock, ttlMs);
+    if (lockToken !== undefined) await this.unlock(key, lockToken);
+  }
+
+  /** Stores an entry read from another tier, keeping its original `storedAt`. */
+  put(key: string, entry: StoredResponse, storedAt: number, ttlMs: number): void {
+    if (ttlMs <= 0) return;
+    this.entries.set(key, { entry, storedAt }, { ttl: ttlMs });
+  }
+
+  async lock(key: string, token: string, ttlMs: number, seen?: number): Promise<LockAnswer> {
+    const stored = this.entries.get(key)?.storedAt;
+    if (stored !== undefined && stored !== seen) return "filled";
+    const held = this.locks.get(key);
+    const now = Date.now();
+    if (held !== undefined && held.until > now) return "busy";
+    this.locks.set(key, { token, until: now + ttlMs });
+    if (this.locks.size > 10_000) this.pruneLocks(now);
+    return "taken";
+  }
+
+  async unlock(key: string, token: string): Promise<void> {
+    if (this.locks.get(key)?.token === token) this.locks.delete(key);
+  }
+
+  async tag(tag: string, key: string, ttlMs: number): Promise<void> {
+    let keys = this.tags.get(tag);
+    if (keys === undefined) {
+      keys = new Map();
+      this.tags.set(tag, keys);
+    }
+    const now = Date.now();
+    keys.set(key, now + ttlMs);
+    for (const [k, until] of keys) if (until <= now) keys.delete(k); // bounded by live entries
+  }
+
+  async purgeTag(tag: string): Promise<number> {
+    const keys = this.tags.get(tag);
+    this.tags.delete(tag);
+    let deleted = 0;
+    for (const key of keys?.keys() ?? []) if (this.entries.delete(key)) deleted++;
+    // Entries tagged only in this tier (the first tier mirrors Redis entries with their tags).
+    for (const [key, held] of this.entries.entries()) {
+      if (held.entry.tags.includes(tag) && this.entries.delete(key)) deleted++;
+    }
+    return deleted;
+  }
+
+  /** Drops one entry (first-tier invalidation). */
+  delete(key: string): void {
+    this.entries.delete(key);
+  }
+
+  /** Drops every entry (first-tier invalidation after `purgeAll`). */
+  clear(): void {
+    this.entries.clear();
+    this.tags.clear();
+  }
+
+  async generation(): Promise<number> {
+    return this.gen;
+  }
+
+  async bumpGeneration(): Promise<number> {
+    this.gen++;
+    this.clear();
+    return this.gen;
+  }
+
+  /** Number of entries held. */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  private pruneLocks(now: number): void {
+    for (const [key, held] of this.locks) if (held.until <= now) this.locks.delete(key);
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * The Redis cache store. Entries are hashes `{ t: stored-at (Redis TIME, ms), m: metadata
+ * JSON, b: body bytes }` read with one script call that also returns Redis's clock, so ages
+ * never depend on the application servers' clocks.
+ *
+ * Key layout (the caller passes `P{hash}` entry keys, `hash` covering every key part):
+ *   P{hash}        an entry, with a PX expiry (its fresh + stale lifetime)
+ *   P{hash}:lock   the fill lock that coalesces concurrent misses (same slot as the entry)
+ *   Pt:{tag}       a sorted set of entry keys carrying `tag`, scored by their expiry
+ *   Pgen           the generation counter bumped by `purgeAll`
+ */
+import { isCluster } from "../core/client.js";
+import { taggedKey } from "../core/keys.js";
+import { defineScript, type RedisClient } from "../core/scripts.js";
+import type { CacheStore, LockAnswer, Lookup, StoredResponse } from "./types.js";
+
+/**
+ * Read an entry. KEYS[1] entry. Returns nil, or { stored-at, metadata, body, now }.
+ */
+const GET = defineScript(
+  "cache_get",
+  `
+local v = redis.call('HMGET', KEYS[1], 't', 'm', 'b')
+if not v[1] then return false end
+local t = redis.call('TIME')
+return { v[1], v[2], v[3], tostring(t[1] * 1000 + math.floor(t[2] / 1000)) }
+`,
+);
+
+/**
+ * Store an entry and release the fill lock if this filler still holds it.
+ * KEYS[1] entry, KEYS[2] its lock. ARGV[1] metadata, ARGV[2] body, ARGV[3] ttl ms, ARGV[4]
+ * lock token ('' when none).
+ */
+const SET = defineScript(
+  "cache_set",
+  `
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[1], 't', tostring(t[1] * 1000 + math.floor(t[2] / 1000)), 'm', ARGV[1], 'b', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if ARGV[4] ~= '' and redis.call('GET', KEYS[2]) == ARGV[4] then redis.call('DEL', KEYS[2]) end
+return 1
+`,
+);
+
+/**
+ * Take the fill lock, unless the entry was (re)stored since the caller looked. KEYS[1] entry,
+ * KEYS[2] lock. ARGV[1] token, ARGV[2] ttl ms, ARGV[3] the stored-at the caller saw ('' when
+ * it saw no entry). Returns 1 taken, 0 held by another filler, 2 already filled.
+ */
+const LOCK = defineScript(
+  "cache_lock",
+  `
+local t = redis.call('HGET', KEYS[1], 't')
+if t and t ~= ARGV[3] then return 2 end
+if redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2], 'NX') then return 1 end
+return 0
+`,
+);
+
+/** Delete KEYS[1] if it still holds ARGV[1] (a lock token). */
+const UNLOCK = defineScript(
+  "cache_unlock",
+  `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`,
+);
+
+/**
+ * Add ARGV[1] (an entry key) to the tag index KEYS[1] until ARGV[2] ms from now; drop members
+ * already expired, so the index stays as small as the live entries; extend the index's TTL.
+ */
+const TAG = defineScript(
+  "cache_tag",
+  `
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+`,
+);
+
+/** Return the live members of the tag index KEYS[1] and delete it. */
+const TAKE_TAG = defineScript(
+  "cache_take_tag",
+  `
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+redis.call('DEL', KEYS[1])
+return members
+`,
+);
+
+/** See the module comment. */
+export class RedisCacheStore implements CacheStore {
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly prefix: string,
+  ) {}
+
+  async get(key: string): Promise<Lookup | undefined> {
+    const reply = (await GET.runBuffer(this.redis, [key], [])) as Buffer[] | null;
+    if (reply === null || reply.length < 4) return undefined;
+    const [t, m, b, now] = reply as [Buffer, Buffer, Buffer, Buffer];
+    const meta = JSON.parse(m.toString()) as Omit<StoredResponse, "body">;
+    return {
+      entry: { ...meta, body: b },
+      storedAt: Number(t.toString()),
+      now: Number(now.toString()),
+    };
+  }
+
+  async set(key: string, entry: StoredResponse, ttlMs: number, lockToken = ""): Promise<void> {
+    const { body, ...meta } = entry;
+    await SET.run(this.redis, [key, `${key}:lock`], [JSON.stringify(meta), body, ttlMs, lockToken]);
+  }
+
+  async lock(key: string, token: string, ttlMs: number, seen?: number): Promise<LockAnswer> {
+    const args = [token, ttlMs, seen === undefined ? "" : String(seen)];
+    const answer = (await LOCK.run(this.redis, [key, `${key}:lock`], args)) as number;
+    return answer === 1 ? "taken" : answer === 2 ? "filled" : "busy";
+  }
+
+  async unlock(key: string, token: string): Promise<void> {
+    await UNLOCK.run(this.redis, [`${key}:lock`], [token]);
+  }
+
+  async tag(tag: string, key: string, ttlMs: number): Promise<void> {
+    await TAG.run(this.redis, [this.tagKey(tag)], [key, ttlMs]);
+  }
+
+  async purgeTag(tag: string): Promise<number> {
+    const keys = (await TAKE_TAG.run(this.redis, [this.tagKey(tag)], [])) as string[];
+    if (keys.length === 0) return 0;
+    const redis = this.redis;
+    if (isCluster(redis)) {
+      // Entries live in many slots: one UNLINK per key, routed by ioredis.
+      const counts = await Promise.all(keys.map((key) => redis.unlink(key)));
+      return counts.reduce((a, b) => a + b, 0);
+    }
+    let deleted = 0;
+    for (let i = 0; i < keys.length; i += 500)
+      deleted += await redis.unlink(...keys.slice(i, i + 500));
+    return deleted;
+  }
+
+  async generation(): Promise<number> {
+    return Number((await this.redis.get(`${this.prefix}gen`)) ?? 0);
+  }
+
+  async bumpGeneration(): Promise<number> {
+    return this.redis.incr(`${this.prefix}gen`);
+  }
+
+  private tagKey(tag: string): string {
+    return taggedKey(`${this.prefix}t:`, tag);
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * The cache store interface. A store keeps encoded entries under opaque keys (already hashed
+ * and hash-tagged by the caller), the fill locks that coalesce misses, and tag indexes.
+ * `RedisCacheStore` and `MemoryCacheStore` implement it with the same semantics.
+ */
+
+/** What is stored for one response (or, with `vary` set, a marker listing its Vary fields). */
+export interface StoredResponse {
+  /** HTTP status. */
+  status: number;
+  /** Header fields to replay, in order, names as the handler wrote them. */
+  headers: [string, string][];
+  /** Response body bytes, exactly as sent (already content-encoded when it was). */
+  body: Buffer;
+  /** Age the response already had when stored (RFC 9111 §4.2.3 corrected initial age), ms. */
+  initialAgeMs: number;
+  /** Freshness lifetime from the moment of storing, ms. */
+  freshMs: number;
+  /** After freshness ends: how long it may be served while one request refreshes, ms. */
+  staleWhileRevalidateMs: number;
+  /** After freshness ends: how long it may replace a 5xx or error, ms. */
+  staleIfErrorMs: number;
+  /** Tags it was stored with (for the memory tier's purge by tag). */
+  tags: string[];
+  /** Set on a marker entry: the response's Vary field names (lowercase). */
+  vary?: string[];
+}
+
+/** An entry read back, with the store's clock at the time of reading. */
+export interface Lookup {
+  entry: StoredResponse;
+  /** When it was stored, on the store's clock (Redis `TIME` or `Date.now()`), ms. */
+  storedAt: number;
+  /** The store's clock when it was read, ms. */
+  now: number;
+}
+
+/** `lock()`'s answer: taken by this caller, held by another, or the entry is there now. */
+export type LockAnswer = "taken" | "busy" | "filled";
+
+/** Storage of entries, fill locks and tag indexes. */
+export interface CacheStore {
+  /** Reads an entry. One command on Redis. */
+  get(key: string): Promise<Lookup | undefined>;
+  /** Stores an entry for `ttlMs` and releases the fill lock `lockToken` held on `key`, if any. */
+  set(key: string, entry: StoredResponse, ttlMs: number, lockToken?: string): Promise<void>;
+  /**
+   * Takes the fill lock on `key` for `ttlMs`, unless the entry was stored since the caller read
+   * it (`seen`: the `storedAt` it read, or `undefined` when it found none).
+   */
+  lock(key: string, token: string, ttlMs: number, seen?: number): Promise<LockAnswer>;
+  /** Releases the fill lock if `token` still holds it. */
+  unlock(key: string, token: string): Promise<void>;
+  /** Records that `key` carries `tag` (until `ttlMs`, the entry's lifetime). */
+  tag(tag: string, key: string, ttlMs: number): Promise<void>;
+  /** Deletes the entries of `tag` and the tag's index; resolves with how many were deleted. */
+  purgeTag(tag: string): Promise<number>;
+  /** The generation counter (bumped by `purgeAll`). */
+  generation(): Promise<number>;
+  /** Increments the generation; resolves with the new value. */
+  bumpGeneration(): Promise<number>;
+}
