@@ -84,7 +84,8 @@ export function varyNames(value: string | undefined): string[] {
 /**
  * Decides whether a response with `status` and `headers` (as `res.getHeaders()` returns them)
  * may be stored, and its freshness. `perUser` allows `private` responses (the entry is keyed
- * by user). `now` is the clock the `Date` field is compared with.
+ * by user). `now` is the clock the `Date` field is compared with; `dateIsNow` says the cache
+ * itself just set `Date` (its one-second precision must not count as age).
  */
 export function storability(
   status: number,
@@ -92,6 +93,7 @@ export function storability(
   perUser: boolean,
   config: PolicyConfig,
   now: number,
+  dateIsNow = false,
 ): Freshness | NotStored {
   if (!config.statuses.has(status)) return "status";
   if (headers["set-cookie"] !== undefined) return "set-cookie";
@@ -104,7 +106,7 @@ export function storability(
   if (cc.has("private") && !perUser) return "private";
 
   const date = Date.parse(headerText(headers, "date") ?? "");
-  const base = Number.isNaN(date) ? now : date;
+  const base = Number.isNaN(date) || dateIsNow ? now : date;
   let lifetime: number | undefined;
   const sMaxAge = deltaMs(cc.get("s-maxage"));
   const maxAge = deltaMs(cc.get("max-age"));
@@ -125,7 +127,7 @@ export function storability(
   // An invalid `Age` is ignored (§5.1); a list uses its first member.
   const ageText = headerText(headers, "age")?.split(",")[0]?.trim();
   const ageValue = ageText !== undefined && /^\d+$/.test(ageText) ? Number(ageText) * 1000 : 0;
-  const apparent = Number.isNaN(date) ? 0 : Math.max(0, now - date);
+  const apparent = Number.isNaN(date) || dateIsNow ? 0 : Math.max(0, now - date);
   const initialAgeMs = Math.max(ageValue, apparent);
   const freshMs = lifetime - initialAgeMs;
   if (freshMs <= 0) return "stale";

@@ -56,7 +56,9 @@ export function replay(
   originals?: Originals,
 ): void {
   const { entry } = found;
-  for (const name of res.getHeaderNames()) res.removeHeader(name);
+  // Replacing an error response: drop what the error path set. A plain hit keeps the headers
+  // earlier middleware set for this request (they were not stored).
+  if (originals !== undefined) for (const name of res.getHeaderNames()) res.removeHeader(name);
   const notModified =
     entry.status >= 200 &&
     entry.status < 300 &&

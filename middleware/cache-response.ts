@@ -254,9 +254,10 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
         serveStaleForError(req, res, staleForError, originals);
         return "replace";
       }
-      if (!res.hasHeader("date")) res.setHeader("Date", new Date().toUTCString());
+      const dateIsNow = !res.hasHeader("date");
+      if (dateIsNow) res.setHeader("Date", new Date().toUTCString());
       const all = res.getHeaders();
-      const verdict = storability(status, all, t.perUser, config, Date.now());
+      const verdict = storability(status, all, t.perUser, config, Date.now(), dateIsNow);
       if (typeof verdict === "string") {
         markResponse(res, "MISS", `${fwd}; detail=${verdict}`);
         return "pass";
