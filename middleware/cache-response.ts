@@ -184,7 +184,13 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
     const claim = await cache.claim(key, staleForError?.storedAt);
     if (claim.kind === "fill")
       return fill(req, res, next, t, key, base, claim, staleForError, miss);
-    if (claim.kind === "busy") await cache.wait(key);
+    if (claim.kind === "busy") {
+      const handed = await cache.wait(key);
+      if (handed !== undefined) {
+        cache.counters.hits++;
+        return replay(req, res, handed, "HIT", `hit; ttl=${ttlSeconds(handed)}; collapsed`);
+      }
+    }
     ({ key, base, found } = await find(req, t));
     if (found !== undefined && residentMs(found) < found.entry.freshMs) {
       cache.counters.hits++;
@@ -265,7 +271,8 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
       freshness = verdict;
       vary = varyNames(headerText(all, "vary"));
       headers = storedHeaders(all).filter(([name]) => !before.has(name) || name === "date");
-      markResponse(res, "MISS", `${fwd}; stored`);
+      // `stored` when it will be: not while Redis is failing (it is then handed to waiters only).
+      markResponse(res, "MISS", cache.stats().state === "degraded" ? fwd : `${fwd}; stored`);
       return "capture";
     });
     let settled = false;

@@ -55,7 +55,8 @@ export type Claim =
 interface Flight {
   /** This process fills (it holds the lock, or Redis is failing). */
   local: boolean;
-  waiters: Set<() => void>;
+  /** Woken with the filler's entry when it filled here, else with nothing (look it up). */
+  waiters: Set<(found?: Lookup) => void>;
 }
 
 type Message =
@@ -95,6 +96,9 @@ export class ResponseCache {
       timeoutMs,
       recheckMs: 1000,
       logger,
+      // A lone slow reply under load answers that one call as a miss; three in a row mean
+      // Redis is in trouble, and the process stops waiting on it for a second.
+      failuresToDegrade: 3,
     });
     if (redis !== undefined) {
       this.pubsub = createPubSub({
@@ -206,19 +210,23 @@ export class ResponseCache {
     return { token: randomUUID(), epoch: this.epoch };
   }
 
-  /** Waits (at most `coalesceWaitMs`) for the fill of `key` to land. */
-  wait(key: string): Promise<void> {
+  /**
+   * Waits (at most `coalesceWaitMs`) for the fill of `key` to land. Resolves with the entry
+   * when this process filled it (handed over in memory, so a failing Redis does not make
+   * every waiter run the handler), else with `undefined`: look it up.
+   */
+  wait(key: string): Promise<Lookup | undefined> {
     const flight = this.flights.get(key);
-    if (flight === undefined) return Promise.resolve();
+    if (flight === undefined) return Promise.resolve(undefined);
     this.counters.coalesced++;
-    return new Promise<void>((resolve) => {
-      const done = () => {
+    return new Promise<Lookup | undefined>((resolve) => {
+      const done = (found?: Lookup) => {
         clearTimeout(timer);
         flight.waiters.delete(done);
         if (!flight.local && flight.waiters.size === 0 && this.flights.get(key) === flight) {
           this.flights.delete(key); // the remote filler never reported: forget it
         }
-        resolve();
+        resolve(found);
       };
       const timer = setTimeout(done, this.settings.coalesceWaitMs);
       flight.waiters.add(done);
@@ -237,8 +245,14 @@ export class ResponseCache {
     ttlMs: number,
   ): Promise<void> {
     let unlocked = false;
+    let handover: Lookup | undefined;
     try {
       if (claim.epoch !== this.epoch) return;
+      const own = items.find((item) => item.key === key && item.entry.vary === undefined);
+      if (own !== undefined) {
+        const now = Date.now();
+        handover = { entry: own.entry, storedAt: now, now };
+      }
       const answer = await this.store.run(async (store) => {
         await Promise.all(
           items.map((item) => {
@@ -254,32 +268,32 @@ export class ResponseCache {
       this.counters.stored++;
       for (const item of items) this.tier1?.put(item.key, item.entry, Date.now(), ttlMs);
     } finally {
-      if (unlocked) this.release(key);
-      else this.abandon(key, claim.token);
+      if (unlocked) this.release(key, handover);
+      else this.abandon(key, claim.token, handover);
     }
   }
 
   /** Gives up a fill (not storable, aborted, failed): releases the lock and wakes waiters. */
-  abandon(key: string, token: string): void {
+  abandon(key: string, token: string, handover?: Lookup): void {
     this.store
       .run((store) => store.unlock(key, token))
       .catch(() => {})
-      .finally(() => this.release(key));
+      .finally(() => this.release(key, handover));
   }
 
-  private release(key: string): void {
-    this.land(key);
+  private release(key: string, handover?: Lookup): void {
+    this.land(key, handover);
     if (this.pubsub !== undefined && this.store.state === "redis") {
       this.pubsub.publish(this.channel, { kind: "fill", key }, "cache.fill").catch(() => {});
     }
   }
 
-  /** Wakes the local waiters of `key`. */
-  private land(key: string): void {
+  /** Wakes the local waiters of `key`, handing them the filler's entry when there is one. */
+  private land(key: string, handover?: Lookup): void {
     const flight = this.flights.get(key);
     if (flight === undefined) return;
     this.flights.delete(key);
-    for (const wake of [...flight.waiters]) wake();
+    for (const wake of [...flight.waiters]) wake(handover);
   }
 
   /** Deletes the entries tagged with any of `tags`, everywhere; resolves with how many. */

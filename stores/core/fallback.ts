@@ -29,6 +29,13 @@ export interface BackendSwitchOptions<S> {
   timeoutMs: number;
   recheckMs: number;
   logger: Logger;
+  /**
+   * Consecutive failures before the switch turns degraded; the failures before that are
+   * answered by the fallback one by one (a lone slow reply under load does not divert the
+   * whole process for `recheckMs`).
+   * @default 1
+   */
+  failuresToDegrade?: number;
 }
 
 /** Routes calls to Redis or memory; see the module comment. */
@@ -37,6 +44,7 @@ export class BackendSwitch<S> {
   private probing = false;
   private nextProbeAt = 0;
   private lastError: Error | undefined;
+  private failures = 0;
   /** Calls answered by the fallback (memory, open or closed) since creation. */
   fallbacks = 0;
 
@@ -63,9 +71,12 @@ export class BackendSwitch<S> {
       pending = Promise.reject(err); // a client that throws instead of rejecting
     }
     return withTimeout(pending, this.options.timeoutMs).then(
-      (value) => ({ value, backend: "redis" as const }),
+      (value) => {
+        this.failures = 0;
+        return { value, backend: "redis" as const };
+      },
       (err: unknown) => {
-        this.turnDegraded(toError(err));
+        this.fail(toError(err));
         return this.fallback(op);
       },
     );
@@ -82,6 +93,7 @@ export class BackendSwitch<S> {
     try {
       const value = await withTimeout(op(redis), this.options.timeoutMs);
       this.degraded = false;
+      this.failures = 0;
       this.options.logger.info(`${this.options.scope}: Redis answers again; back on Redis`);
       return { value, backend: "redis" };
     } catch (err) {
@@ -102,11 +114,18 @@ export class BackendSwitch<S> {
     if (redis === undefined || this.degraded) return false;
     try {
       await withTimeout(op(redis), this.options.timeoutMs);
+      this.failures = 0;
       return true;
     } catch (err) {
-      this.turnDegraded(toError(err));
+      this.fail(toError(err));
       return false;
     }
+  }
+
+  private fail(err: Error): void {
+    this.lastError = err;
+    this.failures++;
+    if (this.failures >= (this.options.failuresToDegrade ?? 1)) this.turnDegraded(err);
   }
 
   private turnDegraded(err: Error): void {
