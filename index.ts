@@ -41,14 +41,6 @@ export type { Logger } from "./stores/core/logger.js";
 export type { RedisClient } from "./stores/core/scripts.js";
 // Primitives
 export {
-  createPubSub,
-  type Envelope,
-  type MessageHandler,
-  type PubSub,
-  type PubSubOptions,
-  type PubSubStats,
-} from "./stores/pubsub/pubsub.js";
-export {
   type ConsumeOptions,
   createRateLimiter,
   type RateLimiter,

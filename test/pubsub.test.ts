@@ -1,0 +1,121 @@
+/**
+ * The small pub/sub primitive the cache invalidates its memory tiers with, in process and on
+ * a standalone Redis: envelopes, order, isolation of failing handlers, dropped payloads,
+ * unsubscribe (PUBSUB NUMSUB back to 0).
+ */
+import { createPubSub, type Envelope, type PubSub } from "../stores/pubsub/pubsub.js";
+import { closeClients, newRedis, testPrefix } from "./helpers.js";
+
+const prefix = testPrefix(__filename);
+const quiet = { info() {}, warn() {}, error() {} };
+const opened: PubSub[] = [];
+afterAll(async () => {
+  for (const p of opened) await p.close();
+  await closeClients();
+});
+
+/** Resolves with the first `count` messages `pubsub` receives on `channel`. */
+async function collect(pubsub: PubSub, channel: string, count: number) {
+  const got: Envelope[] = [];
+  let done!: () => void;
+  const all = new Promise<void>((resolve) => {
+    done = resolve;
+  });
+  const unsubscribe = await pubsub.subscribe(channel, (message) => {
+    got.push(message);
+    if (got.length === count) done();
+  });
+  return { got, all, unsubscribe };
+}
+
+describe.each(["memory", "standalone"] as const)("pub/sub on %s", (backend) => {
+  const make = () => {
+    const p = createPubSub({ redis: backend === "memory" ? undefined : newRedis(), logger: quiet });
+    opened.push(p);
+    return p;
+  };
+  const channel = (name: string) => `${prefix}${backend}:${name}`;
+
+  it("delivers 1000 messages in order, in envelopes with id, type, timestamp and origin", async () => {
+    const a = make();
+    const b = make();
+    const { got, all } = await collect(b, channel("order"), 1000);
+    for (let i = 0; i < 1000; i++) void a.publish(channel("order"), { i }, "test.n");
+    await all;
+    expect(got.map((m) => (m.data as { i: number }).i)).toEqual(
+      Array.from({ length: 1000 }, (_, i) => i),
+    );
+    expect(got[0]).toMatchObject({ type: "test.n", origin: a.origin });
+    expect(typeof got[0]!.id).toBe("string");
+    expect(new Set(got.map((m) => m.id)).size).toBe(1000);
+  });
+
+  it("a throwing handler does not stop the others; it is counted", async () => {
+    const a = make();
+    const b = make();
+    await b.subscribe(channel("throw"), () => {
+      throw new Error("boom");
+    });
+    const { got, all } = await collect(b, channel("throw"), 2);
+    await a.publish(channel("throw"), 1);
+    await a.publish(channel("throw"), 2);
+    await all;
+    expect(got.map((m) => m.data)).toEqual([1, 2]);
+    expect(b.stats().handlerErrors).toBe(2);
+  });
+
+  it("oversized messages are refused at publish; unsubscribe stops delivery", async () => {
+    const a = createPubSub({
+      redis: backend === "memory" ? undefined : newRedis(),
+      maxMessageBytes: 200,
+      logger: quiet,
+    });
+    opened.push(a);
+    await expect(a.publish(channel("big"), "x".repeat(500))).rejects.toThrow(/maxMessageBytes/);
+    const b = make();
+    const fence = await collect(make(), channel("unsub"), 2); // still subscribed: sees both
+    const { got, all, unsubscribe } = await collect(b, channel("unsub"), 1);
+    await a.publish(channel("unsub"), "one");
+    await all;
+    await unsubscribe();
+    await a.publish(channel("unsub"), "two");
+    await fence.all; // "two" was delivered to subscribers by now
+    expect(got.map((m) => m.data)).toEqual(["one"]);
+  });
+});
+
+describe("pub/sub on Redis", () => {
+  it("drops non-JSON and oversized payloads published by others, counting them", async () => {
+    const raw = newRedis();
+    const b = createPubSub({ redis: newRedis(), maxMessageBytes: 100, logger: quiet });
+    opened.push(b);
+    const channel = `${prefix}raw`;
+    const { got, all } = await collect(b, channel, 1);
+    await raw.publish(channel, "not json");
+    await raw.publish(
+      channel,
+      JSON.stringify({ id: "1", type: "t", origin: "o", timestamp: 0, data: "x".repeat(200) }),
+    );
+    await raw.publish(
+      channel,
+      JSON.stringify({ id: "2", type: "t", origin: "o", timestamp: 0, data: "ok" }),
+    );
+    await all;
+    expect(got.map((m) => m.data)).toEqual(["ok"]);
+    expect(b.stats()).toMatchObject({ dropped: 2, received: 1 });
+  });
+
+  it("unsubscribing the last handler unsubscribes the connection (PUBSUB NUMSUB back to 0)", async () => {
+    const admin = newRedis();
+    const b = createPubSub({ redis: newRedis(), logger: quiet });
+    opened.push(b);
+    const channel = `${prefix}numsub`;
+    const off1 = await b.subscribe(channel, () => {});
+    const off2 = await b.subscribe(channel, () => {});
+    expect(await admin.pubsub("NUMSUB", channel)).toEqual([channel, 1]);
+    await off1();
+    expect(await admin.pubsub("NUMSUB", channel)).toEqual([channel, 1]);
+    await off2();
+    expect(await admin.pubsub("NUMSUB", channel)).toEqual([channel, 0]);
+  });
+});
