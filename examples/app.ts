@@ -3,7 +3,13 @@
  * `npm start` (see server.ts); tests build it with `createExampleApp()`.
  */
 import express from "express";
-import { createRateLimiter, type RedisClient, rateLimit, redisHealth } from "../index.js";
+import {
+  cacheResponse,
+  createRateLimiter,
+  type RedisClient,
+  rateLimit,
+  redisHealth,
+} from "../index.js";
 import { page } from "./page.js";
 
 /**
@@ -33,6 +39,15 @@ export function createExampleApp(redis?: RedisClient, prefix = "example:"): expr
     windowMs: 15 * 60_000,
     algorithm: "fixed-window",
   });
+
+  // A slow report, cached for 30 s and served stale for 30 s more while one request refreshes.
+  const reportCache = cacheResponse({
+    redis,
+    prefix: `${prefix}cache:`,
+    ttlMs: 30_000,
+    staleWhileRevalidateMs: 30_000,
+  });
+  let reportRuns = 0;
 
   app.get("/", (_req, res) => {
     res.type("html").send(page(redis === undefined ? "memory" : "redis"));
@@ -69,6 +84,21 @@ export function createExampleApp(redis?: RedisClient, prefix = "example:"): expr
     try {
       await apiLimit.reset(await apiLimit.keyOf(req)); // the key the limiter counts, not raw req.ip
       res.json({ reset: true });
+    } catch (err) {
+      next(err);
+    }
+  });
+
+  app.get("/api/report", apiLimit, reportCache, (_req, res) => {
+    reportRuns++;
+    res.cacheTags?.(["report"]);
+    // A deliberately slow computation, so a hit is visible.
+    setTimeout(() => res.json({ computedAt: new Date().toISOString(), runs: reportRuns }), 500);
+  });
+
+  app.post("/api/report/purge", async (_req, res, next) => {
+    try {
+      res.json({ purged: await reportCache.purgeTags(["report"]) });
     } catch (err) {
       next(err);
     }

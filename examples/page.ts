@@ -15,23 +15,29 @@ export function page(backend: "redis" | "memory"): string {
 <body>
 <h1>express-redis-kit example</h1>
 <p>Backend: <strong id="backend">${backend}</strong>. Every <code>/api</code> route allows a burst of
-5 requests per 10 s and 100 per hour (two policies, one atomic round trip).</p>
+5 requests per 10 s and 100 per hour (two policies, one atomic round trip).
+<code>/api/report</code> takes half a second to compute and is cached for 30 s (watch
+<code>X-Cache</code>, <code>Age</code> and the time taken).</p>
 <p>
   <button id="hello">GET /api/hello</button>
   <button id="ten">10 × GET /api/hello</button>
   <button id="login">POST /api/login</button>
   <button id="reset">Reset my limits</button>
+  <button id="report">GET /api/report (cached, slow)</button>
+  <button id="purge">Purge the report</button>
   <a href="/health/redis">/health/redis</a>
 </p>
 <pre id="out">Click a button.</pre>
 <script>
 const out = document.getElementById("out");
 async function call(method, url, body) {
+  const started = performance.now();
   const res = await fetch(url, { method, headers: { "content-type": "application/json" }, body: body && JSON.stringify(body) });
-  const headers = ["ratelimit", "ratelimit-policy", "retry-after"]
+  const headers = ["ratelimit", "ratelimit-policy", "retry-after", "x-cache", "cache-status", "age"]
     .filter((h) => res.headers.has(h)).map((h) => h + ": " + res.headers.get(h)).join("\\n");
   const text = await res.text();
-  return { status: res.status, line: method + " " + url + " → " + res.status, headers, text };
+  const ms = Math.round(performance.now() - started);
+  return { status: res.status, line: method + " " + url + " → " + res.status + " in " + ms + " ms", headers, text };
 }
 function show(results) {
   out.innerHTML = "";
@@ -49,6 +55,8 @@ document.getElementById("ten").onclick = async () => {
   show(results);
 };
 document.getElementById("login").onclick = async () => show([await call("POST", "/api/login", { account: "alice" })]);
+document.getElementById("report").onclick = async () => show([await call("GET", "/api/report")]);
+document.getElementById("purge").onclick = async () => show([await call("POST", "/api/report/purge")]);
 document.getElementById("reset").onclick = async () => show([await call("POST", "/api/limits/reset")]);
 </script>
 </body>

@@ -41,6 +41,26 @@ describe.each(["memory", "standalone"] as const)("example app on %s", (backend) 
           .send({ account: `alice-${backend}` })
       ).status,
     ).toBe(429);
+    // The slow report: computed once, then answered from the cache until purged. One server,
+    // so every request has the same Host (part of the cache key).
+    const server = app.listen(0);
+    await once(server, "listening");
+    try {
+      const report = () => request(server).get("/api/report");
+      await request(server).post("/api/limits/reset");
+      const first = await report();
+      const second = await report();
+      expect([first.headers["x-cache"], second.headers["x-cache"]]).toEqual(["MISS", "HIT"]);
+      expect(second.body).toEqual(first.body);
+      expect((await request(server).post("/api/report/purge")).body.purged).toBeGreaterThanOrEqual(
+        1,
+      );
+      const third = await report();
+      expect(third.headers["x-cache"]).toBe("MISS");
+      expect(third.body.runs).toBe(first.body.runs + 1);
+    } finally {
+      server.close();
+    }
     const health = await request(app).get("/health/redis");
     expect(health.body.mode).toBe(backend === "memory" ? "memory" : "standalone");
   });

@@ -48,6 +48,10 @@ export class RedisTransport implements Transport {
     const redis = this.redis;
     const subscriber: RedisClient = isCluster(redis) ? redis.duplicate() : redis.duplicate();
     this.subscriber = subscriber;
+    // The subscriber lives as long as the caller's client: closing that closes this one too.
+    this.redis.once("end", () => {
+      if (this.subscriber === subscriber) void this.close();
+    });
     subscriber.on("message", (channel: string, payload: string) =>
       this.onMessage(channel, payload),
     );
