@@ -1,14 +1,24 @@
 /**
- * The benchmark's settings, from the environment (see bench/README.md).
+ * The benchmark's settings, from the command line and the environment (see bench/README.md).
  */
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { isVariant, VARIANTS, type Variant } from "./variants.js";
+import {
+  CACHE_HANDLERS,
+  CACHE_VARIANTS,
+  type CacheHandler,
+  type CacheVariant,
+} from "./cache-variants.js";
+import { VARIANTS, type Variant } from "./variants.js";
 
 /** The repository root. */
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 /** autocannon's entry point, run as a separate process. */
 export const AUTOCANNON = join(ROOT, "node_modules", "autocannon", "autocannon.js");
+
+/** The benchmarks `npm run bench` can run, in the order it runs them. */
+export const SUITES = ["rate-limit", "cache"] as const;
+export type Suite = (typeof SUITES)[number];
 
 function envInt(name: string, fallback: number, min: number, max: number): number {
   const raw = process.env[name];
@@ -22,18 +32,78 @@ function envInt(name: string, fallback: number, min: number, max: number): numbe
   return value;
 }
 
-function envVariants(): Variant[] {
-  const raw = process.env.BENCH_VARIANTS;
-  if (raw === undefined || raw.trim() === "") return [...VARIANTS];
-  const names = raw.split(",").map((s) => s.trim());
-  const unknown = names.filter((n) => !isVariant(n));
+function list(raw: string | undefined): string[] | undefined {
+  if (raw === undefined || raw.trim() === "") return undefined;
+  return raw
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+}
+
+/** `--only <suite>` / `--only=<suite>` on the command line, else `BENCH_ONLY`. */
+function onlyArgument(): string | undefined {
+  const args = process.argv.slice(2);
+  for (const [i, arg] of args.entries()) {
+    if (arg === "--only") {
+      const value = args[i + 1];
+      if (value === undefined || value.startsWith("--")) throw new Error("--only needs a value");
+      return value;
+    }
+    if (arg.startsWith("--only=")) return arg.slice("--only=".length);
+    if (arg.startsWith("--")) throw new Error(`unknown argument ${arg} (known: --only <suite>)`);
+  }
+  return process.env.BENCH_ONLY;
+}
+
+function chosenSuites(): Suite[] {
+  const names = list(onlyArgument());
+  if (names === undefined) return [...SUITES];
+  const aliases: Record<string, Suite> = {
+    "rate-limit": "rate-limit",
+    ratelimit: "rate-limit",
+    "rate-limits": "rate-limit",
+    cache: "cache",
+  };
+  const unknown = names.filter((n) => aliases[n] === undefined);
   if (unknown.length > 0)
     throw new Error(
-      `BENCH_VARIANTS: unknown ${unknown.join(", ")} (known: ${VARIANTS.join(", ")})`,
+      `--only / BENCH_ONLY: unknown ${unknown.join(", ")} (known: ${SUITES.join(", ")})`,
     );
-  const chosen = new Set<Variant>(["bare", ...(names as Variant[])]);
-  return VARIANTS.filter((v) => chosen.has(v));
+  const chosen = new Set(names.map((n) => aliases[n]!));
+  return SUITES.filter((s) => chosen.has(s));
 }
+
+/**
+ * `BENCH_VARIANTS`: names from either benchmark (`bare` is always added to each). A benchmark
+ * none of whose variants is named is skipped.
+ */
+function chosenVariants(): { rateLimit: Variant[]; cache: CacheVariant[] } {
+  const names = list(process.env.BENCH_VARIANTS);
+  if (names === undefined) return { rateLimit: [...VARIANTS], cache: [...CACHE_VARIANTS] };
+  const known = new Set<string>([...VARIANTS, ...CACHE_VARIANTS]);
+  const unknown = names.filter((n) => !known.has(n));
+  if (unknown.length > 0)
+    throw new Error(
+      `BENCH_VARIANTS: unknown ${unknown.join(", ")} (rate limit: ${VARIANTS.join(", ")}; cache: ${CACHE_VARIANTS.join(", ")})`,
+    );
+  const named = new Set(names);
+  const pick = <T extends string>(all: readonly T[]): T[] =>
+    all.some((v) => named.has(v)) ? all.filter((v) => v === "bare" || named.has(v)) : [];
+  return { rateLimit: pick(VARIANTS), cache: pick(CACHE_VARIANTS) };
+}
+
+function chosenHandlers(): CacheHandler[] {
+  const names = list(process.env.BENCH_HANDLERS);
+  if (names === undefined) return [...CACHE_HANDLERS];
+  const unknown = names.filter((n) => !(CACHE_HANDLERS as readonly string[]).includes(n));
+  if (unknown.length > 0)
+    throw new Error(
+      `BENCH_HANDLERS: unknown ${unknown.join(", ")} (known: ${CACHE_HANDLERS.join(", ")})`,
+    );
+  return CACHE_HANDLERS.filter((h) => names.includes(h));
+}
+
+const variants = chosenVariants();
 
 /** The run's settings. */
 export const config = {
@@ -41,7 +111,15 @@ export const config = {
   rounds: envInt("BENCH_ROUNDS", 5, 1, 100),
   warmupS: envInt("BENCH_WARMUP", 1, 0, 60),
   connections: envInt("BENCH_CONNECTIONS", 50, 1, 1000),
-  variants: envVariants(),
+  /** The benchmarks to run (`--only`), less those `BENCH_VARIANTS` names no variant of. */
+  suites: chosenSuites().filter((s) =>
+    s === "rate-limit" ? variants.rateLimit.length > 0 : variants.cache.length > 0,
+  ),
+  /** Rate-limit variants. */
+  variants: variants.rateLimit,
+  /** Cache variants, each run on every handler of `cacheHandlers`. */
+  cacheVariants: variants.cache,
+  cacheHandlers: chosenHandlers(),
   pin: process.env.BENCH_PIN !== "0",
 };
 

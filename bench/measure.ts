@@ -1,6 +1,8 @@
 /**
  * What one run measures: load (autocannon), the server's CPU time, and Redis command counts.
  */
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import type { Redis } from "ioredis";
 import { AUTOCANNON, config, HTTP_TIMEOUT_MS } from "./config.js";
 import { spawnTracked, stopChild, waitExit } from "./processes.js";
@@ -12,13 +14,13 @@ export interface CpuSample {
   served: number;
 }
 
-/** Reads the server's CPU sample. */
-export async function readCpu(port: number): Promise<CpuSample> {
+/** Reads the server's CPU sample (the cache server answers more fields: `T`). */
+export async function readCpu<T extends CpuSample = CpuSample>(port: number): Promise<T> {
   const response = await fetch(`http://127.0.0.1:${port}/__cpu`, {
     signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
   });
   if (!response.ok) throw new Error(`GET /__cpu answered ${response.status}`);
-  return (await response.json()) as CpuSample;
+  return (await response.json()) as T;
 }
 
 /** The parts of autocannon's --json result used here. */
@@ -30,8 +32,12 @@ export interface AutocannonResult {
   timeouts: number;
 }
 
-/** Runs autocannon against the server for `seconds` and returns its JSON result. */
-export async function autocannon(port: number, seconds: number): Promise<AutocannonResult> {
+/** Runs autocannon against the server's `path` for `seconds` and returns its JSON result. */
+export async function autocannon(
+  port: number,
+  seconds: number,
+  path = "/api",
+): Promise<AutocannonResult> {
   const child = spawnTracked(1, process.execPath, [
     AUTOCANNON,
     "-c",
@@ -40,7 +46,7 @@ export async function autocannon(port: number, seconds: number): Promise<Autocan
     String(seconds),
     "-n",
     "-j",
-    `http://127.0.0.1:${port}/api`,
+    `http://127.0.0.1:${port}${path}`,
   ]);
   let stdout = "";
   let stderr = "";
@@ -102,4 +108,54 @@ export function statDelta(
     if (d > 0) delta.set(name, d);
   }
   return delta;
+}
+
+/**
+ * Per-request Redis counts from two INFO commandstats samples: all calls (script calls and the
+ * commands they ran), script calls, and calls by command name.
+ */
+export function redisCounts(
+  before: Map<string, number>,
+  after: Map<string, number>,
+  perReq: (n: number) => number,
+): { redisCmdsPerReq: number; scriptCallsPerReq: number; commands: Record<string, number> } {
+  let total = 0;
+  let scripts = 0;
+  const commands: Record<string, number> = {};
+  for (const [name, calls] of statDelta(before, after)) {
+    total += calls;
+    if (SCRIPT_COMMANDS.has(name)) scripts += calls;
+    commands[name] = perReq(calls);
+  }
+  return { redisCmdsPerReq: perReq(total), scriptCallsPerReq: perReq(scripts), commands };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Other load on the server's core.
+
+const CLOCK_TICKS = (() => {
+  const ticks = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout?.trim());
+  return Number.isInteger(ticks) && ticks > 0 ? ticks : 100;
+})();
+
+/**
+ * Busy time of CPU `cpu` since boot (user, nice, system, irq, softirq, steal), in µs, from
+ * /proc/stat; undefined where there is none (not Linux).
+ */
+export function cpuBusyUs(cpu: number): number | undefined {
+  let text: string;
+  try {
+    text = readFileSync("/proc/stat", "utf8");
+  } catch {
+    return undefined;
+  }
+  const line = text.split("\n").find((l) => l.startsWith(`cpu${cpu} `));
+  if (line === undefined) return undefined;
+  const [user, nice, system, , , irq, softirq, steal] = line
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  const ticks = [user, nice, system, irq, softirq, steal].reduce<number>((a, b) => a + (b ?? 0), 0);
+  return (ticks * 1e6) / CLOCK_TICKS;
 }

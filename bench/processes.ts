@@ -8,7 +8,6 @@ import { join } from "node:path";
 import type { Redis } from "ioredis";
 import { freePort, type RedisServer } from "../test/harness/redis-server.js";
 import { config, ROOT, SERVER_READY_TIMEOUT_MS, STOP_TIMEOUT_MS } from "./config.js";
-import type { Variant } from "./variants.js";
 
 /** Every child process alive, killed on exit. */
 export const children = new Set<ChildProcess>();
@@ -96,17 +95,25 @@ export async function stopChild(child: ChildProcess): Promise<void> {
 export interface ServerHandle {
   child: ChildProcess;
   port: number;
+  /** What the server wrote to stderr so far (the first 20,000 characters). */
+  log(): string;
 }
 
-/** Starts `bench/server.ts` for `variant` and waits for it to print READY. */
-export async function startServer(variant: Variant, redisUrl: string): Promise<ServerHandle> {
+/**
+ * Starts `bench/<script>` with `args` and a free port (its last argument), and waits for it to
+ * print READY. `label` names it in errors.
+ */
+export async function startServer(
+  label: string,
+  script: "server.ts" | "cache-server.ts",
+  args: string[],
+): Promise<ServerHandle> {
   const port = await freePort();
   const child = spawnTracked(0, process.execPath, [
     "--import",
     "tsx",
-    join(ROOT, "bench", "server.ts"),
-    variant,
-    redisUrl,
+    join(ROOT, "bench", script),
+    ...args,
     String(port),
   ]);
   let stdout = "";
@@ -117,7 +124,7 @@ export async function startServer(variant: Variant, redisUrl: string): Promise<S
   try {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
-        () => reject(new Error(`server ${variant} not ready after ${SERVER_READY_TIMEOUT_MS} ms`)),
+        () => reject(new Error(`server ${label} not ready after ${SERVER_READY_TIMEOUT_MS} ms`)),
         SERVER_READY_TIMEOUT_MS,
       );
       child.stdout?.on("data", (chunk: Buffer) => {
@@ -130,7 +137,7 @@ export async function startServer(variant: Variant, redisUrl: string): Promise<S
       child.once("exit", (code, signal) => {
         clearTimeout(timer);
         reject(
-          new Error(`server ${variant} exited (${code ?? signal}) before ready:\n${stderr.trim()}`),
+          new Error(`server ${label} exited (${code ?? signal}) before ready:\n${stderr.trim()}`),
         );
       });
       child.once("error", (error) => {
@@ -142,7 +149,7 @@ export async function startServer(variant: Variant, redisUrl: string): Promise<S
     await stopChild(child);
     throw error;
   }
-  return { child, port };
+  return { child, port, log: () => stderr };
 }
 
 /** Records the Redis server's pid (to kill it on exit) and pins it to CPU 1. */

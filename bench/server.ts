@@ -14,20 +14,8 @@ import express, {
   type Response,
 } from "express";
 import { Redis } from "ioredis";
+import { BODY } from "./body.js";
 import { HUGE_LIMIT, isVariant, type Variant, WINDOW_MS } from "./variants.js";
-
-/** The response body of GET /api: about 1 KB of JSON, identical for every variant. */
-const BODY = {
-  status: "ok",
-  page: 1,
-  items: Array.from({ length: 11 }, (_, i) => ({
-    id: 1000 + i,
-    name: `product-${i}`,
-    price: Math.round((9.99 + i * 3.5) * 100) / 100,
-    tags: ["bench", "json", `tag-${i}`],
-    inStock: i % 2 === 0,
-  })),
-};
 
 const FLOOR_LUA = `local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end

@@ -1,12 +1,13 @@
 /**
  * Aggregation and formatting of the benchmark's per-run measurements.
  */
-import { VARIANTS, type Variant } from "./variants.js";
+import { VARIANTS } from "./variants.js";
 
-/** One measured run of one variant in one round. */
+/** One measured run of one variant (cache benchmark: one variant on one handler) in one round. */
 export interface RunResult {
   round: number;
-  variant: Variant;
+  /** The variant, or in the cache benchmark `variant/handler`. */
+  variant: string;
   /** Position of the variant within its round (0 = first). */
   order: number;
   /** autocannon's mean of per-second request counts. */
@@ -28,12 +29,32 @@ export interface RunResult {
   scriptCallsPerReq: number;
   /** Redis calls per request by command name (only commands seen in the window). */
   commands: Record<string, number>;
+  /**
+   * Cache benchmark: commands the server's Redis client sent per request (round trips; INFO
+   * commandstats also counts the commands scripts run). Absent in the rate-limit benchmark.
+   */
+  roundTripsPerReq?: number;
+  /** Cache benchmark: handler runs over the whole run (warming and warm-up included). */
+  handlerRuns?: number;
+  /** Cache benchmark: handler runs within the measured window. */
+  handlerRunsMeasured?: number;
+  /** Cache benchmark, this library's variants: Redis failures counted by `stats().errors`. */
+  cacheErrors?: number;
+  /** Cache benchmark: the first lines the server wrote to stderr (library warnings), if any. */
+  serverLog?: string;
+  /**
+   * Cache benchmark, when pinned: the share of the server's core (CPU 0) that other processes
+   * (and interrupts) used during the measured window, 0-1. High values mean outside load.
+   */
+  otherLoadOnServerCore?: number;
+  /** Cache benchmark: when the run ended. */
+  at?: string;
 }
 
 /** A run that could not be measured (server did not start, load generator failed, ...). */
 export interface RunFailure {
   round: number;
-  variant: Variant;
+  variant: string;
   error: string;
 }
 
@@ -43,8 +64,14 @@ export const METRICS = [
   "cpuUsPerReq",
   "redisCmdsPerReq",
   "scriptCallsPerReq",
+  "roundTripsPerReq",
 ] as const;
 export type Metric = (typeof METRICS)[number];
+
+/** A run's value of `metric` (NaN when the run did not measure it). */
+function metricValue(run: RunResult, metric: Metric): number {
+  return run[metric] ?? Number.NaN;
+}
 
 /** Median of a non-empty list (mean of the middle two for an even count); NaN when empty. */
 export function median(values: readonly number[]): number {
@@ -56,7 +83,7 @@ export function median(values: readonly number[]): number {
 
 /** Per variant: the median of each metric, and the median of its per-round ratio to `bare`. */
 export interface VariantSummary {
-  variant: Variant;
+  variant: string;
   rounds: number;
   median: Record<Metric, number>;
   ratioToBare: Record<Metric, number>;
@@ -65,15 +92,15 @@ export interface VariantSummary {
   timeouts: number;
 }
 
-function byRound(runs: readonly RunResult[], variant: Variant): Map<number, RunResult> {
+function byRound(runs: readonly RunResult[], variant: string): Map<number, RunResult> {
   return new Map(runs.filter((r) => r.variant === variant).map((r) => [r.round, r]));
 }
 
 /** Median over rounds of `a.metric / b.metric`, counting only rounds where both ran. */
 export function medianRatio(
   runs: readonly RunResult[],
-  a: Variant,
-  b: Variant,
+  a: string,
+  b: string,
   metric: Metric,
 ): number {
   const left = byRound(runs, a);
@@ -81,21 +108,30 @@ export function medianRatio(
   const ratios: number[] = [];
   for (const [round, run] of left) {
     const other = right.get(round);
-    if (other !== undefined && other[metric] !== 0) ratios.push(run[metric] / other[metric]);
+    const denominator = other === undefined ? Number.NaN : metricValue(other, metric);
+    if (denominator !== 0) ratios.push(metricValue(run, metric) / denominator);
   }
   return median(ratios);
 }
 
-export function summarize(runs: readonly RunResult[]): VariantSummary[] {
+/**
+ * Summaries in `order` (the variants that ran); ratios are to `baselineOf(variant)` (default:
+ * `bare`).
+ */
+export function summarize(
+  runs: readonly RunResult[],
+  order: readonly string[] = VARIANTS,
+  baselineOf: (variant: string) => string = () => "bare",
+): VariantSummary[] {
   const summaries: VariantSummary[] = [];
-  for (const variant of VARIANTS) {
+  for (const variant of order) {
     const mine = runs.filter((r) => r.variant === variant);
     if (mine.length === 0) continue;
     const med = {} as Record<Metric, number>;
     const ratio = {} as Record<Metric, number>;
     for (const metric of METRICS) {
-      med[metric] = median(mine.map((r) => r[metric]));
-      ratio[metric] = medianRatio(runs, variant, "bare", metric);
+      med[metric] = median(mine.map((r) => metricValue(r, metric)));
+      ratio[metric] = medianRatio(runs, variant, baselineOf(variant), metric);
     }
     summaries.push({
       variant,
@@ -111,7 +147,7 @@ export function summarize(runs: readonly RunResult[]): VariantSummary[] {
 }
 
 /** The comparisons the report calls out: [numerator, denominator]. */
-export const COMPARISONS: readonly [Variant, Variant][] = [
+export const COMPARISONS: readonly [string, string][] = [
   ["erk", "erl-rlr"],
   ["erk", "rlf"],
   ["erk", "floor"],
@@ -122,16 +158,19 @@ export const COMPARISONS: readonly [Variant, Variant][] = [
 ];
 
 export interface Comparison {
-  numerator: Variant;
-  denominator: Variant;
+  numerator: string;
+  denominator: string;
   /** Median per-round ratio of req/s. */
   reqPerSec: number;
   /** Median per-round ratio of CPU µs per request. */
   cpuUsPerReq: number;
 }
 
-export function compare(runs: readonly RunResult[]): Comparison[] {
-  return COMPARISONS.map(([numerator, denominator]) => ({
+export function compare(
+  runs: readonly RunResult[],
+  pairs: readonly [string, string][] = COMPARISONS,
+): Comparison[] {
+  return pairs.map(([numerator, denominator]) => ({
     numerator,
     denominator,
     reqPerSec: medianRatio(runs, numerator, denominator, "reqPerSec"),
@@ -139,11 +178,11 @@ export function compare(runs: readonly RunResult[]): Comparison[] {
   }));
 }
 
-function fmt(value: number, digits: number): string {
+export function fmt(value: number, digits: number): string {
   return Number.isFinite(value) ? value.toFixed(digits) : "n/a";
 }
 
-function fmtInt(value: number): string {
+export function fmtInt(value: number): string {
   return Number.isFinite(value) ? Math.round(value).toLocaleString("en-US") : "n/a";
 }
 
@@ -187,9 +226,12 @@ export function rawTable(runs: readonly RunResult[]): string {
 }
 
 /** Per variant, the median Redis calls per request of each command seen. */
-export function commandMix(runs: readonly RunResult[]): string {
+export function commandMix(
+  runs: readonly RunResult[],
+  order: readonly string[] = VARIANTS,
+): string {
   const lines: string[] = [];
-  for (const variant of VARIANTS) {
+  for (const variant of order) {
     const mine = runs.filter((r) => r.variant === variant);
     if (mine.length === 0) continue;
     const names = [...new Set(mine.flatMap((r) => Object.keys(r.commands)))].sort();

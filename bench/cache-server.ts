@@ -1,0 +1,156 @@
+/**
+ * One response-cache benchmark server:
+ * `node --import tsx bench/cache-server.ts <variant> <redisUrl> <port>`.
+ *
+ * Serves the same ~1 KB JSON body from two handlers, GET /now (at once) and GET /slow (after a
+ * 20 ms timer), each behind the variant's cache, and GET /__cpu (no cache, not counted)
+ * answering this process's `process.cpuUsage()`, the requests received on the cached paths, how
+ * many times each handler ran, the commands its Redis client sent, and `cacheResponse()` stats.
+ * Prints `READY` on stdout once it listens, and exits when its standard input closes (so it
+ * never outlives the runner), on SIGTERM or on SIGINT.
+ */
+import type { Server } from "node:http";
+import express, { type RequestHandler } from "express";
+import { Redis } from "ioredis";
+import { BODY } from "./body.js";
+import {
+  CACHE_HANDLERS,
+  type CacheHandler,
+  type CacheVariant,
+  HANDLER_DELAY_MS,
+  HANDLER_PATHS,
+  isCacheVariant,
+  REDIS_CACHE_VARIANTS,
+} from "./cache-variants.js";
+
+/** What GET /__cpu answers. */
+export interface CacheServerSample {
+  user: number;
+  system: number;
+  /** Requests received on the cached paths (hits and misses alike). */
+  served: number;
+  /** Times each handler ran. */
+  handlerRuns: Record<CacheHandler, number>;
+  /** Commands this server's Redis client sent (one per round trip; 0 without Redis). */
+  redisSent: number;
+  /** `cacheResponse().stats()`, for this library's variants. */
+  cache?: { hits: number; misses: number; bypasses: number; errors: number; state: string };
+}
+
+type Stats = () => NonNullable<CacheServerSample["cache"]>;
+
+/** Builds the variant's cache middleware (undefined for `bare`). */
+async function cacheFor(
+  variant: CacheVariant,
+  redis: Redis | undefined,
+): Promise<{ middleware?: RequestHandler; stats?: Stats }> {
+  switch (variant) {
+    case "bare":
+      return {};
+    case "apicache": {
+      const { default: apicache } = await import("apicache");
+      return { middleware: apicache.middleware("5 minutes") };
+    }
+    case "erk-redis":
+    case "erk-2tier":
+    case "erk-memory": {
+      const { cacheResponse } = await import("../index.js");
+      const middleware =
+        variant === "erk-memory"
+          ? cacheResponse()
+          : cacheResponse({
+              redis: redis!,
+              prefix: "bench:",
+              ...(variant === "erk-2tier" ? { memory: { maxEntries: 1000 } } : {}),
+            });
+      return { middleware, stats: () => middleware.stats() };
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  const [variant = "", url = "", portText = ""] = process.argv.slice(2);
+  const port = Number(portText);
+  if (
+    !isCacheVariant(variant) ||
+    !url.startsWith("redis://127.0.0.1:") ||
+    !Number.isInteger(port)
+  ) {
+    throw new Error(
+      `usage: cache-server.ts <variant> redis://127.0.0.1:<port> <port> (got ${process.argv.slice(2).join(" ")})`,
+    );
+  }
+
+  let redisSent = 0;
+  let redis: Redis | undefined;
+  if (REDIS_CACHE_VARIANTS.has(variant)) {
+    redis = new Redis(url, { lazyConnect: true });
+    // Count what the client sends: INFO commandstats also counts the commands a script runs,
+    // this counts round trips. (The pub/sub subscriber is a duplicate connection, not counted.)
+    const send = redis.sendCommand.bind(redis);
+    redis.sendCommand = (...args: Parameters<Redis["sendCommand"]>) => {
+      redisSent++;
+      return send(...args);
+    };
+    await redis.connect();
+  }
+  const { middleware, stats } = await cacheFor(variant, redis);
+
+  let served = 0;
+  const handlerRuns: Record<CacheHandler, number> = { "0ms": 0, "20ms": 0 };
+  const app = express();
+  app.get("/__cpu", (_req, res) => {
+    const sample: CacheServerSample = {
+      ...process.cpuUsage(),
+      served,
+      handlerRuns,
+      redisSent,
+      ...(stats === undefined ? {} : { cache: stats() }),
+    };
+    res.json(sample);
+  });
+  app.use((_req, _res, next) => {
+    served++;
+    next();
+  });
+  for (const handler of CACHE_HANDLERS) {
+    const delay = HANDLER_DELAY_MS[handler];
+    const chain: RequestHandler[] = middleware === undefined ? [] : [middleware];
+    app.get(HANDLER_PATHS[handler], ...chain, async (_req, res) => {
+      handlerRuns[handler]++;
+      if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
+      res.json(BODY);
+    });
+  }
+
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = app.listen(port, "127.0.0.1", () => resolve(s));
+    s.once("error", reject);
+  });
+
+  let closing = false;
+  const shutdown = (code: number) => {
+    if (closing) return;
+    closing = true;
+    setTimeout(() => process.exit(code), 1000).unref();
+    server.closeAllConnections();
+    server.close(() => {
+      redis?.disconnect();
+      process.exit(code);
+    });
+  };
+  process.once("SIGTERM", () => shutdown(0));
+  process.once("SIGINT", () => shutdown(0));
+  process.stdin.on("end", () => shutdown(0));
+  process.stdin.on("error", () => shutdown(0));
+  process.stdin.resume();
+
+  process.stdout.write("READY\n");
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(
+    `bench cache server failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  );
+  process.exit(1);
+});

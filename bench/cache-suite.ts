@@ -1,0 +1,402 @@
+/**
+ * The response-cache benchmark: `cacheResponse()` hits (Redis, Redis behind the in-process
+ * tier, memory only) against apicache (memory) and bare Express, each on a handler that
+ * answers ~1 KB of JSON at once (`0ms`) and one that answers it after a 20 ms timer (`20ms`).
+ * See bench/README.md.
+ *
+ * Every run warms the cache with one request, checks that the next request is a hit (and did
+ * not run the handler), and after the run checks that the handler ran only a handful of times:
+ * what is measured is hits.
+ */
+import type { Redis } from "ioredis";
+import { BODY_TEXT } from "./body.js";
+import type { CacheServerSample } from "./cache-server.js";
+import {
+  CACHE_DESCRIPTIONS,
+  type CacheHandler,
+  type CacheVariant,
+  ERK_CACHE_VARIANTS,
+  entryName,
+  HANDLER_DELAY_MS,
+  HANDLER_PATHS,
+  isCacheHandler,
+  isCacheVariant,
+} from "./cache-variants.js";
+import { config, HTTP_TIMEOUT_MS } from "./config.js";
+import { autocannon, commandStats, cpuBusyUs, readCpu, redisCounts } from "./measure.js";
+import { pinning, startServer, stopChild } from "./processes.js";
+import {
+  type Comparison,
+  commandMix,
+  compare,
+  comparisonLines,
+  fmt,
+  fmtInt,
+  median,
+  type RunResult,
+  summarize,
+  type VariantSummary,
+} from "./stats.js";
+import type { SuiteDefinition } from "./suite.js";
+
+/** Most handler runs a run of a caching variant may count (warming included). */
+export const MAX_HANDLER_RUNS = 3;
+/** Share of the server's core used by other processes above which a run is called noisy. */
+const NOISY_SHARE = 0.2;
+/** Attempts (50 ms apart) to see the first hit after the warming request. */
+const HIT_ATTEMPTS = 20;
+
+/** The entries, variant-major: `bare/0ms`, `bare/20ms`, `apicache/0ms`, ... */
+const ENTRIES = config.cacheVariants.flatMap((v) =>
+  config.cacheHandlers.map((h) => entryName(v, h)),
+);
+
+function parseEntry(entry: string): { variant: CacheVariant; handler: CacheHandler } {
+  const [variant = "", handler = ""] = entry.split("/");
+  if (!isCacheVariant(variant) || !isCacheHandler(handler))
+    throw new Error(`unknown cache benchmark entry ${entry}`);
+  return { variant, handler };
+}
+
+function baselineOf(entry: string): string {
+  return entryName("bare", parseEntry(entry).handler);
+}
+
+interface Answer {
+  status: number;
+  body: string;
+  headers: Headers;
+}
+
+async function get(port: number, path: string): Promise<Answer> {
+  const response = await fetch(`http://127.0.0.1:${port}${path}`, {
+    signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
+  });
+  return { status: response.status, body: await response.text(), headers: response.headers };
+}
+
+/** What marks a hit in the variant's response headers (apicache: only outside production). */
+function hitMark(variant: CacheVariant, headers: Headers): string {
+  if (ERK_CACHE_VARIANTS.has(variant)) return `X-Cache: ${headers.get("x-cache") ?? "(none)"}`;
+  return `apicache-store: ${headers.get("apicache-store") ?? "(none)"}`;
+}
+
+function markSaysHit(variant: CacheVariant, headers: Headers): boolean {
+  if (ERK_CACHE_VARIANTS.has(variant)) return headers.get("x-cache") === "HIT";
+  // apicache sets its headers on hits only, and not when NODE_ENV is "production".
+  return process.env.NODE_ENV === "production" || headers.get("apicache-store") === "memory";
+}
+
+/**
+ * Fills the cache with one request, then waits until a request is a hit: its header says so
+ * and the handler did not run. Throws when no hit comes.
+ */
+async function warm(port: number, variant: CacheVariant, handler: CacheHandler): Promise<void> {
+  const path = HANDLER_PATHS[handler];
+  const first = await get(port, path);
+  if (first.status !== 200 || first.body !== BODY_TEXT)
+    throw new Error(`warming GET ${path} answered ${first.status}, ${first.body.length} bytes`);
+  let last = "";
+  for (let attempt = 0; attempt < HIT_ATTEMPTS; attempt++) {
+    const before = (await readCpu<CacheServerSample>(port)).handlerRuns[handler];
+    const answer = await get(port, path);
+    const after = (await readCpu<CacheServerSample>(port)).handlerRuns[handler];
+    const hit =
+      answer.status === 200 &&
+      answer.body === BODY_TEXT &&
+      after === before &&
+      markSaysHit(variant, answer.headers);
+    if (hit) return;
+    last = `${answer.status}, ${hitMark(variant, answer.headers)}, body ${answer.body === BODY_TEXT ? "as expected" : "DIFFERENT"}, handler runs ${before} → ${after}`;
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the fill is stored after the response
+  }
+  throw new Error(`no cache hit on GET ${path} after warming (last answer: ${last})`);
+}
+
+async function runOnce(
+  admin: Redis,
+  redisUrl: string,
+  entry: string,
+  round: number,
+  order: number,
+): Promise<RunResult> {
+  const { variant, handler } = parseEntry(entry);
+  const path = HANDLER_PATHS[handler];
+  await admin.flushall();
+  const server = await startServer(entry, "cache-server.ts", [variant, redisUrl]);
+  try {
+    if (variant !== "bare") await warm(server.port, variant, handler);
+    if (config.warmupS > 0) await autocannon(server.port, config.warmupS, path);
+    const before = await readCpu<CacheServerSample>(server.port);
+    const core0Before = pinning ? cpuBusyUs(0) : undefined;
+    const wallBefore = performance.now();
+    const statsBefore = await commandStats(admin);
+    const load = await autocannon(server.port, config.durationS, path);
+    const after = await readCpu<CacheServerSample>(server.port);
+    const core0After = pinning ? cpuBusyUs(0) : undefined;
+    const wallUs = (performance.now() - wallBefore) * 1000;
+    const statsAfter = await commandStats(admin);
+    const serverLog = server.log().trim().split("\n").slice(0, 5).join("\n");
+
+    const served = after.served - before.served;
+    const perReq = (n: number) => (served > 0 ? n / served : Number.NaN);
+    const cpuUs = after.user - before.user + (after.system - before.system);
+    // CPU 0 is the server's: what else ran there while it was measured.
+    const otherCore0 =
+      core0Before === undefined || core0After === undefined
+        ? undefined
+        : Math.max(0, core0After - core0Before - cpuUs) / wallUs;
+    return {
+      round,
+      variant: entry,
+      order,
+      reqPerSec: load.requests.average,
+      p99Ms: load.latency.p99,
+      requests: load.requests.total,
+      served,
+      non2xx: load.non2xx,
+      errors: load.errors,
+      timeouts: load.timeouts,
+      cpuUsPerReq: perReq(cpuUs),
+      ...redisCounts(statsBefore, statsAfter, perReq),
+      roundTripsPerReq: perReq(after.redisSent - before.redisSent),
+      handlerRuns: after.handlerRuns[handler],
+      handlerRunsMeasured: after.handlerRuns[handler] - before.handlerRuns[handler],
+      ...(after.cache === undefined ? {} : { cacheErrors: after.cache.errors }),
+      ...(serverLog === "" ? {} : { serverLog }),
+      ...(otherCore0 === undefined ? {} : { otherLoadOnServerCore: otherCore0 }),
+      at: new Date().toISOString(),
+    };
+  } finally {
+    await stopChild(server.child);
+  }
+}
+
+/** Whether a run of `entry` ran the handler more than a handful of times (bare always does). */
+function tooManyRuns(run: RunResult): boolean {
+  return parseEntry(run.variant).variant !== "bare" && (run.handlerRuns ?? 0) > MAX_HANDLER_RUNS;
+}
+
+function summaryTable(summaries: readonly VariantSummary[], runs: readonly RunResult[]): string {
+  const lines = [
+    "| variant | handler | req/s | ×bare | p99 ms | ×bare | CPU µs/req | ×bare | Redis cmds/req | script calls/req | round trips/req | handler runs (max) |",
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  for (const s of summaries) {
+    const { variant, handler } = parseEntry(s.variant);
+    const m = s.median;
+    const r = s.ratioToBare;
+    const mine = runs.filter((run) => run.variant === s.variant);
+    const handlerRuns =
+      variant === "bare"
+        ? "every request"
+        : String(Math.max(...mine.map((x) => x.handlerRuns ?? 0)));
+    lines.push(
+      `| ${variant} | ${handler} | ${fmtInt(m.reqPerSec)} | ${fmt(r.reqPerSec, 2)} | ${fmt(m.p99Ms, 1)} | ${fmt(r.p99Ms, 2)} | ` +
+        `${fmt(m.cpuUsPerReq, 1)} | ${fmt(r.cpuUsPerReq, 2)} | ${fmt(m.redisCmdsPerReq, 2)} | ${fmt(m.scriptCallsPerReq, 2)} | ` +
+        `${fmt(m.roundTripsPerReq, 2)} | ${handlerRuns} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+function percent(share: number | undefined): string {
+  return share === undefined ? "n/a" : `${Math.round(share * 100)} %`;
+}
+
+function rawTable(runs: readonly RunResult[]): string {
+  const lines = [
+    "| round | order | variant/handler | req/s | p99 ms | CPU µs/req | Redis cmds/req | round trips/req | served | handler runs (run / measured) | non-2xx | errors | cache errors | other load on CPU 0 | ended |",
+    "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+  ];
+  for (const r of runs) {
+    lines.push(
+      `| ${r.round} | ${r.order} | ${r.variant} | ${fmtInt(r.reqPerSec)} | ${fmt(r.p99Ms, 0)} | ${fmt(r.cpuUsPerReq, 1)} | ` +
+        `${fmt(r.redisCmdsPerReq, 2)} | ${fmt(r.roundTripsPerReq ?? Number.NaN, 2)} | ${r.served} | ` +
+        `${r.handlerRuns ?? "n/a"} / ${r.handlerRunsMeasured ?? "n/a"} | ${r.non2xx} | ${r.errors + r.timeouts} | ${r.cacheErrors ?? "n/a"} | ` +
+        `${percent(r.otherLoadOnServerCore)} | ${r.at?.slice(11, 19) ?? ""} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+/** The comparisons the report calls out, on each handler. */
+function comparisonPairs(): [string, string][] {
+  const has = new Set(config.cacheVariants);
+  const pairs: [CacheVariant, CacheVariant][] = [
+    ["erk-redis", "apicache"],
+    ["erk-2tier", "apicache"],
+    ["erk-memory", "apicache"],
+    ["erk-2tier", "erk-redis"],
+    ["erk-memory", "erk-2tier"],
+  ];
+  return config.cacheHandlers.flatMap((h) =>
+    pairs
+      .filter(([a, b]) => has.has(a) && has.has(b))
+      .map(([a, b]): [string, string] => [entryName(a, h), entryName(b, h)]),
+  );
+}
+
+/** The issue's targets, and the Redis round trips of a hit, against the measured medians. */
+function targetLines(summaries: readonly VariantSummary[]): string[] {
+  const find = (entry: string) => summaries.find((s) => s.variant === entry);
+  const lines: string[] = [];
+  const throughput = (variant: CacheVariant, handler: CacheHandler, min: number, what: string) => {
+    const s = find(entryName(variant, handler));
+    if (s === undefined) return `- ${what}: not measured`;
+    const ratio = s.ratioToBare.reqPerSec;
+    const verdict = Number.isFinite(ratio) ? (ratio >= min ? "**met**" : "**NOT met**") : "n/a";
+    return `- ${what} (target ≥ ${min.toFixed(2)}× bare req/s): ×${fmt(ratio, 2)} (${fmtInt(s.median.reqPerSec)} req/s) → ${verdict}`;
+  };
+  lines.push(throughput("erk-redis", "20ms", 1, "Redis hit, 20 ms handler"));
+  lines.push(throughput("erk-2tier", "20ms", 1.3, "memory-tier hit, 20 ms handler"));
+  const bare20 = find(entryName("bare", "20ms"));
+  if (bare20 !== undefined) {
+    const delay = HANDLER_DELAY_MS["20ms"];
+    const bound = config.connections / (delay / 1000);
+    lines.push(
+      `- context: bare on the 20 ms handler is bound by the delay, at most ${config.connections} connections / ${delay} ms = ` +
+        `${fmtInt(bound)} req/s (measured ${fmtInt(bare20.median.reqPerSec)}), so any working cache clears both 20 ms targets; ` +
+        "the 0 ms rows, where bare does no waiting, show what a hit costs against building the response:",
+    );
+    lines.push(
+      `  Redis hit ×${fmt(find(entryName("erk-redis", "0ms"))?.ratioToBare.reqPerSec ?? Number.NaN, 2)} bare req/s, ` +
+        `memory-tier hit ×${fmt(find(entryName("erk-2tier", "0ms"))?.ratioToBare.reqPerSec ?? Number.NaN, 2)}, ` +
+        `memory-only hit ×${fmt(find(entryName("erk-memory", "0ms"))?.ratioToBare.reqPerSec ?? Number.NaN, 2)}, ` +
+        `apicache hit ×${fmt(find(entryName("apicache", "0ms"))?.ratioToBare.reqPerSec ?? Number.NaN, 2)}.`,
+    );
+  }
+  const trips = (variant: CacheVariant, target: number, what: string) => {
+    const rows = config.cacheHandlers
+      .map((h) => find(entryName(variant, h)))
+      .filter((s): s is VariantSummary => s !== undefined);
+    if (rows.length === 0) return `- ${what}: not measured`;
+    const parts = rows.map(
+      (s) =>
+        `${parseEntry(s.variant).handler}: ${fmt(s.median.roundTripsPerReq, 3)} round trips/req, ` +
+        `${fmt(s.median.scriptCallsPerReq, 3)} script calls/req, ${fmt(s.median.redisCmdsPerReq, 3)} commandstats calls/req`,
+    );
+    const met = rows.every((s) => Math.abs(s.median.roundTripsPerReq - target) < 0.005);
+    return `- ${what} (target exactly ${target} Redis command sent per hit): ${parts.join("; ")} → ${met ? "**met**" : "**NOT met**"}`;
+  };
+  lines.push(trips("erk-redis", 1, "Redis hit"));
+  lines.push(trips("erk-2tier", 0, "memory-tier hit"));
+  return lines;
+}
+
+export const cacheSuite: SuiteDefinition = {
+  id: "cache",
+  entries: ENTRIES,
+  runOnce,
+  progress(run) {
+    const parts = [`handler runs ${run.handlerRuns ?? "n/a"}`];
+    if (run.otherLoadOnServerCore !== undefined)
+      parts.push(`other load on CPU 0 ${percent(run.otherLoadOnServerCore)}`);
+    if (run.roundTripsPerReq !== undefined && run.roundTripsPerReq > 0)
+      parts.push(`${run.roundTripsPerReq.toFixed(2)} round trips/req`);
+    if (tooManyRuns(run)) parts.push(`!! more than ${MAX_HANDLER_RUNS} handler runs: not all hits`);
+    if ((run.cacheErrors ?? 0) > 0) parts.push(`!! cache errors ${run.cacheErrors}`);
+    if (run.serverLog !== undefined) parts.push(`!! server log: ${run.serverLog.split("\n")[0]}`);
+    return parts.join("  ");
+  },
+  report(runs, failures, env, startedAt) {
+    const summaries = summarize(runs, ENTRIES, baselineOf);
+    const comparisons: Comparison[] = compare(runs, comparisonPairs());
+    const table = summaryTable(summaries, runs);
+    const targets = targetLines(summaries);
+    const bad = summaries.filter((s) => s.non2xx + s.errors + s.timeouts > 0);
+    const missed = runs.filter(tooManyRuns);
+    const cacheErrors = runs.filter((r) => (r.cacheErrors ?? 0) > 0);
+    const problems = [
+      ...bad.map(
+        (s) =>
+          `- ${s.variant}: non-2xx ${s.non2xx}, socket errors ${s.errors}, timeouts ${s.timeouts} (must be 0)`,
+      ),
+      ...missed.map(
+        (r) =>
+          `- ${r.variant} round ${r.round}: the handler ran ${r.handlerRuns} times (at most ${MAX_HANDLER_RUNS}): not measuring hits`,
+      ),
+      ...cacheErrors.map(
+        (r) =>
+          `- ${r.variant} round ${r.round}: ${r.cacheErrors} Redis failures counted by cacheResponse stats()` +
+          (r.serverLog === undefined ? "" : `; server log: ${r.serverLog.replace(/\n/g, " / ")}`),
+      ),
+      ...failures.map(
+        (f) => `- ${f.variant} failed in round ${f.round}: ${f.error.split("\n")[0]}`,
+      ),
+    ];
+    const measuredLoad = runs.filter((r) => r.otherLoadOnServerCore !== undefined);
+    const noisy = measuredLoad.filter((r) => r.otherLoadOnServerCore! > NOISY_SHARE);
+    const noise =
+      measuredLoad.length === 0
+        ? "Not measured (no pinning)."
+        : `${noisy.length} of ${measuredLoad.length} runs had more than ${NOISY_SHARE * 100} % of CPU 0 (the server's core) used by other processes` +
+          (noisy.length === 0
+            ? "."
+            : `: ${noisy.map((r) => `${r.variant} round ${r.round} (${percent(r.otherLoadOnServerCore)})`).join(", ")}.`) +
+          ` Median: ${percent(median(measuredLoad.map((r) => r.otherLoadOnServerCore!)))}.`;
+    const problemText =
+      problems.length > 0
+        ? problems.join("\n")
+        : `None: non-2xx responses 0, and every caching run ran its handler at most ${MAX_HANDLER_RUNS} times.`;
+
+    const printed = [
+      `\nResponse cache:\n\n${table}\n`,
+      `Targets:\n${targets.join("\n")}\n`,
+      `Key comparisons (median of per-round ratios):\n${comparisonLines(comparisons)}\n`,
+      problems.length > 0 ? `Problems:\n${problemText}\n` : `${problemText}\n`,
+      `Outside load: ${noise}\n`,
+    ].join("\n");
+    const markdown = [
+      `# Response-cache benchmark ${startedAt.toISOString()}`,
+      "",
+      `${config.rounds} round(s), ${config.durationS} s per run after one warming request and a ${config.warmupS} s warm-up, ` +
+        `${config.connections} connections, one URL and one Host (every request is a hit after warming). ` +
+        `Node ${env.node}, Redis ${env.redis}, ${env.cpus} × ${env.cpu}. Pinning: ${env.pinning}. ` +
+        `Load average (1 min) when \`npm run bench\` started: ${env.loadAverage1m.toFixed(2)}. Code: ${env.git}.`,
+      "",
+      "Medians over rounds; ×bare is the median of per-round ratios to `bare` on the same handler. " +
+        "Redis cmds/req counts what INFO commandstats counts (a script call and the commands it runs); " +
+        "round trips/req counts the commands the server's client sent; handler runs (max) includes the warming request.",
+      "",
+      table,
+      "",
+      "## Targets",
+      "",
+      targets.join("\n"),
+      "",
+      "## Key comparisons (median of per-round ratios)",
+      "",
+      comparisonLines(comparisons),
+      "",
+      "## Problems",
+      "",
+      problemText,
+      "",
+      "## Outside load",
+      "",
+      noise,
+      "",
+      "## Redis calls per request by command (median, INFO commandstats)",
+      "",
+      commandMix(runs, ENTRIES),
+      "",
+      "## Variants",
+      "",
+      config.cacheVariants.map((v) => `- ${v}: ${CACHE_DESCRIPTIONS[v]}`).join("\n"),
+      "",
+      "Handlers: `0ms` answers the ~1 KB JSON body at once; `20ms` awaits a 20 ms timer first.",
+      "",
+      "## Raw runs",
+      "",
+      rawTable(runs),
+      "",
+    ].join("\n");
+    return {
+      printed,
+      markdown,
+      json: { summaries, comparisons, targets },
+      failed: failures.length > 0 || bad.length > 0 || missed.length > 0 || cacheErrors.length > 0,
+    };
+  },
+};
