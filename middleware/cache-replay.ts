@@ -56,9 +56,8 @@ export function replay(
   originals?: Originals,
 ): void {
   const { entry } = found;
-  // Replacing an error response: drop what the error path set. A plain hit keeps the headers
-  // earlier middleware set for this request (they were not stored).
-  if (originals !== undefined) for (const name of res.getHeaderNames()) res.removeHeader(name);
+  // Headers already on `res` were set for this request by earlier middleware: kept (a stale
+  // replacement of an error response has removed the error path's own before calling this).
   const notModified =
     entry.status >= 200 &&
     entry.status < 300 &&

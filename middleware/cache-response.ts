@@ -9,7 +9,7 @@ import type { NextFunction, Request, RequestHandler, Response } from "express";
 import { LRUCache } from "lru-cache";
 import {
   ResponseCache as Engine,
-  type ResponseCache,
+  type FillClaim,
   type ResponseCacheStats,
   urlTag,
 } from "../stores/cache/cache.js";
@@ -26,12 +26,7 @@ import {
   varyNames,
 } from "./cache-policy.js";
 import { markResponse, replay, residentMs } from "./cache-replay.js";
-import {
-  type CacheConfig,
-  type CacheResponseOptions,
-  parseCacheOptions,
-  SCOPE,
-} from "./cache-response-options.js";
+import { type CacheResponseOptions, parseCacheOptions, SCOPE } from "./cache-response-options.js";
 
 export type { ResponseCacheStats } from "../stores/cache/cache.js";
 export type { CacheResponseOptions } from "./cache-response-options.js";
@@ -61,6 +56,8 @@ export interface CacheResponseMiddleware extends RequestHandler {
   purgeAll(): Promise<void>;
   /** Counters: hits, misses, stale, bypasses, coalesced waits, stores, errors. */
   stats(): ResponseCacheStats;
+  /** Resolves when every response being stored has been (for graceful shutdown and tests). */
+  idle(): Promise<void>;
   /** Closes the pub/sub connection (the Redis client is yours to close). */
   close(): Promise<void>;
 }
@@ -86,14 +83,17 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
   const cache = new Engine(config);
   /** Base key → the Vary fields its responses carry, so a hit costs one lookup. */
   const varyOf = new LRUCache<string, string[]>({ max: 10_000 });
+  /** The routing options of the app last served, for `purge()` paths. */
+  let routing: Routing = { caseSensitive: false, strict: false };
 
   function target(req: Request): Target | string {
     if (req.headers.range !== undefined) return "range";
+    const r = req as Request & { session?: { userId?: unknown }; user?: unknown; auth?: unknown };
     let user: unknown = null;
     if (config.userAware) {
-      const r = req as Request & { session?: { userId?: unknown }; user?: { id?: unknown } };
-      user = r.session?.userId ?? r.user?.id ?? null;
-      if (user === null) return "no-user";
+      user = r.session?.userId ?? (r.user as { id?: unknown } | undefined)?.id ?? null;
+      if (typeof user === "bigint") user = String(user);
+      if (typeof user !== "string" && typeof user !== "number") return "no-user";
     }
     let varyBy: unknown = null;
     if (config.varyBy !== undefined) {
@@ -104,8 +104,9 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
     const perUser = config.userAware || config.varyBy !== undefined;
     if (!perUser) {
       if (req.headers.authorization !== undefined) return "authorization";
-      const r = req as Request & { session?: { userId?: unknown }; user?: { id?: unknown } };
-      if ((r.session?.userId ?? r.user?.id) != null) return "signed-in";
+      // Any sign of a principal (a session user, passport's req.user, express-jwt's req.auth):
+      // its responses may be personal, so they are not shared.
+      if (r.session?.userId != null || r.user != null || r.auth != null) return "signed-in";
     }
     let extra: unknown = null;
     if (config.key !== undefined) {
@@ -113,31 +114,37 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
       if (extra === null) return "key";
       checkPart("key", extra);
     }
-    const url = req.originalUrl;
-    const q = url.indexOf("?");
-    const path = q === -1 ? url : url.slice(0, q);
-    const query = q === -1 ? "" : normalizeQuery(url.slice(q + 1), config.keepParam);
-    const host = (req.headers.host ?? "").toLowerCase();
-    return { parts: [host, path, query, extra, varyBy, user], path, query, perUser };
+    routing = routingOf(req);
+    const { path, query } = splitUrl(req.originalUrl, routing, config.keepParam);
+    // req.protocol and req.host honour `trust proxy` (X-Forwarded-Proto / -Host): a handler
+    // that builds links from them gets one entry per origin.
+    const origin = `${req.protocol}://${(req.host ?? "").toLowerCase()}`;
+    return { parts: [origin, path, query, extra, varyBy, user], path, query, perUser };
   }
 
   /** Resolves a request's entry: the base key, or (through a Vary marker) its variant. */
   async function find(
     req: Request,
     t: Target,
+    fromStore = false,
   ): Promise<{ key: string; base: string; found: Lookup | undefined; vary: string[] }> {
     const base = cache.keyFor(t.parts);
     let vary = varyOf.get(base) ?? [];
-    let key = vary.length === 0 ? base : cache.keyFor([...t.parts, varyValues(req, vary)]);
-    let found = await cache.lookup(key);
+    let key = vary.length === 0 ? base : variantKey(t, req, vary);
+    let found = await cache.lookup(key, fromStore);
     if (found?.entry.vary !== undefined && found.entry.vary.length > 0) {
       vary = found.entry.vary;
       varyOf.set(base, vary);
-      key = cache.keyFor([...t.parts, varyValues(req, vary)]);
-      found = await cache.lookup(key);
+      key = variantKey(t, req, vary);
+      found = await cache.lookup(key, fromStore);
     }
     if (found?.entry.vary !== undefined) found = undefined; // a marker is never a response
     return { key, base, found, vary };
+  }
+
+  /** The key of one variant: the request's values of the response's Vary fields, with their names. */
+  function variantKey(t: Target, req: Request, vary: readonly string[]): string {
+    return cache.keyFor([...t.parts, vary, varyValues(req, vary)]);
   }
 
   async function serve(req: Request, res: Response, next: NextFunction, t: Target): Promise<void> {
@@ -152,13 +159,15 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
       }
       if (age < entry.freshMs + entry.staleWhileRevalidateMs) {
         const claim =
-          req.method === "GET" ? await cache.claim(key, found.storedAt) : { kind: "busy" as const };
+          req.method === "GET"
+            ? await cache.claim(key, found.storedAt, false)
+            : { kind: "busy" as const };
         if (claim.kind === "fill") {
           cache.counters.misses++;
           return fill(req, res, next, t, key, base, claim, found, "fwd=stale");
         }
         if (claim.kind === "filled") {
-          const again = await find(req, t);
+          const again = await find(req, t, true);
           if (again.found !== undefined && residentMs(again.found) < again.found.entry.freshMs) {
             cache.counters.hits++;
             return replay(req, res, again.found, "HIT", `hit; ttl=${ttlSeconds(again.found)}`);
@@ -191,7 +200,7 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
         return replay(req, res, handed, "HIT", `hit; ttl=${ttlSeconds(handed)}; collapsed`);
       }
     }
-    ({ key, base, found } = await find(req, t));
+    ({ key, base, found } = await find(req, t, true));
     if (found !== undefined && residentMs(found) < found.entry.freshMs) {
       cache.counters.hits++;
       return replay(req, res, found, "HIT", `hit; ttl=${ttlSeconds(found)}; collapsed`);
@@ -203,9 +212,10 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
   function pass(res: Response, next: NextFunction, params: string, staleForError?: Lookup): void {
     markResponse(res, "MISS", params);
     if (staleForError !== undefined) {
+      const before = snapshot(res);
       new ResponseCapture(res, 0, (originals) => {
         if (res.statusCode < 500) return "pass";
-        serveStaleForError(res.req as Request, res, staleForError, originals);
+        serveStaleForError(res.req as Request, res, staleForError, originals, before);
         return "replace";
       });
     }
@@ -217,9 +227,16 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
     res: Response,
     found: Lookup,
     originals: ResponseCapture["originals"],
+    before: Map<string, unknown>,
   ): void {
     cache.counters.stale++;
     const status = res.statusCode;
+    // Drop what the error path set; keep what earlier middleware set (CORS, rate limits).
+    for (const name of res.getHeaderNames()) {
+      if (!before.has(name) || before.get(name) !== res.getHeader(name)) res.removeHeader(name);
+    }
+    for (const [name, value] of before)
+      if (!res.hasHeader(name)) res.setHeader(name, value as string);
     replay(
       req,
       res,
@@ -238,41 +255,44 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
     t: Target,
     key: string,
     base: string,
-    claim: { token: string; epoch: number },
+    claim: FillClaim,
     staleForError: Lookup | undefined,
     fwd: string,
   ): void {
     // The entry must be the full response: the conditional is answered from it on later hits.
     delete req.headers["if-none-match"];
     delete req.headers["if-modified-since"];
-    const before = new Set(res.getHeaderNames()); // set by earlier middleware: not stored
+    const before = snapshot(res); // set by earlier middleware: not stored unless changed
     const tags: string[] = [];
     res.cacheTags = (list) => {
       for (const tag of list) tags.push(tag);
     };
     let freshness: Freshness | undefined;
-    let headers: [string, string][] = [];
     let status = 200;
-    let vary: string[] = [];
+    let dateIsNow = false;
     const capture = new ResponseCapture(res, config.maxBodyBytes, (originals) => {
       status = res.statusCode;
       if (staleForError !== undefined && status >= 500) {
-        serveStaleForError(req, res, staleForError, originals);
+        serveStaleForError(req, res, staleForError, originals, before);
         return "replace";
       }
-      const dateIsNow = !res.hasHeader("date");
+      dateIsNow = !res.hasHeader("date");
       if (dateIsNow) res.setHeader("Date", new Date().toUTCString());
-      const all = res.getHeaders();
-      const verdict = storability(status, all, t.perUser, config, Date.now(), dateIsNow);
+      const verdict = storability(
+        status,
+        res.getHeaders(),
+        t.perUser,
+        config,
+        Date.now(),
+        dateIsNow,
+      );
       if (typeof verdict === "string") {
         markResponse(res, "MISS", `${fwd}; detail=${verdict}`);
         return "pass";
       }
       freshness = verdict;
-      vary = varyNames(headerText(all, "vary"));
-      headers = storedHeaders(all).filter(([name]) => !before.has(name) || name === "date");
       // `stored` when it will be: not while Redis is failing (it is then handed to waiters only).
-      markResponse(res, "MISS", cache.stats().state === "degraded" ? fwd : `${fwd}; stored`);
+      markResponse(res, "MISS", cache.degraded ? fwd : `${fwd}; stored`);
       return "capture";
     });
     let settled = false;
@@ -280,6 +300,15 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
       if (settled) return;
       settled = true;
       if (freshness === undefined || !capture.complete) return cache.abandon(key, claim.token);
+      // Decide again on the headers as sent: hooks that run inside writeHead (on-headers, as
+      // express-session's Set-Cookie) may have changed them after the first decision.
+      const sent = res.getHeaders();
+      const final = storability(status, sent, t.perUser, config, Date.now(), dateIsNow);
+      if (typeof final === "string") return cache.abandon(key, claim.token);
+      const vary = varyNames(headerText(sent, "vary"));
+      const headers = storedHeaders(sent).filter(
+        ([name]) => name === "date" || !before.has(name) || before.get(name) !== sent[name],
+      );
       const entryTags = collectTags(req, res, tags, t);
       if (entryTags === undefined) return cache.abandon(key, claim.token);
       const body = capture.body();
@@ -292,7 +321,7 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
         varyOf.set(base, vary);
         const marker: StoredResponse = { ...entry, headers: [], body: Buffer.alloc(0), vary };
         items[0] = { key: base, entry: marker };
-        items.push({ key: cache.keyFor([...t.parts, varyValues(req, vary)]), entry });
+        items.push({ key: variantKey(t, req, vary), entry });
       } else {
         varyOf.delete(base);
       }
@@ -316,7 +345,15 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
     tags: string[],
     t: Target,
   ): string[] | undefined {
-    const all = [...(config.tags?.(req, res) ?? []), ...tags];
+    let all: unknown[];
+    try {
+      all = [...(config.tags?.(req, res) ?? []), ...tags];
+    } catch (err) {
+      config.logger.error(
+        `${SCOPE}: tags(req, res) threw (${toError(err).message}); the response was not stored`,
+      );
+      return undefined;
+    }
     if (
       all.length > MAX_TAGS ||
       !all.every((tag) => typeof tag === "string" && tag.length > 0 && tag.length <= MAX_TAG_LENGTH)
@@ -328,7 +365,7 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
       );
       return undefined;
     }
-    return [...new Set([urlTag(t.path, t.query), ...all])];
+    return [...new Set([urlTag(t.path, t.query), ...(all as string[])])];
   }
 
   const middleware = function cacheResponseMiddleware(
@@ -369,15 +406,8 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
     if (req.method === "OPTIONS" || req.method === "TRACE") return;
     res.once("finish", () => {
       if (res.statusCode >= 400) return;
-      const url = req.originalUrl;
-      const q = url.indexOf("?");
-      const path = q === -1 ? url : url.slice(0, q);
-      const query = q === -1 ? "" : normalizeQuery(url.slice(q + 1), config.keepParam);
-      cache.purgeTags([urlTag(path, query)]).catch((err: unknown) => {
-        config.logger.warn(
-          `${SCOPE}: invalidating ${path} after ${req.method} failed (${toError(err).message})`,
-        );
-      });
+      const { path, query } = splitUrl(req.originalUrl, routingOf(req), config.keepParam);
+      cache.invalidate([urlTag(path, query)]).catch(() => {}); // failures are counted in stats()
     });
   }
 
@@ -412,7 +442,9 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
         ),
       );
     }
-    return cache.purgeTags([urlTag(path, normalizeQuery(query, config.keepParam))]);
+    return cache.purgeTags([
+      urlTag(normalizePath(path, routing), normalizeQuery(query, config.keepParam)),
+    ]);
   };
   middleware.purgeTags = (tags) => {
     if (
@@ -434,8 +466,42 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
     await cache.purgeAll();
   };
   middleware.stats = () => cache.stats();
+  middleware.idle = () => cache.idle();
   middleware.close = () => cache.close();
   return middleware;
+}
+
+/** Express's routing options, which decide which paths name one resource. */
+interface Routing {
+  caseSensitive: boolean;
+  strict: boolean;
+}
+
+/** The path as Express routes it: lowercased unless routing is case-sensitive, without a trailing slash unless strict. */
+function normalizePath(path: string, routing: Routing): string {
+  let out = routing.caseSensitive ? path : path.toLowerCase();
+  if (!routing.strict && out.length > 1 && out.endsWith("/")) out = out.slice(0, -1);
+  return out;
+}
+
+/** The routing options of the app serving `req` (Express's defaults without an app). */
+function routingOf(req: Request): Routing {
+  return {
+    caseSensitive: Boolean(req.app?.get("case sensitive routing")),
+    strict: Boolean(req.app?.get("strict routing")),
+  };
+}
+
+/** Splits a request URL into its normalised path and query. */
+function splitUrl(url: string, routing: Routing, keep: (name: string) => boolean) {
+  const q = url.indexOf("?");
+  const path = normalizePath(q === -1 ? url : url.slice(0, q), routing);
+  return { path, query: q === -1 ? "" : normalizeQuery(url.slice(q + 1), keep) };
+}
+
+/** Header values set on `res` so far, by name. */
+function snapshot(res: Response): Map<string, unknown> {
+  return new Map(Object.entries(res.getHeaders()));
 }
 
 /** Remaining freshness in whole seconds (negative once stale), for `Cache-Status: ttl`. */
@@ -473,5 +539,3 @@ function checkPart(option: "key" | "varyBy", value: unknown): void {
     );
   }
 }
-
-export type { CacheConfig, ResponseCache };

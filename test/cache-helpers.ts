@@ -69,12 +69,32 @@ export async function serve(
   servers.push(server);
   await once(server, "listening");
   const url = () => `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  // A response arrives as its entry is being stored: resolve each request only once the
+  // cache is idle, so the next request of a test sees what the previous one stored.
+  const settled = (test: request.Test): request.Test => {
+    const then = test.then.bind(test);
+    // biome-ignore lint/suspicious/noThenProperty: a supertest Test is a thenable; this one settles the cache first
+    test.then = ((ok, ko) =>
+      then(async (res) => {
+        await cache.idle();
+        return res;
+      }).then(ok, ko)) as request.Test["then"];
+    return test;
+  };
+  const agent = () => {
+    const a = request.agent(url());
+    for (const method of ["get", "head", "post", "put", "delete"] as const) {
+      const original = a[method].bind(a);
+      a[method] = ((path: string) => settled(original(path))) as (typeof a)[typeof method];
+    }
+    return a;
+  };
   return {
     app,
     cache,
     calls,
-    agent: () => request.agent(url()),
-    get: (path) => request(url()).get(path),
+    agent,
+    get: (path) => settled(request(url()).get(path)),
     close: async () => {
       await cache.close();
       await new Promise((resolve) => server.close(resolve));

@@ -126,7 +126,7 @@ it("after the subscriber reconnects, the memory tier is dropped (messages may ha
   const clients = (await admin.client("LIST")) as string;
   expect(
     clients.split("\n").filter((line) => / sub=[1-9]/.test(line)).length,
-  ).toBeGreaterThanOrEqual(2);
+  ).toBeGreaterThanOrEqual(1); // one subscriber connection per client, shared by both caches
   await admin.call("CLIENT", "KILL", "TYPE", "pubsub");
   let res = await b.get("/r");
   for (let i = 0; i < 40 && res.headers["x-cache"] === "HIT"; i++) {

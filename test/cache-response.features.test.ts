@@ -8,6 +8,7 @@ import { once } from "node:events";
 import net from "node:net";
 import compression from "compression";
 import type express from "express";
+import session from "express-session";
 import type { Redis } from "ioredis";
 import { cacheResponse, InvalidOptionError } from "../index.js";
 import {
@@ -293,12 +294,16 @@ describe.each(["memory", "standalone", "cluster"] as CacheBackend[])(
         const app = await serve(o, { "/*path": (_req, res) => void res.json({}) });
         const nasty = ["/a{b}c", "/x*?y=*", "/%0D%0Aset%20x", `/long?q=${"z".repeat(10_000)}`];
         for (const path of nasty) await app.get(path);
-        const keys: string[] = [];
-        for await (const batch of (redis as Redis).scanStream({
-          match: `${o.prefix}*`,
-          count: 1000,
-        }))
-          keys.push(...(batch as string[]));
+        const scan = async () => {
+          const found: string[] = [];
+          const stream = (redis as Redis).scanStream({ match: `${o.prefix}*`, count: 1000 });
+          for await (const batch of stream) found.push(...(batch as string[]));
+          return found;
+        };
+        // Entries are stored after their responses end: wait until the fill locks are gone.
+        let keys = await scan();
+        for (let i = 0; i < 40 && keys.some((k) => k.endsWith(":lock")); i++) keys = await scan();
+        expect(keys.filter((k) => k.endsWith(":lock"))).toEqual([]);
         const entries = keys.filter((k) => !k.startsWith(`${o.prefix}t:`));
         expect(entries).toHaveLength(4);
         for (const key of entries)
@@ -365,3 +370,164 @@ describe("cacheResponse() options", () => {
     await expect(cache.purgeTags("x" as unknown as string[])).rejects.toThrow(InvalidOptionError);
   });
 });
+
+describe.each(["memory", "standalone"] as CacheBackend[])(
+  "cacheResponse() safety on %s",
+  (backend) => {
+    const redis = clientFor(backend);
+    const prefix = testPrefix(`${__filename}-safety-${backend}`);
+    let n = 0;
+    const options = () => ({ redis, prefix: `${prefix}${n++}:`, timeoutMs: 2000 });
+
+    it("a Set-Cookie added inside writeHead (express-session) is seen: the response is not stored", async () => {
+      const app = await serve(
+        options(),
+        {
+          "/token": (req, res) => {
+            const s = req.session as unknown as { token?: string };
+            s.token ??= Math.random().toString(36).slice(2);
+            res.json({ token: s.token });
+          },
+        },
+        [session({ secret: "test", resave: false, saveUninitialized: false })],
+      );
+      const a = await app.get("/token");
+      expect(a.headers["set-cookie"]).toBeDefined();
+      const b = await app.get("/token"); // another anonymous client
+      expect(b.headers["x-cache"]).not.toBe("HIT");
+      expect(b.body.token).not.toBe(a.body.token);
+    });
+
+    it("a Cache-Control the handler overwrote is stored and replayed as the handler set it", async () => {
+      const app = await serve(
+        { ...options(), userAware: true },
+        {
+          "/me": (_req, res) => void res.set("Cache-Control", "private, max-age=60").json({}),
+        },
+        [
+          (req, res, next) => {
+            (req as unknown as { session: object }).session = { userId: "alice" };
+            res.set("Cache-Control", "public, max-age=300");
+            next();
+          },
+        ],
+      );
+      await app.get("/me");
+      const hit = await app.get("/me");
+      expect(hit.headers["x-cache"]).toBe("HIT");
+      expect(hit.headers["cache-control"]).toBe("private, max-age=60");
+    });
+
+    it("any req.user or req.auth makes a request signed-in; userAware needs an id", async () => {
+      const withUser =
+        (user: unknown): express.RequestHandler =>
+        (req, _res, next) => {
+          (req as unknown as { user: unknown }).user = user;
+          next();
+        };
+      const shared = await serve(options(), { "/r": (_req, res) => void res.json({}) }, [
+        withUser({ sub: "alice" }),
+      ]);
+      expect((await shared.get("/r")).headers["cache-status"]).toMatch(/detail=signed-in$/);
+      const aware = await serve(
+        { ...options(), userAware: true },
+        { "/r": (_req, res) => void res.json({}) },
+        [withUser({ sub: "alice" })],
+      );
+      expect((await aware.get("/r")).headers["cache-status"]).toMatch(/detail=no-user$/);
+      const big = await serve(
+        { ...options(), userAware: true },
+        { "/r": (_req, res) => void res.json({}) },
+        [withUser({ id: 10n })],
+      );
+      await big.get("/r");
+      expect((await big.get("/r")).headers["x-cache"]).toBe("HIT");
+    });
+
+    it("a tags() that throws is logged, the response is not stored, the process lives on", async () => {
+      const errors: string[] = [];
+      const app = await serve(
+        {
+          ...options(),
+          logger: { ...quiet, error: (m: string) => void errors.push(m) },
+          tags: () => {
+            throw new Error("boom");
+          },
+        },
+        { "/r": (_req, res) => void res.json({}) },
+      );
+      expect((await app.get("/r")).status).toBe(200);
+      expect((await app.get("/r")).headers["x-cache"]).toBe("MISS");
+      expect(errors[0]).toMatch(/tags\(req, res\) threw \(boom\)/);
+    });
+
+    it("an unrelated POST does not spoil a fill in flight", async () => {
+      const app = await serve(options(), {
+        "/slow": slowJson(200),
+        "/other": (_req, res) => void res.json({}),
+      });
+      const gets = Promise.all(Array.from({ length: 5 }, () => app.get("/slow")));
+      await wait(50);
+      await app.agent().post("/other");
+      const results = await gets;
+      expect(app.calls.get("/slow")).toBe(1);
+      expect(new Set(results.map((r) => r.text)).size).toBe(1);
+      expect((await app.get("/slow")).headers["x-cache"]).toBe("HIT");
+    });
+
+    it("paths are keyed as Express routes them: case and a trailing slash do not split entries", async () => {
+      const app = await serve(options(), { "/api/items": (_req, res) => void res.json({}) });
+      await app.get("/api/items");
+      expect((await app.get("/API/Items/")).headers["x-cache"]).toBe("HIT");
+      expect(await app.cache.purge("/api/ITEMS")).toBe(1);
+      expect((await app.get("/api/items")).headers["x-cache"]).toBe("MISS");
+    });
+
+    it("stale-if-error keeps the headers earlier middleware set (CORS)", async () => {
+      let fail = false;
+      const app = await serve(
+        { ...options(), staleIfErrorMs: 30_000 },
+        {
+          "/r": (_req, res) => {
+            if (fail) return void res.status(500).set("X-Error", "1").json({});
+            res.set("Cache-Control", "max-age=1").json({ ok: 1 });
+          },
+        },
+        [
+          (_req, res, next) => {
+            res.set("Access-Control-Allow-Origin", "https://app.example");
+            next();
+          },
+        ],
+      );
+      await app.get("/r");
+      await wait(1100);
+      fail = true;
+      const res = await app.get("/r");
+      expect(res.headers["x-cache"]).toBe("STALE");
+      expect(res.headers["access-control-allow-origin"]).toBe("https://app.example");
+      expect(res.headers["x-error"]).toBeUndefined();
+    });
+
+    if (backend === "standalone") {
+      it("with the memory tier, a stale entry is still refreshed (stale-while-revalidate)", async () => {
+        let version = 0;
+        const app = await serve(
+          { ...options(), memory: { maxEntries: 10 }, staleWhileRevalidateMs: 30_000 },
+          {
+            "/r": (_req, res) => void res.set("Cache-Control", "max-age=1").json({ v: ++version }),
+          },
+        );
+        await app.get("/r");
+        expect((await app.get("/r")).headers["x-cache"]).toBe("HIT");
+        await wait(1100);
+        const refresh = await app.get("/r");
+        expect([refresh.headers["x-cache"], refresh.body]).toEqual(["MISS", { v: 2 }]);
+        let after = await app.get("/r");
+        for (let i = 0; i < 20 && after.headers["x-cache"] !== "HIT"; i++)
+          after = await app.get("/r");
+        expect([after.headers["x-cache"], after.body]).toEqual(["HIT", { v: 2 }]);
+      });
+    }
+  },
+);

@@ -5,10 +5,16 @@
  *
  * Coalescing: the first request of a process to miss a key creates a local "flight" and asks
  * the store for the key's fill lock. Later requests of the process join the flight without a
- * Redis call. When another process holds the lock, the flight waits for that process's
- * `fill` message (pub/sub), not by polling; every waiter has its own deadline.
+ * Redis call and get the filler's entry handed over in memory. When another process holds the
+ * lock, the flight waits for that process's `fill` message (pub/sub), not by polling; every
+ * waiter has its own deadline.
+ *
+ * Purges and fills: every purge (local, or heard from another process) is recorded with a
+ * sequence number per tag. A fill remembers the sequence when it began and is not stored when
+ * one of its tags (or everything) was purged since.
  */
 import { createHash, randomUUID } from "node:crypto";
+import { LRUCache } from "lru-cache";
 import { StoreUnavailableError, toError } from "../core/errors.js";
 import { BackendSwitch, withTimeout } from "../core/fallback.js";
 import type { Logger } from "../core/logger.js";
@@ -46,11 +52,14 @@ export interface ResponseCacheStats {
   memoryEntries: number;
 }
 
+/** What a filler holds: its lock token and the purge sequence when it began. */
+export interface FillClaim {
+  token: string;
+  since: number;
+}
+
 /** The answer of `claim()`. */
-export type Claim =
-  | { kind: "fill"; token: string; epoch: number }
-  | { kind: "busy" }
-  | { kind: "filled" };
+export type Claim = ({ kind: "fill" } & FillClaim) | { kind: "busy" } | { kind: "filled" };
 
 interface Flight {
   /** This process fills (it holds the lock, or Redis is failing). */
@@ -64,34 +73,49 @@ type Message =
   | { kind: "tags"; tags: string[] }
   | { kind: "all"; generation: number };
 
+/** Tags per purge message, so a message stays far below the pub/sub size cap. */
+const TAGS_PER_MESSAGE = 100;
+
 /** See the module comment. */
 export class ResponseCache {
   readonly counters = { hits: 0, misses: 0, stale: 0, bypasses: 0, coalesced: 0, stored: 0 };
   private readonly store: BackendSwitch<CacheStore>;
+  private readonly redisStore: RedisCacheStore | undefined;
   private readonly memoryStore: MemoryCacheStore | undefined;
   private readonly tier1: MemoryCacheStore | undefined;
   private readonly pubsub: PubSub | undefined;
   private readonly channel: string;
   private readonly flights = new Map<string, Flight>();
+  private readonly pending = new Set<Promise<boolean>>();
   private generation = 0;
   private generationLoaded: Promise<boolean> | undefined;
   private generationKnown = false;
   private lastLoadAttempt = 0;
-  private subscribed: Promise<unknown> | undefined;
-  /** Bumped by every purge (local or remote): fills begun before a purge are not stored. */
-  epoch = 0;
+  private subscribed: Promise<boolean> | undefined;
+  /** Purge sequence: the last purge's number; per tag, the last purge of that tag. */
+  private sequence = 0;
+  private purgedAll = 0;
+  private purgedForgotten = 0;
+  private readonly purged = new LRUCache<string, number>({
+    max: 10_000,
+    dispose: (seq) => {
+      this.purgedForgotten = Math.max(this.purgedForgotten, seq); // conservative from here on
+    },
+  });
 
   constructor(private readonly settings: ResponseCacheSettings) {
     const { redis, prefix, memory, timeoutMs, logger } = settings;
     this.channel = `${prefix}events`;
     const limits = memory ?? { maxEntries: 10_000, maxBytes: 64 * 1024 * 1024 };
     if (redis === undefined) this.memoryStore = new MemoryCacheStore(limits);
-    else if (memory !== undefined) this.tier1 = new MemoryCacheStore(limits);
-    const memoryStore = this.memoryStore ?? new MemoryCacheStore({ maxEntries: 1, maxBytes: 1 });
+    else {
+      this.redisStore = new RedisCacheStore(redis, prefix);
+      if (memory !== undefined) this.tier1 = new MemoryCacheStore(limits);
+    }
     this.store = new BackendSwitch<CacheStore>({
       scope: "cacheResponse",
-      redis: redis === undefined ? undefined : new RedisCacheStore(redis, prefix),
-      memory: memoryStore,
+      redis: this.redisStore,
+      memory: this.memoryStore ?? new MemoryCacheStore({ maxEntries: 1, maxBytes: 1 }),
       onRedisError: "open",
       timeoutMs,
       recheckMs: 1000,
@@ -101,27 +125,30 @@ export class ResponseCache {
       failuresToDegrade: 3,
     });
     if (redis !== undefined) {
-      this.pubsub = createPubSub({
-        redis,
-        logger,
-        onResubscribed: () => this.resync(),
-      });
-      this.subscribed = this.pubsub
-        .subscribe<Message>(this.channel, (message) => this.onMessage(message))
-        .catch((err: unknown) => {
-          logger.warn(
-            `cacheResponse: cannot subscribe to ${this.channel} (${toError(err).message})`,
-          );
-        });
+      this.pubsub = createPubSub({ redis, logger, onResubscribed: () => this.resync() });
+      this.subscribed = this.subscribe();
     } else {
       this.generationKnown = true;
     }
   }
 
+  private subscribe(): Promise<boolean> {
+    return this.pubsub!.subscribe<Message>(this.channel, (message) => this.onMessage(message)).then(
+      () => true,
+      (err: unknown) => {
+        this.settings.logger.warn(
+          `cacheResponse: cannot subscribe to ${this.channel} (${toError(err).message}); bypassing the cache until it can`,
+        );
+        return false;
+      },
+    );
+  }
+
   /**
-   * True when keys can be built: the generation is known. On Redis it is read once (again
-   * after a failed read, at most once a second); until then requests bypass the cache, since
-   * entries of a generation `purgeAll()` retired may still be in Redis.
+   * True when the cache can be used: subscribed to purge messages and the generation known.
+   * On Redis both happen once (again after a failure, at most once a second); until then
+   * requests bypass the cache, since a process that cannot hear purges, or does not know the
+   * generation `purgeAll()` set, could serve purged entries.
    */
   ready(): boolean | Promise<boolean> {
     if (this.generationKnown) return true;
@@ -135,15 +162,23 @@ export class ResponseCache {
 
   private async loadGeneration(): Promise<boolean> {
     try {
-      await withTimeout(this.subscribed ?? Promise.resolve(), this.settings.timeoutMs * 20);
+      const wait = Math.max(this.settings.timeoutMs * 20, 1000);
+      let subscribed = await withTimeout(this.subscribed!, wait);
+      if (!subscribed) {
+        this.subscribed = this.subscribe();
+        subscribed = await withTimeout(this.subscribed, wait);
+      }
+      if (!subscribed) return false;
       const answer = await this.store.run((store) => store.generation());
       if (answer !== undefined && answer.backend === "redis") {
         this.generation = Math.max(this.generation, answer.value);
         this.generationKnown = true;
         return true;
       }
-    } catch {}
-    this.generationLoaded = undefined;
+    } catch {
+    } finally {
+      this.generationLoaded = undefined;
+    }
     return false;
   }
 
@@ -156,10 +191,15 @@ export class ResponseCache {
     return `${this.settings.prefix}{${hash}}`;
   }
 
-  /** Reads `key` from the first tier, then the store. Resolves `undefined` on a miss or failure. */
-  lookup(key: string): Promise<Lookup | undefined> | Lookup | undefined {
-    const near = this.tier1?.getNow(key);
-    if (near !== undefined) return near;
+  /**
+   * Reads `key` from the first tier, then the store (only the store with `fromStore`: after
+   * another request filled it). Resolves `undefined` on a miss or failure.
+   */
+  lookup(key: string, fromStore = false): Promise<Lookup | undefined> | Lookup | undefined {
+    if (!fromStore) {
+      const near = this.tier1?.getNow(key);
+      if (near !== undefined) return near;
+    }
     return this.store
       .run((store) => store.get(key))
       .then(
@@ -171,7 +211,7 @@ export class ResponseCache {
               entry.freshMs +
               Math.max(entry.staleWhileRevalidateMs, entry.staleIfErrorMs) -
               (now - storedAt);
-            this.tier1.put(key, entry, Date.now() - (now - storedAt), left);
+            this.tier1.put(key, entry, storedAt, left, now - Date.now());
           }
           return found;
         },
@@ -181,33 +221,35 @@ export class ResponseCache {
 
   /**
    * Asks to fill `key` after a miss (`seen` undefined) or a stale read (`seen` = its storedAt).
-   * `fill`: run the handler and call `fill()` or `abandon()`; `busy`: `wait()`; `filled`: look
-   * up again.
+   * `fill`: run the handler and call `fill()` or `abandon()`; `busy`: `wait()` (or, with
+   * `willWait` false, serve something else); `filled`: look up again, from the store.
    */
-  async claim(key: string, seen?: number): Promise<Claim> {
+  async claim(key: string, seen?: number, willWait = true): Promise<Claim> {
     if (this.flights.has(key)) return { kind: "busy" };
     const flight: Flight = { local: true, waiters: new Set() };
     this.flights.set(key, flight);
     const token = randomUUID();
-    const epoch = this.epoch;
+    const since = this.sequence;
     const answer = await this.store
       .run((store) => store.lock(key, token, this.settings.coalesceWaitMs, seen))
       .catch(() => undefined);
     const result = answer?.value;
     if (result === "busy") {
       flight.local = false;
+      // Nobody waits here: forget the flight rather than keep it until a message arrives.
+      if (!willWait && flight.waiters.size === 0) this.flights.delete(key);
       return { kind: "busy" };
     }
     if (result === "filled") {
       this.land(key);
       return { kind: "filled" };
     }
-    return { kind: "fill", token, epoch }; // taken, or Redis failing: fill without a lock
+    return { kind: "fill", token, since }; // taken, or Redis failing: fill without a lock
   }
 
   /** A claim without a lock, for `coalesce: false`. */
-  unlockedClaim(): { token: string; epoch: number } {
-    return { token: randomUUID(), epoch: this.epoch };
+  unlockedClaim(): FillClaim {
+    return { token: randomUUID(), since: this.sequence };
   }
 
   /**
@@ -233,42 +275,80 @@ export class ResponseCache {
     });
   }
 
+  /** True when `tags` (or everything) were purged after `since`. */
+  private purgedSince(since: number, tags: readonly string[]): boolean {
+    if (this.purgedAll > since || this.purgedForgotten > since) return true;
+    return tags.some((tag) => (this.purged.get(tag) ?? 0) > since);
+  }
+
+  private recordPurge(tags: readonly string[] | "all"): void {
+    this.sequence++;
+    if (tags === "all") this.purgedAll = this.sequence;
+    else for (const tag of tags) this.purged.set(tag, this.sequence);
+  }
+
   /**
-   * Stores the filler's entries (the response, and a Vary marker when it has one) unless a
-   * purge happened since `claim`, releases the lock on `key`, and wakes the waiters here and
-   * in other processes.
+   * Stores the filler's entries (the response, and a Vary marker when it has one) unless one
+   * of their tags was purged since the claim, releases the lock on `key`, and wakes the
+   * waiters here and in other processes. Resolves true when stored.
    */
-  async fill(
+  fill(
     key: string,
-    claim: { token: string; epoch: number },
+    claim: FillClaim,
     items: readonly { key: string; entry: StoredResponse }[],
     ttlMs: number,
-  ): Promise<void> {
+  ): Promise<boolean> {
+    const pending = this.store_(key, claim, items, ttlMs);
+    this.pending.add(pending);
+    return pending.finally(() => this.pending.delete(pending));
+  }
+
+  /** Resolves when every fill in progress has been stored (or given up). */
+  async idle(): Promise<void> {
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+  }
+
+  private async store_(
+    key: string,
+    claim: FillClaim,
+    items: readonly { key: string; entry: StoredResponse }[],
+    ttlMs: number,
+  ): Promise<boolean> {
+    const tags = [...new Set(items.flatMap((item) => item.entry.tags))];
     let unlocked = false;
     let handover: Lookup | undefined;
+    let stored = false;
     try {
-      if (claim.epoch !== this.epoch) return;
-      const own = items.find((item) => item.key === key && item.entry.vary === undefined);
-      if (own !== undefined) {
-        const now = Date.now();
-        handover = { entry: own.entry, storedAt: now, now };
-      }
-      const answer = await this.store.run(async (store) => {
-        await Promise.all(
-          items.map((item) => {
-            const own = item.key === key;
-            if (own) unlocked = true;
-            return store.set(item.key, item.entry, ttlMs, own ? claim.token : undefined);
-          }),
-        );
+      if (this.purgedSince(claim.since, tags)) return false;
+      const answer = await this.store.run((store) => {
+        // One round trip: tags are sent first, so on one connection Redis applies them before
+        // the entry, and a purge in between still finds the entry's key.
         const pairs = items.flatMap((item) => item.entry.tags.map((tag) => [tag, item.key]));
-        await Promise.all(pairs.map(([tag, k]) => store.tag(tag!, k!, ttlMs)));
+        const tagged = pairs.map(([tag, k]) => store.tag(tag!, k!, ttlMs));
+        const sets = items.map((item) => {
+          const own = item.key === key;
+          if (own) unlocked = true;
+          return store.set(item.key, item.entry, ttlMs, own ? claim.token : undefined);
+        });
+        return Promise.all([...tagged, ...sets]).then(() => Promise.all(sets));
       });
-      if (answer === undefined || claim.epoch !== this.epoch) return;
+      const storedAt = answer?.value;
+      // Not stored when Redis failed: then only this process's waiters get it, in memory.
+      const own = items.findIndex((item) => item.key === key && item.entry.vary === undefined);
+      if (own !== -1 && !this.purgedSince(claim.since, tags)) {
+        const now = Date.now();
+        handover = { entry: items[own]!.entry, storedAt: now, now };
+      }
+      if (storedAt === undefined || this.purgedSince(claim.since, tags)) return false;
       this.counters.stored++;
-      for (const item of items) this.tier1?.put(item.key, item.entry, Date.now(), ttlMs);
+      stored = true;
+      const offset = answer!.backend === "redis" ? (storedAt[0] ?? 0) - Date.now() : 0;
+      items.forEach((item, i) => {
+        this.tier1?.put(item.key, item.entry, storedAt[i] ?? 0, ttlMs, offset);
+      });
+      return true;
     } finally {
-      if (unlocked) this.release(key, handover);
+      if (unlocked && stored) this.release(key, handover);
       else this.abandon(key, claim.token, handover);
     }
   }
@@ -298,17 +378,31 @@ export class ResponseCache {
 
   /** Deletes the entries tagged with any of `tags`, everywhere; resolves with how many. */
   async purgeTags(tags: readonly string[]): Promise<number> {
-    this.epoch++;
+    this.recordPurge(tags);
     let deleted = 0;
     for (const tag of tags) deleted += await this.direct((store) => store.purgeTag(tag));
     for (const tag of tags) await this.tier1?.purgeTag(tag);
-    await this.broadcast({ kind: "tags", tags: [...tags] });
+    await this.broadcastTags(tags);
     return deleted;
+  }
+
+  /**
+   * Like `purgeTags`, on a request path (an unsafe method's invalidation): a Redis failure is
+   * a counted fallback, logged once per outage, not an error.
+   */
+  async invalidate(tags: readonly string[]): Promise<void> {
+    this.recordPurge(tags);
+    for (const tag of tags) await this.tier1?.purgeTag(tag);
+    const done = await this.store.run(async (store) => {
+      for (const tag of tags) await store.purgeTag(tag);
+      return true;
+    });
+    if (done?.backend === "redis") await this.broadcastTags(tags);
   }
 
   /** Retires every entry by bumping the generation; resolves with the new generation. */
   async purgeAll(): Promise<number> {
-    this.epoch++;
+    this.recordPurge("all");
     const generation = await this.direct((store) => store.bumpGeneration());
     this.generation = Math.max(this.generation, generation);
     this.tier1?.clear();
@@ -326,6 +420,11 @@ export class ResponseCache {
     };
   }
 
+  /** True while Redis is failing (responses are then not stored). */
+  get degraded(): boolean {
+    return this.store.state === "degraded";
+  }
+
   /** Closes the subscriber connection. */
   async close(): Promise<void> {
     await this.pubsub?.close();
@@ -333,10 +432,9 @@ export class ResponseCache {
 
   /** Runs an admin operation on the store itself: Redis failures reject. */
   private async direct<T>(op: (store: CacheStore) => Promise<T>): Promise<T> {
-    if (this.settings.redis === undefined) return op(this.memoryStore!);
-    const store = new RedisCacheStore(this.settings.redis, this.settings.prefix);
+    if (this.redisStore === undefined) return op(this.memoryStore!);
     try {
-      return await withTimeout(op(store), Math.max(this.settings.timeoutMs, 5000));
+      return await withTimeout(op(this.redisStore), Math.max(this.settings.timeoutMs, 5000));
     } catch (err) {
       throw new StoreUnavailableError(`cacheResponse: purge failed (${toError(err).message})`, {
         cause: err,
@@ -344,11 +442,17 @@ export class ResponseCache {
     }
   }
 
+  private async broadcastTags(tags: readonly string[]): Promise<void> {
+    for (let i = 0; i < tags.length; i += TAGS_PER_MESSAGE) {
+      await this.broadcast({ kind: "tags", tags: tags.slice(i, i + TAGS_PER_MESSAGE) });
+    }
+  }
+
   private async broadcast(message: Message): Promise<void> {
     if (this.pubsub === undefined) return;
     await this.pubsub.publish(this.channel, message, `cache.${message.kind}`).catch((err) => {
       this.settings.logger.warn(
-        `cacheResponse: purge stored in Redis, but the message to other processes failed (${toError(err).message})`,
+        `cacheResponse: purge done in Redis, but the message to other processes failed (${toError(err).message})`,
       );
     });
   }
@@ -360,18 +464,21 @@ export class ResponseCache {
       if (!own) this.tier1?.delete(message.key);
       this.land(message.key);
     } else if (message.kind === "tags" && !own) {
-      this.epoch++;
+      this.recordPurge(message.tags);
       for (const tag of message.tags) void this.tier1?.purgeTag(tag);
     } else if (message.kind === "all" && !own) {
-      this.epoch++;
+      this.recordPurge("all");
       this.generation = Math.max(this.generation, message.generation);
       this.tier1?.clear();
     }
   }
 
-  /** After a reconnect, messages may have been missed: forget the first tier, re-read the generation. */
+  /**
+   * After the subscriber reconnected, messages may have been missed: forget the first tier,
+   * treat everything as purged for fills in flight, re-read the generation before serving.
+   */
   private resync(): void {
-    this.epoch++;
+    this.recordPurge("all");
     this.tier1?.clear();
     this.generationKnown = false;
     this.generationLoaded = undefined;

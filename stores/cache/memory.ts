@@ -7,7 +7,10 @@ import type { CacheStore, LockAnswer, Lookup, StoredResponse } from "./types.js"
 
 interface Held {
   entry: StoredResponse;
+  /** On the clock of the store it came from. */
   storedAt: number;
+  /** That clock minus this process's clock, when the entry was read (0 when stored here). */
+  offset: number;
 }
 
 /** Limits of a memory store. */
@@ -29,6 +32,15 @@ export class MemoryCacheStore implements CacheStore {
       max: limits.maxEntries,
       maxSize: limits.maxBytes,
       sizeCalculation: (held) => Math.max(1, held.entry.body.length + 256),
+      // Keep the tag indexes as small as the entries: forget an entry's tags when it goes.
+      dispose: (held, key, reason) => {
+        if (reason === "set") return; // replaced: the new entry's tags are being recorded
+        for (const tag of held.entry.tags) {
+          const keys = this.tags.get(tag);
+          keys?.delete(key);
+          if (keys?.size === 0) this.tags.delete(tag);
+        }
+      },
     });
   }
 
@@ -39,7 +51,8 @@ export class MemoryCacheStore implements CacheStore {
   /** `get` without a promise, for the first tier's hot path. */
   getNow(key: string): Lookup | undefined {
     const held = this.entries.get(key);
-    return held === undefined ? undefined : { ...held, now: Date.now() };
+    if (held === undefined) return undefined;
+    return { entry: held.entry, storedAt: held.storedAt, now: Date.now() + held.offset };
   }
 
   async set(key: string, entry: StoredResponse, ttlMs: number, lockToken?: string) {
@@ -47,12 +60,16 @@ export class MemoryCacheStore implements CacheStore {
     this.clock = Math.max(Date.now(), this.clock + 1);
     this.put(key, entry, this.clock, ttlMs);
     if (lockToken !== undefined) await this.unlock(key, lockToken);
+    return this.clock;
   }
 
-  /** Stores an entry read from another tier, keeping its original `storedAt`. */
-  put(key: string, entry: StoredResponse, storedAt: number, ttlMs: number): void {
+  /**
+   * Stores an entry of another store (the first tier), keeping its `storedAt` on that store's
+   * clock; `offset` is that clock minus this process's, so ages stay on one clock.
+   */
+  put(key: string, entry: StoredResponse, storedAt: number, ttlMs: number, offset = 0): void {
     if (ttlMs <= 0) return;
-    this.entries.set(key, { entry, storedAt }, { ttl: ttlMs });
+    this.entries.set(key, { entry, storedAt, offset }, { ttl: ttlMs });
   }
 
   async lock(key: string, token: string, ttlMs: number, seen?: number): Promise<LockAnswer> {
@@ -78,7 +95,6 @@ export class MemoryCacheStore implements CacheStore {
     }
     const now = Date.now();
     keys.set(key, now + ttlMs);
-    for (const [k, until] of keys) if (until <= now) keys.delete(k); // bounded by live entries
   }
 
   async purgeTag(tag: string): Promise<number> {

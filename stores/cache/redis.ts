@@ -30,16 +30,17 @@ return { v[1], v[2], v[3], tostring(t[1] * 1000 + math.floor(t[2] / 1000)) }
 /**
  * Store an entry and release the fill lock if this filler still holds it.
  * KEYS[1] entry, KEYS[2] its lock. ARGV[1] metadata, ARGV[2] body, ARGV[3] ttl ms, ARGV[4]
- * lock token ('' when none).
+ * lock token ('' when none). Returns the stored-at time.
  */
 const SET = defineScript(
   "cache_set",
   `
 local t = redis.call('TIME')
-redis.call('HSET', KEYS[1], 't', tostring(t[1] * 1000 + math.floor(t[2] / 1000)), 'm', ARGV[1], 'b', ARGV[2])
+local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))
+redis.call('HSET', KEYS[1], 't', now, 'm', ARGV[1], 'b', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 if ARGV[4] ~= '' and redis.call('GET', KEYS[2]) == ARGV[4] then redis.call('DEL', KEYS[2]) end
-return 1
+return now
 `,
 );
 
@@ -115,9 +116,10 @@ export class RedisCacheStore implements CacheStore {
     };
   }
 
-  async set(key: string, entry: StoredResponse, ttlMs: number, lockToken = ""): Promise<void> {
+  async set(key: string, entry: StoredResponse, ttlMs: number, lockToken = ""): Promise<number> {
     const { body, ...meta } = entry;
-    await SET.run(this.redis, [key, `${key}:lock`], [JSON.stringify(meta), body, ttlMs, lockToken]);
+    const args = [JSON.stringify(meta), body, ttlMs, lockToken];
+    return Number(await SET.run(this.redis, [key, `${key}:lock`], args));
   }
 
   async lock(key: string, token: string, ttlMs: number, seen?: number): Promise<LockAnswer> {

@@ -42,8 +42,11 @@ export type LockAnswer = "taken" | "busy" | "filled";
 export interface CacheStore {
   /** Reads an entry. One command on Redis. */
   get(key: string): Promise<Lookup | undefined>;
-  /** Stores an entry for `ttlMs` and releases the fill lock `lockToken` held on `key`, if any. */
-  set(key: string, entry: StoredResponse, ttlMs: number, lockToken?: string): Promise<void>;
+  /**
+   * Stores an entry for `ttlMs` and releases the fill lock `lockToken` held on `key`, if any.
+   * Resolves with the entry's `storedAt` on the store's clock.
+   */
+  set(key: string, entry: StoredResponse, ttlMs: number, lockToken?: string): Promise<number>;
   /**
    * Takes the fill lock on `key` for `ttlMs`, unless the entry was stored since the caller read
    * it (`seen`: the `storedAt` it read, or `undefined` when it found none).
