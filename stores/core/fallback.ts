@@ -159,12 +159,16 @@ export class BackendSwitch<S> {
 }
 
 /**
- * Resolves or rejects like `promise`, or rejects with `RedisTimeoutError` after `ms`. A late
- * rejection of `promise` is swallowed, so it never becomes an unhandled rejection.
+ * Resolves or rejects like `promise`, or rejects with `RedisTimeoutError` after `ms` (and after
+ * the I/O already received by then). A late rejection of `promise` is swallowed, so it never
+ * becomes an unhandled rejection.
  */
 export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new RedisTimeoutError(ms)), ms);
+    // Timers run before I/O in each turn of the event loop: after a busy stretch, the timer
+    // would fire while the reply already waits in the socket. setImmediate runs after this
+    // turn's I/O, so a reply that did arrive in time wins.
+    const timer = setTimeout(() => setImmediate(() => reject(new RedisTimeoutError(ms))), ms);
     promise.then(
       (value) => {
         clearTimeout(timer);
