@@ -6,7 +6,6 @@
  * number of /api responses sent so far. Prints `READY` on stdout once it listens, and exits when
  * its standard input closes (so it never outlives the runner), on SIGTERM or on SIGINT.
  */
-import type { Server } from "node:http";
 import express, {
   type NextFunction,
   type Request,
@@ -15,6 +14,7 @@ import express, {
 } from "express";
 import { Redis } from "ioredis";
 import { BODY } from "./body.js";
+import { serveUntilStopped } from "./serve.js";
 import { HUGE_LIMIT, isVariant, type Variant, WINDOW_MS } from "./variants.js";
 
 const FLOOR_LUA = `local n = redis.call('INCR', KEYS[1])
@@ -122,29 +122,7 @@ async function main(): Promise<void> {
     res.json(BODY);
   });
 
-  const server = await new Promise<Server>((resolve, reject) => {
-    const s = app.listen(port, "127.0.0.1", () => resolve(s));
-    s.once("error", reject);
-  });
-
-  let closing = false;
-  const shutdown = (code: number) => {
-    if (closing) return;
-    closing = true;
-    setTimeout(() => process.exit(code), 1000).unref();
-    server.closeAllConnections();
-    server.close(() => {
-      redis.disconnect();
-      process.exit(code);
-    });
-  };
-  process.once("SIGTERM", () => shutdown(0));
-  process.once("SIGINT", () => shutdown(0));
-  process.stdin.on("end", () => shutdown(0));
-  process.stdin.on("error", () => shutdown(0));
-  process.stdin.resume();
-
-  process.stdout.write("READY\n");
+  await serveUntilStopped(app, port, redis);
 }
 
 main().catch((error: unknown) => {
