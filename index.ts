@@ -21,6 +21,13 @@ export {
   rateLimit,
 } from "./middleware/rate-limit.js";
 export type { HeaderStyle } from "./middleware/rate-limit-headers.js";
+export {
+  ClientClosedError,
+  type RequestLock,
+  type RequireLockMiddleware,
+  type RequireLockOptions,
+  requireLock,
+} from "./middleware/require-lock.js";
 // Connection, health, errors, logging
 export {
   createRedisClient,
@@ -31,6 +38,8 @@ export {
 export {
   ExpressRedisKitError,
   InvalidOptionError,
+  LockLostError,
+  LockNotAcquiredError,
   RedisTimeoutError,
   StoreUnavailableError,
 } from "./stores/core/errors.js";
@@ -40,6 +49,16 @@ export { keyPart, MAX_TAG_LENGTH } from "./stores/core/keys.js";
 export type { Logger } from "./stores/core/logger.js";
 export type { RedisClient } from "./stores/core/scripts.js";
 // Primitives
+export {
+  type AcquireOptions,
+  createLockManager,
+  type Lock,
+  type LockManager,
+  type LockManagerOptions,
+  type LockManagerStats,
+  MAX_RESOURCE_LENGTH,
+  type WithLockOptions,
+} from "./stores/lock/lock.js";
 export {
   type ConsumeOptions,
   createRateLimiter,

@@ -51,3 +51,41 @@ export class RedisTimeoutError extends ExpressRedisKitError {
 export function toError(value: unknown): Error {
   return value instanceof Error ? value : new Error(String(value));
 }
+
+/** A lock was not acquired within `waitMs` (or its `signal` aborted first). */
+export class LockNotAcquiredError extends ExpressRedisKitError {
+  /** The resource that stayed locked. */
+  readonly resource: string;
+  /** When the current holder's lock expires at the latest, in ms from now (0 when unknown). */
+  readonly retryAfterMs: number;
+
+  constructor(resource: string, retryAfterMs: number) {
+    super(
+      `lock on ${JSON.stringify(resource.length > 80 ? `${resource.slice(0, 80)}…` : resource)} not acquired (held for up to ${retryAfterMs} ms more)`,
+      "ERK_LOCK_NOT_ACQUIRED",
+    );
+    this.resource = resource;
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+/**
+ * A held lock was lost: it expired, an extension failed, or its key was deleted or taken
+ * over. Used as the `reason` of `lock.signal`.
+ */
+export class LockLostError extends ExpressRedisKitError {
+  /** The resource whose lock was lost. */
+  readonly resource: string;
+  /** Why: `expired`, `extend-failed`, `taken` (the key no longer holds this lock's token), `max-hold`. */
+  readonly reason: "expired" | "extend-failed" | "taken" | "max-hold";
+
+  constructor(resource: string, reason: LockLostError["reason"], options?: { cause?: unknown }) {
+    super(
+      `lock on ${JSON.stringify(resource.length > 80 ? `${resource.slice(0, 80)}…` : resource)} lost (${reason})`,
+      "ERK_LOCK_LOST",
+      options,
+    );
+    this.resource = resource;
+    this.reason = reason;
+  }
+}

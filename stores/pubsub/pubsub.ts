@@ -61,6 +61,11 @@ export interface PubSub {
   readonly origin: string;
   /** Publishes `data` on `channel`; resolves with the number of receivers Redis reports. */
   publish(channel: string, data: unknown, type?: string): Promise<number>;
+  /**
+   * The payload `publish()` would send, for a Lua script to PUBLISH itself (one round trip
+   * for a write and its notification).
+   */
+  encode(data: unknown, type?: string): string;
   /** Subscribes `handler` to `channel`; resolves once subscribed, with an unsubscribe function. */
   subscribe<T = unknown>(channel: string, handler: MessageHandler<T>): Promise<() => Promise<void>>;
   /** Closes the subscriber connection (the publishing client is the caller's). */
@@ -150,9 +155,12 @@ export function createPubSub(options: PubSubOptions = {}): PubSub {
 
   return {
     origin,
-    async publish(channel, data, type = "message") {
+    encode(data, type = "message") {
       const envelope: Envelope = { id: randomUUID(), type, timestamp: Date.now(), origin, data };
-      const payload = JSON.stringify(envelope);
+      return JSON.stringify(envelope);
+    },
+    async publish(channel, data, type = "message") {
+      const payload = this.encode(data, type);
       if (Buffer.byteLength(payload) > maxBytes) {
         throw new RangeError(`pubsub: message on ${channel} exceeds maxMessageBytes (${maxBytes})`);
       }

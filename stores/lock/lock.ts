@@ -1,0 +1,455 @@
+/**
+ * `createLockManager()`: distributed locks with fencing tokens, loss signals, waiting without
+ * polling, and `withLock()` with automatic extension.
+ *
+ * Waiting: within one process, waiters of a resource queue in arrival order and only the
+ * first of them tries to acquire. It tries again when a release is published (pub/sub) or
+ * when the holder's lock would expire (the store says when), never on a fixed interval.
+ *
+ * Loss: a lock is lost when its TTL passes without a successful extension, when an extension
+ * finds another token (or none) under the key, or when an extension fails (an error or a
+ * timeout: the lock can no longer be vouched for). Loss aborts `lock.signal` with a
+ * `LockLostError`; nothing is thrown from a timer.
+ */
+import { randomUUID } from "node:crypto";
+import {
+  InvalidOptionError,
+  LockLostError,
+  LockNotAcquiredError,
+  StoreUnavailableError,
+  toError,
+} from "../core/errors.js";
+import { withTimeout } from "../core/fallback.js";
+import { parsePrefix, taggedKey } from "../core/keys.js";
+import { consoleLogger, type Logger } from "../core/logger.js";
+import { fail, positiveInt, rejectUnknown, show } from "../core/options.js";
+import type { RedisClient } from "../core/scripts.js";
+import { MemoryLockStore } from "./memory.js";
+import { RedisLockStore } from "./redis.js";
+import type { LockStore } from "./types.js";
+
+/** Longest resource name accepted (characters). */
+export const MAX_RESOURCE_LENGTH = 1024;
+/** Largest TTL accepted (ms): about 24 days, the range of Node's timers. */
+const MAX_TTL_MS = 2_147_483_647;
+
+/** Options of `createLockManager()`. */
+export interface LockManagerOptions {
+  /** ioredis client (standalone or Cluster). Omitted: the in-process memory backend. */
+  redis?: RedisClient;
+  /**
+   * Key prefix in Redis (and pub/sub channel prefix).
+   * @default "lock:"
+   */
+  prefix?: string;
+  /**
+   * TTL of a lock when `acquire()` is not given one.
+   * @default 30000
+   */
+  defaultTtlMs?: number;
+  /**
+   * Longest wait for Redis per call; past it the call fails with `StoreUnavailableError`.
+   * @default 2000
+   */
+  timeoutMs?: number;
+  /** @default console */
+  logger?: Logger;
+}
+
+/** Options of `acquire()`. */
+export interface AcquireOptions {
+  /** How long the lock lives unless extended, ms. @default the manager's `defaultTtlMs` */
+  ttlMs?: number;
+  /** How long to wait for the lock when it is held, ms. @default 0 (fail fast) */
+  waitMs?: number;
+  /** Gives up waiting when aborted (rejects with `LockNotAcquiredError`). */
+  signal?: AbortSignal;
+}
+
+/** Options of `withLock()`. */
+export interface WithLockOptions extends AcquireOptions {
+  /** Stop extending after this long: the lock then expires and is reported lost. */
+  maxHoldMs?: number;
+}
+
+/** A held lock. Release it, or let `await using` do it. */
+export interface Lock extends AsyncDisposable {
+  readonly resource: string;
+  /** This holder's secret token (compared by every extend and release). */
+  readonly token: string;
+  /** Strictly increasing per resource: store it with your writes and reject older ones. */
+  readonly fence: number;
+  /** When the lock expires unless extended (ms since the epoch, this process's clock). */
+  readonly expiresAt: number;
+  /** Aborted, with a `LockLostError` as reason, when the lock is lost. */
+  readonly signal: AbortSignal;
+  /** True once the lock is lost (see `signal`). */
+  readonly lost: boolean;
+  /** Sets the lock to expire `ms` from now; false (and lost) when it was no longer held. */
+  extend(ms?: number): Promise<boolean>;
+  /** Releases the lock; false when it was no longer held (expired or taken), never throws for that. */
+  release(): Promise<boolean>;
+}
+
+/** Counters since the manager was created. */
+export interface LockManagerStats {
+  acquired: number;
+  /** Acquisitions that found the lock held (waiting or failing). */
+  contended: number;
+  /** Locks lost while held. */
+  lost: number;
+  /** Total ms spent waiting by acquisitions that waited. */
+  waitMs: number;
+}
+
+/** See `createLockManager()`. */
+export interface LockManager {
+  /** Acquires `resource`; rejects with `LockNotAcquiredError` when not acquired within `waitMs`. */
+  acquire(resource: string, options?: AcquireOptions): Promise<Lock>;
+  /**
+   * Runs `fn` holding `resource`: extends the lock every ttl/3 while `fn` runs (one extension
+   * in flight at a time), releases it in `finally`, and stops extending after `maxHoldMs`.
+   */
+  withLock<T>(
+    resource: string,
+    fn: (lock: Lock) => Promise<T> | T,
+    options?: WithLockOptions,
+  ): Promise<T>;
+  /** Starts extending `lock` every ttl/3 until it is released or lost, or `maxHoldMs` passes; returns a stop function. */
+  autoExtend(lock: Lock, options?: { maxHoldMs?: number }): () => void;
+  stats(): LockManagerStats;
+  /** Releases the pub/sub subscription (the Redis client is yours to close). */
+  close(): Promise<void>;
+}
+
+const SCOPE = "createLockManager";
+
+class HeldLock implements Lock {
+  private readonly controller = new AbortController();
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private released = false;
+  expiresAt: number;
+
+  constructor(
+    readonly resource: string,
+    readonly token: string,
+    readonly fence: number,
+    readonly ttlMs: number,
+    private readonly manager: Manager,
+    readonly key: string,
+  ) {
+    this.expiresAt = Date.now() + ttlMs;
+    this.armExpiry();
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  get lost(): boolean {
+    return this.controller.signal.aborted;
+  }
+
+  get settled(): boolean {
+    return this.released || this.lost;
+  }
+
+  private armExpiry(): void {
+    clearTimeout(this.expiryTimer);
+    this.expiryTimer = setTimeout(
+      () => this.lose("expired"),
+      Math.max(0, this.expiresAt - Date.now()),
+    );
+    this.expiryTimer.unref?.();
+  }
+
+  /** Marks the lock lost (once) and aborts its signal. */
+  lose(reason: LockLostError["reason"], cause?: unknown): void {
+    if (this.settled) return;
+    clearTimeout(this.expiryTimer);
+    this.manager.counters.lost++;
+    this.controller.abort(new LockLostError(this.resource, reason, { cause }));
+  }
+
+  async extend(ms = this.ttlMs): Promise<boolean> {
+    ttl("extend", ms);
+    if (this.settled) return false;
+    const started = Date.now();
+    try {
+      const ok = await this.manager.call((store) => store.extend(this.key, this.token, ms));
+      if (this.settled) return false;
+      if (!ok) {
+        this.lose("taken");
+        return false;
+      }
+      this.expiresAt = started + ms; // measured from before the call: never later than Redis's
+      this.armExpiry();
+      return true;
+    } catch (err) {
+      this.lose("extend-failed", err);
+      return false;
+    }
+  }
+
+  async release(): Promise<boolean> {
+    if (this.released) return false;
+    const wasLost = this.lost;
+    this.released = true;
+    clearTimeout(this.expiryTimer);
+    try {
+      const ok = await this.manager.call((store) => store.release(this.key, this.token));
+      return ok && !wasLost;
+    } catch (err) {
+      this.manager.logger.warn(
+        `${SCOPE}: releasing ${show(this.resource)} failed (${toError(err).message}); it expires on its own`,
+      );
+      return false;
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.release();
+  }
+}
+
+/** Per-process queue of one resource's waiters. */
+interface Queue {
+  waiters: { wake: () => void }[];
+}
+
+class Manager implements LockManager {
+  readonly counters: LockManagerStats = { acquired: 0, contended: 0, lost: 0, waitMs: 0 };
+  private readonly store: LockStore;
+  private readonly queues = new Map<string, Queue>();
+  private subscription: Promise<() => void> | undefined;
+
+  constructor(
+    redis: RedisClient | undefined,
+    private readonly prefix: string,
+    private readonly defaultTtlMs: number,
+    private readonly timeoutMs: number,
+    readonly logger: Logger,
+  ) {
+    this.store =
+      redis === undefined ? new MemoryLockStore() : new RedisLockStore(redis, prefix, logger);
+  }
+
+  /** Runs a store call within `timeoutMs`; failures become `StoreUnavailableError`. */
+  async call<T>(op: (store: LockStore) => Promise<T>): Promise<T> {
+    try {
+      return await withTimeout(op(this.store), this.timeoutMs);
+    } catch (err) {
+      throw new StoreUnavailableError(`${SCOPE}: Redis unavailable (${toError(err).message})`, {
+        cause: err,
+      });
+    }
+  }
+
+  keyOf(resource: string): string {
+    return taggedKey(this.prefix, resource);
+  }
+
+  async acquire(resource: string, options: AcquireOptions = {}): Promise<Lock> {
+    checkResource(resource);
+    if (typeof options !== "object" || options === null)
+      fail("acquire", "options", "an object", options);
+    rejectUnknown("acquire", options, ["ttlMs", "waitMs", "signal"]);
+    const ttlMs = options.ttlMs === undefined ? this.defaultTtlMs : ttl("acquire", options.ttlMs);
+    const waitMs = options.waitMs ?? 0;
+    if (!Number.isSafeInteger(waitMs) || waitMs < 0)
+      fail("acquire", "waitMs", "a non-negative integer", waitMs);
+    const signal = options.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal))
+      fail("acquire", "signal", "an AbortSignal", signal);
+    const key = this.keyOf(resource);
+    const token = randomUUID();
+
+    const queue = this.queues.get(key);
+    if (queue === undefined || waitMs === 0) {
+      const first = await this.call((store) => store.acquire(key, token, ttlMs));
+      if (first.acquired) {
+        this.counters.acquired++;
+        return new HeldLock(resource, token, first.fence, ttlMs, this, key);
+      }
+      this.counters.contended++;
+      if (waitMs === 0) throw new LockNotAcquiredError(resource, first.retryAfterMs);
+    } else {
+      this.counters.contended++;
+    }
+    return this.wait(resource, key, token, ttlMs, waitMs, signal);
+  }
+
+  /** Waits in this process's queue for `key`, trying when woken; see the module comment. */
+  private async wait(
+    resource: string,
+    key: string,
+    token: string,
+    ttlMs: number,
+    waitMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<Lock> {
+    const started = Date.now();
+    const deadline = started + waitMs;
+    await this.listen();
+    let queue = this.queues.get(key);
+    if (queue === undefined) {
+      queue = { waiters: [] };
+      this.queues.set(key, queue);
+    }
+    let wake!: () => void;
+    let woken = new Promise<void>((resolve) => {
+      wake = resolve;
+    });
+    const me = {
+      wake: () => {
+        wake();
+      },
+    };
+    queue.waiters.push(me);
+    const onAbort = () => me.wake();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    let retryAfterMs = 0;
+    try {
+      for (;;) {
+        if (signal?.aborted) throw new LockNotAcquiredError(resource, retryAfterMs);
+        if (queue.waiters[0] === me) {
+          const answer = await this.call((store) => store.acquire(key, token, ttlMs));
+          if (answer.acquired) {
+            this.counters.acquired++;
+            return new HeldLock(resource, token, answer.fence, ttlMs, this, key);
+          }
+          retryAfterMs = answer.retryAfterMs;
+        }
+        const left = deadline - Date.now();
+        if (left <= 0) throw new LockNotAcquiredError(resource, retryAfterMs);
+        // Sleep until a release is published, the holder's lock would expire, or the deadline.
+        const nap = queue.waiters[0] === me ? Math.min(left, Math.max(1, retryAfterMs)) : left;
+        const timer = setTimeout(me.wake, nap);
+        await woken;
+        clearTimeout(timer);
+        woken = new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+      }
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      this.counters.waitMs += Date.now() - started;
+      const i = queue.waiters.indexOf(me);
+      if (i !== -1) queue.waiters.splice(i, 1);
+      if (queue.waiters.length === 0) this.queues.delete(key);
+      else if (i === 0) queue.waiters[0]?.wake(); // the next in line tries now
+    }
+  }
+
+  /** Subscribes (once) to release messages: a release wakes the first waiter of its key. */
+  private listen(): Promise<unknown> {
+    this.subscription ??= this.store
+      .onReleased((key) => this.queues.get(key)?.waiters[0]?.wake())
+      .catch((err: unknown) => {
+        this.subscription = undefined; // try again next time; waiters still wake at expiry
+        this.logger.warn(
+          `${SCOPE}: cannot subscribe to releases (${toError(err).message}); waiters retry when locks expire`,
+        );
+        return () => {};
+      });
+    return this.subscription;
+  }
+
+  autoExtend(lock: Lock, options: { maxHoldMs?: number } = {}): () => void {
+    if (!(lock instanceof HeldLock))
+      throw new InvalidOptionError(`${SCOPE}: autoExtend() takes a lock from this package`, "lock");
+    const maxHoldMs = options.maxHoldMs;
+    if (maxHoldMs !== undefined) positiveInt("autoExtend", "maxHoldMs", maxHoldMs);
+    const startedAt = Date.now();
+    const every = Math.max(1, Math.floor(lock.ttlMs / 3));
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    const tick = async () => {
+      if (stopped || lock.settled) return;
+      if (maxHoldMs !== undefined && Date.now() - startedAt >= maxHoldMs) return; // let it expire
+      const ms =
+        maxHoldMs === undefined
+          ? lock.ttlMs
+          : Math.min(lock.ttlMs, Math.max(1, startedAt + maxHoldMs - Date.now()));
+      await lock.extend(ms); // one extension in flight: the next is scheduled after this one
+      if (!stopped && !lock.settled) timer = setTimeout(tick, every);
+    };
+    timer = setTimeout(tick, every);
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
+  }
+
+  async withLock<T>(
+    resource: string,
+    fn: (lock: Lock) => Promise<T> | T,
+    options: WithLockOptions = {},
+  ): Promise<T> {
+    if (typeof fn !== "function") fail("withLock", "fn", "a function", fn);
+    const { maxHoldMs, ...acquireOptions } = options;
+    const lock = await this.acquire(resource, acquireOptions);
+    const stop = this.autoExtend(lock, { maxHoldMs });
+    try {
+      return await fn(lock);
+    } finally {
+      stop();
+      await lock.release();
+    }
+  }
+
+  stats(): LockManagerStats {
+    return { ...this.counters };
+  }
+
+  async close(): Promise<void> {
+    const off = await this.subscription;
+    off?.();
+    if (this.store instanceof RedisLockStore) await this.store.close();
+  }
+}
+
+function checkResource(resource: unknown): asserts resource is string {
+  if (
+    typeof resource !== "string" ||
+    resource.length === 0 ||
+    resource.length > MAX_RESOURCE_LENGTH
+  ) {
+    throw new InvalidOptionError(
+      `acquire: resource must be a non-empty string of at most ${MAX_RESOURCE_LENGTH} characters (got ${show(resource)})`,
+      "resource",
+    );
+  }
+}
+
+function ttl(scope: string, value: unknown): number {
+  if (
+    typeof value !== "number" ||
+    !Number.isSafeInteger(value) ||
+    value <= 0 ||
+    value > MAX_TTL_MS
+  ) {
+    fail(scope, "ttlMs", `a positive integer of at most ${MAX_TTL_MS}`, value);
+  }
+  return value;
+}
+
+/** Creates a lock manager on Redis, or in memory when no `redis` is given. */
+export function createLockManager(options: LockManagerOptions = {}): LockManager {
+  if (typeof options !== "object" || options === null) fail(SCOPE, "options", "an object", options);
+  rejectUnknown(SCOPE, options, ["redis", "prefix", "defaultTtlMs", "timeoutMs", "logger"]);
+  const redis = options.redis;
+  if (
+    redis !== undefined &&
+    (typeof redis !== "object" || redis === null || !("defineCommand" in redis))
+  ) {
+    fail(SCOPE, "redis", "an ioredis Redis or Cluster client", redis);
+  }
+  return new Manager(
+    redis,
+    parsePrefix(SCOPE, options.prefix, "lock:"),
+    options.defaultTtlMs === undefined ? 30_000 : ttl(SCOPE, options.defaultTtlMs),
+    positiveInt(SCOPE, "timeoutMs", options.timeoutMs, 2000),
+    options.logger ?? consoleLogger,
+  );
+}

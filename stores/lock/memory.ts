@@ -1,0 +1,68 @@
+/**
+ * The in-process lock store: the embedded default when no `redis` is given. One store per
+ * process (like one Redis server), so every memory-backed manager with the same prefix sees
+ * the same locks. Expired locks are removed lazily and by a sweep of at most 1000 per call.
+ */
+import type { AcquireAnswer, LockStore } from "./types.js";
+
+interface Held {
+  token: string;
+  expiresAt: number;
+}
+
+const locks = new Map<string, Held>();
+const fences = new Map<string, number>();
+const listeners = new Set<(key: string) => void>();
+
+function live(key: string, now: number): Held | undefined {
+  const held = locks.get(key);
+  if (held !== undefined && held.expiresAt <= now) {
+    locks.delete(key);
+    return undefined;
+  }
+  return held;
+}
+
+/** See the module comment. */
+export class MemoryLockStore implements LockStore {
+  async acquire(key: string, token: string, ttlMs: number): Promise<AcquireAnswer> {
+    const now = Date.now();
+    const held = live(key, now);
+    if (held !== undefined) return { acquired: false, retryAfterMs: held.expiresAt - now };
+    locks.set(key, { token, expiresAt: now + ttlMs });
+    // Microseconds of the clock as a floor, like the Redis store.
+    const fence = Math.max((fences.get(key) ?? 0) + 1, now * 1000);
+    fences.set(key, fence);
+    if (locks.size > 10_000) sweep(now);
+    return { acquired: true, fence };
+  }
+
+  async extend(key: string, token: string, ttlMs: number): Promise<boolean> {
+    const held = live(key, Date.now());
+    if (held?.token !== token) return false;
+    held.expiresAt = Date.now() + ttlMs;
+    return true;
+  }
+
+  async release(key: string, token: string): Promise<boolean> {
+    const held = live(key, Date.now());
+    if (held?.token !== token) return false;
+    locks.delete(key);
+    for (const listener of listeners) queueMicrotask(() => listener(key));
+    return true;
+  }
+
+  async onReleased(listener: (key: string) => void): Promise<() => void> {
+    listeners.add(listener);
+    return () => void listeners.delete(listener);
+  }
+}
+
+function sweep(now: number): void {
+  let n = 0;
+  for (const [key, held] of locks) {
+    if (held.expiresAt <= now) locks.delete(key);
+    if (++n >= 1000) break;
+  }
+  if (fences.size > 100_000) fences.clear(); // fences stay increasing: the clock is their floor
+}

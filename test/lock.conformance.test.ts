@@ -1,0 +1,230 @@
+/**
+ * Distributed locks, the same assertions on memory, a standalone Redis and a 3-master Cluster:
+ * mutual exclusion under contention from 20 connections (with a negative control), fences,
+ * expiry and takeover, waiting (bounded, FIFO, woken by releases), bad input.
+ */
+import type { Cluster, Redis } from "ioredis";
+import {
+  createLockManager,
+  InvalidOptionError,
+  LockLostError,
+  type LockManager,
+  LockNotAcquiredError,
+} from "../index.js";
+import { closeClients, newCluster, newRedis, testPrefix, wait } from "./helpers.js";
+
+type Backend = "memory" | "standalone" | "cluster";
+const quiet = { info() {}, warn() {}, error() {} };
+const managers: LockManager[] = [];
+afterAll(async () => {
+  for (const m of managers) await m.close();
+  await closeClients();
+});
+
+/** Tracks holders of one resource: the most seen at once, and the fences in order. */
+function tracker() {
+  let holders = 0;
+  const state = { maxHolders: 0, overlaps: 0, fences: [] as number[] };
+  return {
+    state,
+    enter(fence: number) {
+      holders++;
+      if (holders > 1) state.overlaps++;
+      state.maxHolders = Math.max(state.maxHolders, holders);
+      state.fences.push(fence);
+    },
+    leave() {
+      holders--;
+    },
+  };
+}
+
+const increasing = (xs: number[]) => xs.every((x, i) => i === 0 || x > xs[i - 1]!);
+
+describe.each(["memory", "standalone", "cluster"] as Backend[])("locks on %s", (backend) => {
+  const prefix = testPrefix(`${__filename}-${backend}`);
+  let n = 0;
+  const client = (): Redis | Cluster | undefined =>
+    backend === "memory" ? undefined : backend === "cluster" ? newCluster() : newRedis();
+  const shared = client();
+  const manager = (redis = shared, p = `${prefix}${n++}:`) => {
+    const m = createLockManager({ redis, prefix: p, logger: quiet });
+    managers.push(m);
+    return m;
+  };
+
+  it("20 connections × 50 acquire→work→release cycles: never two holders, fences strictly increasing, no key left", async () => {
+    const p = `${prefix}${n++}:`;
+    const workers = Array.from({ length: 20 }, () => manager(client(), p));
+    const t = tracker();
+    await Promise.all(
+      workers.map(async (locks) => {
+        for (let i = 0; i < 50; i++) {
+          const lock = await locks.acquire("shared", { ttlMs: 5000, waitMs: 30_000 });
+          t.enter(lock.fence);
+          await new Promise((resolve) => setImmediate(resolve)); // work: yield to the others
+          t.leave();
+          expect(await lock.release()).toBe(true);
+        }
+      }),
+    );
+    expect(t.state.overlaps).toBe(0);
+    expect(t.state.fences).toHaveLength(1000);
+    expect(increasing(t.state.fences)).toBe(true);
+    if (backend === "standalone") {
+      const redis = shared as Redis;
+      expect(await redis.exists(`${p}{shared}`)).toBe(0);
+      expect(await redis.pttl(`${p}{shared}:fence`)).toBeGreaterThan(0); // the fence outlives, with a TTL
+    }
+  }, 60_000);
+
+  it("negative control: a TTL shorter than the work, without extension, lets holders overlap", async () => {
+    const p = `${prefix}${n++}:`;
+    const t = tracker();
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        const locks = manager(shared, p);
+        for (let i = 0; i < 3; i++) {
+          const lock = await locks.acquire("short", { ttlMs: 30, waitMs: 10_000 });
+          t.enter(lock.fence);
+          await wait(90);
+          t.leave();
+          await lock.release();
+        }
+      }),
+    );
+    expect(t.state.overlaps).toBeGreaterThan(0);
+  });
+
+  it("the same with withLock (auto-extension) holds 5× the TTL without overlap or loss", async () => {
+    const p = `${prefix}${n++}:`;
+    const t = tracker();
+    const lost: boolean[] = [];
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        const locks = manager(shared, p);
+        await locks.withLock(
+          "short",
+          async (lock) => {
+            t.enter(lock.fence);
+            await wait(150);
+            lost.push(lock.lost);
+            t.leave();
+          },
+          { ttlMs: 30, waitMs: 10_000 },
+        );
+      }),
+    );
+    expect(t.state.overlaps).toBe(0);
+    expect(lost).toEqual([false, false, false, false]);
+    expect(increasing(t.state.fences)).toBe(true);
+  });
+
+  it("A's lock expires, B acquires, A releases: B's lock is untouched and A is told", async () => {
+    const locks = manager();
+    const a = await locks.acquire("r", { ttlMs: 50 });
+    const aborted = new Promise((resolve) => a.signal.addEventListener("abort", resolve));
+    await aborted; // A's expiry is signalled
+    expect(a.lost).toBe(true);
+    expect(a.signal.reason).toBeInstanceOf(LockLostError);
+    expect((a.signal.reason as LockLostError).reason).toBe("expired");
+    const b = await locks.acquire("r", { ttlMs: 5000 });
+    expect(b.fence).toBeGreaterThan(a.fence);
+    expect(await a.release()).toBe(false);
+    expect(await a.extend()).toBe(false);
+    await expect(locks.acquire("r")).rejects.toThrow(LockNotAcquiredError); // B still holds it
+    expect(await b.release()).toBe(true);
+  });
+
+  it("extending a lock someone else now holds reports it lost", async () => {
+    const locks = manager();
+    const a = await locks.acquire("x", { ttlMs: 40 });
+    await wait(60); // expired in the store; A's own timer may not have run yet
+    const b = await locks.acquire("x", { ttlMs: 5000 });
+    expect(await a.extend(1000)).toBe(false);
+    expect(a.lost).toBe(true);
+    expect(await b.release()).toBe(true);
+  });
+
+  it("fail fast by default; waitMs bounds the wait; retryAfterMs says when the holder's lock ends", async () => {
+    const locks = manager();
+    const holder = await locks.acquire("busy", { ttlMs: 3000 });
+    const err = await locks.acquire("busy").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LockNotAcquiredError);
+    expect((err as LockNotAcquiredError).retryAfterMs).toBeGreaterThan(2000);
+    expect((err as LockNotAcquiredError).resource).toBe("busy");
+    const started = Date.now();
+    await expect(locks.acquire("busy", { waitMs: 200 })).rejects.toThrow(LockNotAcquiredError);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(190);
+    const controller = new AbortController();
+    const aborted = locks.acquire("busy", { waitMs: 10_000, signal: controller.signal });
+    setTimeout(() => controller.abort(), 50);
+    await expect(aborted).rejects.toThrow(LockNotAcquiredError);
+    await holder.release();
+  });
+
+  it("a waiter is woken by the release, not by polling or the TTL", async () => {
+    const locks = manager();
+    const holder = await locks.acquire("wake", { ttlMs: 20_000 });
+    const waiting = locks.acquire("wake", { waitMs: 10_000 });
+    await wait(50);
+    const released = Date.now();
+    await holder.release();
+    const next = await waiting;
+    expect(Date.now() - released).toBeLessThan(1000); // the TTL was 20 s
+    await next.release();
+  });
+
+  it("waiters of one process get the lock in arrival order", async () => {
+    const locks = manager();
+    const holder = await locks.acquire("fifo", { ttlMs: 20_000 });
+    const order: number[] = [];
+    const waiters = [];
+    for (let i = 0; i < 6; i++) {
+      waiters.push(
+        locks.acquire("fifo", { waitMs: 20_000 }).then(async (lock) => {
+          order.push(i);
+          await wait(5);
+          await lock.release();
+        }),
+      );
+      await wait(5); // arrival order
+    }
+    await holder.release();
+    await Promise.all(waiters);
+    expect(order).toEqual([0, 1, 2, 3, 4, 5]);
+  });
+
+  it("await using releases at scope end", async () => {
+    const locks = manager();
+    {
+      const lock = await locks.acquire("scoped");
+      await lock[Symbol.asyncDispose]();
+    }
+    const again = await locks.acquire("scoped");
+    await again.release();
+  });
+
+  it("bad input is refused at the call", async () => {
+    const locks = manager();
+    for (const [resource, options, option] of [
+      ["", {}, "resource"],
+      ["x".repeat(2000), {}, "resource"],
+      [42, {}, "resource"],
+      ["r", { ttlMs: 0 }, "ttlMs"],
+      ["r", { ttlMs: -5 }, "ttlMs"],
+      ["r", { ttlMs: 1.5 }, "ttlMs"],
+      ["r", { waitMs: -1 }, "waitMs"],
+      ["r", { ttl: 5 }, "ttl"],
+    ] as const) {
+      const err = await locks
+        .acquire(resource as string, options as object)
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(InvalidOptionError);
+      expect((err as InvalidOptionError).option).toBe(option);
+    }
+    expect(() => createLockManager({ defaultTtlMs: 0 })).toThrow(InvalidOptionError);
+    const lock = await locks.acquire("{odd}*\r\nname");
+    expect(await lock.release()).toBe(true);
+  });
+});
