@@ -1,0 +1,209 @@
+/**
+ * requireLock() over HTTP on memory, a standalone Redis and a Cluster: one winner and 409s
+ * with Retry-After, FIFO with waitMs, client aborts, throwing handlers, locks lost mid-request.
+ */
+import { once } from "node:events";
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import net from "node:net";
+import express from "express";
+import request from "supertest";
+import {
+  ClientClosedError,
+  LockLostError,
+  type RequireLockOptions,
+  requireLock,
+} from "../index.js";
+import { closeClients, newCluster, newRedis, testPrefix, wait } from "./helpers.js";
+
+const quiet = { info() {}, warn() {}, error() {} };
+const servers: Server[] = [];
+afterAll(async () => {
+  for (const s of servers) {
+    s.closeAllConnections();
+    s.close();
+  }
+  await closeClients();
+});
+
+describe.each(["memory", "standalone", "cluster"] as const)("requireLock() on %s", (backend) => {
+  const redis =
+    backend === "memory" ? undefined : backend === "cluster" ? newCluster() : newRedis();
+  const prefix = testPrefix(`${__filename}-${backend}`);
+  let n = 0;
+
+  /** An app with `POST /work/:id` behind requireLock, the handler given; returns its URL. */
+  async function app(handler: express.RequestHandler, options: Partial<RequireLockOptions> = {}) {
+    const guard = requireLock({
+      redis,
+      prefix: `${prefix}${n++}:`,
+      key: (req) => (req.params.id as string | undefined) ?? null,
+      logger: quiet,
+      ...options,
+    });
+    const a = express();
+    a.post("/work/:id", guard, handler);
+    a.use(
+      (err: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+        res.status(500).json({ error: err.message });
+      },
+    );
+    const server = a.listen(0, "127.0.0.1");
+    servers.push(server);
+    await once(server, "listening");
+    const port = (server.address() as AddressInfo).port;
+    return { guard, url: `http://127.0.0.1:${port}`, port };
+  }
+
+  it("10 concurrent requests on one key: one 200 and nine 409s with Retry-After", async () => {
+    const { url } = await app((_req, res) => void setTimeout(() => res.json({ ok: true }), 300));
+    const results = await Promise.all(
+      Array.from({ length: 10 }, () => request(url).post("/work/42")),
+    );
+    const statuses = results.map((r) => r.status).sort();
+    expect(statuses).toEqual([200, 409, 409, 409, 409, 409, 409, 409, 409, 409]);
+    for (const r of results.filter((x) => x.status === 409)) {
+      expect(Number(r.headers["retry-after"])).toBeGreaterThanOrEqual(1);
+      expect(r.body).toMatchObject({
+        error: "Conflict",
+        retryAfter: Number(r.headers["retry-after"]),
+      });
+    }
+    // Other keys are independent, and the lock is released after the response.
+    expect((await request(url).post("/work/43")).status).toBe(200);
+    expect((await request(url).post("/work/42")).status).toBe(200);
+  });
+
+  it("with waitMs, all requests succeed one at a time, in arrival order", async () => {
+    const order: number[] = [];
+    let running = 0;
+    let overlap = false;
+    const { url } = await app(
+      (req, res) => {
+        running++;
+        if (running > 1) overlap = true;
+        order.push(Number(req.headers["x-n"]));
+        setTimeout(() => {
+          running--;
+          res.json({});
+        }, 30);
+      },
+      { waitMs: 10_000 },
+    );
+    const pending = [];
+    for (let i = 0; i < 8; i++) {
+      pending.push(request(url).post("/work/7").set("X-N", String(i)));
+      await wait(5); // arrival order
+    }
+    const results = await Promise.all(pending);
+    expect(results.map((r) => r.status)).toEqual(Array(8).fill(200));
+    expect(order).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(overlap).toBe(false);
+  });
+
+  it("status 423, onLocked, and key() returning null skips the lock", async () => {
+    const { url } = await app((_req, res) => void setTimeout(() => res.json({}), 200), {
+      status: 423,
+    });
+    const [a, b] = await Promise.all([request(url).post("/work/1"), request(url).post("/work/1")]);
+    expect([a.status, b.status].sort()).toEqual([200, 423]);
+    const custom = await app((_req, res) => void setTimeout(() => res.json({}), 200), {
+      onLocked: (_req, res, _next, err) => void res.status(429).json({ busy: err.resource }),
+    });
+    const [c, d] = await Promise.all([
+      request(custom.url).post("/work/9"),
+      request(custom.url).post("/work/9"),
+    ]);
+    expect([c.status, d.status].sort()).toEqual([200, 429]);
+    const skipping = await app((_req, res) => void setTimeout(() => res.json({}), 100), {
+      key: () => null,
+    });
+    const both = await Promise.all([
+      request(skipping.url).post("/work/1"),
+      request(skipping.url).post("/work/1"),
+    ]);
+    expect(both.map((r) => r.status)).toEqual([200, 200]);
+  });
+
+  it("a handler that throws still releases", async () => {
+    const { url } = await app(() => {
+      throw new Error("boom");
+    });
+    expect((await request(url).post("/work/5")).status).toBe(500);
+    expect((await request(url).post("/work/5")).status).toBe(500); // not 409: released
+  });
+
+  it("an aborted client aborts req.lock.signal, and the lock is kept until the handler ends", async () => {
+    let reason: unknown;
+    let finish!: () => void;
+    const handlerEnded = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    let calls = 0;
+    const { url, port, guard } = await app((req, res) => {
+      if (++calls > 1) return void res.json({ later: true }); // later requests answer at once
+      req.lock!.signal.addEventListener("abort", () => {
+        reason = req.lock!.signal.reason;
+        // The handler keeps working a little, then ends its response.
+        setTimeout(() => {
+          res.json({});
+          finish();
+        }, 200);
+      });
+    });
+    const socket = net.connect(port, "127.0.0.1");
+    socket.write("POST /work/77 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+    // Wait until the lock is held, then leave.
+    for (let i = 0; i < 100 && guard.locks.stats().acquired === 0; i++) await wait(5);
+    socket.destroy();
+    await wait(50);
+    expect(reason).toBeInstanceOf(ClientClosedError);
+    expect((await request(url).post("/work/77")).status).toBe(409); // still held
+    await handlerEnded;
+    let after = await request(url).post("/work/77");
+    for (let i = 0; i < 20 && after.status === 409; i++)
+      after = await request(url).post("/work/77");
+    expect(after.status).toBe(200);
+  });
+
+  it("a lock lost mid-request aborts the signal, is counted, and the middleware writes nothing", async () => {
+    let reason: unknown;
+    const { url, guard } = await app(
+      (req, res) => {
+        req.lock!.signal.addEventListener("abort", () => {
+          reason = req.lock!.signal.reason;
+        });
+        setTimeout(() => res.status(202).json({ handler: true }), 300);
+      },
+      { ttlMs: 100, autoExtend: false },
+    );
+    const res = await request(url).post("/work/3");
+    expect(res.status).toBe(202); // the handler's own response
+    expect(reason).toBeInstanceOf(LockLostError);
+    expect(guard.locks.stats().lost).toBe(1);
+  });
+
+  it("autoExtend keeps a short lock through a long handler", async () => {
+    const { url, guard } = await app((_req, res) => void setTimeout(() => res.json({}), 300), {
+      ttlMs: 60,
+    });
+    const [first, second] = await Promise.all([
+      request(url).post("/work/8"),
+      wait(150).then(() => request(url).post("/work/8")),
+    ]);
+    expect(first.status).toBe(200);
+    expect(second.status).toBe(409); // 150 ms in, 2.5 TTLs: still held thanks to extension
+    expect(guard.locks.stats().lost).toBe(0);
+  });
+});
+
+it("options are validated at construction", () => {
+  expect(() => requireLock({} as RequireLockOptions)).toThrow(/requireLock: key must be/);
+  expect(() => requireLock({ key: () => "x", status: 418 as 409 })).toThrow(
+    /status must be 409 or 423/,
+  );
+  expect(() => requireLock({ key: () => "x", ttlMs: 0 })).toThrow(/ttlMs/);
+  expect(() => requireLock({ key: () => "x", waitMS: 5 } as RequireLockOptions)).toThrow(
+    /did you mean "waitMs"/,
+  );
+});
