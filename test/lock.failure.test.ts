@@ -1,0 +1,126 @@
+/**
+ * Locks when Redis misbehaves, on a redis-server of this file's own: FLUSHALL and CLIENT KILL
+ * mid-hold are detected and signalled; Redis down makes acquire fail with
+ * StoreUnavailableError and requireLock answer 503 (or let requests through when "open");
+ * nothing becomes an unhandled rejection.
+ */
+import { once } from "node:events";
+import express from "express";
+import type { Redis } from "ioredis";
+import request from "supertest";
+import {
+  createLockManager,
+  createRedisClient,
+  LockLostError,
+  type LockManager,
+  requireLock,
+  StoreUnavailableError,
+} from "../index.js";
+import { type RedisServer, startRedisServer } from "./harness/redis-server.ts";
+import { closeClients, newRedis, testPrefix } from "./helpers.js";
+
+const quiet = { info() {}, warn() {}, error() {} };
+const prefix = testPrefix(__filename);
+let server: RedisServer;
+let admin: Redis;
+const managers: LockManager[] = [];
+const unhandled: unknown[] = [];
+const onUnhandled = (reason: unknown) => unhandled.push(reason);
+
+beforeAll(async () => {
+  process.on("unhandledRejection", onUnhandled);
+  server = await startRedisServer();
+  admin = newRedis(server.url);
+});
+afterAll(async () => {
+  for (const m of managers) await m.close().catch(() => {});
+  await closeClients();
+  await server.stop();
+  process.off("unhandledRejection", onUnhandled);
+});
+afterEach(async () => {
+  await server.start();
+  expect(unhandled).toEqual([]);
+});
+
+function manager(redis: Redis) {
+  const m = createLockManager({ redis, prefix, logger: quiet, timeoutMs: 300 });
+  managers.push(m);
+  return m;
+}
+
+/** Resolves with the reason `signal` aborts with. */
+const abortedWith = (signal: AbortSignal) =>
+  new Promise<unknown>((resolve) => signal.addEventListener("abort", () => resolve(signal.reason)));
+
+it("FLUSHALL mid-hold: the next extension finds the lock gone and signals its loss", async () => {
+  const locks = manager(newRedis(server.url));
+  const lock = await locks.acquire("flush", { ttlMs: 300 });
+  const stop = locks.autoExtend(lock);
+  const lost = abortedWith(lock.signal);
+  await admin.flushall();
+  const reason = await lost;
+  stop();
+  expect(reason).toBeInstanceOf(LockLostError);
+  expect((reason as LockLostError).reason).toBe("taken");
+  expect(locks.stats().lost).toBe(1);
+});
+
+it("CLIENT KILL of the holder's connection: the failed extension signals the loss", async () => {
+  // A holder whose connection does not come back (as when its host is cut off).
+  const holder = newRedis(server.url, { retryStrategy: () => null });
+  const locks = manager(holder);
+  const lock = await locks.acquire("killed", { ttlMs: 300 });
+  const stop = locks.autoExtend(lock);
+  const lost = abortedWith(lock.signal);
+  const id = await holder.client("ID");
+  await admin.client("KILL", "ID", String(id));
+  const reason = await lost;
+  stop();
+  expect(reason).toBeInstanceOf(LockLostError);
+  expect(["extend-failed", "expired"]).toContain((reason as LockLostError).reason);
+  // Another client can take the resource once the TTL has run out in Redis.
+  const other = manager(newRedis(server.url));
+  const next = await other.acquire("killed", { waitMs: 2000 });
+  expect(next.fence).toBeGreaterThan(lock.fence);
+  await next.release();
+});
+
+it("a connection killed and restored within the TTL keeps its lock (ioredis reconnects)", async () => {
+  const holder = newRedis(server.url);
+  const locks = manager(holder);
+  const lock = await locks.acquire("kept", { ttlMs: 1500 });
+  const stop = locks.autoExtend(lock);
+  const id = await holder.client("ID");
+  await admin.client("KILL", "ID", String(id));
+  await once(holder, "ready");
+  expect(await lock.extend()).toBe(true);
+  stop();
+  expect(lock.lost).toBe(false);
+  expect(await lock.release()).toBe(true);
+});
+
+it("Redis down: acquire fails with StoreUnavailableError; requireLock answers 503, or lets through when open", async () => {
+  const redis = createRedisClient({
+    url: server.url,
+    logger: quiet,
+    redisOptions: { disconnectTimeout: 100 },
+  });
+  const locks = manager(redis as Redis);
+  const closed = requireLock({ locks, key: () => "k", logger: quiet });
+  const open = requireLock({ locks, key: () => "k", onRedisError: "open", logger: quiet });
+  const app = express();
+  app.post("/closed", closed, (_req, res) => void res.json({}));
+  app.post("/open", open, (_req, res) => void res.json({}));
+  await server.stop();
+  const started = Date.now();
+  await expect(locks.acquire("down")).rejects.toThrow(StoreUnavailableError);
+  expect(Date.now() - started).toBeLessThan(1500);
+  expect((await request(app).post("/closed")).status).toBe(503);
+  expect((await request(app).post("/open")).status).toBe(200);
+  await server.start();
+  if (redis.status !== "ready") await once(redis, "ready");
+  const lock = await locks.acquire("down");
+  await lock.release();
+  redis.disconnect();
+});
