@@ -9,6 +9,7 @@ import {
   type RedisClient,
   rateLimit,
   redisHealth,
+  requireLock,
 } from "../index.js";
 import { page } from "./page.js";
 
@@ -102,6 +103,20 @@ export function createExampleApp(redis?: RedisClient, prefix = "example:"): expr
     } catch (err) {
       next(err);
     }
+  });
+
+  // One import per client at a time: a second one while the first runs gets 409.
+  const importLock = requireLock({
+    redis,
+    prefix: `${prefix}lock:`,
+    key: (req) => `import:${req.ip ?? "unknown"}`,
+    ttlMs: 10_000,
+  });
+  app.post("/api/imports", importLock, (req, res) => {
+    const lock = req.lock!;
+    // A deliberately slow import that stops if the client leaves or the lock is lost.
+    const timer = setTimeout(() => res.json({ imported: true, fence: lock.fence }), 1500);
+    lock.signal.addEventListener("abort", () => clearTimeout(timer));
   });
 
   app.get("/health/redis", redisHealth({ redis }));

@@ -17,7 +17,9 @@ export function page(backend: "redis" | "memory"): string {
 <p>Backend: <strong id="backend">${backend}</strong>. Every <code>/api</code> route allows a burst of
 5 requests per 10 s and 100 per hour (two policies, one atomic round trip).
 <code>/api/report</code> takes half a second to compute and is cached for 30 s (watch
-<code>X-Cache</code>, <code>Age</code> and the time taken).</p>
+<code>X-Cache</code>, <code>Age</code> and the time taken). <code>/api/imports</code> holds a
+lock per client for its 1.5 s: a second import at the same time gets 409 with
+<code>Retry-After</code>.</p>
 <p>
   <button id="hello">GET /api/hello</button>
   <button id="ten">10 × GET /api/hello</button>
@@ -25,6 +27,7 @@ export function page(backend: "redis" | "memory"): string {
   <button id="reset">Reset my limits</button>
   <button id="report">GET /api/report (cached, slow)</button>
   <button id="purge">Purge the report</button>
+  <button id="imports">2 × POST /api/imports at once (locked)</button>
   <a href="/health/redis">/health/redis</a>
 </p>
 <pre id="out">Click a button.</pre>
@@ -43,7 +46,7 @@ function show(results) {
   out.innerHTML = "";
   for (const r of results) {
     const div = document.createElement("div");
-    div.className = r.status === 429 ? "limited" : "ok";
+    div.className = r.status === 429 || r.status === 409 ? "limited" : "ok";
     div.textContent = r.line + (r.headers ? "\\n" + r.headers : "") + "\\n" + r.text + "\\n";
     out.appendChild(div);
   }
@@ -57,6 +60,8 @@ document.getElementById("ten").onclick = async () => {
 document.getElementById("login").onclick = async () => show([await call("POST", "/api/login", { account: "alice" })]);
 document.getElementById("report").onclick = async () => show([await call("GET", "/api/report")]);
 document.getElementById("purge").onclick = async () => show([await call("POST", "/api/report/purge")]);
+document.getElementById("imports").onclick = async () =>
+  show(await Promise.all([call("POST", "/api/imports"), call("POST", "/api/imports")]));
 document.getElementById("reset").onclick = async () => show([await call("POST", "/api/limits/reset")]);
 </script>
 </body>

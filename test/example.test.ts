@@ -58,6 +58,13 @@ describe.each(["memory", "standalone"] as const)("example app on %s", (backend) 
       const third = await report();
       expect(third.headers["x-cache"]).toBe("MISS");
       expect(third.body.runs).toBe(first.body.runs + 1);
+      // Two imports at once from one client: one runs, the other is told to come back.
+      const imports = await Promise.all([
+        request(server).post("/api/imports"),
+        request(server).post("/api/imports"),
+      ]);
+      expect(imports.map((r) => r.status).sort()).toEqual([200, 409]);
+      expect(imports.find((r) => r.status === 409)!.headers["retry-after"]).toBeDefined();
     } finally {
       server.close();
     }
