@@ -32,6 +32,7 @@ import {
   comparisonLines,
   fmt,
   fmtInt,
+  httpProgress,
   median,
   type RunResult,
   summarize,
@@ -287,6 +288,7 @@ function targetLines(summaries: readonly VariantSummary[]): string[] {
 export const cacheSuite: SuiteDefinition = {
   id: "cache",
   entries: ENTRIES,
+  plan: `${config.durationS} s each (+${config.warmupS} s warm-up), ${config.connections} connections`,
   runOnce,
   progress(run) {
     const parts = [`handler runs ${run.handlerRuns ?? "n/a"}`];
@@ -297,7 +299,7 @@ export const cacheSuite: SuiteDefinition = {
     if (tooManyRuns(run)) parts.push(`!! more than ${MAX_HANDLER_RUNS} handler runs: not all hits`);
     if ((run.cacheErrors ?? 0) > 0) parts.push(`!! cache errors ${run.cacheErrors}`);
     if (run.serverLog !== undefined) parts.push(`!! server log: ${run.serverLog.split("\n")[0]}`);
-    return parts.join("  ");
+    return httpProgress(run, parts.join("  "));
   },
   report(runs, failures, env, startedAt) {
     const summaries = summarize(runs, ENTRIES, baselineOf);

@@ -9,6 +9,7 @@ import {
   type CacheHandler,
   type CacheVariant,
 } from "./cache-variants.js";
+import { LOCK_VARIANTS, type LockVariant } from "./lock-variants.js";
 import { VARIANTS, type Variant } from "./variants.js";
 
 /** The repository root. */
@@ -17,7 +18,7 @@ export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 export const AUTOCANNON = join(ROOT, "node_modules", "autocannon", "autocannon.js");
 
 /** The benchmarks `npm run bench` can run, in the order it runs them. */
-export const SUITES = ["rate-limit", "cache"] as const;
+export const SUITES = ["rate-limit", "cache", "lock"] as const;
 export type Suite = (typeof SUITES)[number];
 
 function envInt(name: string, fallback: number, min: number, max: number): number {
@@ -63,6 +64,8 @@ function chosenSuites(): Suite[] {
     ratelimit: "rate-limit",
     "rate-limits": "rate-limit",
     cache: "cache",
+    lock: "lock",
+    locks: "lock",
   };
   const unknown = names.filter((n) => aliases[n] === undefined);
   if (unknown.length > 0)
@@ -74,22 +77,23 @@ function chosenSuites(): Suite[] {
 }
 
 /**
- * `BENCH_VARIANTS`: names from either benchmark (`bare` is always added to each). A benchmark
- * none of whose variants is named is skipped.
+ * `BENCH_VARIANTS`: names from any benchmark (`bare` is always added to the HTTP benchmarks).
+ * A benchmark none of whose variants is named is skipped.
  */
-function chosenVariants(): { rateLimit: Variant[]; cache: CacheVariant[] } {
+function chosenVariants(): { rateLimit: Variant[]; cache: CacheVariant[]; lock: LockVariant[] } {
   const names = list(process.env.BENCH_VARIANTS);
-  if (names === undefined) return { rateLimit: [...VARIANTS], cache: [...CACHE_VARIANTS] };
-  const known = new Set<string>([...VARIANTS, ...CACHE_VARIANTS]);
+  if (names === undefined)
+    return { rateLimit: [...VARIANTS], cache: [...CACHE_VARIANTS], lock: [...LOCK_VARIANTS] };
+  const known = new Set<string>([...VARIANTS, ...CACHE_VARIANTS, ...LOCK_VARIANTS]);
   const unknown = names.filter((n) => !known.has(n));
   if (unknown.length > 0)
     throw new Error(
-      `BENCH_VARIANTS: unknown ${unknown.join(", ")} (rate limit: ${VARIANTS.join(", ")}; cache: ${CACHE_VARIANTS.join(", ")})`,
+      `BENCH_VARIANTS: unknown ${unknown.join(", ")} (rate limit: ${VARIANTS.join(", ")}; cache: ${CACHE_VARIANTS.join(", ")}; lock: ${LOCK_VARIANTS.join(", ")})`,
     );
   const named = new Set(names);
   const pick = <T extends string>(all: readonly T[]): T[] =>
     all.some((v) => named.has(v)) ? all.filter((v) => v === "bare" || named.has(v)) : [];
-  return { rateLimit: pick(VARIANTS), cache: pick(CACHE_VARIANTS) };
+  return { rateLimit: pick(VARIANTS), cache: pick(CACHE_VARIANTS), lock: pick(LOCK_VARIANTS) };
 }
 
 function chosenHandlers(): CacheHandler[] {
@@ -112,14 +116,29 @@ export const config = {
   warmupS: envInt("BENCH_WARMUP", 1, 0, 60),
   connections: envInt("BENCH_CONNECTIONS", 50, 1, 1000),
   /** The benchmarks to run (`--only`), less those `BENCH_VARIANTS` names no variant of. */
-  suites: chosenSuites().filter((s) =>
-    s === "rate-limit" ? variants.rateLimit.length > 0 : variants.cache.length > 0,
+  suites: chosenSuites().filter(
+    (s) =>
+      ({
+        "rate-limit": variants.rateLimit.length,
+        cache: variants.cache.length,
+        lock: variants.lock.length,
+      })[s] > 0,
   ),
   /** Rate-limit variants. */
   variants: variants.rateLimit,
   /** Cache variants, each run on every handler of `cacheHandlers`. */
   cacheVariants: variants.cache,
   cacheHandlers: chosenHandlers(),
+  /** Lock variants. */
+  lockVariants: variants.lock,
+  /** Lock benchmark: measured sequential acquire+release iterations per run. */
+  lockIterations: envInt("BENCH_LOCK_ITERATIONS", 2000, 10, 1_000_000),
+  /** Lock benchmark: worker processes contending for the lock. */
+  lockWaiters: envInt("BENCH_LOCK_WAITERS", 8, 2, 64),
+  /** Lock benchmark: measured batches per run (each worker acquires once per batch). */
+  lockBatches: envInt("BENCH_LOCK_BATCHES", 50, 1, 10_000),
+  /** Lock benchmark: how long each holder holds the lock, ms. */
+  lockHoldMs: envInt("BENCH_LOCK_HOLD_MS", 1, 0, 1000),
   pin: process.env.BENCH_PIN !== "0",
 };
 

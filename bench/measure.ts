@@ -130,6 +130,14 @@ export function redisCounts(
   return { redisCmdsPerReq: perReq(total), scriptCallsPerReq: perReq(scripts), commands };
 }
 
+/** CPU time the Redis server used so far (user + system, main and background threads), µs. */
+export async function redisCpuUs(admin: Redis): Promise<number> {
+  const text = await admin.info("cpu");
+  const seconds = (name: string) =>
+    Number(new RegExp(`^${name}:([\\d.]+)`, "m").exec(text)?.[1] ?? 0);
+  return (seconds("used_cpu_user") + seconds("used_cpu_sys")) * 1e6;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Other load on the server's core.
 

@@ -161,3 +161,120 @@ export function pinRedis(admin: Redis): Promise<void> {
     if (pinning) spawnSync(tasksetPath!, ["-pc", "1", String(pid)], { stdio: "ignore" });
   });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Worker processes that answer commands line by line (the lock benchmark's).
+
+/** A running worker: commands go to its stdin, replies come from its stdout, one per line. */
+export interface LineWorker {
+  child: ChildProcess;
+  /** Writes `line` (and a newline) to the worker's stdin. */
+  send(line: string): void;
+  /** The next stdout line that starts with the worker's reply mark (the mark removed). */
+  next(timeoutMs: number): Promise<string>;
+  /** What the worker wrote to stderr, and stdout lines that were not replies (20,000 characters at most). */
+  log(): string;
+}
+
+/**
+ * Starts `node --import tsx bench/<script> ...args` pinned to `cpu`, and waits for it to print
+ * READY. Lines it prints that start with `mark` are replies; every other line is log. `label`
+ * names it in errors.
+ */
+export async function startLineWorker(
+  label: string,
+  script: string,
+  args: string[],
+  mark: string,
+  cpu = 0,
+): Promise<LineWorker> {
+  const child = spawnTracked(cpu, process.execPath, [
+    "--import",
+    "tsx",
+    join(ROOT, "bench", script),
+    ...args,
+  ]);
+  let log = "";
+  const keep = (text: string) => {
+    if (log.length < 20_000) log += text;
+  };
+  const replies: string[] = [];
+  const waiting: { resolve: (line: string) => void; reject: (error: Error) => void }[] = [];
+  let ready: (() => void) | undefined;
+  let gone: Error | undefined;
+  let partial = "";
+  child.stdout?.on("data", (chunk: Buffer) => {
+    partial += chunk.toString();
+    const lines = partial.split("\n");
+    partial = lines.pop() ?? "";
+    for (const line of lines) {
+      if (line.startsWith(mark)) {
+        const reply = line.slice(mark.length);
+        const waiter = waiting.shift();
+        if (waiter === undefined) replies.push(reply);
+        else waiter.resolve(reply);
+      } else if (line === "READY" && ready !== undefined) {
+        ready();
+        ready = undefined;
+      } else {
+        keep(`${line}\n`);
+      }
+    }
+  });
+  child.stderr?.on("data", (chunk: Buffer) => keep(chunk.toString()));
+  const onGone = (why: string) => {
+    gone = new Error(`worker ${label} ${why}:\n${log.trim()}`);
+    for (const waiter of waiting.splice(0)) waiter.reject(gone);
+  };
+  child.once("exit", (code, signal) => onGone(`exited (${code ?? signal})`));
+  child.once("error", (error) => onGone(`failed to start (${error.message})`));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`worker ${label} not ready after ${SERVER_READY_TIMEOUT_MS} ms`)),
+        SERVER_READY_TIMEOUT_MS,
+      );
+      ready = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      child.once("exit", () => {
+        clearTimeout(timer);
+        reject(gone ?? new Error(`worker ${label} exited before ready`));
+      });
+    });
+  } catch (error) {
+    await stopChild(child);
+    throw error;
+  }
+  return {
+    child,
+    send: (line) => {
+      child.stdin?.write(`${line}\n`);
+    },
+    next: (timeoutMs) => {
+      const queued = replies.shift();
+      if (queued !== undefined) return Promise.resolve(queued);
+      if (gone !== undefined) return Promise.reject(gone);
+      return new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          const i = waiting.indexOf(waiter);
+          if (i !== -1) waiting.splice(i, 1);
+          reject(new Error(`worker ${label} did not answer within ${timeoutMs} ms`));
+        }, timeoutMs);
+        const waiter = {
+          resolve: (line: string) => {
+            clearTimeout(timer);
+            resolve(line);
+          },
+          reject: (error: Error) => {
+            clearTimeout(timer);
+            reject(error);
+          },
+        };
+        waiting.push(waiter);
+      });
+    },
+    log: () => log,
+  };
+}

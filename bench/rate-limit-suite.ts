@@ -11,6 +11,7 @@ import {
   commandMix,
   compare,
   comparisonLines,
+  httpProgress,
   type RunResult,
   rawTable,
   summarize,
@@ -64,7 +65,9 @@ async function runOnce(
 export const rateLimitSuite: SuiteDefinition = {
   id: "rate-limit",
   entries: config.variants,
+  plan: `${config.durationS} s each (+${config.warmupS} s warm-up), ${config.connections} connections`,
   runOnce,
+  progress: (run) => httpProgress(run),
   report(runs, failures, env, startedAt) {
     const summaries = summarize(runs);
     const comparisons = compare(runs);

@@ -1,17 +1,21 @@
 /**
- * `npm run bench`: two benchmarks, each against bare Express (see bench/README.md).
+ * `npm run bench`: three benchmarks (see bench/README.md).
  *
  * - rate limit: throughput, latency, server CPU and Redis round trips of the rate limiter
  *   against express-rate-limit + rate-limit-redis, rate-limiter-flexible and a one-EVALSHA
  *   floor (`rate-limit-suite.ts`);
  * - response cache: `cacheResponse()` hits on Redis, on Redis behind the in-process tier and in
- *   memory only, against apicache, on an immediate and a 20 ms handler (`cache-suite.ts`).
+ *   memory only, against apicache, on an immediate and a 20 ms handler (`cache-suite.ts`);
+ * - lock: uncontended acquire+release latency and round trips, and hand-off latency between
+ *   contending worker processes, of `createLockManager()` against node-redlock and
+ *   redis-semaphore (`lock-suite.ts`).
  *
- * `--only rate-limit` or `--only cache` (or `BENCH_ONLY`) runs one of them.
+ * `--only rate-limit`, `--only cache` or `--only lock` (or `BENCH_ONLY`) runs one of them.
  *
  * Starts its own redis-server on a free loopback port, then for each round runs every variant
- * once (rotated order), each in a fresh server process pinned to CPU 0, loaded by autocannon
- * pinned to CPU 1 (Redis is pinned to CPU 1 too, so the server has its core to itself).
+ * once (rotated order), each in fresh processes pinned to CPU 0 (the HTTP server; the lock
+ * workers), with autocannon and Redis pinned to CPU 1, so the code measured has its core to
+ * itself.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
@@ -20,11 +24,12 @@ import { join } from "node:path";
 import { Redis } from "ioredis";
 import { startRedisServer } from "../test/harness/redis-server.js";
 import { cacheSuite } from "./cache-suite.js";
-import { AUTOCANNON, config, ROOT } from "./config.js";
+import { AUTOCANNON, config, ROOT, type Suite } from "./config.js";
+import { lockSuite } from "./lock-suite.js";
 import { children, killAllNow, pinning, pinRedis, state, stopChild } from "./processes.js";
 import { rateLimitSuite } from "./rate-limit-suite.js";
-import type { RunFailure, RunResult } from "./stats.js";
-import type { BenchEnv, SuiteDefinition } from "./suite.js";
+import type { RunFailure } from "./stats.js";
+import type { BenchEnv, MeasuredRun, SuiteDefinition } from "./suite.js";
 
 /** Round `r`'s order: the entry list rotated by `r`, so entries move through the slots. */
 function roundOrder(entries: readonly string[], round: number): string[] {
@@ -33,12 +38,12 @@ function roundOrder(entries: readonly string[], round: number): string[] {
 }
 
 /** Runs every round of `suite`; returns its runs and failures (empty when interrupted). */
-async function runSuite(
-  suite: SuiteDefinition,
+async function runSuite<R extends MeasuredRun>(
+  suite: SuiteDefinition<R>,
   admin: Redis,
   redisUrl: string,
-): Promise<{ runs: RunResult[]; failures: RunFailure[] }> {
-  const runs: RunResult[] = [];
+): Promise<{ runs: R[]; failures: RunFailure[] }> {
+  const runs: R[] = [];
   const failures: RunFailure[] = [];
   const failed = new Set<string>();
   const width = Math.max(...suite.entries.map((e) => e.length));
@@ -50,15 +55,8 @@ async function runSuite(
       try {
         const run = await suite.runOnce(admin, redisUrl, entry, round, slot);
         runs.push(run);
-        const bad = run.non2xx + run.errors + run.timeouts;
-        const extra = suite.progress?.(run) ?? "";
         console.log(
-          `[${suite.id} ${round}/${config.rounds}] ${entry.padEnd(width)} ${Math.round(run.reqPerSec).toString().padStart(6)} req/s  ` +
-            `p99 ${run.p99Ms} ms  cpu ${run.cpuUsPerReq.toFixed(1)} µs/req  redis ${run.redisCmdsPerReq.toFixed(2)} cmds/req` +
-            (extra === "" ? "" : `  ${extra}`) +
-            (bad > 0
-              ? `  !! non-2xx ${run.non2xx}, errors ${run.errors}, timeouts ${run.timeouts}`
-              : ""),
+          `[${suite.id} ${round}/${config.rounds}] ${entry.padEnd(width)} ${suite.progress(run)}`,
         );
       } catch (error) {
         if (state.interrupted) break;
@@ -72,6 +70,37 @@ async function runSuite(
     }
   }
   return { runs, failures };
+}
+
+/** Where a benchmark runs: the Redis it uses, the environment and where results go. */
+interface RunContext {
+  admin: Redis;
+  redisUrl: string;
+  env: BenchEnv;
+  startedAt: Date;
+  /** Results file names start with this (the start time). */
+  stamp: string;
+}
+
+/** Runs `suite`, prints its report and writes it to bench/results/. */
+async function runAndReport<R extends MeasuredRun>(
+  suite: SuiteDefinition<R>,
+  context: RunContext,
+): Promise<void> {
+  const { runs, failures } = await runSuite(suite, context.admin, context.redisUrl);
+  if (state.interrupted) return;
+  const report = suite.report(runs, failures, context.env, context.startedAt);
+  console.log(report.printed);
+  const dir = join(ROOT, "bench", "results");
+  mkdirSync(dir, { recursive: true });
+  const base = `${context.stamp}-${suite.id}`;
+  writeFileSync(join(dir, `${base}.md`), report.markdown);
+  writeFileSync(
+    join(dir, `${base}.json`),
+    `${JSON.stringify({ startedAt: context.startedAt.toISOString(), suite: suite.id, config, env: context.env, ...report.json, failures, runs }, null, 2)}\n`,
+  );
+  console.log(`Wrote bench/results/${base}.md and .json\n`);
+  if (report.failed) process.exitCode = 1;
 }
 
 /** The commit checked out, and the tracked files changed since (the code measured). */
@@ -88,9 +117,17 @@ function gitState(): string {
     : `${commit} with uncommitted changes to ${changed.join(", ")}`;
 }
 
-const SUITE_DEFINITIONS: Record<(typeof config.suites)[number], SuiteDefinition> = {
-  "rate-limit": rateLimitSuite,
-  cache: cacheSuite,
+/** Each benchmark (its runs are of different kinds, so each is run by its own call). */
+const SUITE_DEFINITIONS: Record<
+  Suite,
+  {
+    suite: Pick<SuiteDefinition<MeasuredRun>, "id" | "entries" | "plan">;
+    run(c: RunContext): Promise<void>;
+  }
+> = {
+  "rate-limit": { suite: rateLimitSuite, run: (c) => runAndReport(rateLimitSuite, c) },
+  cache: { suite: cacheSuite, run: (c) => runAndReport(cacheSuite, c) },
+  lock: { suite: lockSuite, run: (c) => runAndReport(lockSuite, c) },
 };
 
 async function main(): Promise<void> {
@@ -111,37 +148,34 @@ async function main(): Promise<void> {
       redis: redisVersion,
       cpu: cpus()[0]?.model ?? "unknown",
       cpus: availableParallelism(),
-      pinning: pinning ? "server: CPU 0; autocannon + redis-server: CPU 1" : "none",
+      pinning: pinning ? "server / lock workers: CPU 0; autocannon + redis-server: CPU 1" : "none",
       loadAverage1m,
       git: gitState(),
     };
     const suites = config.suites.map((id) => SUITE_DEFINITIONS[id]);
-    const runsPer = suites
-      .map((s) => `${s.id}: ${config.rounds} round(s) × ${s.entries.length} run(s)`)
-      .join(", ");
+    const plans = suites
+      .map(
+        ({ suite: s }) =>
+          `${s.id}: ${config.rounds} round(s) × ${s.entries.length} run(s), ${s.plan}`,
+      )
+      .join("; ");
     console.log(
-      `bench: ${runsPer}; ${config.durationS} s each ` +
-        `(+${config.warmupS} s warm-up), ${config.connections} connections; pinning: ${env.pinning}; ` +
+      `bench: ${plans}; pinning: ${env.pinning}; ` +
         `node ${env.node}, redis ${env.redis} at ${state.redisServer.url}; load average ${env.loadAverage1m.toFixed(2)}; ` +
         `code: ${env.git}`,
     );
 
     const stamp = startedAt.toISOString().replace(/[:.]/g, "-");
-    const dir = join(ROOT, "bench", "results");
-    for (const suite of suites) {
-      const { runs, failures } = await runSuite(suite, admin, state.redisServer.url);
+    const context: RunContext = {
+      admin,
+      redisUrl: state.redisServer.url,
+      env,
+      startedAt,
+      stamp,
+    };
+    for (const { run } of suites) {
+      await run(context);
       if (state.interrupted) return;
-      const report = suite.report(runs, failures, env, startedAt);
-      console.log(report.printed);
-      mkdirSync(dir, { recursive: true });
-      const base = `${stamp}-${suite.id}`;
-      writeFileSync(join(dir, `${base}.md`), report.markdown);
-      writeFileSync(
-        join(dir, `${base}.json`),
-        `${JSON.stringify({ startedAt: startedAt.toISOString(), suite: suite.id, config, env, ...report.json, failures, runs }, null, 2)}\n`,
-      );
-      console.log(`Wrote bench/results/${base}.md and .json\n`);
-      if (report.failed) process.exitCode = 1;
     }
   } finally {
     admin.disconnect();

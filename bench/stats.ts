@@ -81,6 +81,17 @@ export function median(values: readonly number[]): number {
   return finite.length % 2 === 1 ? finite[mid]! : (finite[mid - 1]! + finite[mid]!) / 2;
 }
 
+/**
+ * The `q` quantile (0-1) of `values` by nearest rank: the smallest value with at least
+ * `q` × n values at or below it (p99 of 2000 values: the 1980th smallest). NaN when empty.
+ */
+export function quantile(values: readonly number[], q: number): number {
+  const finite = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  if (finite.length === 0) return Number.NaN;
+  const rank = Math.min(finite.length, Math.max(1, Math.ceil(q * finite.length)));
+  return finite[rank - 1]!;
+}
+
 /** Per variant: the median of each metric, and the median of its per-round ratio to `bare`. */
 export interface VariantSummary {
   variant: string;
@@ -176,6 +187,17 @@ export function compare(
     reqPerSec: medianRatio(runs, numerator, denominator, "reqPerSec"),
     cpuUsPerReq: medianRatio(runs, numerator, denominator, "cpuUsPerReq"),
   }));
+}
+
+/** The HTTP benchmarks' progress figures of one run, then `extra` (problems, other figures). */
+export function httpProgress(run: RunResult, extra = ""): string {
+  const bad = run.non2xx + run.errors + run.timeouts;
+  return (
+    `${Math.round(run.reqPerSec).toString().padStart(6)} req/s  ` +
+    `p99 ${run.p99Ms} ms  cpu ${run.cpuUsPerReq.toFixed(1)} µs/req  redis ${run.redisCmdsPerReq.toFixed(2)} cmds/req` +
+    (extra === "" ? "" : `  ${extra}`) +
+    (bad > 0 ? `  !! non-2xx ${run.non2xx}, errors ${run.errors}, timeouts ${run.timeouts}` : "")
+  );
 }
 
 export function fmt(value: number, digits: number): string {

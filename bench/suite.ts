@@ -1,6 +1,7 @@
 /**
  * What the runner (`run.ts`) needs from one benchmark: its measured units, how to run one, and
- * how to report the runs.
+ * how to report the runs. The HTTP benchmarks measure `RunResult`s; the lock benchmark its own
+ * kind of run.
  */
 import type { Redis } from "ioredis";
 import type { Suite } from "./config.js";
@@ -28,23 +29,28 @@ export interface SuiteReport {
   failed: boolean;
 }
 
-/** One benchmark. */
-export interface SuiteDefinition {
+/** What every measured run records, whatever the benchmark. */
+export interface MeasuredRun {
+  round: number;
+  /** The entry measured (variant, or `variant/handler`). */
+  variant: string;
+  /** Position of the entry within its round (0 = first). */
+  order: number;
+}
+
+/** One benchmark, whose runs are `R`s. */
+export interface SuiteDefinition<R extends MeasuredRun = RunResult> {
   id: Suite;
   /** The measured units (variants, or `variant/handler`), in table order. */
   entries: readonly string[];
-  /** Runs `entry` once in a fresh server; throws when it cannot be measured. */
-  runOnce(
-    admin: Redis,
-    redisUrl: string,
-    entry: string,
-    round: number,
-    order: number,
-  ): Promise<RunResult>;
-  /** The progress line's text after the common figures (problems of this run). */
-  progress?(run: RunResult): string;
+  /** What one run does, for the runner's first line (e.g. "5 s each (+1 s warm-up), 50 connections"). */
+  plan: string;
+  /** Runs `entry` once in fresh processes; throws when it cannot be measured. */
+  runOnce(admin: Redis, redisUrl: string, entry: string, round: number, order: number): Promise<R>;
+  /** The progress line's text after `[suite round/rounds] entry`: the run's figures and problems. */
+  progress(run: R): string;
   report(
-    runs: readonly RunResult[],
+    runs: readonly R[],
     failures: readonly RunFailure[],
     env: BenchEnv,
     startedAt: Date,

@@ -1,0 +1,100 @@
+/**
+ * The lock benchmark's variants and settings, shared by the runner (`lock-suite.ts`) and the
+ * worker processes (`lock-worker.ts`).
+ */
+
+/** Every lock variant, in the order the table lists them. */
+export const LOCK_VARIANTS = ["erk-lock", "redlock", "redlock-tuned", "redis-semaphore"] as const;
+
+export type LockVariant = (typeof LOCK_VARIANTS)[number];
+
+/** The one resource every variant locks (each library adds its own key prefix). */
+export const RESOURCE = "bench-resource";
+/** TTL of every lock (ms): far longer than any hold, so no lock ever expires while held. */
+export const TTL_MS = 10_000;
+/** How long this library's waiters may wait (ms). */
+export const WAIT_MS = 30_000;
+/** Key prefix of this library's lock manager. */
+export const ERK_PREFIX = "bench:lock:";
+
+/**
+ * node-redlock's retry settings in the `redlock-tuned` row: a retry every 5-15 ms (like
+ * redis-semaphore's default 10 ms), for up to about 30 s (`WAIT_MS`). The `redlock` row passes
+ * no settings: redlock 5's defaults (retryCount 10, retryDelay 200 ms, retryJitter 100 ms in
+ * its code, so a retry 100-300 ms after each failed attempt, about 2 s in all).
+ */
+export const REDLOCK_TUNED = { retryCount: 3000, retryDelay: 10, retryJitter: 5 } as const;
+
+/** What each variant measures, for the printed report. */
+export const LOCK_DESCRIPTIONS: Record<LockVariant, string> = {
+  "erk-lock":
+    'express-redis-kit `createLockManager({ redis, prefix: "bench:lock:" })`, `acquire(resource, { ttlMs: 10000, waitMs: 30000 })`: ' +
+    "waiters woken by the release script's PUBLISH",
+  redlock:
+    "node-redlock 5 (`redlock@5.0.0-beta.2`) on one client, `acquire([resource], 10000)` with its default settings " +
+    "(retryCount 10, retryDelay 200 ms, retryJitter 100 ms: polls every 100-300 ms)",
+  "redlock-tuned": `node-redlock 5 with retryCount ${REDLOCK_TUNED.retryCount}, retryDelay ${REDLOCK_TUNED.retryDelay} ms, retryJitter ${REDLOCK_TUNED.retryJitter} ms (polls every ${REDLOCK_TUNED.retryDelay - REDLOCK_TUNED.retryJitter}-${REDLOCK_TUNED.retryDelay + REDLOCK_TUNED.retryJitter} ms)`,
+  "redis-semaphore":
+    "redis-semaphore 5 `new Mutex(redis, resource, { lockTimeout: 10000 })` with its defaults otherwise " +
+    "(acquireTimeout 10 s, retryInterval 10 ms: polls SET NX every 10 ms)",
+};
+
+export function isLockVariant(value: string): value is LockVariant {
+  return (LOCK_VARIANTS as readonly string[]).includes(value);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The runner ↔ worker protocol: one JSON object per line. Replies start with REPLY_MARK, so
+// anything else a library prints on stdout is kept as log, not parsed.
+
+export const REPLY_MARK = "@@lock-worker ";
+
+/** What the runner asks a worker to do. */
+export type WorkerCommand =
+  | { cmd: "cpu" }
+  | { cmd: "uncontended"; iterations: number }
+  | { cmd: "batch"; holdMs: number };
+
+/** A worker's reply to `cpu`: its CPU time so far (user + system, µs). */
+export interface CpuReply {
+  type: "cpu";
+  cpuUs: number;
+}
+
+/** A worker's reply to `uncontended`. */
+export interface UncontendedReply {
+  type: "uncontended";
+  /** Each measured acquire+release, µs (0.1 µs resolution). */
+  samplesUs: number[];
+  /** Commands the worker's client sent during the measured iterations. */
+  sent: number;
+  /** Iterations where release() said the lock was no longer held (must be 0). */
+  releaseNotHeld: number;
+}
+
+/**
+ * A worker's reply to `batch`: one acquire, a hold of `holdMs`, one release. Times are
+ * `process.hrtime.bigint()` (CLOCK_MONOTONIC, one clock for every process on the machine), in
+ * ns, as decimal strings.
+ */
+export interface BatchReply {
+  type: "batch";
+  requestedAt: string;
+  /** Absent when the acquisition failed (`error`). */
+  acquiredAt?: string;
+  releaseCalledAt?: string;
+  releasedAt?: string;
+  /** Whether release() said the lock was still held (this library's release()). */
+  releaseHeld?: boolean;
+  /** Commands the worker's client sent for this acquisition (attempts and release). */
+  sent: number;
+  error?: string;
+}
+
+/** A worker's reply when a command failed as a whole. */
+export interface ErrorReply {
+  type: "error";
+  message: string;
+}
+
+export type WorkerReply = CpuReply | UncontendedReply | BatchReply | ErrorReply;
