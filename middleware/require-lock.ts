@@ -156,38 +156,80 @@ export function requireLock(options: RequireLockOptions): RequireLockMiddleware 
       return next(err);
     }
     if (resource === null || resource === undefined) return next();
-    locks.acquire(resource, { ttlMs, waitMs }).then(
-      (lock) => hold(req, res, next, lock),
-      (err: unknown) => {
-        if (err instanceof LockNotAcquiredError) {
-          const seconds = Math.max(1, Math.ceil(err.retryAfterMs / 1000));
-          res.setHeader("Retry-After", String(seconds));
-          if (onLocked !== undefined) return onLocked(req, res, next, err);
-          res.status(status).json({
-            error: status === 423 ? "Locked" : "Conflict",
-            message: "another request holds this resource",
-            retryAfter: seconds,
-          });
-          return;
-        }
-        if (err instanceof StoreUnavailableError) {
-          if (onRedisError === "open") return next();
-          res
-            .status(503)
-            .json({ error: "Service Unavailable", message: "the lock service is unavailable" });
-          return;
-        }
-        next(err); // a bad key (InvalidOptionError) and the like
-      },
-    );
+    // Stop waiting for the lock if the client leaves first.
+    const gone = new AbortController();
+    const onClose = () => gone.abort();
+    res.once("close", onClose);
+    locks
+      .acquire(resource, { ttlMs, waitMs, signal: gone.signal })
+      .then(
+        (lock) => {
+          res.off("close", onClose);
+          if (res.destroyed || res.writableEnded) {
+            void lock.release(); // the client left while we waited: nobody to run for
+            return;
+          }
+          hold(req, res, next, lock);
+        },
+        (err: unknown) => {
+          res.off("close", onClose);
+          if (gone.signal.aborted) return; // the client left while waiting
+          busy(req, res, next, err);
+        },
+      )
+      .catch(next); // a throwing onLocked or handler setup: to Express, never unhandled
   } as RequireLockMiddleware;
+
+  function busy(req: Request, res: Response, next: NextFunction, err: unknown): void {
+    if (err instanceof LockNotAcquiredError) {
+      const seconds = Math.max(1, Math.ceil(err.retryAfterMs / 1000));
+      res.setHeader("Retry-After", String(seconds));
+      if (onLocked !== undefined) {
+        onLocked(req, res, next, err);
+        return;
+      }
+      res.status(status).json({
+        error: status === 423 ? "Locked" : "Conflict",
+        message: "another request holds this resource",
+        retryAfter: seconds,
+      });
+      return;
+    }
+    if (err instanceof StoreUnavailableError) {
+      if (onRedisError === "open") {
+        next();
+        return;
+      }
+      res
+        .status(503)
+        .json({ error: "Service Unavailable", message: "the lock service is unavailable" });
+      return;
+    }
+    next(err); // a bad key (InvalidOptionError) and the like
+  }
 
   function hold(req: Request, res: Response, next: NextFunction, lock: Lock): void {
     const controller = new AbortController();
     const follow = () => controller.abort(lock.signal.reason);
     if (lock.signal.aborted) follow();
     else lock.signal.addEventListener("abort", follow, { once: true });
-    req.lock = Object.create(lock, { signal: { value: controller.signal } }) as RequestLock;
+    // A view of the lock whose signal also aborts when the client leaves; every call goes to
+    // the lock itself.
+    req.lock = {
+      resource: lock.resource,
+      token: lock.token,
+      fence: lock.fence,
+      get expiresAt() {
+        return lock.expiresAt;
+      },
+      get lost() {
+        return lock.lost;
+      },
+      signal: controller.signal,
+      extend: (ms?: number) => lock.extend(ms),
+      release: () => lock.release(),
+      [Symbol.asyncDispose]: () => lock[Symbol.asyncDispose](),
+    };
     const stop = autoExtend ? locks.autoExtend(lock, { maxHoldMs }) : () => {};
     let done = false;
     const release = () => {

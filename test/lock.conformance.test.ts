@@ -107,11 +107,11 @@ describe.each(["memory", "standalone", "cluster"] as Backend[])("locks on %s", (
           "short",
           async (lock) => {
             t.enter(lock.fence);
-            await wait(150);
+            await wait(500);
             lost.push(lock.lost);
             t.leave();
           },
-          { ttlMs: 30, waitMs: 10_000 },
+          { ttlMs: 100, waitMs: 10_000 },
         );
       }),
     );
@@ -128,7 +128,8 @@ describe.each(["memory", "standalone", "cluster"] as Backend[])("locks on %s", (
     expect(a.lost).toBe(true);
     expect(a.signal.reason).toBeInstanceOf(LockLostError);
     expect((a.signal.reason as LockLostError).reason).toBe("expired");
-    const b = await locks.acquire("r", { ttlMs: 5000 });
+    // A's own clock gives up no later than Redis does: B may wait a moment for the key to go.
+    const b = await locks.acquire("r", { ttlMs: 5000, waitMs: 1000 });
     expect(b.fence).toBeGreaterThan(a.fence);
     expect(await a.release()).toBe(false);
     expect(await a.extend()).toBe(false);
@@ -195,6 +196,56 @@ describe.each(["memory", "standalone", "cluster"] as Backend[])("locks on %s", (
     expect(order).toEqual([0, 1, 2, 3, 4, 5]);
   });
 
+  it("a process that re-acquires in a loop does not starve a waiter of another connection", async () => {
+    const p = `${prefix}${n++}:`;
+    const looper = manager(client(), p);
+    const waiter = manager(client(), p);
+    let stop = false;
+    let loops = 0;
+    const looping = (async () => {
+      while (!stop) {
+        const lock = await looper.acquire("hot", { ttlMs: 5000 }).catch(() => undefined);
+        if (lock === undefined) {
+          await wait(2); // yielded to the waiter (or it holds the lock)
+          continue;
+        }
+        loops++;
+        await wait(2);
+        await lock.release();
+      }
+    })();
+    await wait(30);
+    const got = await waiter.acquire("hot", { ttlMs: 5000, waitMs: 3000 });
+    stop = true;
+    await got.release();
+    await looping;
+    expect(loops).toBeGreaterThan(0);
+  });
+
+  it("withLock refuses a bad maxHoldMs before taking the lock", async () => {
+    const locks = manager();
+    await expect(locks.withLock("mh", async () => {}, { maxHoldMs: 0 })).rejects.toThrow(
+      InvalidOptionError,
+    );
+    const lock = await locks.acquire("mh");
+    await lock.release();
+  });
+
+  it("a lock whose extension stopped at maxHoldMs is reported lost as max-hold", async () => {
+    const locks = manager();
+    const reason = await locks
+      .withLock(
+        "held",
+        (lock) =>
+          new Promise((resolve) =>
+            lock.signal.addEventListener("abort", () => resolve(lock.signal.reason)),
+          ),
+        { ttlMs: 60, maxHoldMs: 100 },
+      )
+      .catch((e: unknown) => e);
+    expect((reason as LockLostError).reason).toBe("max-hold");
+  });
+
   it("await using releases at scope end", async () => {
     const locks = manager();
     {
@@ -215,6 +266,7 @@ describe.each(["memory", "standalone", "cluster"] as Backend[])("locks on %s", (
       ["r", { ttlMs: -5 }, "ttlMs"],
       ["r", { ttlMs: 1.5 }, "ttlMs"],
       ["r", { waitMs: -1 }, "waitMs"],
+      ["r", { waitMs: 3e9 }, "waitMs"],
       ["r", { ttl: 5 }, "ttl"],
     ] as const) {
       const err = await locks

@@ -100,6 +100,18 @@ it("a connection killed and restored within the TTL keeps its lock (ioredis reco
   expect(await lock.release()).toBe(true);
 });
 
+it("an acquire that times out on our side does not leave an orphan lock behind", async () => {
+  const locks = manager(newRedis(server.url));
+  await admin.client("PAUSE", 600, "WRITE");
+  await expect(locks.acquire("orphan", { ttlMs: 20_000 })).rejects.toThrow(StoreUnavailableError);
+  // After the pause the acquire runs in Redis, then the release that follows it. A write on
+  // another connection returns once the pause is over.
+  await newRedis(server.url).set(`${prefix}after-pause`, "1");
+  const other = manager(newRedis(server.url));
+  const lock = await other.acquire("orphan", { ttlMs: 1000, waitMs: 3000 });
+  await lock.release();
+});
+
 it("Redis down: acquire fails with StoreUnavailableError; requireLock answers 503, or lets through when open", async () => {
   const redis = createRedisClient({
     url: server.url,

@@ -183,6 +183,53 @@ describe.each(["memory", "standalone", "cluster"] as const)("requireLock() on %s
     expect(guard.locks.stats().lost).toBe(1);
   });
 
+  it("req.lock.release() and extend() act on the lock itself (no false loss afterwards)", async () => {
+    const { url, guard } = await app(
+      async (req, res) => {
+        expect(await req.lock!.extend(100)).toBe(true);
+        expect(await req.lock!.release()).toBe(true);
+        setTimeout(() => res.json({ lost: req.lock!.lost }), 200);
+      },
+      { ttlMs: 60 },
+    );
+    const res = await request(url).post("/work/4");
+    expect(res.body).toEqual({ lost: false });
+    expect(guard.locks.stats().lost).toBe(0);
+  });
+
+  it("an onLocked that throws reaches the error handler (no unhandled rejection)", async () => {
+    const { url } = await app((_req, res) => void setTimeout(() => res.json({}), 200), {
+      onLocked: () => {
+        throw new Error("onLocked boom");
+      },
+    });
+    const [a, b] = await Promise.all([request(url).post("/work/6"), request(url).post("/work/6")]);
+    expect([a.status, b.status].sort()).toEqual([200, 500]);
+  });
+
+  it("a client that leaves while waiting for the lock never takes it", async () => {
+    let runs = 0;
+    const { url, port } = await app(
+      (_req, res) => {
+        runs++;
+        setTimeout(() => res.json({}), 200);
+      },
+      { waitMs: 5000 },
+    );
+    const first = request(url)
+      .post("/work/11")
+      .then((r) => r); // sent now: supertest requests start when awaited
+    await wait(50);
+    const socket = net.connect(port, "127.0.0.1");
+    socket.write("POST /work/11 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+    await wait(50);
+    socket.destroy(); // leaves while the first request holds the lock
+    expect((await first).status).toBe(200);
+    const third = await request(url).post("/work/11");
+    expect(third.status).toBe(200);
+    expect(runs).toBe(2); // the one that left never ran
+  });
+
   it("autoExtend keeps a short lock through a long handler", async () => {
     const { url, guard } = await app((_req, res) => void setTimeout(() => res.json({}), 300), {
       ttlMs: 60,

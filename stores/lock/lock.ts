@@ -26,7 +26,7 @@ import { fail, positiveInt, rejectUnknown, show } from "../core/options.js";
 import type { RedisClient } from "../core/scripts.js";
 import { MemoryLockStore } from "./memory.js";
 import { RedisLockStore } from "./redis.js";
-import type { LockStore } from "./types.js";
+import { type LockStore, WAITER_LEASE_MS } from "./types.js";
 
 /** Longest resource name accepted (characters). */
 export const MAX_RESOURCE_LENGTH = 1024;
@@ -137,10 +137,15 @@ class HeldLock implements Lock {
     readonly ttlMs: number,
     private readonly manager: Manager,
     readonly key: string,
+    startedAt: number,
   ) {
-    this.expiresAt = Date.now() + ttlMs;
+    // From before the acquire call: never later than the expiry Redis applies.
+    this.expiresAt = startedAt + ttlMs;
     this.armExpiry();
   }
+
+  /** Why the lock is lost when its TTL runs out (`max-hold` once extension stopped on purpose). */
+  expiryReason: "expired" | "max-hold" = "expired";
 
   get signal(): AbortSignal {
     return this.controller.signal;
@@ -157,7 +162,7 @@ class HeldLock implements Lock {
   private armExpiry(): void {
     clearTimeout(this.expiryTimer);
     this.expiryTimer = setTimeout(
-      () => this.lose("expired"),
+      () => this.lose(this.expiryReason),
       Math.max(0, this.expiresAt - Date.now()),
     );
     this.expiryTimer.unref?.();
@@ -251,32 +256,54 @@ class Manager implements LockManager {
 
   async acquire(resource: string, options: AcquireOptions = {}): Promise<Lock> {
     checkResource(resource);
-    if (typeof options !== "object" || options === null)
+    if (typeof options !== "object" || options === null) {
       fail("acquire", "options", "an object", options);
+    }
     rejectUnknown("acquire", options, ["ttlMs", "waitMs", "signal"]);
     const ttlMs = options.ttlMs === undefined ? this.defaultTtlMs : ttl("acquire", options.ttlMs);
     const waitMs = options.waitMs ?? 0;
-    if (!Number.isSafeInteger(waitMs) || waitMs < 0)
-      fail("acquire", "waitMs", "a non-negative integer", waitMs);
+    if (!Number.isSafeInteger(waitMs) || waitMs < 0 || waitMs > MAX_TTL_MS) {
+      fail("acquire", "waitMs", `a non-negative integer of at most ${MAX_TTL_MS}`, waitMs);
+    }
     const signal = options.signal;
-    if (signal !== undefined && !(signal instanceof AbortSignal))
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
       fail("acquire", "signal", "an AbortSignal", signal);
+    }
     const key = this.keyOf(resource);
     const token = randomUUID();
-
-    const queue = this.queues.get(key);
-    if (queue === undefined || waitMs === 0) {
-      const first = await this.call((store) => store.acquire(key, token, ttlMs));
-      if (first.acquired) {
-        this.counters.acquired++;
-        return new HeldLock(resource, token, first.fence, ttlMs, this, key);
-      }
-      this.counters.contended++;
-      if (waitMs === 0) throw new LockNotAcquiredError(resource, first.retryAfterMs);
-    } else {
-      this.counters.contended++;
+    if (this.queues.has(key) && waitMs > 0) {
+      this.counters.contended++; // others of this process wait already: queue behind them
+      return this.wait(resource, key, token, ttlMs, waitMs, signal);
+    }
+    const answer = await this.attempt(resource, key, token, ttlMs, false);
+    if (answer instanceof HeldLock) return answer;
+    this.counters.contended++;
+    if (waitMs === 0 || signal?.aborted) {
+      throw new LockNotAcquiredError(resource, Math.max(0, answer.retryAfterMs));
     }
     return this.wait(resource, key, token, ttlMs, waitMs, signal);
+  }
+
+  /** One acquire call. A call that failed may still have taken the lock: it is given back. */
+  private async attempt(
+    resource: string,
+    key: string,
+    token: string,
+    ttlMs: number,
+    waiting: boolean,
+  ): Promise<HeldLock | { retryAfterMs: number }> {
+    const startedAt = Date.now();
+    try {
+      const answer = await this.call((store) => store.acquire(key, token, ttlMs, waiting));
+      if (!answer.acquired) return answer;
+      this.counters.acquired++;
+      return new HeldLock(resource, token, answer.fence, ttlMs, this, key, startedAt);
+    } catch (err) {
+      // A timed-out acquire may still run in Redis: release the token's lock if it got it.
+      this.store.release(key, token).catch(() => {});
+      this.store.leave(key, token).catch(() => {});
+      throw err;
+    }
   }
 
   /** Waits in this process's queue for `key`, trying when woken; see the module comment. */
@@ -290,7 +317,6 @@ class Manager implements LockManager {
   ): Promise<Lock> {
     const started = Date.now();
     const deadline = started + waitMs;
-    await this.listen();
     let queue = this.queues.get(key);
     if (queue === undefined) {
       queue = { waiters: [] };
@@ -300,31 +326,31 @@ class Manager implements LockManager {
     let woken = new Promise<void>((resolve) => {
       wake = resolve;
     });
-    const me = {
-      wake: () => {
-        wake();
-      },
-    };
+    const me = { wake: () => wake() };
     queue.waiters.push(me);
     const onAbort = () => me.wake();
     signal?.addEventListener("abort", onAbort, { once: true });
     let retryAfterMs = 0;
+    let leased = false;
     try {
+      // Hear releases; a subscription that cannot be made in time only costs wake-up speed.
+      await withTimeout(this.listen(), Math.min(waitMs, this.timeoutMs)).catch(() => {});
       for (;;) {
-        if (signal?.aborted) throw new LockNotAcquiredError(resource, retryAfterMs);
-        if (queue.waiters[0] === me) {
-          const answer = await this.call((store) => store.acquire(key, token, ttlMs));
-          if (answer.acquired) {
-            this.counters.acquired++;
-            return new HeldLock(resource, token, answer.fence, ttlMs, this, key);
-          }
+        if (signal?.aborted) throw new LockNotAcquiredError(resource, Math.max(0, retryAfterMs));
+        const head = queue.waiters[0] === me;
+        if (head) {
+          const answer = await this.attempt(resource, key, token, ttlMs, true);
+          if (answer instanceof HeldLock) return answer;
+          leased = true;
           retryAfterMs = answer.retryAfterMs;
         }
         const left = deadline - Date.now();
-        if (left <= 0) throw new LockNotAcquiredError(resource, retryAfterMs);
-        // Sleep until a release is published, the holder's lock would expire, or the deadline.
-        const nap = queue.waiters[0] === me ? Math.min(left, Math.max(1, retryAfterMs)) : left;
-        const timer = setTimeout(me.wake, nap);
+        if (left <= 0) throw new LockNotAcquiredError(resource, Math.max(0, retryAfterMs));
+        // Sleep until a release is published, or the holder's lock would expire, or the
+        // waiter lease needs renewing, or the deadline.
+        const renew = WAITER_LEASE_MS / 2;
+        const nap = head ? Math.min(left, retryAfterMs > 0 ? retryAfterMs : renew, renew) : left;
+        const timer = setTimeout(me.wake, Math.max(1, nap));
         await woken;
         clearTimeout(timer);
         woken = new Promise<void>((resolve) => {
@@ -336,8 +362,12 @@ class Manager implements LockManager {
       this.counters.waitMs += Date.now() - started;
       const i = queue.waiters.indexOf(me);
       if (i !== -1) queue.waiters.splice(i, 1);
-      if (queue.waiters.length === 0) this.queues.delete(key);
-      else if (i === 0) queue.waiters[0]?.wake(); // the next in line tries now
+      if (queue.waiters.length === 0) {
+        if (this.queues.get(key) === queue) this.queues.delete(key);
+      } else if (i === 0) {
+        queue.waiters[0]?.wake(); // the next in line tries now
+      }
+      if (leased) this.store.leave(key, token).catch(() => {}); // no-op once acquired
     }
   }
 
@@ -356,8 +386,9 @@ class Manager implements LockManager {
   }
 
   autoExtend(lock: Lock, options: { maxHoldMs?: number } = {}): () => void {
-    if (!(lock instanceof HeldLock))
+    if (!(lock instanceof HeldLock)) {
       throw new InvalidOptionError(`${SCOPE}: autoExtend() takes a lock from this package`, "lock");
+    }
     const maxHoldMs = options.maxHoldMs;
     if (maxHoldMs !== undefined) positiveInt("autoExtend", "maxHoldMs", maxHoldMs);
     const startedAt = Date.now();
@@ -366,12 +397,18 @@ class Manager implements LockManager {
     let timer: NodeJS.Timeout | undefined;
     const tick = async () => {
       if (stopped || lock.settled) return;
-      if (maxHoldMs !== undefined && Date.now() - startedAt >= maxHoldMs) return; // let it expire
-      const ms =
-        maxHoldMs === undefined
-          ? lock.ttlMs
-          : Math.min(lock.ttlMs, Math.max(1, startedAt + maxHoldMs - Date.now()));
-      await lock.extend(ms); // one extension in flight: the next is scheduled after this one
+      const held = Date.now() - startedAt;
+      if (maxHoldMs !== undefined && held >= maxHoldMs) {
+        lock.expiryReason = "max-hold"; // stop extending: it expires and is reported lost
+        return;
+      }
+      const ms = maxHoldMs === undefined ? lock.ttlMs : Math.min(lock.ttlMs, maxHoldMs - held);
+      if (ms < lock.ttlMs) lock.expiryReason = "max-hold"; // the last extension: up to maxHoldMs
+      try {
+        await lock.extend(Math.max(1, ms)); // one extension in flight: the next waits for it
+      } catch {
+        // extend() reports failures as loss; nothing may escape a timer
+      }
       if (!stopped && !lock.settled) timer = setTimeout(tick, every);
     };
     timer = setTimeout(tick, every);
@@ -388,6 +425,7 @@ class Manager implements LockManager {
   ): Promise<T> {
     if (typeof fn !== "function") fail("withLock", "fn", "a function", fn);
     const { maxHoldMs, ...acquireOptions } = options;
+    if (maxHoldMs !== undefined) positiveInt("withLock", "maxHoldMs", maxHoldMs);
     const lock = await this.acquire(resource, acquireOptions);
     const stop = this.autoExtend(lock, { maxHoldMs });
     try {

@@ -3,7 +3,7 @@
  * process (like one Redis server), so every memory-backed manager with the same prefix sees
  * the same locks. Expired locks are removed lazily and by a sweep of at most 1000 per call.
  */
-import type { AcquireAnswer, LockStore } from "./types.js";
+import { type AcquireAnswer, type LockStore, WAITER_LEASE_MS } from "./types.js";
 
 interface Held {
   token: string;
@@ -13,6 +13,20 @@ interface Held {
 const locks = new Map<string, Held>();
 const fences = new Map<string, number>();
 const listeners = new Set<(key: string) => void>();
+/** Waiters' leases per key: token → lease end (ms). */
+const waiters = new Map<string, Map<string, number>>();
+
+/** The live waiter leases of `key` (expired ones dropped). */
+function leases(key: string, now: number): Map<string, number> | undefined {
+  const m = waiters.get(key);
+  if (m === undefined) return undefined;
+  for (const [token, until] of m) if (until <= now) m.delete(token);
+  if (m.size === 0) {
+    waiters.delete(key);
+    return undefined;
+  }
+  return m;
+}
 
 function live(key: string, now: number): Held | undefined {
   const held = locks.get(key);
@@ -25,16 +39,34 @@ function live(key: string, now: number): Held | undefined {
 
 /** See the module comment. */
 export class MemoryLockStore implements LockStore {
-  async acquire(key: string, token: string, ttlMs: number): Promise<AcquireAnswer> {
+  async acquire(
+    key: string,
+    token: string,
+    ttlMs: number,
+    waiting: boolean,
+  ): Promise<AcquireAnswer> {
     const now = Date.now();
     const held = live(key, now);
-    if (held !== undefined) return { acquired: false, retryAfterMs: held.expiresAt - now };
+    const queued = leases(key, now);
+    if (held !== undefined || (!waiting && queued !== undefined)) {
+      if (waiting) {
+        const m = queued ?? new Map<string, number>();
+        m.set(token, now + WAITER_LEASE_MS);
+        waiters.set(key, m);
+      }
+      return { acquired: false, retryAfterMs: held === undefined ? -1 : held.expiresAt - now };
+    }
+    queued?.delete(token);
     locks.set(key, { token, expiresAt: now + ttlMs });
     // Microseconds of the clock as a floor, like the Redis store.
     const fence = Math.max((fences.get(key) ?? 0) + 1, now * 1000);
     fences.set(key, fence);
     if (locks.size > 10_000) sweep(now);
     return { acquired: true, fence };
+  }
+
+  async leave(key: string, token: string): Promise<void> {
+    waiters.get(key)?.delete(token);
   }
 
   async extend(key: string, token: string, ttlMs: number): Promise<boolean> {

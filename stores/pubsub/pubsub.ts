@@ -174,7 +174,16 @@ export function createPubSub(options: PubSubOptions = {}): PubSub {
         handlers.set(channel, set);
       }
       set.add(handler as MessageHandler);
-      if (set.size === 1) await transport.listen(channel);
+      if (set.size === 1) {
+        try {
+          await transport.listen(channel);
+        } catch (err) {
+          // Not subscribed: forget the handler, so a retry subscribes again.
+          set.delete(handler as MessageHandler);
+          if (!set.size) handlers.delete(channel);
+          throw err;
+        }
+      }
       let done = false;
       return async () => {
         if (done) return;
