@@ -43,6 +43,8 @@ export function defineScript(name: string, lua: string): Script {
   if (names.has(name)) throw new Error(`script ${name} is defined twice`);
   names.add(name);
   const command = `erk_${name}`;
+  // Method names built once: a key concatenated per call would be hashed on every lookup.
+  const methods = { "": command, Buffer: `${command}Buffer` } as const;
   const call = (
     redis: RedisClient,
     suffix: "" | "Buffer",
@@ -58,7 +60,7 @@ export function defineScript(name: string, lua: string): Script {
       redis.defineCommand(command, { lua });
       onClient.add(command);
     }
-    const fn = (redis as unknown as Record<string, ScriptCommand>)[command + suffix]!;
+    const fn = (redis as unknown as Record<string, ScriptCommand>)[methods[suffix]]!;
     const flat: Arg[] = [keys.length];
     for (const key of keys) flat.push(key);
     for (const arg of args) flat.push(arg);
