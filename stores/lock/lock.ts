@@ -219,7 +219,7 @@ class HeldLock implements Lock {
 
 /** Per-process queue of one resource's waiters. */
 interface Queue {
-  waiters: { token: string; wake: () => void }[];
+  waiters: { wake: () => void }[];
 }
 
 class Manager implements LockManager {
@@ -326,7 +326,7 @@ class Manager implements LockManager {
     let woken = new Promise<void>((resolve) => {
       wake = resolve;
     });
-    const me = { token, wake: () => wake() };
+    const me = { wake: () => wake() };
     queue.waiters.push(me);
     const onAbort = () => me.wake();
     signal?.addEventListener("abort", onAbort, { once: true });
@@ -371,15 +371,10 @@ class Manager implements LockManager {
     }
   }
 
-  /** Subscribes (once) to release messages: a release wakes the waiter that came first. */
+  /** Subscribes (once) to release messages: a release wakes the first waiter of its key. */
   private listen(): Promise<unknown> {
     this.subscription ??= this.store
-      .onReleased((key, next) => {
-        // Wake this process's first waiter when it is the one that came first, or when the
-        // release names nobody.
-        const head = this.queues.get(key)?.waiters[0];
-        if (head !== undefined && (next === "" || head.token === next)) head.wake();
-      })
+      .onReleased((key) => this.queues.get(key)?.waiters[0]?.wake())
       .catch((err: unknown) => {
         this.subscription = undefined; // try again next time; waiters still wake at expiry
         this.logger.warn(

@@ -12,8 +12,8 @@ interface Held {
 
 const locks = new Map<string, Held>();
 const fences = new Map<string, number>();
-const listeners = new Set<(key: string, next: string) => void>();
-/** Waiters' leases per key: token → lease end (ms), in order of arrival. */
+const listeners = new Set<(key: string) => void>();
+/** Waiters' leases per key: token → lease end (ms). */
 const waiters = new Map<string, Map<string, number>>();
 
 /** The live waiter leases of `key` (expired ones dropped). */
@@ -51,7 +51,7 @@ export class MemoryLockStore implements LockStore {
     if (held !== undefined || (!waiting && queued !== undefined)) {
       if (waiting) {
         const m = queued ?? new Map<string, number>();
-        m.set(token, now + WAITER_LEASE_MS); // a Map keeps first insertion order: arrival
+        m.set(token, now + WAITER_LEASE_MS);
         waiters.set(key, m);
       }
       return { acquired: false, retryAfterMs: held === undefined ? -1 : held.expiresAt - now };
@@ -80,12 +80,11 @@ export class MemoryLockStore implements LockStore {
     const held = live(key, Date.now());
     if (held?.token !== token) return false;
     locks.delete(key);
-    const first = leases(key, Date.now())?.keys().next().value ?? "";
-    for (const listener of listeners) queueMicrotask(() => listener(key, first));
+    for (const listener of listeners) queueMicrotask(() => listener(key));
     return true;
   }
 
-  async onReleased(listener: (key: string, next: string) => void): Promise<() => void> {
+  async onReleased(listener: (key: string) => void): Promise<() => void> {
     listeners.add(listener);
     return () => void listeners.delete(listener);
   }

@@ -6,11 +6,9 @@
  *   K          the lock: the holder's token, with a PX expiry
  *   K:fence    the resource's last fence, kept for a day after the last acquisition
  *   K:waiters  waiters' leases (token → lease end), renewed while they wait
- *   K:queue    the same waiters by arrival, so a release wakes the one that came first
  * Releases PUBLISH on `<prefix>released` (from inside the script), so waiters wake at once.
  */
 
-import { randomUUID } from "node:crypto";
 import type { Logger } from "../core/logger.js";
 import { defineScript, type RedisClient } from "../core/scripts.js";
 import { createPubSub, type PubSub } from "../pubsub/pubsub.js";
@@ -21,7 +19,7 @@ export const FENCE_TTL_MS = 86_400_000;
 
 /**
  * Acquire. KEYS[1] lock, KEYS[2] fence, KEYS[3] waiter leases (sorted set: token → lease end,
- * ms), KEYS[4] waiters by arrival (token → first refusal, µs). ARGV[1] token, ARGV[2] ttl ms, ARGV[3] fence ttl ms, ARGV[4] "1" when the caller waits,
+ * ms). ARGV[1] token, ARGV[2] ttl ms, ARGV[3] fence ttl ms, ARGV[4] "1" when the caller waits,
  * ARGV[5] lease ms.
  * A caller that does not wait yields a free lock to live waiters (they came first), so a
  * process that releases and re-acquires in a loop cannot starve the others. The fence is the
@@ -35,14 +33,10 @@ const ACQUIRE = defineScript(
 local t = redis.call('TIME')
 local nowMs = t[1] * 1000 + math.floor(t[2] / 1000)
 local waiting = ARGV[4] == '1'
-for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', nowMs)) do
-  redis.call('ZREM', KEYS[4], gone)
-end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', nowMs)
 local yield = not waiting and redis.call('ZCARD', KEYS[3]) > 0
 if not yield and redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then
   redis.call('ZREM', KEYS[3], ARGV[1])
-  redis.call('ZREM', KEYS[4], ARGV[1])
   local now = t[1] * 1000000 + t[2]
   local fence = redis.call('INCR', KEYS[2])
   if fence < now then
@@ -55,9 +49,7 @@ end
 if waiting then
   local lease = tonumber(ARGV[5])
   redis.call('ZADD', KEYS[3], nowMs + lease, ARGV[1])
-  redis.call('ZADD', KEYS[4], 'NX', t[1] * 1000000 + t[2], ARGV[1])
   redis.call('PEXPIRE', KEYS[3], lease)
-  redis.call('PEXPIRE', KEYS[4], lease)
 end
 local left = redis.call('PTTL', KEYS[1])
 if left < 0 then left = -1 end
@@ -65,11 +57,8 @@ return { 0, left }
 `,
 );
 
-/** Drop a waiter's lease. KEYS[1] waiter leases, KEYS[2] arrivals. ARGV[1] token. */
-const LEAVE = defineScript(
-  "lock_leave",
-  "redis.call('ZREM', KEYS[2], ARGV[1]) return redis.call('ZREM', KEYS[1], ARGV[1])",
-);
+/** Drop a waiter's lease. KEYS[1] waiter leases. ARGV[1] token. */
+const LEAVE = defineScript("lock_leave", "return redis.call('ZREM', KEYS[1], ARGV[1])");
 
 /** Extend. KEYS[1] lock. ARGV[1] token, ARGV[2] ttl ms. Returns 1, or 0 when not held. */
 const EXTEND = defineScript(
@@ -81,24 +70,15 @@ return 0
 );
 
 /**
- * Release. KEYS[1] lock, KEYS[2] waiter leases, KEYS[3] arrivals. ARGV[1] token, ARGV[2]
- * channel, ARGV[3] and ARGV[4] the message before and after the next waiter's token. Deletes
- * the lock when the token holds it and publishes the message naming the waiter that came
- * first (among live leases), so only that one wakes; returns 1, or 0 when it did not hold it.
+ * Release. KEYS[1] lock. ARGV[1] token, ARGV[2] channel, ARGV[3] message. Deletes the lock
+ * and publishes the message when the token holds it; returns 1, or 0 when it did not.
  */
 const RELEASE = defineScript(
   "lock_release",
   `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
-local t = redis.call('TIME')
-local nowMs = t[1] * 1000 + math.floor(t[2] / 1000)
-for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', nowMs)) do
-  redis.call('ZREM', KEYS[3], gone)
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', nowMs)
-local first = redis.call('ZRANGE', KEYS[3], 0, 0)
-redis.call('PUBLISH', ARGV[2], ARGV[3] .. (first[1] or '') .. ARGV[4])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 `,
 );
@@ -123,7 +103,7 @@ export class RedisLockStore implements LockStore {
     ttlMs: number,
     waiting: boolean,
   ): Promise<AcquireAnswer> {
-    const keys = [key, `${key}:fence`, `${key}:waiters`, `${key}:queue`];
+    const keys = [key, `${key}:fence`, `${key}:waiters`];
     const args = [token, ttlMs, FENCE_TTL_MS, waiting ? "1" : "0", WAITER_LEASE_MS];
     const [ok, value] = (await ACQUIRE.run(this.redis, keys, args)) as [number, string | number];
     return ok === 1
@@ -132,7 +112,7 @@ export class RedisLockStore implements LockStore {
   }
 
   async leave(key: string, token: string): Promise<void> {
-    await LEAVE.run(this.redis, [`${key}:waiters`, `${key}:queue`], [token]);
+    await LEAVE.run(this.redis, [`${key}:waiters`], [token]);
   }
 
   async extend(key: string, token: string, ttlMs: number): Promise<boolean> {
@@ -140,29 +120,14 @@ export class RedisLockStore implements LockStore {
   }
 
   async release(key: string, token: string): Promise<boolean> {
-    // The script puts the next waiter's token where the placeholder is (a fresh UUID, so it
-    // cannot occur anywhere else in the message).
-    const placeholder = randomUUID();
-    const message = this.pubsub.encode({ key, next: placeholder }, "lock.released");
-    const at = message.indexOf(placeholder);
-    const args = [
-      token,
-      this.channel,
-      message.slice(0, at),
-      message.slice(at + placeholder.length),
-    ];
-    const keys = [key, `${key}:waiters`, `${key}:queue`];
-    return (await RELEASE.run(this.redis, keys, args)) === 1;
+    const message = this.pubsub.encode({ key }, "lock.released");
+    return (await RELEASE.run(this.redis, [key], [token, this.channel, message])) === 1;
   }
 
-  async onReleased(listener: (key: string, next: string) => void): Promise<() => void> {
-    const off = await this.pubsub.subscribe<{ key: string; next?: string }>(
-      this.channel,
-      (message) => {
-        const { key, next } = message.data ?? {};
-        if (typeof key === "string") listener(key, typeof next === "string" ? next : "");
-      },
-    );
+  async onReleased(listener: (key: string) => void): Promise<() => void> {
+    const off = await this.pubsub.subscribe<{ key: string }>(this.channel, (message) => {
+      if (typeof message.data?.key === "string") listener(message.data.key);
+    });
     return () => void off().catch(() => {});
   }
 

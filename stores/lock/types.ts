@@ -30,10 +30,6 @@ export interface LockStore {
   extend(key: string, token: string, ttlMs: number): Promise<boolean>;
   /** Deletes the lock if `token` still holds it, and wakes waiters; false when it did not. */
   release(key: string, token: string): Promise<boolean>;
-  /**
-   * Calls `listener(key, next)` whenever a lock of this store is released, until the returned
-   * function is called. `next` is the token of the waiter that came first ("" when none is
-   * known: every waiting process may try).
-   */
-  onReleased(listener: (key: string, next: string) => void): Promise<() => void>;
+  /** Calls `onReleased(key)` whenever a lock of this store is released, until the returned function is called. */
+  onReleased(listener: (key: string) => void): Promise<() => void>;
 }
