@@ -240,7 +240,7 @@ describe.each(["memory", "standalone", "cluster"] as Backend[])("locks on %s", (
           new Promise((resolve) =>
             lock.signal.addEventListener("abort", () => resolve(lock.signal.reason)),
           ),
-        { ttlMs: 60, maxHoldMs: 100 },
+        { ttlMs: 150, maxHoldMs: 300 },
       )
       .catch((e: unknown) => e);
     expect((reason as LockLostError).reason).toBe("max-hold");

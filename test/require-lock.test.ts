@@ -232,15 +232,17 @@ describe.each(["memory", "standalone", "cluster"] as const)("requireLock() on %s
   });
 
   it("autoExtend keeps a short lock through a long handler", async () => {
-    const { url, guard } = await app((_req, res) => void setTimeout(() => res.json({}), 300), {
-      ttlMs: 60,
+    const { url, guard } = await app((_req, res) => void setTimeout(() => res.json({}), 1000), {
+      ttlMs: 200,
     });
     const [first, second] = await Promise.all([
-      request(url).post("/work/8"),
-      wait(150).then(() => request(url).post("/work/8")),
+      request(url)
+        .post("/work/8")
+        .then((r) => r),
+      wait(500).then(() => request(url).post("/work/8")),
     ]);
     expect(first.status).toBe(200);
-    expect(second.status).toBe(409); // 150 ms in, 2.5 TTLs: still held thanks to extension
+    expect(second.status).toBe(409); // 500 ms in, 2.5 TTLs: still held thanks to extension
     expect(guard.locks.stats().lost).toBe(0);
   });
 });
