@@ -34,6 +34,7 @@ import {
   fmtInt,
   httpProgress,
   median,
+  percent,
   type RunResult,
   summarize,
   type VariantSummary,
@@ -199,10 +200,6 @@ function summaryTable(summaries: readonly VariantSummary[], runs: readonly RunRe
     );
   }
   return lines.join("\n");
-}
-
-function percent(share: number | undefined): string {
-  return share === undefined ? "n/a" : `${Math.round(share * 100)} %`;
 }
 
 function rawTable(runs: readonly RunResult[]): string {

@@ -35,7 +35,7 @@ import {
 } from "./lock-variants.js";
 import { commandStats, cpuBusyUs, redisCpuUs, statDelta } from "./measure.js";
 import { type LineWorker, pinning, startLineWorker, stopChild } from "./processes.js";
-import { fmt, fmtInt, median, quantile, type RunFailure } from "./stats.js";
+import { fmt, fmtInt, median, percent, quantile, type RunFailure } from "./stats.js";
 import type { MeasuredRun, SuiteDefinition } from "./suite.js";
 
 /** Sequential acquire+release cycles of the uncontended warm-up. */
@@ -429,10 +429,6 @@ function commandMix(runs: readonly LockRun[], pick: (r: LockRun) => Record<strin
       return [`- ${variant}: ${parts.length > 0 ? parts.join(", ") : "none"}`];
     })
     .join("\n");
-}
-
-function percent(share: number | undefined): string {
-  return share === undefined ? "n/a" : `${Math.round(share * 100)} %`;
 }
 
 function rawTable(runs: readonly LockRun[]): string {

@@ -204,6 +204,12 @@ export function fmt(value: number, digits: number): string {
   return Number.isFinite(value) ? value.toFixed(digits) : "n/a";
 }
 
+/** A share (0–1) as a whole percentage, or "n/a". */
+export function percent(share: number | undefined): string {
+  return share === undefined ? "n/a" : `${Math.round(share * 100)} %`;
+}
+
+/** An integer with thousands separators. */
 export function fmtInt(value: number): string {
   return Number.isFinite(value) ? Math.round(value).toLocaleString("en-US") : "n/a";
 }
