@@ -112,6 +112,24 @@ it("an acquire that times out on our side does not leave an orphan lock behind",
   await lock.release();
 });
 
+it("a contended waiter costs one try when it arrives and one per wake-up (INFO commandstats)", async () => {
+  const locks = manager(newRedis(server.url));
+  const warm = await locks.acquire("rt", { waitMs: 1000 }); // also starts hearing releases
+  await warm.release();
+  const holder = await locks.acquire("rt", { ttlMs: 20_000 });
+  const evalsha = async () => {
+    const stats = (await admin.info("commandstats")) as string;
+    return Number(/cmdstat_evalsha:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+  };
+  const before = await evalsha();
+  const waiting = locks.acquire("rt", { waitMs: 5000 });
+  await holder.release();
+  const lock = await waiting;
+  await lock.release();
+  // try on arrival, holder's release, try on wake-up, waiter's release
+  expect((await evalsha()) - before).toBe(4);
+});
+
 it("Redis down: acquire fails with StoreUnavailableError; requireLock answers 503, or lets through when open", async () => {
   const redis = createRedisClient({
     url: server.url,

@@ -227,6 +227,8 @@ class Manager implements LockManager {
   private readonly store: LockStore;
   private readonly queues = new Map<string, Queue>();
   private subscription: Promise<() => void> | undefined;
+  /** True once release messages are being received. */
+  private heard = false;
 
   constructor(
     redis: RedisClient | undefined,
@@ -275,13 +277,17 @@ class Manager implements LockManager {
       this.counters.contended++; // others of this process wait already: queue behind them
       return this.wait(resource, key, token, ttlMs, waitMs, signal);
     }
-    const answer = await this.attempt(resource, key, token, ttlMs, false);
+    // A caller that will wait takes its waiter lease with this first try. When releases were
+    // already being heard before it, none can slip past: the wait starts with a nap.
+    const heard = this.heard;
+    const answer = await this.attempt(resource, key, token, ttlMs, waitMs > 0);
     if (answer instanceof HeldLock) return answer;
     this.counters.contended++;
     if (waitMs === 0 || signal?.aborted) {
       throw new LockNotAcquiredError(resource, Math.max(0, answer.retryAfterMs));
     }
-    return this.wait(resource, key, token, ttlMs, waitMs, signal);
+    const tried = heard ? answer.retryAfterMs : undefined;
+    return this.wait(resource, key, token, ttlMs, waitMs, signal, tried);
   }
 
   /** One acquire call. A call that failed may still have taken the lock: it is given back. */
@@ -314,6 +320,7 @@ class Manager implements LockManager {
     ttlMs: number,
     waitMs: number,
     signal: AbortSignal | undefined,
+    tried?: number,
   ): Promise<Lock> {
     const started = Date.now();
     const deadline = started + waitMs;
@@ -330,15 +337,17 @@ class Manager implements LockManager {
     queue.waiters.push(me);
     const onAbort = () => me.wake();
     signal?.addEventListener("abort", onAbort, { once: true });
-    let retryAfterMs = 0;
-    let leased = false;
+    let retryAfterMs = tried ?? 0;
+    let leased = tried !== undefined;
+    let skip = tried !== undefined; // just tried (and leased) with releases already heard
     try {
       // Hear releases; a subscription that cannot be made in time only costs wake-up speed.
       await withTimeout(this.listen(), Math.min(waitMs, this.timeoutMs)).catch(() => {});
       for (;;) {
         if (signal?.aborted) throw new LockNotAcquiredError(resource, Math.max(0, retryAfterMs));
         const head = queue.waiters[0] === me;
-        if (head) {
+        if (head && skip) skip = false;
+        else if (head) {
           const answer = await this.attempt(resource, key, token, ttlMs, true);
           if (answer instanceof HeldLock) return answer;
           leased = true;
@@ -375,6 +384,10 @@ class Manager implements LockManager {
   private listen(): Promise<unknown> {
     this.subscription ??= this.store
       .onReleased((key) => this.queues.get(key)?.waiters[0]?.wake())
+      .then((off) => {
+        this.heard = true;
+        return off;
+      })
       .catch((err: unknown) => {
         this.subscription = undefined; // try again next time; waiters still wake at expiry
         this.logger.warn(
