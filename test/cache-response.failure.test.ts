@@ -9,17 +9,15 @@ import type { Redis } from "ioredis";
 import { createRedisClient } from "../index.js";
 import { type CacheApp, closeServers, quiet, serve } from "./cache-helpers.js";
 import { type RedisServer, startRedisServer } from "./harness/redis-server.ts";
-import { closeClients, testPrefix, wait } from "./helpers.js";
+import { closeClients, collectUnhandledRejections, testPrefix, wait } from "./helpers.js";
 
 const prefix = testPrefix(__filename);
 let server: RedisServer;
 let redis: Redis;
 let admin: Redis;
-const unhandled: unknown[] = [];
-const onUnhandled = (reason: unknown) => unhandled.push(reason);
+const unhandled = collectUnhandledRejections();
 
 beforeAll(async () => {
-  process.on("unhandledRejection", onUnhandled);
   server = await startRedisServer();
   redis = createRedisClient({
     url: server.url,
@@ -34,7 +32,6 @@ afterAll(async () => {
   redis.disconnect();
   admin.disconnect();
   await server.stop();
-  process.off("unhandledRejection", onUnhandled);
 });
 afterEach(() => expect(unhandled).toEqual([]));
 

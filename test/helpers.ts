@@ -77,3 +77,15 @@ export function createApp(...middleware: RequestHandler[]): express.Express {
 export function wait(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/**
+ * Records every unhandled rejection while this test file runs (hooks registered here), so a
+ * file can assert after each test that there were none.
+ */
+export function collectUnhandledRejections(): unknown[] {
+  const seen: unknown[] = [];
+  const record = (reason: unknown) => seen.push(reason);
+  beforeAll(() => process.on("unhandledRejection", record));
+  afterAll(() => process.off("unhandledRejection", record));
+  return seen;
+}

@@ -17,18 +17,16 @@ import {
   StoreUnavailableError,
 } from "../index.js";
 import { type RedisServer, startRedisServer } from "./harness/redis-server.ts";
-import { closeClients, newRedis, testPrefix } from "./helpers.js";
+import { closeClients, collectUnhandledRejections, newRedis, testPrefix } from "./helpers.js";
 
 const quiet = { info() {}, warn() {}, error() {} };
 const prefix = testPrefix(__filename);
 let server: RedisServer;
 let admin: Redis;
 const managers: LockManager[] = [];
-const unhandled: unknown[] = [];
-const onUnhandled = (reason: unknown) => unhandled.push(reason);
+const unhandled = collectUnhandledRejections();
 
 beforeAll(async () => {
-  process.on("unhandledRejection", onUnhandled);
   server = await startRedisServer();
   admin = newRedis(server.url);
 });
@@ -36,7 +34,6 @@ afterAll(async () => {
   for (const m of managers) await m.close().catch(() => {});
   await closeClients();
   await server.stop();
-  process.off("unhandledRejection", onUnhandled);
 });
 afterEach(async () => {
   await server.start();

@@ -16,18 +16,23 @@ import {
   StoreUnavailableError,
 } from "../index.js";
 import { type RedisServer, startRedisServer } from "./harness/redis-server.ts";
-import { closeClients, createApp, newRedis, testPrefix, wait } from "./helpers.js";
+import {
+  closeClients,
+  collectUnhandledRejections,
+  createApp,
+  newRedis,
+  testPrefix,
+  wait,
+} from "./helpers.js";
 
 const TIMEOUT_MS = 100;
 const MARGIN_MS = 250; // scheduling noise on a shared 2-core machine
 const prefix = testPrefix(__filename);
 let server: RedisServer;
 let redis: RedisClient;
-const unhandled: unknown[] = [];
-const onUnhandled = (reason: unknown) => unhandled.push(reason);
+const unhandled = collectUnhandledRejections();
 
 beforeAll(async () => {
-  process.on("unhandledRejection", onUnhandled);
   server = await startRedisServer();
   redis = createRedisClient({
     url: server.url,
@@ -39,7 +44,6 @@ afterAll(async () => {
   await closeClients();
   redis.disconnect();
   await server.stop();
-  process.off("unhandledRejection", onUnhandled);
 });
 afterEach(async () => {
   await server.start(); // a no-op when running
