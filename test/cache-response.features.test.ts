@@ -461,6 +461,21 @@ describe.each(["memory", "standalone"] as CacheBackend[])(
       expect(errors[0]).toMatch(/tags\(req, res\) threw \(boom\)/);
     });
 
+    it("a fill that began before a purge of its tag is not stored", async () => {
+      const app = await serve(options(), {
+        "/slow": (_req, res) => {
+          res.cacheTags?.(["t"]);
+          setTimeout(() => res.json({ r: Math.random() }), 300);
+        },
+      });
+      const first = app.get("/slow").then((r) => r);
+      await wait(100);
+      await app.cache.purgeTags(["t"]); // the data changed while the old response was computed
+      await first;
+      expect((await app.get("/slow")).headers["x-cache"]).toBe("MISS");
+      expect((await app.get("/slow")).headers["x-cache"]).toBe("HIT"); // control: stored normally
+    });
+
     it("an unrelated POST does not spoil a fill in flight", async () => {
       const app = await serve(options(), {
         "/slow": slowJson(200),
