@@ -85,3 +85,13 @@ export function replay(
   if (withBody) end.call(res, entry.body);
   else end.call(res);
 }
+
+/** Remaining freshness in whole seconds (negative once stale), for `Cache-Status: ttl`. */
+export function ttlSeconds(found: Lookup): number {
+  return Math.floor((found.entry.freshMs - residentMs(found)) / 1000);
+}
+
+/** Header values set on `res` so far, by name (what earlier middleware set). */
+export function snapshot(res: ServerResponse): Map<string, unknown> {
+  return new Map(Object.entries(res.getHeaders()));
+}

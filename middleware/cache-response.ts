@@ -11,12 +11,9 @@ import {
   ResponseCache as Engine,
   type FillClaim,
   type ResponseCacheStats,
-  urlTag,
 } from "../stores/cache/cache.js";
 import type { Lookup, StoredResponse } from "../stores/cache/types.js";
-import { InvalidOptionError, toError } from "../stores/core/errors.js";
-import { warnOnce } from "../stores/core/logger.js";
-import { show } from "../stores/core/options.js";
+import { toError } from "../stores/core/errors.js";
 import { ResponseCapture } from "./cache-capture.js";
 import {
   type Freshness,
@@ -25,7 +22,17 @@ import {
   storedHeaders,
   varyNames,
 } from "./cache-policy.js";
-import { markResponse, replay, residentMs } from "./cache-replay.js";
+import { markResponse, replay, residentMs, snapshot, ttlSeconds } from "./cache-replay.js";
+import {
+  checkPurgeTags,
+  collectTags,
+  purgeUrlTag,
+  type Routing,
+  requestTarget,
+  requestUrlTag,
+  type Target,
+  varyValues,
+} from "./cache-request.js";
 import { type CacheResponseOptions, parseCacheOptions, SCOPE } from "./cache-response-options.js";
 
 export type { ResponseCacheStats } from "../stores/cache/cache.js";
@@ -62,17 +69,6 @@ export interface CacheResponseMiddleware extends RequestHandler {
   close(): Promise<void>;
 }
 
-/** A request that may use the cache: its key parts and whether entries are per user. */
-interface Target {
-  parts: unknown[];
-  path: string;
-  query: string;
-  perUser: boolean;
-}
-
-const MAX_TAGS = 32;
-const MAX_TAG_LENGTH = 256;
-
 /**
  * Caches GET responses in Redis (or in memory when no `redis` is given), HTTP-correctly and
  * per user when asked. See the README's "cacheResponse()" section for every option.
@@ -85,42 +81,6 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
   const varyOf = new LRUCache<string, string[]>({ max: 10_000 });
   /** The routing options of the app last served, for `purge()` paths. */
   let routing: Routing = { caseSensitive: false, strict: false };
-
-  function target(req: Request): Target | string {
-    if (req.headers.range !== undefined) return "range";
-    const r = req as Request & { session?: { userId?: unknown }; user?: unknown; auth?: unknown };
-    let user: unknown = null;
-    if (config.userAware) {
-      user = r.session?.userId ?? (r.user as { id?: unknown } | undefined)?.id ?? null;
-      if (typeof user === "bigint") user = String(user);
-      if (typeof user !== "string" && typeof user !== "number") return "no-user";
-    }
-    let varyBy: unknown = null;
-    if (config.varyBy !== undefined) {
-      varyBy = config.varyBy(req) ?? null;
-      if (varyBy === null) return "vary-by";
-      checkPart("varyBy", varyBy);
-    }
-    const perUser = config.userAware || config.varyBy !== undefined;
-    if (!perUser) {
-      if (req.headers.authorization !== undefined) return "authorization";
-      // Any sign of a principal (a session user, passport's req.user, express-jwt's req.auth):
-      // its responses may be personal, so they are not shared.
-      if (r.session?.userId != null || r.user != null || r.auth != null) return "signed-in";
-    }
-    let extra: unknown = null;
-    if (config.key !== undefined) {
-      extra = config.key(req) ?? null;
-      if (extra === null) return "key";
-      checkPart("key", extra);
-    }
-    routing = routingOf(req);
-    const { path, query } = splitUrl(req.originalUrl, routing, config.keepParam);
-    // req.protocol and req.host honour `trust proxy` (X-Forwarded-Proto / -Host): a handler
-    // that builds links from them gets one entry per origin.
-    const origin = `${req.protocol}://${(req.host ?? "").toLowerCase()}`;
-    return { parts: [origin, path, query, extra, varyBy, user], path, query, perUser };
-  }
 
   /** Resolves a request's entry: the base key, or (through a Vary marker) its variant. */
   async function find(
@@ -309,7 +269,7 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
       const headers = storedHeaders(sent).filter(
         ([name]) => name === "date" || !before.has(name) || before.get(name) !== sent[name],
       );
-      const entryTags = collectTags(req, res, tags, t);
+      const entryTags = collectTags(req, res, tags, t, config);
       if (entryTags === undefined) return cache.abandon(key, claim.token);
       const body = capture.body();
       if (status === 200 && !headers.some(([name]) => name === "etag")) {
@@ -339,35 +299,6 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
     next();
   }
 
-  function collectTags(
-    req: Request,
-    res: Response,
-    tags: string[],
-    t: Target,
-  ): string[] | undefined {
-    let all: unknown[];
-    try {
-      all = [...(config.tags?.(req, res) ?? []), ...tags];
-    } catch (err) {
-      config.logger.error(
-        `${SCOPE}: tags(req, res) threw (${toError(err).message}); the response was not stored`,
-      );
-      return undefined;
-    }
-    if (
-      all.length > MAX_TAGS ||
-      !all.every((tag) => typeof tag === "string" && tag.length > 0 && tag.length <= MAX_TAG_LENGTH)
-    ) {
-      warnOnce(
-        config.logger,
-        "ERK_CACHE_TAGS",
-        `${SCOPE}: a response had invalid tags (at most ${MAX_TAGS} non-empty strings of at most ${MAX_TAG_LENGTH} characters); it was not stored`,
-      );
-      return undefined;
-    }
-    return [...new Set([urlTag(t.path, t.query), ...(all as string[])])];
-  }
-
   const middleware = function cacheResponseMiddleware(
     req: Request,
     res: Response,
@@ -379,7 +310,7 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
     }
     let t: Target | string;
     try {
-      t = target(req);
+      t = requestTarget(req, config);
     } catch (err) {
       return next(err);
     }
@@ -388,6 +319,7 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
       markResponse(res, "BYPASS", `fwd=bypass; detail=${t}`);
       return next();
     }
+    routing = t.routing;
     const go = (ready: boolean) => {
       if (!ready) {
         cache.counters.bypasses++;
@@ -406,62 +338,13 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
     if (req.method === "OPTIONS" || req.method === "TRACE") return;
     res.once("finish", () => {
       if (res.statusCode >= 400) return;
-      const { path, query } = splitUrl(req.originalUrl, routingOf(req), config.keepParam);
-      cache.invalidate([urlTag(path, query)]).catch(() => {}); // failures are counted in stats()
+      // Failures are counted in stats(), not thrown at the client.
+      cache.invalidate([requestUrlTag(req, config)]).catch(() => {});
     });
   }
 
-  middleware.purge = (targetUrl) => {
-    let path: string;
-    let query: string;
-    if (typeof targetUrl === "string") {
-      const q = targetUrl.indexOf("?");
-      path = q === -1 ? targetUrl : targetUrl.slice(0, q);
-      query = q === -1 ? "" : targetUrl.slice(q + 1);
-    } else if (
-      typeof targetUrl === "object" &&
-      targetUrl !== null &&
-      typeof targetUrl.path === "string"
-    ) {
-      path = targetUrl.path;
-      const raw = targetUrl.query ?? "";
-      query = typeof raw === "string" ? raw : new URLSearchParams(raw).toString();
-    } else {
-      return Promise.reject(
-        new InvalidOptionError(
-          `${SCOPE}: purge() takes a path or { path, query } (got ${show(targetUrl)})`,
-          "target",
-        ),
-      );
-    }
-    if (!path.startsWith("/")) {
-      return Promise.reject(
-        new InvalidOptionError(
-          `${SCOPE}: purge() path must start with "/" (got ${show(path)})`,
-          "target",
-        ),
-      );
-    }
-    return cache.purgeTags([
-      urlTag(normalizePath(path, routing), normalizeQuery(query, config.keepParam)),
-    ]);
-  };
-  middleware.purgeTags = (tags) => {
-    if (
-      !Array.isArray(tags) ||
-      !tags.every(
-        (tag) => typeof tag === "string" && tag.length > 0 && tag.length <= MAX_TAG_LENGTH,
-      )
-    ) {
-      return Promise.reject(
-        new InvalidOptionError(
-          `${SCOPE}: purgeTags() takes an array of non-empty tag strings (got ${show(tags)})`,
-          "tags",
-        ),
-      );
-    }
-    return cache.purgeTags(tags);
-  };
+  middleware.purge = async (target) => cache.purgeTags([purgeUrlTag(target, routing, config)]);
+  middleware.purgeTags = async (tags) => cache.purgeTags(checkPurgeTags(tags));
   middleware.purgeAll = async () => {
     await cache.purgeAll();
   };
@@ -469,73 +352,4 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
   middleware.idle = () => cache.idle();
   middleware.close = () => cache.close();
   return middleware;
-}
-
-/** Express's routing options, which decide which paths name one resource. */
-interface Routing {
-  caseSensitive: boolean;
-  strict: boolean;
-}
-
-/** The path as Express routes it: lowercased unless routing is case-sensitive, without a trailing slash unless strict. */
-function normalizePath(path: string, routing: Routing): string {
-  let out = routing.caseSensitive ? path : path.toLowerCase();
-  if (!routing.strict && out.length > 1 && out.endsWith("/")) out = out.slice(0, -1);
-  return out;
-}
-
-/** The routing options of the app serving `req` (Express's defaults without an app). */
-function routingOf(req: Request): Routing {
-  return {
-    caseSensitive: Boolean(req.app?.get("case sensitive routing")),
-    strict: Boolean(req.app?.get("strict routing")),
-  };
-}
-
-/** Splits a request URL into its normalised path and query. */
-function splitUrl(url: string, routing: Routing, keep: (name: string) => boolean) {
-  const q = url.indexOf("?");
-  const path = normalizePath(q === -1 ? url : url.slice(0, q), routing);
-  return { path, query: q === -1 ? "" : normalizeQuery(url.slice(q + 1), keep) };
-}
-
-/** Header values set on `res` so far, by name. */
-function snapshot(res: Response): Map<string, unknown> {
-  return new Map(Object.entries(res.getHeaders()));
-}
-
-/** Remaining freshness in whole seconds (negative once stale), for `Cache-Status: ttl`. */
-function ttlSeconds(found: Lookup): number {
-  return Math.floor((found.entry.freshMs - residentMs(found)) / 1000);
-}
-
-/** The request's values of the Vary fields, normalised (trimmed, inner whitespace collapsed). */
-function varyValues(req: Request, names: readonly string[]): (string | null)[] {
-  return names.map((name) => {
-    const value = req.headers[name];
-    if (value === undefined) return null;
-    return (Array.isArray(value) ? value.join(",") : value).replace(/\s*,\s*/g, ",").trim();
-  });
-}
-
-/** Sorted query with only the kept parameters, re-encoded canonically. */
-function normalizeQuery(query: string, keep: (name: string) => boolean): string {
-  if (query === "") return "";
-  const params = [...new URLSearchParams(query)].filter(([name]) => keep(name));
-  params.sort(([a, av], [b, bv]) => (a < b ? -1 : a > b ? 1 : av < bv ? -1 : av > bv ? 1 : 0));
-  return new URLSearchParams(params).toString();
-}
-
-/** Rejects a key part that is not a string or number. */
-function checkPart(option: "key" | "varyBy", value: unknown): void {
-  const ok =
-    typeof value === "string" ||
-    typeof value === "number" ||
-    (option === "key" && Array.isArray(value) && value.every((v) => typeof v === "string"));
-  if (!ok) {
-    throw new InvalidOptionError(
-      `${SCOPE}: ${option}(req) must return ${option === "key" ? "a string, an array of strings" : "a string, a number"} or null (got ${show(value)})`,
-      option,
-    );
-  }
 }
