@@ -202,6 +202,10 @@ describe.each(["memory", "standalone", "cluster"] as Backend[])("locks on %s", (
     const waiter = manager(client(), p);
     let stop = false;
     let loops = 0;
+    let looped!: () => void;
+    const firstLoop = new Promise<void>((resolve) => {
+      looped = resolve;
+    });
     const looping = (async () => {
       while (!stop) {
         const lock = await looper.acquire("hot", { ttlMs: 5000 }).catch(() => undefined);
@@ -210,11 +214,12 @@ describe.each(["memory", "standalone", "cluster"] as Backend[])("locks on %s", (
           continue;
         }
         loops++;
+        looped();
         await wait(2);
         await lock.release();
       }
     })();
-    await wait(30);
+    await firstLoop; // the looper is cycling before the waiter arrives
     const got = await waiter.acquire("hot", { ttlMs: 5000, waitMs: 3000 });
     stop = true;
     await got.release();

@@ -14,7 +14,6 @@
 import { randomUUID } from "node:crypto";
 import {
   InvalidOptionError,
-  LockLostError,
   LockNotAcquiredError,
   StoreUnavailableError,
   toError,
@@ -22,207 +21,40 @@ import {
 import { withTimeout } from "../core/fallback.js";
 import { parsePrefix, taggedKey } from "../core/keys.js";
 import { consoleLogger, type Logger } from "../core/logger.js";
-import { fail, positiveInt, rejectUnknown, show } from "../core/options.js";
+import { fail, positiveInt, rejectUnknown } from "../core/options.js";
 import type { RedisClient } from "../core/scripts.js";
+import { HeldLock, type LockHost, MAX_TTL_MS, ttl } from "./held-lock.js";
 import { MemoryLockStore } from "./memory.js";
+import {
+  type AcquireOptions,
+  checkResource,
+  type Lock,
+  type LockManager,
+  type LockManagerOptions,
+  type LockManagerStats,
+  type WithLockOptions,
+} from "./options.js";
 import { RedisLockStore } from "./redis.js";
 import { type LockStore, WAITER_LEASE_MS } from "./types.js";
 
-/** Longest resource name accepted (characters). */
-export const MAX_RESOURCE_LENGTH = 1024;
-/** Largest TTL accepted (ms): about 24 days, the range of Node's timers. */
-const MAX_TTL_MS = 2_147_483_647;
-
-/** Options of `createLockManager()`. */
-export interface LockManagerOptions {
-  /** ioredis client (standalone or Cluster). Omitted: the in-process memory backend. */
-  redis?: RedisClient;
-  /**
-   * Key prefix in Redis (and pub/sub channel prefix).
-   * @default "lock:"
-   */
-  prefix?: string;
-  /**
-   * TTL of a lock when `acquire()` is not given one.
-   * @default 30000
-   */
-  defaultTtlMs?: number;
-  /**
-   * Longest wait for Redis per call; past it the call fails with `StoreUnavailableError`.
-   * @default 2000
-   */
-  timeoutMs?: number;
-  /** @default console */
-  logger?: Logger;
-}
-
-/** Options of `acquire()`. */
-export interface AcquireOptions {
-  /** How long the lock lives unless extended, ms. @default the manager's `defaultTtlMs` */
-  ttlMs?: number;
-  /** How long to wait for the lock when it is held, ms. @default 0 (fail fast) */
-  waitMs?: number;
-  /** Gives up waiting when aborted (rejects with `LockNotAcquiredError`). */
-  signal?: AbortSignal;
-}
-
-/** Options of `withLock()`. */
-export interface WithLockOptions extends AcquireOptions {
-  /** Stop extending after this long: the lock then expires and is reported lost. */
-  maxHoldMs?: number;
-}
-
-/** A held lock. Release it, or let `await using` do it. */
-export interface Lock extends AsyncDisposable {
-  readonly resource: string;
-  /** This holder's secret token (compared by every extend and release). */
-  readonly token: string;
-  /** Strictly increasing per resource: store it with your writes and reject older ones. */
-  readonly fence: number;
-  /** When the lock expires unless extended (ms since the epoch, this process's clock). */
-  readonly expiresAt: number;
-  /** Aborted, with a `LockLostError` as reason, when the lock is lost. */
-  readonly signal: AbortSignal;
-  /** True once the lock is lost (see `signal`). */
-  readonly lost: boolean;
-  /** Sets the lock to expire `ms` from now; false (and lost) when it was no longer held. */
-  extend(ms?: number): Promise<boolean>;
-  /** Releases the lock; false when it was no longer held (expired or taken), never throws for that. */
-  release(): Promise<boolean>;
-}
-
-/** Counters since the manager was created. */
-export interface LockManagerStats {
-  acquired: number;
-  /** Acquisitions that found the lock held (waiting or failing). */
-  contended: number;
-  /** Locks lost while held. */
-  lost: number;
-  /** Total ms spent waiting by acquisitions that waited. */
-  waitMs: number;
-}
-
-/** See `createLockManager()`. */
-export interface LockManager {
-  /** Acquires `resource`; rejects with `LockNotAcquiredError` when not acquired within `waitMs`. */
-  acquire(resource: string, options?: AcquireOptions): Promise<Lock>;
-  /**
-   * Runs `fn` holding `resource`: extends the lock every ttl/3 while `fn` runs (one extension
-   * in flight at a time), releases it in `finally`, and stops extending after `maxHoldMs`.
-   */
-  withLock<T>(
-    resource: string,
-    fn: (lock: Lock) => Promise<T> | T,
-    options?: WithLockOptions,
-  ): Promise<T>;
-  /** Starts extending `lock` every ttl/3 until it is released or lost, or `maxHoldMs` passes; returns a stop function. */
-  autoExtend(lock: Lock, options?: { maxHoldMs?: number }): () => void;
-  stats(): LockManagerStats;
-  /** Releases the pub/sub subscription (the Redis client is yours to close). */
-  close(): Promise<void>;
-}
+export {
+  type AcquireOptions,
+  type Lock,
+  type LockManager,
+  type LockManagerOptions,
+  type LockManagerStats,
+  MAX_RESOURCE_LENGTH,
+  type WithLockOptions,
+} from "./options.js";
 
 const SCOPE = "createLockManager";
-
-class HeldLock implements Lock {
-  private readonly controller = new AbortController();
-  private expiryTimer: NodeJS.Timeout | undefined;
-  private released = false;
-  expiresAt: number;
-
-  constructor(
-    readonly resource: string,
-    readonly token: string,
-    readonly fence: number,
-    readonly ttlMs: number,
-    private readonly manager: Manager,
-    readonly key: string,
-    startedAt: number,
-  ) {
-    // From before the acquire call: never later than the expiry Redis applies.
-    this.expiresAt = startedAt + ttlMs;
-    this.armExpiry();
-  }
-
-  /** Why the lock is lost when its TTL runs out (`max-hold` once extension stopped on purpose). */
-  expiryReason: "expired" | "max-hold" = "expired";
-
-  get signal(): AbortSignal {
-    return this.controller.signal;
-  }
-
-  get lost(): boolean {
-    return this.controller.signal.aborted;
-  }
-
-  get settled(): boolean {
-    return this.released || this.lost;
-  }
-
-  private armExpiry(): void {
-    clearTimeout(this.expiryTimer);
-    this.expiryTimer = setTimeout(
-      () => this.lose(this.expiryReason),
-      Math.max(0, this.expiresAt - Date.now()),
-    );
-    this.expiryTimer.unref?.();
-  }
-
-  /** Marks the lock lost (once) and aborts its signal. */
-  lose(reason: LockLostError["reason"], cause?: unknown): void {
-    if (this.settled) return;
-    clearTimeout(this.expiryTimer);
-    this.manager.counters.lost++;
-    this.controller.abort(new LockLostError(this.resource, reason, { cause }));
-  }
-
-  async extend(ms = this.ttlMs): Promise<boolean> {
-    ttl("extend", ms);
-    if (this.settled) return false;
-    const started = Date.now();
-    try {
-      const ok = await this.manager.call((store) => store.extend(this.key, this.token, ms));
-      if (this.settled) return false;
-      if (!ok) {
-        this.lose("taken");
-        return false;
-      }
-      this.expiresAt = started + ms; // measured from before the call: never later than Redis's
-      this.armExpiry();
-      return true;
-    } catch (err) {
-      this.lose("extend-failed", err);
-      return false;
-    }
-  }
-
-  async release(): Promise<boolean> {
-    if (this.released) return false;
-    const wasLost = this.lost;
-    this.released = true;
-    clearTimeout(this.expiryTimer);
-    try {
-      const ok = await this.manager.call((store) => store.release(this.key, this.token));
-      return ok && !wasLost;
-    } catch (err) {
-      this.manager.logger.warn(
-        `${SCOPE}: releasing ${show(this.resource)} failed (${toError(err).message}); it expires on its own`,
-      );
-      return false;
-    }
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.release();
-  }
-}
 
 /** Per-process queue of one resource's waiters. */
 interface Queue {
   waiters: { wake: () => void }[];
 }
 
-class Manager implements LockManager {
+class Manager implements LockManager, LockHost {
   readonly counters: LockManagerStats = { acquired: 0, contended: 0, lost: 0, waitMs: 0 };
   private readonly store: LockStore;
   private readonly queues = new Map<string, Queue>();
@@ -458,31 +290,6 @@ class Manager implements LockManager {
     off?.();
     if (this.store instanceof RedisLockStore) await this.store.close();
   }
-}
-
-function checkResource(resource: unknown): asserts resource is string {
-  if (
-    typeof resource !== "string" ||
-    resource.length === 0 ||
-    resource.length > MAX_RESOURCE_LENGTH
-  ) {
-    throw new InvalidOptionError(
-      `acquire: resource must be a non-empty string of at most ${MAX_RESOURCE_LENGTH} characters (got ${show(resource)})`,
-      "resource",
-    );
-  }
-}
-
-function ttl(scope: string, value: unknown): number {
-  if (
-    typeof value !== "number" ||
-    !Number.isSafeInteger(value) ||
-    value <= 0 ||
-    value > MAX_TTL_MS
-  ) {
-    fail(scope, "ttlMs", `a positive integer of at most ${MAX_TTL_MS}`, value);
-  }
-  return value;
 }
 
 /** Creates a lock manager on Redis, or in memory when no `redis` is given. */

@@ -1,0 +1,129 @@
+/**
+ * A held lock: its expiry timer, loss (an aborted `signal`), extension and release. The
+ * manager that acquired it is its `LockHost`: the store calls, counters and logger.
+ */
+import { LockLostError, toError } from "../core/errors.js";
+import type { Logger } from "../core/logger.js";
+import { fail, show } from "../core/options.js";
+import type { Lock, LockManagerStats } from "./options.js";
+import type { LockStore } from "./types.js";
+
+/** Largest TTL accepted (ms): about 24 days, the range of Node's timers. */
+export const MAX_TTL_MS = 2_147_483_647;
+
+const SCOPE = "createLockManager";
+
+/** What a held lock needs from its manager. */
+export interface LockHost {
+  readonly counters: LockManagerStats;
+  readonly logger: Logger;
+  /** Runs a store call within the manager's timeout (`StoreUnavailableError` on failure). */
+  call<T>(op: (store: LockStore) => Promise<T>): Promise<T>;
+}
+
+/** A TTL (or wait) in ms: a positive integer within the range of Node's timers. */
+export function ttl(scope: string, value: unknown): number {
+  if (
+    typeof value !== "number" ||
+    !Number.isSafeInteger(value) ||
+    value <= 0 ||
+    value > MAX_TTL_MS
+  ) {
+    fail(scope, "ttlMs", `a positive integer of at most ${MAX_TTL_MS}`, value);
+  }
+  return value;
+}
+
+/** See the module comment. */
+export class HeldLock implements Lock {
+  private readonly controller = new AbortController();
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private released = false;
+  expiresAt: number;
+
+  constructor(
+    readonly resource: string,
+    readonly token: string,
+    readonly fence: number,
+    readonly ttlMs: number,
+    private readonly manager: LockHost,
+    readonly key: string,
+    startedAt: number,
+  ) {
+    // From before the acquire call: never later than the expiry Redis applies.
+    this.expiresAt = startedAt + ttlMs;
+    this.armExpiry();
+  }
+
+  /** Why the lock is lost when its TTL runs out (`max-hold` once extension stopped on purpose). */
+  expiryReason: "expired" | "max-hold" = "expired";
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  get lost(): boolean {
+    return this.controller.signal.aborted;
+  }
+
+  get settled(): boolean {
+    return this.released || this.lost;
+  }
+
+  private armExpiry(): void {
+    clearTimeout(this.expiryTimer);
+    this.expiryTimer = setTimeout(
+      () => this.lose(this.expiryReason),
+      Math.max(0, this.expiresAt - Date.now()),
+    );
+    this.expiryTimer.unref?.();
+  }
+
+  /** Marks the lock lost (once) and aborts its signal. */
+  lose(reason: LockLostError["reason"], cause?: unknown): void {
+    if (this.settled) return;
+    clearTimeout(this.expiryTimer);
+    this.manager.counters.lost++;
+    this.controller.abort(new LockLostError(this.resource, reason, { cause }));
+  }
+
+  async extend(ms = this.ttlMs): Promise<boolean> {
+    ttl("extend", ms);
+    if (this.settled) return false;
+    const started = Date.now();
+    try {
+      const ok = await this.manager.call((store) => store.extend(this.key, this.token, ms));
+      if (this.settled) return false;
+      if (!ok) {
+        this.lose("taken");
+        return false;
+      }
+      this.expiresAt = started + ms; // measured from before the call: never later than Redis's
+      this.armExpiry();
+      return true;
+    } catch (err) {
+      this.lose("extend-failed", err);
+      return false;
+    }
+  }
+
+  async release(): Promise<boolean> {
+    if (this.released) return false;
+    const wasLost = this.lost;
+    this.released = true;
+    clearTimeout(this.expiryTimer);
+    try {
+      const ok = await this.manager.call((store) => store.release(this.key, this.token));
+      return ok && !wasLost;
+    } catch (err) {
+      this.manager.logger.warn(
+        `${SCOPE}: releasing ${show(this.resource)} failed (${toError(err).message}); it expires on its own`,
+      );
+      return false;
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.release();
+  }
+}
