@@ -14,13 +14,14 @@
  * one of its tags (or everything) was purged since.
  */
 import { createHash, randomUUID } from "node:crypto";
-import { LRUCache } from "lru-cache";
 import { StoreUnavailableError, toError } from "../core/errors.js";
 import { BackendSwitch, withTimeout } from "../core/fallback.js";
 import type { Logger } from "../core/logger.js";
 import type { RedisClient } from "../core/scripts.js";
 import { createPubSub, type Envelope, type PubSub } from "../pubsub/pubsub.js";
+import { Flights } from "./flights.js";
 import { MemoryCacheStore } from "./memory.js";
+import { PurgeLog } from "./purge-log.js";
 import { RedisCacheStore } from "./redis.js";
 import type { CacheStore, Lookup, StoredResponse } from "./types.js";
 
@@ -61,13 +62,6 @@ export interface FillClaim {
 /** The answer of `claim()`. */
 export type Claim = ({ kind: "fill" } & FillClaim) | { kind: "busy" } | { kind: "filled" };
 
-interface Flight {
-  /** This process fills (it holds the lock, or Redis is failing). */
-  local: boolean;
-  /** Woken with the filler's entry when it filled here, else with nothing (look it up). */
-  waiters: Set<(found?: Lookup) => void>;
-}
-
 type Message =
   | { kind: "fill"; key: string }
   | { kind: "tags"; tags: string[] }
@@ -85,27 +79,20 @@ export class ResponseCache {
   private readonly tier1: MemoryCacheStore | undefined;
   private readonly pubsub: PubSub | undefined;
   private readonly channel: string;
-  private readonly flights = new Map<string, Flight>();
+  private readonly flights: Flights;
   private readonly pending = new Set<Promise<boolean>>();
   private generation = 0;
   private generationLoaded: Promise<boolean> | undefined;
   private generationKnown = false;
   private lastLoadAttempt = 0;
   private subscribed: Promise<boolean> | undefined;
-  /** Purge sequence: the last purge's number; per tag, the last purge of that tag. */
-  private sequence = 0;
-  private purgedAll = 0;
-  private purgedForgotten = 0;
-  private readonly purged = new LRUCache<string, number>({
-    max: 10_000,
-    dispose: (seq) => {
-      this.purgedForgotten = Math.max(this.purgedForgotten, seq); // conservative from here on
-    },
-  });
+  /** Purges seen, so fills begun before one of them are not stored. */
+  private readonly purges = new PurgeLog();
 
   constructor(private readonly settings: ResponseCacheSettings) {
     const { redis, prefix, memory, timeoutMs, logger } = settings;
     this.channel = `${prefix}events`;
+    this.flights = new Flights(settings.coalesceWaitMs);
     const limits = memory ?? { maxEntries: 10_000, maxBytes: 64 * 1024 * 1024 };
     if (redis === undefined) this.memoryStore = new MemoryCacheStore(limits);
     else {
@@ -225,23 +212,19 @@ export class ResponseCache {
    * `willWait` false, serve something else); `filled`: look up again, from the store.
    */
   async claim(key: string, seen?: number, willWait = true): Promise<Claim> {
-    if (this.flights.has(key)) return { kind: "busy" };
-    const flight: Flight = { local: true, waiters: new Set() };
-    this.flights.set(key, flight);
+    if (!this.flights.start(key)) return { kind: "busy" };
     const token = randomUUID();
-    const since = this.sequence;
+    const since = this.purges.now;
     const answer = await this.store
       .run((store) => store.lock(key, token, this.settings.coalesceWaitMs, seen))
       .catch(() => undefined);
     const result = answer?.value;
     if (result === "busy") {
-      flight.local = false;
-      // Nobody waits here: forget the flight rather than keep it until a message arrives.
-      if (!willWait && flight.waiters.size === 0) this.flights.delete(key);
+      this.flights.remote(key, willWait);
       return { kind: "busy" };
     }
     if (result === "filled") {
-      this.land(key);
+      this.flights.land(key);
       return { kind: "filled" };
     }
     return { kind: "fill", token, since }; // taken, or Redis failing: fill without a lock
@@ -249,7 +232,7 @@ export class ResponseCache {
 
   /** A claim without a lock, for `coalesce: false`. */
   unlockedClaim(): FillClaim {
-    return { token: randomUUID(), since: this.sequence };
+    return { token: randomUUID(), since: this.purges.now };
   }
 
   /**
@@ -258,33 +241,8 @@ export class ResponseCache {
    * every waiter run the handler), else with `undefined`: look it up.
    */
   wait(key: string): Promise<Lookup | undefined> {
-    const flight = this.flights.get(key);
-    if (flight === undefined) return Promise.resolve(undefined);
-    this.counters.coalesced++;
-    return new Promise<Lookup | undefined>((resolve) => {
-      const done = (found?: Lookup) => {
-        clearTimeout(timer);
-        flight.waiters.delete(done);
-        if (!flight.local && flight.waiters.size === 0 && this.flights.get(key) === flight) {
-          this.flights.delete(key); // the remote filler never reported: forget it
-        }
-        resolve(found);
-      };
-      const timer = setTimeout(done, this.settings.coalesceWaitMs);
-      flight.waiters.add(done);
-    });
-  }
-
-  /** True when `tags` (or everything) were purged after `since`. */
-  private purgedSince(since: number, tags: readonly string[]): boolean {
-    if (this.purgedAll > since || this.purgedForgotten > since) return true;
-    return tags.some((tag) => (this.purged.get(tag) ?? 0) > since);
-  }
-
-  private recordPurge(tags: readonly string[] | "all"): void {
-    this.sequence++;
-    if (tags === "all") this.purgedAll = this.sequence;
-    else for (const tag of tags) this.purged.set(tag, this.sequence);
+    if (this.flights.has(key)) this.counters.coalesced++;
+    return this.flights.wait(key);
   }
 
   /**
@@ -319,7 +277,7 @@ export class ResponseCache {
     let handover: Lookup | undefined;
     let stored = false;
     try {
-      if (this.purgedSince(claim.since, tags)) return false;
+      if (this.purges.purgedSince(claim.since, tags)) return false;
       const answer = await this.store.run((store) => {
         // One round trip: tags are sent first, so on one connection Redis applies them before
         // the entry, and a purge in between still finds the entry's key.
@@ -335,11 +293,11 @@ export class ResponseCache {
       const storedAt = answer?.value;
       // Not stored when Redis failed: then only this process's waiters get it, in memory.
       const own = items.findIndex((item) => item.key === key && item.entry.vary === undefined);
-      if (own !== -1 && !this.purgedSince(claim.since, tags)) {
+      if (own !== -1 && !this.purges.purgedSince(claim.since, tags)) {
         const now = Date.now();
         handover = { entry: items[own]!.entry, storedAt: now, now };
       }
-      if (storedAt === undefined || this.purgedSince(claim.since, tags)) return false;
+      if (storedAt === undefined || this.purges.purgedSince(claim.since, tags)) return false;
       this.counters.stored++;
       stored = true;
       const offset = answer!.backend === "redis" ? (storedAt[0] ?? 0) - Date.now() : 0;
@@ -362,23 +320,15 @@ export class ResponseCache {
   }
 
   private release(key: string, handover?: Lookup): void {
-    this.land(key, handover);
+    this.flights.land(key, handover);
     if (this.pubsub !== undefined && this.store.state === "redis") {
       this.pubsub.publish(this.channel, { kind: "fill", key }, "cache.fill").catch(() => {});
     }
   }
 
-  /** Wakes the local waiters of `key`, handing them the filler's entry when there is one. */
-  private land(key: string, handover?: Lookup): void {
-    const flight = this.flights.get(key);
-    if (flight === undefined) return;
-    this.flights.delete(key);
-    for (const wake of [...flight.waiters]) wake(handover);
-  }
-
   /** Deletes the entries tagged with any of `tags`, everywhere; resolves with how many. */
   async purgeTags(tags: readonly string[]): Promise<number> {
-    this.recordPurge(tags);
+    this.purges.record(tags);
     let deleted = 0;
     for (const tag of tags) deleted += await this.direct((store) => store.purgeTag(tag));
     for (const tag of tags) await this.tier1?.purgeTag(tag);
@@ -391,7 +341,7 @@ export class ResponseCache {
    * a counted fallback, logged once per outage, not an error.
    */
   async invalidate(tags: readonly string[]): Promise<void> {
-    this.recordPurge(tags);
+    this.purges.record(tags);
     for (const tag of tags) await this.tier1?.purgeTag(tag);
     const done = await this.store.run(async (store) => {
       for (const tag of tags) await store.purgeTag(tag);
@@ -402,7 +352,7 @@ export class ResponseCache {
 
   /** Retires every entry by bumping the generation; resolves with the new generation. */
   async purgeAll(): Promise<number> {
-    this.recordPurge("all");
+    this.purges.record("all");
     const generation = await this.direct((store) => store.bumpGeneration());
     this.generation = Math.max(this.generation, generation);
     this.tier1?.clear();
@@ -462,12 +412,12 @@ export class ResponseCache {
     const own = envelope.origin === this.pubsub?.origin;
     if (message.kind === "fill") {
       if (!own) this.tier1?.delete(message.key);
-      this.land(message.key);
+      this.flights.land(message.key);
     } else if (message.kind === "tags" && !own) {
-      this.recordPurge(message.tags);
+      this.purges.record(message.tags);
       for (const tag of message.tags) void this.tier1?.purgeTag(tag);
     } else if (message.kind === "all" && !own) {
-      this.recordPurge("all");
+      this.purges.record("all");
       this.generation = Math.max(this.generation, message.generation);
       this.tier1?.clear();
     }
@@ -478,7 +428,7 @@ export class ResponseCache {
    * treat everything as purged for fills in flight, re-read the generation before serving.
    */
   private resync(): void {
-    this.recordPurge("all");
+    this.purges.record("all");
     this.tier1?.clear();
     this.generationKnown = false;
     this.generationLoaded = undefined;
