@@ -54,3 +54,14 @@ export function isCacheHandler(value: string): value is CacheHandler {
 export function entryName(variant: CacheVariant, handler: CacheHandler): string {
   return `${variant}/${handler}`;
 }
+
+/** Most handler runs a caching run may see (the warming request and stragglers): past it, not all were hits. */
+export const MAX_HANDLER_RUNS = 3;
+
+/** Splits a benchmark entry `variant/handler`. */
+export function parseEntry(entry: string): { variant: CacheVariant; handler: CacheHandler } {
+  const [variant = "", handler = ""] = entry.split("/");
+  if (!isCacheVariant(variant) || !isCacheHandler(handler))
+    throw new Error(`unknown cache benchmark entry ${entry}`);
+  return { variant, handler };
+}
