@@ -28,6 +28,7 @@ export {
   type RequireLockOptions,
   requireLock,
 } from "./middleware/require-lock.js";
+export { type TrackSessionsOptions, trackSessions } from "./middleware/track-sessions.js";
 // Connection, health, errors, logging
 export {
   createRedisClient,
@@ -72,3 +73,26 @@ export type {
   PolicyResult,
   RateLimitResult,
 } from "./stores/rate-limit/types.js";
+export {
+  isValidSessionId,
+  type ListSessionsOptions,
+  MAX_SESSION_ID_LENGTH,
+  MAX_USER_ID_LENGTH,
+  type RevokeSessionsOptions,
+  type SessionInfo,
+  type SessionRevokedEvent,
+  type SessionStoreStats,
+  type SessionTracking,
+  sessionHandle,
+  TRACKING_FIELD,
+  type UserSessionIndex,
+} from "./stores/session/common.js";
+export { createSessionStore, type SessionStoreOptions } from "./stores/session/create.js";
+export { MemorySessionStore } from "./stores/session/memory.js";
+export type {
+  MemorySessionStoreOptions,
+  Serializer,
+  SessionIndexOptions,
+  UserSessionStoreOptions,
+} from "./stores/session/options.js";
+export { UserSessionStore } from "./stores/session/redis.js";

@@ -33,7 +33,11 @@ describe.each(["memory", "standalone", "cluster"] as const)("requireLock() on %s
   let n = 0;
 
   /** An app with `POST /work/:id` behind requireLock, the handler given; returns its URL. */
-  async function app(handler: express.RequestHandler, options: Partial<RequireLockOptions> = {}) {
+  async function app(
+    handler: express.RequestHandler,
+    options: Partial<RequireLockOptions> = {},
+    before: express.RequestHandler = (_req, _res, next) => next(),
+  ) {
     const guard = requireLock({
       redis,
       prefix: `${prefix}${n++}:`,
@@ -42,7 +46,7 @@ describe.each(["memory", "standalone", "cluster"] as const)("requireLock() on %s
       ...options,
     });
     const a = express();
-    a.post("/work/:id", guard, handler);
+    a.post("/work/:id", before, guard, handler);
     a.use(
       (err: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
         res.status(500).json({ error: err.message });
@@ -89,11 +93,25 @@ describe.each(["memory", "standalone", "cluster"] as const)("requireLock() on %s
         }, 30);
       },
       { waitMs: 10_000 },
+      (_req, _res, next) => {
+        arrived?.();
+        next(); // the guard starts acquiring synchronously from here
+      },
     );
+    let arrived: (() => void) | undefined;
     const pending = [];
     for (let i = 0; i < 8; i++) {
-      pending.push(request(url).post("/work/7").set("X-N", String(i)));
-      await wait(5); // arrival order
+      const seen = new Promise<void>((resolve) => {
+        arrived = resolve;
+      });
+      // .then() sends now (supertest is lazy); the next request leaves once this one arrived.
+      pending.push(
+        request(url)
+          .post("/work/7")
+          .set("X-N", String(i))
+          .then((r) => r),
+      );
+      await seen;
     }
     const results = await Promise.all(pending);
     expect(results.map((r) => r.status)).toEqual(Array(8).fill(200));

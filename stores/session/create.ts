@@ -1,0 +1,42 @@
+/**
+ * `createSessionStore()`: the Redis store when a client is given, the memory store otherwise.
+ */
+import { rejectUnknown } from "../core/options.js";
+import type { RedisClient } from "../core/scripts.js";
+import { MemorySessionStore } from "./memory.js";
+import type { MemorySessionStoreOptions, UserSessionStoreOptions } from "./options.js";
+import { UserSessionStore } from "./redis.js";
+
+/** Options of `createSessionStore()`. */
+export interface SessionStoreOptions
+  extends Omit<UserSessionStoreOptions, "client">,
+    Pick<MemorySessionStoreOptions, "maxSessions"> {
+  /** ioredis client (standalone or Cluster). Omitted: the in-process memory store. */
+  redis?: RedisClient;
+}
+
+const REDIS_ONLY = ["prefix", "indexPrefix", "scanCount", "disableTTL", "serializer"] as const;
+const COMMON = ["ttl", "disableTouch", "userId", "maxSessionsPerUser", "logger"] as const;
+
+/**
+ * A session store for express-session with the per-user index API: `UserSessionStore` on
+ * `redis`, or `MemorySessionStore` without it (Redis-only options such as `prefix` are then
+ * accepted and unused, so one configuration serves both).
+ */
+export function createSessionStore(
+  options: SessionStoreOptions = {},
+): UserSessionStore | MemorySessionStore {
+  rejectUnknown("createSessionStore", options, ["redis", "maxSessions", ...REDIS_ONLY, ...COMMON]);
+  const { redis, maxSessions, ...rest } = options;
+  if (redis !== undefined) {
+    if (maxSessions !== undefined) {
+      rejectUnknown("createSessionStore (with redis)", { maxSessions }, []);
+    }
+    return new UserSessionStore({ ...rest, client: redis });
+  }
+  const memory: MemorySessionStoreOptions = { maxSessions };
+  for (const name of COMMON) {
+    if (options[name] !== undefined) Object.assign(memory, { [name]: options[name] });
+  }
+  return new MemorySessionStore(memory);
+}

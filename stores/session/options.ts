@@ -1,0 +1,160 @@
+/**
+ * Options of the session stores, checked once at construction.
+ */
+import type { SessionData } from "express-session";
+import { isCluster } from "../core/client.js";
+import { InvalidOptionError } from "../core/errors.js";
+import { consoleLogger, type Logger } from "../core/logger.js";
+import { bool, fail, optionalFunction, positiveInt, rejectUnknown, show } from "../core/options.js";
+import type { RedisClient } from "../core/scripts.js";
+import { defaultUserId } from "./common.js";
+
+/** How sessions are turned into strings and back (connect-redis's `serializer`). */
+export interface Serializer {
+  parse(text: string): SessionData | Promise<SessionData>;
+  stringify(session: SessionData): string;
+}
+
+/** Options shared by the Redis store and the memory store. */
+export interface SessionIndexOptions {
+  /**
+   * Session TTL in seconds when the cookie has no expiry, or a function of the session.
+   * @default 86400
+   */
+  ttl?: number | ((session: SessionData) => number);
+  /** Never refresh the TTL of unmodified sessions (express-session's `touch`). @default false */
+  disableTouch?: boolean;
+  /**
+   * The owner of a session; `undefined`/`null` for none.
+   * @default session.userId ?? session.user?.id
+   */
+  userId?: (session: Partial<SessionData>) => unknown;
+  /** Past this many live sessions per user, the oldest (by expiry) are revoked. @default no limit */
+  maxSessionsPerUser?: number;
+  /** @default console */
+  logger?: Logger;
+}
+
+/** Options of `new UserSessionStore()`: connect-redis's options plus the index's. */
+export interface UserSessionStoreOptions extends SessionIndexOptions {
+  /** ioredis client: `Redis` or `Cluster` (with or without `keyPrefix`). */
+  client: RedisClient;
+  /** Session key prefix. @default "sess:" */
+  prefix?: string;
+  /** Prefix of the per-user index keys (and of the revocation channel). @default "sess-user:" */
+  indexPrefix?: string;
+  /** Keys per SCAN call in `all()`, `ids()`, `length()`, `clear()`. @default 100 */
+  scanCount?: number;
+  /** Store sessions without a TTL (not recommended). @default false */
+  disableTTL?: boolean;
+  /** @default JSON */
+  serializer?: Serializer;
+}
+
+/** Options of `new MemorySessionStore()`. */
+export interface MemorySessionStoreOptions extends SessionIndexOptions {
+  /** Most sessions kept; past it the least recently used are dropped. @default 100000 */
+  maxSessions?: number;
+}
+
+/** The resolved common options. */
+export interface ResolvedIndexOptions {
+  ttl: number | ((session: SessionData) => number);
+  disableTouch: boolean;
+  userId: (session: Partial<SessionData>) => unknown;
+  maxSessionsPerUser: number;
+  logger: Logger;
+}
+
+const COMMON = ["ttl", "disableTouch", "userId", "maxSessionsPerUser", "logger"] as const;
+const PREFIX = /^[A-Za-z0-9_.:/@-]{1,64}$/;
+
+function parseCommon(scope: string, o: SessionIndexOptions): ResolvedIndexOptions {
+  const ttl = o.ttl;
+  if (ttl !== undefined && typeof ttl !== "function") positiveInt(scope, "ttl", ttl);
+  const logger = o.logger ?? consoleLogger;
+  if (typeof logger !== "object" || typeof logger?.warn !== "function") {
+    fail(scope, "logger", "an object with info, warn and error methods", logger);
+  }
+  return {
+    ttl: ttl ?? 86_400,
+    disableTouch: bool(scope, "disableTouch", o.disableTouch, false),
+    userId: optionalFunction(scope, "userId", o.userId) ?? defaultUserId,
+    maxSessionsPerUser:
+      o.maxSessionsPerUser === undefined
+        ? 0
+        : positiveInt(scope, "maxSessionsPerUser", o.maxSessionsPerUser),
+    logger,
+  };
+}
+
+function prefix(scope: string, name: string, value: unknown, fallback: string): string {
+  if (value === undefined) return fallback;
+  if (typeof value !== "string" || !PREFIX.test(value)) {
+    fail(scope, name, "1-64 characters of A-Z a-z 0-9 _ . : / @ -", value);
+  }
+  return value;
+}
+
+/** Checks `new UserSessionStore()` options. */
+export function parseUserSessionStoreOptions(options: UserSessionStoreOptions) {
+  const scope = "UserSessionStore";
+  if (typeof options !== "object" || options === null) fail(scope, "options", "an object", options);
+  rejectUnknown(scope, options, [
+    ...COMMON,
+    "client",
+    "prefix",
+    "indexPrefix",
+    "scanCount",
+    "disableTTL",
+    "serializer",
+  ]);
+  const client = options.client as RedisClient | undefined;
+  if (typeof client !== "object" || client === null || typeof client.defineCommand !== "function") {
+    fail(scope, "client", "an ioredis Redis or Cluster client", client);
+  }
+  const keyPrefix = (isCluster(client) ? client.options.keyPrefix : client.options.keyPrefix) ?? "";
+  if (typeof keyPrefix !== "string" || /[{}*?[\]\\\s]/.test(keyPrefix)) {
+    throw new InvalidOptionError(
+      `${scope}: the client's keyPrefix must be a string without braces, glob characters or whitespace (got ${show(keyPrefix)})`,
+      "client",
+    );
+  }
+  const serializer = options.serializer;
+  if (
+    serializer !== undefined &&
+    (typeof serializer?.parse !== "function" || typeof serializer?.stringify !== "function")
+  ) {
+    fail(scope, "serializer", "an object with parse and stringify methods", serializer);
+  }
+  const sessionPrefix = prefix(scope, "prefix", options.prefix, "sess:");
+  const indexPrefix = prefix(scope, "indexPrefix", options.indexPrefix, "sess-user:");
+  if (indexPrefix === sessionPrefix || indexPrefix.startsWith(sessionPrefix)) {
+    fail(
+      scope,
+      "indexPrefix",
+      `a prefix that does not start with prefix ${show(sessionPrefix)}`,
+      indexPrefix,
+    );
+  }
+  return {
+    ...parseCommon(scope, options),
+    client,
+    keyPrefix,
+    prefix: sessionPrefix,
+    indexPrefix,
+    scanCount: positiveInt(scope, "scanCount", options.scanCount, 100),
+    disableTTL: bool(scope, "disableTTL", options.disableTTL, false),
+    serializer,
+  };
+}
+
+/** Checks `new MemorySessionStore()` options. */
+export function parseMemorySessionStoreOptions(options: MemorySessionStoreOptions) {
+  const scope = "MemorySessionStore";
+  rejectUnknown(scope, options, [...COMMON, "maxSessions"]);
+  return {
+    ...parseCommon(scope, options),
+    maxSessions: positiveInt(scope, "maxSessions", options.maxSessions, 100_000),
+  };
+}

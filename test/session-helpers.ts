@@ -1,0 +1,136 @@
+/**
+ * Session-store test helpers: a store per backend and an express-session app with login,
+ * logout and the index API behind routes, so tests drive it with supertest cookie jars.
+ */
+import express, { type NextFunction, type Request, type Response } from "express";
+import session from "express-session";
+import type { Cluster, Redis } from "ioredis";
+import {
+  createSessionStore,
+  type MemorySessionStore,
+  type SessionStoreOptions,
+  trackSessions,
+  type UserSessionStore,
+} from "../index.js";
+import { newCluster, newRedis, testPrefix } from "./helpers.js";
+
+export type Backend = "memory" | "standalone" | "cluster";
+export const BACKENDS: Backend[] = ["memory", "standalone", "cluster"];
+
+export interface StoreUnderTest {
+  store: UserSessionStore | MemorySessionStore;
+  redis: Redis | Cluster | undefined;
+  prefix: string;
+  indexPrefix: string;
+}
+
+/** A fresh store on `backend` with prefixes unique to this call. */
+export function makeStore(
+  backend: Backend,
+  file: string,
+  options: Omit<SessionStoreOptions, "redis" | "prefix" | "indexPrefix"> = {},
+): StoreUnderTest {
+  const base = testPrefix(file);
+  const prefix = `${base}s:`;
+  const indexPrefix = `${base}u:`;
+  const redis =
+    backend === "memory" ? undefined : backend === "cluster" ? newCluster() : newRedis();
+  const store = createSessionStore({ ...options, redis, prefix, indexPrefix });
+  return { store, redis, prefix, indexPrefix };
+}
+
+/** A gate a route waits on: `reached` resolves when a request arrives, `open()` lets it go. */
+export function gate() {
+  let arrive!: () => void;
+  let release!: () => void;
+  const reached = new Promise<void>((r) => {
+    arrive = r;
+  });
+  const opened = new Promise<void>((r) => {
+    release = r;
+  });
+  return {
+    reached,
+    open: () => release(),
+    wait: () => {
+      arrive();
+      return opened;
+    },
+  };
+}
+
+type Handler = (req: Request, res: Response, next: NextFunction) => unknown;
+
+/** express-session + trackSessions over `store`, with the routes the tests use. */
+export function sessionApp(
+  store: UserSessionStore | MemorySessionStore,
+  cookie: session.CookieOptions = { maxAge: 3_600_000 },
+  slow?: ReturnType<typeof gate>,
+) {
+  const app = express();
+  app.use(
+    session({ store, secret: "test secret", resave: false, saveUninitialized: false, cookie }),
+  );
+  app.use(trackSessions(store));
+  const user = (req: Request) => (req.session as { userId?: string }).userId;
+  const route =
+    (fn: Handler): Handler =>
+    (req, res, next) =>
+      Promise.resolve(fn(req, res, next)).catch(next);
+
+  app.post(
+    "/login/:user",
+    route((req, res, next) =>
+      req.session.regenerate((err) => {
+        if (err) return next(err);
+        (req.session as { userId?: string }).userId = String(req.params.user);
+        res.json({ sid: req.sessionID });
+      }),
+    ),
+  );
+  // Login without regenerate: the same id changes owner (what apps that forget regenerate do).
+  app.post(
+    "/login-same-id/:user",
+    route((req, res) => {
+      (req.session as { userId?: string }).userId = String(req.params.user);
+      res.json({ sid: req.sessionID });
+    }),
+  );
+  app.post(
+    "/logout",
+    route((req, res, next) =>
+      req.session.destroy((err) => (err ? next(err) : res.json({ ok: true }))),
+    ),
+  );
+  app.get("/me", (req, res) => {
+    res.json({ user: user(req) ?? null, sid: req.sessionID });
+  });
+  app.post(
+    "/write",
+    route(async (req, res) => {
+      if (slow) await slow.wait();
+      const s = req.session as { writes?: number };
+      s.writes = (s.writes ?? 0) + 1;
+      res.json({ writes: s.writes });
+    }),
+  );
+  app.get(
+    "/sessions",
+    route(async (req, res) => {
+      res.json(await store.listUserSessions(user(req)!, { currentSessionId: req.sessionID }));
+    }),
+  );
+  app.post(
+    "/revoke-others",
+    route(async (req, res) => {
+      res.json({ count: await store.revokeUserSessions(user(req)!, { except: req.sessionID }) });
+    }),
+  );
+  app.delete(
+    "/sessions/:id",
+    route(async (req, res) => {
+      res.json({ revoked: await store.revokeSession(user(req)!, String(req.params.id)) });
+    }),
+  );
+  return app;
+}
