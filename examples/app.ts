@@ -2,14 +2,18 @@
  * The example app: what the library looks like wired into a real Express API. Run it with
  * `npm start` (see server.ts); tests build it with `createExampleApp()`.
  */
+import { randomBytes } from "node:crypto";
 import express from "express";
+import session from "express-session";
 import {
   cacheResponse,
   createRateLimiter,
+  createSessionStore,
   type RedisClient,
   rateLimit,
   redisHealth,
   requireLock,
+  trackSessions,
 } from "../index.js";
 import { page } from "./page.js";
 
@@ -21,6 +25,29 @@ export function createExampleApp(redis?: RedisClient, prefix = "example:"): expr
   const app = express();
   app.set("trust proxy", "loopback"); // behind a local proxy, X-Forwarded-For is the client
   app.use(express.json());
+
+  // Sessions indexed per user: list them, revoke one, log out everywhere else.
+  const sessions = createSessionStore({
+    redis,
+    prefix: `${prefix}sess:`,
+    indexPrefix: `${prefix}sess-user:`,
+  });
+  app.use(
+    session({
+      store: sessions,
+      // Every instance needs the same secret; a random one logs everyone out on restart.
+      secret: process.env.SESSION_SECRET ?? randomBytes(32).toString("hex"),
+      resave: false,
+      saveUninitialized: false,
+      cookie: { maxAge: 7 * 24 * 3_600_000, httpOnly: true, sameSite: "lax" },
+    }),
+  );
+  app.use(trackSessions(sessions));
+  const userOf = (req: express.Request) => (req.session as { userId?: string }).userId;
+  const signedIn: express.RequestHandler = (req, res, next) => {
+    if (userOf(req) === undefined) res.status(401).json({ error: "log in first" });
+    else next();
+  };
 
   // Every /api route: a burst limit and an hourly quota, charged together or not at all.
   const apiLimit = rateLimit({
@@ -74,8 +101,49 @@ export function createExampleApp(redis?: RedisClient, prefix = "example:"): expr
         });
         return;
       }
-      // A real app checks the password here; this one always refuses, so attempts add up.
-      res.status(401).json({ error: "wrong password", attemptsLeft: attempt.remaining });
+      // A real app checks a password hash; here the password is "demo".
+      if (req.body?.password !== "demo") {
+        res.status(401).json({ error: "wrong password", attemptsLeft: attempt.remaining });
+        return;
+      }
+      req.session.regenerate((err) => {
+        if (err) return next(err); // a new id at login: no session fixation
+        (req.session as { userId?: string }).userId = account;
+        res.json({ user: account });
+      });
+    } catch (err) {
+      next(err);
+    }
+  });
+
+  app.post("/api/logout", (req, res, next) => {
+    req.session.destroy((err) => (err ? next(err) : res.json({ user: null })));
+  });
+
+  app.get("/api/me", (req, res) => {
+    res.json({ user: userOf(req) ?? null });
+  });
+
+  app.get("/api/sessions", signedIn, async (req, res, next) => {
+    try {
+      res.json(await sessions.listUserSessions(userOf(req)!, { currentSessionId: req.sessionID }));
+    } catch (err) {
+      next(err);
+    }
+  });
+
+  app.delete("/api/sessions/:id", signedIn, async (req, res, next) => {
+    try {
+      res.json({ revoked: await sessions.revokeSession(userOf(req)!, String(req.params.id)) });
+    } catch (err) {
+      next(err);
+    }
+  });
+
+  app.post("/api/sessions/revoke-others", signedIn, async (req, res, next) => {
+    try {
+      const count = await sessions.revokeUserSessions(userOf(req)!, { except: req.sessionID });
+      res.json({ revoked: count });
     } catch (err) {
       next(err);
     }

@@ -19,11 +19,16 @@ export function page(backend: "redis" | "memory"): string {
 <code>/api/report</code> takes half a second to compute and is cached for 30 s (watch
 <code>X-Cache</code>, <code>Age</code> and the time taken). <code>/api/imports</code> holds a
 lock per client for its 1.5 s: a second import at the same time gets 409 with
-<code>Retry-After</code>.</p>
+<code>Retry-After</code>. Log in as <code>alice</code> (password <code>demo</code>) in two
+browsers (or a private window) to see both sessions listed, and log the other one out.</p>
 <p>
   <button id="hello">GET /api/hello</button>
   <button id="ten">10 × GET /api/hello</button>
-  <button id="login">POST /api/login</button>
+  <button id="login">POST /api/login (wrong password)</button>
+  <button id="signin">Log in as alice</button>
+  <button id="sessions">My sessions</button>
+  <button id="others">Log out everywhere else</button>
+  <button id="logout">Log out</button>
   <button id="reset">Reset my limits</button>
   <button id="report">GET /api/report (cached, slow)</button>
   <button id="purge">Purge the report</button>
@@ -58,6 +63,10 @@ document.getElementById("ten").onclick = async () => {
   show(results);
 };
 document.getElementById("login").onclick = async () => show([await call("POST", "/api/login", { account: "alice" })]);
+document.getElementById("signin").onclick = async () => show([await call("POST", "/api/login", { account: "alice", password: "demo" })]);
+document.getElementById("sessions").onclick = async () => show([await call("GET", "/api/sessions")]);
+document.getElementById("others").onclick = async () => show([await call("POST", "/api/sessions/revoke-others")]);
+document.getElementById("logout").onclick = async () => show([await call("POST", "/api/logout")]);
 document.getElementById("report").onclick = async () => show([await call("GET", "/api/report")]);
 document.getElementById("purge").onclick = async () => show([await call("POST", "/api/report/purge")]);
 document.getElementById("imports").onclick = async () =>

@@ -4,12 +4,11 @@
  * fails or hangs, no unhandled rejection; hits come back after Redis does. Also the pub/sub
  * subscriber's reconnect: the memory tier is dropped and the generation re-read.
  */
-import { once } from "node:events";
 import type { Redis } from "ioredis";
 import { createRedisClient } from "../index.js";
 import { type CacheApp, closeServers, quiet, serve } from "./cache-helpers.js";
 import { type RedisServer, startRedisServer } from "./harness/redis-server.ts";
-import { closeClients, collectUnhandledRejections, testPrefix, wait } from "./helpers.js";
+import { closeClients, collectUnhandledRejections, ready, testPrefix, wait } from "./helpers.js";
 
 const prefix = testPrefix(__filename);
 let server: RedisServer;
@@ -72,7 +71,7 @@ it("Redis shut down mid-traffic: every request answered by the handler, then hit
   expect(a.calls.get("/r")).toBe(1 + 30);
   expect(a.cache.stats().state).toBe("degraded");
   await server.start();
-  if (redis.status !== "ready") await once(redis, "ready");
+  await ready(redis);
   // Recovery is noticed by traffic: one probe per second while degraded.
   let res = await a.get("/r");
   for (let i = 0; i < 40 && res.headers["x-cache"] !== "HIT"; i++) {

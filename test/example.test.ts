@@ -71,6 +71,29 @@ describe.each(["memory", "standalone"] as const)("example app on %s", (backend) 
     const health = await request(app).get("/health/redis");
     expect(health.body.mode).toBe(backend === "memory" ? "memory" : "standalone");
   });
+
+  it("logs in twice as one user, lists both sessions and logs the other out", async () => {
+    const redis = backend === "memory" ? undefined : newRedis();
+    const app = createExampleApp(redis, testPrefix(__filename));
+    const laptop = request.agent(app);
+    const phone = request.agent(app);
+    const credentials = { account: "alice", password: "demo" };
+    expect((await laptop.get("/api/sessions")).status).toBe(401);
+    await laptop.post("/api/login").set("User-Agent", "laptop").send(credentials).expect(200);
+    await phone.post("/api/login").set("User-Agent", "phone").send(credentials).expect(200);
+    const list = (await laptop.get("/api/sessions").expect(200)).body as Record<string, unknown>[];
+    expect(list.map((s) => [s.userAgent, s.current]).sort()).toEqual([
+      ["laptop", true],
+      ["phone", false],
+    ]);
+    expect((await laptop.post("/api/sessions/revoke-others").expect(200)).body).toEqual({
+      revoked: 1,
+    });
+    expect((await phone.get("/api/me")).body).toEqual({ user: null });
+    expect((await laptop.get("/api/me")).body).toEqual({ user: "alice" });
+    await laptop.post("/api/logout").expect(200);
+    expect((await laptop.get("/api/me")).body).toEqual({ user: null });
+  });
 });
 
 it("npm start without a reachable Redis runs on memory and says so in one line", async () => {

@@ -89,3 +89,12 @@ export function collectUnhandledRejections(): unknown[] {
   afterAll(() => process.off("unhandledRejection", record));
   return seen;
 }
+
+/**
+ * Resolves when `client` is (again) ready. Unlike `events.once(client, "ready")` it does not
+ * reject on the `error` events of failed reconnect attempts on the way.
+ */
+export function ready(client: { status: string; once(event: "ready", fn: () => void): unknown }) {
+  if (client.status === "ready") return Promise.resolve();
+  return new Promise<void>((resolve) => client.once("ready", resolve));
+}

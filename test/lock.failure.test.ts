@@ -4,7 +4,6 @@
  * StoreUnavailableError and requireLock answer 503 (or let requests through when "open");
  * nothing becomes an unhandled rejection.
  */
-import { once } from "node:events";
 import express from "express";
 import type { Redis } from "ioredis";
 import request from "supertest";
@@ -17,7 +16,13 @@ import {
   StoreUnavailableError,
 } from "../index.js";
 import { type RedisServer, startRedisServer } from "./harness/redis-server.ts";
-import { closeClients, collectUnhandledRejections, newRedis, testPrefix } from "./helpers.js";
+import {
+  closeClients,
+  collectUnhandledRejections,
+  newRedis,
+  ready,
+  testPrefix,
+} from "./helpers.js";
 
 const quiet = { info() {}, warn() {}, error() {} };
 const prefix = testPrefix(__filename);
@@ -90,7 +95,7 @@ it("a connection killed and restored within the TTL keeps its lock (ioredis reco
   const stop = locks.autoExtend(lock);
   const id = await holder.client("ID");
   await admin.client("KILL", "ID", String(id));
-  await once(holder, "ready");
+  await ready(holder);
   expect(await lock.extend()).toBe(true);
   stop();
   expect(lock.lost).toBe(false);
@@ -146,7 +151,7 @@ it("Redis down: acquire fails with StoreUnavailableError; requireLock answers 50
   expect((await request(app).post("/closed")).status).toBe(503);
   expect((await request(app).post("/open")).status).toBe(200);
   await server.start();
-  if (redis.status !== "ready") await once(redis, "ready");
+  await ready(redis);
   const lock = await locks.acquire("down");
   await lock.release();
   redis.disconnect();

@@ -4,7 +4,6 @@
  * timeoutMs plus a margin, in the configured mode, with each transition logged once and no
  * unhandled rejection.
  */
-import { once } from "node:events";
 import request from "supertest";
 import {
   createRateLimiter,
@@ -21,6 +20,7 @@ import {
   collectUnhandledRejections,
   createApp,
   newRedis,
+  ready,
   testPrefix,
   wait,
 } from "./helpers.js";
@@ -51,7 +51,7 @@ afterEach(async () => {
 });
 beforeEach(async () => {
   // After a restart, wait for the client to be back (its reconnect back-off) before the next test.
-  if (redis.status !== "ready") await once(redis, "ready");
+  await ready(redis);
 });
 
 function recordingLogger() {
@@ -178,7 +178,7 @@ describe("failure modes", () => {
     expect((await limiter.consume("reset-key", 1, policies)).backend).toBe("memory");
     expect((await limiter.consume("reset-key", 1, policies)).allowed).toBe(false);
     await server.start();
-    if (redis.status !== "ready") await once(redis, "ready");
+    await ready(redis);
     for (let i = 0; i < 50 && limiter.stats().state !== "redis"; i++) {
       await limiter.peek("other-key"); // recovery is noticed by traffic, one probe per recheckMs
       await wait(50);

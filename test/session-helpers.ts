@@ -9,6 +9,7 @@ import {
   createSessionStore,
   type MemorySessionStore,
   type SessionStoreOptions,
+  type TrackSessionsOptions,
   trackSessions,
   type UserSessionStore,
 } from "../index.js";
@@ -66,12 +67,13 @@ export function sessionApp(
   store: UserSessionStore | MemorySessionStore,
   cookie: session.CookieOptions = { maxAge: 3_600_000 },
   slow?: ReturnType<typeof gate>,
+  track?: TrackSessionsOptions,
 ) {
   const app = express();
   app.use(
     session({ store, secret: "test secret", resave: false, saveUninitialized: false, cookie }),
   );
-  app.use(trackSessions(store));
+  app.use(trackSessions(store, track));
   const user = (req: Request) => (req.session as { userId?: string }).userId;
   const route =
     (fn: Handler): Handler =>

@@ -153,6 +153,24 @@ describe.each(["standalone", "cluster"] as const)("UserSessionStore on %s", (bac
     expect(await redis.pttl(meta(t, sid))).toBeGreaterThan(590_000);
   });
 
+  test("disableTTL: no TTL on the session, its companion or the index; still listed and revoked", async () => {
+    const forever = makeStore(backend, __filename, { disableTTL: true });
+    const jar = request.agent(sessionApp(forever.store));
+    const sid = (await jar.post("/login/alice").expect(200)).body.sid as string;
+    const index = `${forever.indexPrefix}{alice}`;
+    expect(await redis.pttl(`${forever.prefix}${sid}`)).toBe(-1);
+    expect(await redis.pttl(`{${forever.prefix}${sid}}:m`)).toBe(-1);
+    expect(await redis.pttl(index)).toBe(-1);
+    const [listed] = await forever.store.listUserSessions("alice");
+    expect(listed).toMatchObject({ id: sessionHandle(sid), expiresAt: null, current: false });
+    await request.agent(sessionApp(forever.store)).post("/login/alice").expect(200);
+    expect(await forever.store.revokeUserSessions("alice")).toBe(2);
+    expect((await jar.get("/me")).body.user).toBeNull();
+    expect(await redis.exists(index)).toBe(0);
+    await forever.store.clear();
+    await forever.store.close();
+  });
+
   test("a stale index entry (a move whose second step never ran) cannot revoke the new owner", async () => {
     const jar = request.agent(sessionApp(t.store));
     const sid = (await jar.post("/login-same-id/alice").expect(200)).body.sid as string;

@@ -3,7 +3,7 @@
  * a standalone Redis and a Cluster: one suite, the same expectations.
  */
 import request from "supertest";
-import { sessionHandle } from "../index.js";
+import { sessionHandle, trackSessions } from "../index.js";
 import { closeClients, collectUnhandledRejections, wait } from "./helpers.js";
 import { BACKENDS, gate, makeStore, type StoreUnderTest, sessionApp } from "./session-helpers.js";
 
@@ -216,5 +216,42 @@ describe.each(BACKENDS)("user sessions on %s", (backend) => {
       sessionHandle("weird-owner"),
     ]);
     expect(await t.store.listUserSessions("a{b}*")).toEqual([]);
+  });
+
+  test("trackSessions: login metadata once, lastActiveAt at most once per interval", async () => {
+    const slowTick = request.agent(
+      sessionApp(t.store, undefined, undefined, { activityIntervalMs: 60_000 }),
+    );
+    await slowTick.post("/login/alice").set("User-Agent", "x".repeat(300)).expect(200);
+    const [first] = await t.store.listUserSessions("alice");
+    expect(first!.userAgent).toBe("x".repeat(256));
+    await wait(5);
+    await slowTick.get("/me").expect(200);
+    const [again] = await t.store.listUserSessions("alice");
+    expect(again!.lastActiveAt).toBe(first!.lastActiveAt); // within the interval: not written
+
+    const fastTick = request.agent(
+      sessionApp(t.store, undefined, undefined, { activityIntervalMs: 1 }),
+    );
+    await fastTick.post("/login/bob").expect(200);
+    const [b1] = await t.store.listUserSessions("bob");
+    await wait(5);
+    await fastTick.get("/me").expect(200);
+    const [b2] = await t.store.listUserSessions("bob");
+    expect(b2!.lastActiveAt).toBeGreaterThan(b1!.lastActiveAt!);
+    expect(b2!.createdAt).toBe(b1!.createdAt);
+  });
+});
+
+describe("trackSessions() options", () => {
+  test("rejects a store without the index API and bad options", () => {
+    const { store } = makeStore("memory", __filename);
+    expect(() => trackSessions({} as never)).toThrow(/trackSessions: store must be/);
+    expect(() => trackSessions(store, { activityIntervalMs: 0 })).toThrow(
+      /activityIntervalMs must be a positive integer/,
+    );
+    expect(() => trackSessions(store, { activityInterval: 5 } as never)).toThrow(
+      /did you mean "activityIntervalMs"/,
+    );
   });
 });
