@@ -4,6 +4,7 @@
  * index; revocation events in process). Like express-session's `MemoryStore` it keeps sessions
  * as JSON strings, so a handler never shares objects with the store. For one process only.
  */
+import { randomUUID } from "node:crypto";
 import type { SessionData } from "express-session";
 import { Store } from "express-session";
 import { LRUCache } from "lru-cache";
@@ -41,8 +42,10 @@ export class MemorySessionStore extends Store implements UserSessionIndex {
   private readonly sessions: LRUCache<string, Entry>;
   private readonly tombstones: LRUCache<string, true>;
   private readonly index = new Map<string, Set<string>>();
-  private readonly events: PubSub;
-  private readonly channel: string;
+  /** Created by the first `onRevoked()`: nothing to publish to before that. */
+  private events: PubSub | undefined;
+  /** The in-process bus is shared by every memory pub/sub: a channel of this store's own. */
+  private readonly channel = `memory-sessions:${randomUUID()}:revoked`;
   private readonly counters: SessionStoreStats = { created: 0, revoked: 0, refusedWrites: 0 };
 
   /** See `MemorySessionStoreOptions`; throws `InvalidOptionError` on a bad option. */
@@ -56,8 +59,6 @@ export class MemorySessionStore extends Store implements UserSessionIndex {
       },
     });
     this.tombstones = new LRUCache({ max: this.cfg.maxSessions });
-    this.events = createPubSub({ logger: this.cfg.logger });
-    this.channel = `memory-sessions:${this.events.origin}:revoked`; // this store's only
   }
 
   private unindex(owner: string, sid: string): void {
@@ -199,7 +200,7 @@ export class MemorySessionStore extends Store implements UserSessionIndex {
     this.kill(sid);
     this.counters.revoked++;
     const event: SessionRevokedEvent = { userId: uid, sessionId: sessionHandle(sid), reason };
-    this.events.publish(this.channel, event, REVOKED_TYPE).catch(() => {});
+    this.events?.publish(this.channel, event, REVOKED_TYPE).catch(() => {});
     return true;
   }
 
@@ -220,6 +221,7 @@ export class MemorySessionStore extends Store implements UserSessionIndex {
 
   /** See `UserSessionIndex.onRevoked`. */
   onRevoked(handler: MessageHandler<SessionRevokedEvent>): Promise<() => Promise<void>> {
+    this.events ??= createPubSub({ logger: this.cfg.logger });
     return this.events.subscribe(this.channel, handler);
   }
 
@@ -230,7 +232,7 @@ export class MemorySessionStore extends Store implements UserSessionIndex {
 
   /** See `UserSessionIndex.close`. */
   close(): Promise<void> {
-    return this.events.close();
+    return this.events?.close() ?? Promise.resolve();
   }
 
   /** Live session ids. */
