@@ -23,23 +23,21 @@ import {
   parseEntry,
 } from "./cache-variants.js";
 import { config, HTTP_TIMEOUT_MS } from "./config.js";
-import { autocannon, commandStats, cpuBusyUs, readCpu, redisCounts } from "./measure.js";
-import { pinning, startServer, stopChild } from "./processes.js";
+import { autocannon, commandStats, readCpu, redisCounts, watchServerCore } from "./measure.js";
+import { startServer, stopChild } from "./processes.js";
 import {
   type Comparison,
   commandMix,
   compare,
   comparisonLines,
   httpProgress,
-  median,
+  outsideLoadLine,
   percent,
   type RunResult,
   summarize,
 } from "./stats.js";
 import type { SuiteDefinition } from "./suite.js";
 
-/** Share of the server's core used by other processes above which a run is called noisy. */
-const NOISY_SHARE = 0.2;
 /** Attempts (50 ms apart) to see the first hit after the warming request. */
 const HIT_ATTEMPTS = 20;
 
@@ -118,13 +116,10 @@ async function runOnce(
     if (variant !== "bare") await warm(server.port, variant, handler);
     if (config.warmupS > 0) await autocannon(server.port, config.warmupS, path);
     const before = await readCpu<CacheServerSample>(server.port);
-    const core0Before = pinning ? cpuBusyUs(0) : undefined;
-    const wallBefore = performance.now();
+    const serverCore = watchServerCore();
     const statsBefore = await commandStats(admin);
     const load = await autocannon(server.port, config.durationS, path);
     const after = await readCpu<CacheServerSample>(server.port);
-    const core0After = pinning ? cpuBusyUs(0) : undefined;
-    const wallUs = (performance.now() - wallBefore) * 1000;
     const statsAfter = await commandStats(admin);
     const serverLog = server.log().trim().split("\n").slice(0, 5).join("\n");
 
@@ -132,10 +127,7 @@ async function runOnce(
     const perReq = (n: number) => (served > 0 ? n / served : Number.NaN);
     const cpuUs = after.user - before.user + (after.system - before.system);
     // CPU 0 is the server's: what else ran there while it was measured.
-    const otherCore0 =
-      core0Before === undefined || core0After === undefined
-        ? undefined
-        : Math.max(0, core0After - core0Before - cpuUs) / wallUs;
+    const otherCore0 = serverCore(cpuUs);
     return {
       round,
       variant: entry,
@@ -209,16 +201,7 @@ export const cacheSuite: SuiteDefinition = {
         (f) => `- ${f.variant} failed in round ${f.round}: ${f.error.split("\n")[0]}`,
       ),
     ];
-    const measuredLoad = runs.filter((r) => r.otherLoadOnServerCore !== undefined);
-    const noisy = measuredLoad.filter((r) => r.otherLoadOnServerCore! > NOISY_SHARE);
-    const noise =
-      measuredLoad.length === 0
-        ? "Not measured (no pinning)."
-        : `${noisy.length} of ${measuredLoad.length} runs had more than ${NOISY_SHARE * 100} % of CPU 0 (the server's core) used by other processes` +
-          (noisy.length === 0
-            ? "."
-            : `: ${noisy.map((r) => `${r.variant} round ${r.round} (${percent(r.otherLoadOnServerCore)})`).join(", ")}.`) +
-          ` Median: ${percent(median(measuredLoad.map((r) => r.otherLoadOnServerCore!)))}.`;
+    const noise = outsideLoadLine(runs);
     const problemText =
       problems.length > 0
         ? problems.join("\n")

@@ -10,6 +10,12 @@ import {
   type CacheVariant,
 } from "./cache-variants.js";
 import { LOCK_VARIANTS, type LockVariant } from "./lock-variants.js";
+import {
+  SESSION_SCENARIOS,
+  SESSION_VARIANTS,
+  type SessionScenario,
+  type SessionVariant,
+} from "./session-variants.js";
 import { VARIANTS, type Variant } from "./variants.js";
 
 /** The repository root. */
@@ -18,7 +24,7 @@ export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 export const AUTOCANNON = join(ROOT, "node_modules", "autocannon", "autocannon.js");
 
 /** The benchmarks `npm run bench` can run, in the order it runs them. */
-export const SUITES = ["rate-limit", "cache", "lock"] as const;
+export const SUITES = ["rate-limit", "cache", "lock", "session"] as const;
 export type Suite = (typeof SUITES)[number];
 
 function envInt(name: string, fallback: number, min: number, max: number): number {
@@ -66,6 +72,8 @@ function chosenSuites(): Suite[] {
     cache: "cache",
     lock: "lock",
     locks: "lock",
+    session: "session",
+    sessions: "session",
   };
   const unknown = names.filter((n) => aliases[n] === undefined);
   if (unknown.length > 0)
@@ -80,20 +88,40 @@ function chosenSuites(): Suite[] {
  * `BENCH_VARIANTS`: names from any benchmark (`bare` is always added to the HTTP benchmarks).
  * A benchmark none of whose variants is named is skipped.
  */
-function chosenVariants(): { rateLimit: Variant[]; cache: CacheVariant[]; lock: LockVariant[] } {
+function chosenVariants(): {
+  rateLimit: Variant[];
+  cache: CacheVariant[];
+  lock: LockVariant[];
+  session: SessionVariant[];
+} {
   const names = list(process.env.BENCH_VARIANTS);
   if (names === undefined)
-    return { rateLimit: [...VARIANTS], cache: [...CACHE_VARIANTS], lock: [...LOCK_VARIANTS] };
-  const known = new Set<string>([...VARIANTS, ...CACHE_VARIANTS, ...LOCK_VARIANTS]);
+    return {
+      rateLimit: [...VARIANTS],
+      cache: [...CACHE_VARIANTS],
+      lock: [...LOCK_VARIANTS],
+      session: [...SESSION_VARIANTS],
+    };
+  const known = new Set<string>([
+    ...VARIANTS,
+    ...CACHE_VARIANTS,
+    ...LOCK_VARIANTS,
+    ...SESSION_VARIANTS,
+  ]);
   const unknown = names.filter((n) => !known.has(n));
   if (unknown.length > 0)
     throw new Error(
-      `BENCH_VARIANTS: unknown ${unknown.join(", ")} (rate limit: ${VARIANTS.join(", ")}; cache: ${CACHE_VARIANTS.join(", ")}; lock: ${LOCK_VARIANTS.join(", ")})`,
+      `BENCH_VARIANTS: unknown ${unknown.join(", ")} (rate limit: ${VARIANTS.join(", ")}; cache: ${CACHE_VARIANTS.join(", ")}; lock: ${LOCK_VARIANTS.join(", ")}; session: ${SESSION_VARIANTS.join(", ")})`,
     );
   const named = new Set(names);
   const pick = <T extends string>(all: readonly T[]): T[] =>
     all.some((v) => named.has(v)) ? all.filter((v) => v === "bare" || named.has(v)) : [];
-  return { rateLimit: pick(VARIANTS), cache: pick(CACHE_VARIANTS), lock: pick(LOCK_VARIANTS) };
+  return {
+    rateLimit: pick(VARIANTS),
+    cache: pick(CACHE_VARIANTS),
+    lock: pick(LOCK_VARIANTS),
+    session: pick(SESSION_VARIANTS),
+  };
 }
 
 function chosenHandlers(): CacheHandler[] {
@@ -105,6 +133,18 @@ function chosenHandlers(): CacheHandler[] {
       `BENCH_HANDLERS: unknown ${unknown.join(", ")} (known: ${CACHE_HANDLERS.join(", ")})`,
     );
   return CACHE_HANDLERS.filter((h) => names.includes(h));
+}
+
+/** `BENCH_SCENARIOS`: the session benchmark's scenarios. */
+function chosenScenarios(): SessionScenario[] {
+  const names = list(process.env.BENCH_SCENARIOS);
+  if (names === undefined) return [...SESSION_SCENARIOS];
+  const unknown = names.filter((n) => !(SESSION_SCENARIOS as readonly string[]).includes(n));
+  if (unknown.length > 0)
+    throw new Error(
+      `BENCH_SCENARIOS: unknown ${unknown.join(", ")} (known: ${SESSION_SCENARIOS.join(", ")})`,
+    );
+  return SESSION_SCENARIOS.filter((s) => names.includes(s));
 }
 
 const variants = chosenVariants();
@@ -122,6 +162,7 @@ export const config = {
         "rate-limit": variants.rateLimit.length,
         cache: variants.cache.length,
         lock: variants.lock.length,
+        session: variants.session.length,
       })[s] > 0,
   ),
   /** Rate-limit variants. */
@@ -129,6 +170,9 @@ export const config = {
   /** Cache variants, each run on every handler of `cacheHandlers`. */
   cacheVariants: variants.cache,
   cacheHandlers: chosenHandlers(),
+  /** Session variants, each run on every scenario of `sessionScenarios`. */
+  sessionVariants: variants.session,
+  sessionScenarios: chosenScenarios(),
   /** Lock variants. */
   lockVariants: variants.lock,
   /** Lock benchmark: measured sequential acquire+release iterations per run. */

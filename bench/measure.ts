@@ -5,7 +5,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import type { Redis } from "ioredis";
 import { AUTOCANNON, config, HTTP_TIMEOUT_MS } from "./config.js";
-import { spawnTracked, stopChild, waitExit } from "./processes.js";
+import { pinning, spawnTracked, stopChild, waitExit } from "./processes.js";
 
 /** The server's CPU time and responses served, from GET /__cpu. */
 export interface CpuSample {
@@ -32,12 +32,24 @@ export interface AutocannonResult {
   timeouts: number;
 }
 
+/** What every request of an autocannon run sends besides its path (default: GET, no headers). */
+export interface LoadRequest {
+  method?: "GET" | "POST";
+  /** Header name → value, sent on every request (e.g. a session cookie). */
+  headers?: Record<string, string>;
+}
+
 /** Runs autocannon against the server's `path` for `seconds` and returns its JSON result. */
 export async function autocannon(
   port: number,
   seconds: number,
   path = "/api",
+  request: LoadRequest = {},
 ): Promise<AutocannonResult> {
+  const extra = [
+    ...(request.method === undefined ? [] : ["-m", request.method]),
+    ...Object.entries(request.headers ?? {}).flatMap(([name, value]) => ["-H", `${name}:${value}`]),
+  ];
   const child = spawnTracked(1, process.execPath, [
     AUTOCANNON,
     "-c",
@@ -46,6 +58,7 @@ export async function autocannon(
     String(seconds),
     "-n",
     "-j",
+    ...extra,
     `http://127.0.0.1:${port}${path}`,
   ]);
   let stdout = "";
@@ -166,4 +179,20 @@ export function cpuBusyUs(cpu: number): number | undefined {
     .map(Number);
   const ticks = [user, nice, system, irq, softirq, steal].reduce<number>((a, b) => a + (b ?? 0), 0);
   return (ticks * 1e6) / CLOCK_TICKS;
+}
+
+/**
+ * Starts watching CPU 0, the server's core, over a measured window. The function returned, given
+ * the server's CPU time in the window (µs), gives the share of CPU 0 that other processes (and
+ * interrupts) used, 0-1; undefined when not pinned, or where there is no /proc/stat.
+ */
+export function watchServerCore(): (serverCpuUs: number) => number | undefined {
+  const busyBefore = pinning ? cpuBusyUs(0) : undefined;
+  const wallBefore = performance.now();
+  return (serverCpuUs) => {
+    const busyAfter = pinning ? cpuBusyUs(0) : undefined;
+    const wallUs = (performance.now() - wallBefore) * 1000;
+    if (busyBefore === undefined || busyAfter === undefined) return undefined;
+    return Math.max(0, busyAfter - busyBefore - serverCpuUs) / wallUs;
+  };
 }

@@ -105,7 +105,7 @@ export interface ServerHandle {
  */
 export async function startServer(
   label: string,
-  script: "server.ts" | "cache-server.ts",
+  script: "server.ts" | "cache-server.ts" | "session-server.ts",
   args: string[],
 ): Promise<ServerHandle> {
   const port = await freePort();

@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: three benchmarks (see bench/README.md).
+ * `npm run bench`: four benchmarks (see bench/README.md).
  *
  * - rate limit: throughput, latency, server CPU and Redis round trips of the rate limiter
  *   against express-rate-limit + rate-limit-redis, rate-limiter-flexible and a one-EVALSHA
@@ -8,9 +8,14 @@
  *   memory only, against apicache, on an immediate and a 20 ms handler (`cache-suite.ts`);
  * - lock: uncontended acquire+release latency and round trips, and hand-off latency between
  *   contending worker processes, of `createLockManager()` against node-redlock and
- *   redis-semaphore (`lock-suite.ts`).
+ *   redis-semaphore (`lock-suite.ts`);
+ * - session: express-session on `UserSessionStore` (with `trackSessions()`) against plain
+ *   connect-redis, for an unmodified read and a write of one logged-in session: throughput,
+ *   latency, and the Redis commands each request and each store call sends
+ *   (`session-suite.ts`).
  *
- * `--only rate-limit`, `--only cache` or `--only lock` (or `BENCH_ONLY`) runs one of them.
+ * `--only rate-limit`, `--only cache`, `--only lock` or `--only session` (or `BENCH_ONLY`) runs
+ * one of them.
  *
  * Starts its own redis-server on a free loopback port, then for each round runs every variant
  * once (rotated order), each in fresh processes pinned to CPU 0 (the HTTP server; the lock
@@ -28,6 +33,7 @@ import { AUTOCANNON, config, ROOT, type Suite } from "./config.js";
 import { lockSuite } from "./lock-suite.js";
 import { children, killAllNow, pinning, pinRedis, state, stopChild } from "./processes.js";
 import { rateLimitSuite } from "./rate-limit-suite.js";
+import { sessionSuite } from "./session-suite.js";
 import type { RunFailure } from "./stats.js";
 import type { BenchEnv, MeasuredRun, SuiteDefinition } from "./suite.js";
 
@@ -128,6 +134,7 @@ const SUITE_DEFINITIONS: Record<
   "rate-limit": { suite: rateLimitSuite, run: (c) => runAndReport(rateLimitSuite, c) },
   cache: { suite: cacheSuite, run: (c) => runAndReport(cacheSuite, c) },
   lock: { suite: lockSuite, run: (c) => runAndReport(lockSuite, c) },
+  session: { suite: sessionSuite, run: (c) => runAndReport(sessionSuite, c) },
 };
 
 async function main(): Promise<void> {

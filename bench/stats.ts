@@ -3,10 +3,13 @@
  */
 import { VARIANTS } from "./variants.js";
 
-/** One measured run of one variant (cache benchmark: one variant on one handler) in one round. */
+/**
+ * One measured run of one variant (cache benchmark: one variant on one handler; session
+ * benchmark: one variant on one scenario) in one round.
+ */
 export interface RunResult {
   round: number;
-  /** The variant, or in the cache benchmark `variant/handler`. */
+  /** The variant, or `variant/handler` (cache), or `variant/scenario` (session). */
   variant: string;
   /** Position of the variant within its round (0 = first). */
   order: number;
@@ -16,7 +19,7 @@ export interface RunResult {
   p99Ms: number;
   /** Responses autocannon counted. */
   requests: number;
-  /** /api responses the server sent in the measured window (the divisor of per-request metrics). */
+  /** Requests the server received on the measured path in the window (the divisor of per-request metrics). */
   served: number;
   non2xx: number;
   errors: number;
@@ -30,8 +33,9 @@ export interface RunResult {
   /** Redis calls per request by command name (only commands seen in the window). */
   commands: Record<string, number>;
   /**
-   * Cache benchmark: commands the server's Redis client sent per request (round trips; INFO
-   * commandstats also counts the commands scripts run). Absent in the rate-limit benchmark.
+   * Cache and session benchmarks: commands the server's Redis client sent per request (round
+   * trips; INFO commandstats also counts the commands scripts run). Absent in the rate-limit
+   * benchmark.
    */
   roundTripsPerReq?: number;
   /** Cache benchmark: handler runs over the whole run (warming and warm-up included). */
@@ -40,14 +44,14 @@ export interface RunResult {
   handlerRunsMeasured?: number;
   /** Cache benchmark, this library's variants: Redis failures counted by `stats().errors`. */
   cacheErrors?: number;
-  /** Cache benchmark: the first lines the server wrote to stderr (library warnings), if any. */
+  /** Cache and session benchmarks: the first lines the server wrote to stderr, if any. */
   serverLog?: string;
   /**
-   * Cache benchmark, when pinned: the share of the server's core (CPU 0) that other processes
+   * Cache and session benchmarks, when pinned: the share of the server's core (CPU 0) that other processes
    * (and interrupts) used during the measured window, 0-1. High values mean outside load.
    */
   otherLoadOnServerCore?: number;
-  /** Cache benchmark: when the run ended. */
+  /** Cache and session benchmarks: when the run ended. */
   at?: string;
 }
 
@@ -197,6 +201,23 @@ export function httpProgress(run: RunResult, extra = ""): string {
     `p99 ${run.p99Ms} ms  cpu ${run.cpuUsPerReq.toFixed(1)} µs/req  redis ${run.redisCmdsPerReq.toFixed(2)} cmds/req` +
     (extra === "" ? "" : `  ${extra}`) +
     (bad > 0 ? `  !! non-2xx ${run.non2xx}, errors ${run.errors}, timeouts ${run.timeouts}` : "")
+  );
+}
+
+/** Share of the server's core used by other processes above which a run is called noisy. */
+export const NOISY_SHARE = 0.2;
+
+/** The HTTP benchmarks' "Outside load" text: runs whose server core was busy with other work. */
+export function outsideLoadLine(runs: readonly RunResult[]): string {
+  const measured = runs.filter((r) => r.otherLoadOnServerCore !== undefined);
+  if (measured.length === 0) return "Not measured (no pinning).";
+  const noisy = measured.filter((r) => r.otherLoadOnServerCore! > NOISY_SHARE);
+  return (
+    `${noisy.length} of ${measured.length} runs had more than ${NOISY_SHARE * 100} % of CPU 0 (the server's core) used by other processes` +
+    (noisy.length === 0
+      ? "."
+      : `: ${noisy.map((r) => `${r.variant} round ${r.round} (${percent(r.otherLoadOnServerCore)})`).join(", ")}.`) +
+    ` Median: ${percent(median(measured.map((r) => r.otherLoadOnServerCore!)))}.`
   );
 }
 
