@@ -1,10 +1,11 @@
 /**
- * The small pub/sub primitive the cache invalidates its memory tiers with, in process and on
- * a standalone Redis: envelopes, order, isolation of failing handlers, dropped payloads,
- * unsubscribe (PUBSUB NUMSUB back to 0).
+ * `createPubSub()` in process, on a standalone Redis and on a Cluster: envelopes, order (1000
+ * in order), glob patterns, isolation of failing (and rejecting) handlers, dropped payloads,
+ * unsubscribe (PUBSUB NUMSUB back to 0), resubscribe after CLIENT KILL TYPE pubsub.
  */
+import { globToRegExp } from "../stores/pubsub/local.js";
 import { createPubSub, type Envelope, type PubSub } from "../stores/pubsub/pubsub.js";
-import { closeClients, newRedis, testPrefix } from "./helpers.js";
+import { closeClients, newCluster, newRedis, testPrefix } from "./helpers.js";
 
 const prefix = testPrefix(__filename);
 const quiet = { info() {}, warn() {}, error() {} };
@@ -28,9 +29,11 @@ async function collect(pubsub: PubSub, channel: string, count: number) {
   return { got, all, unsubscribe };
 }
 
-describe.each(["memory", "standalone"] as const)("pub/sub on %s", (backend) => {
+describe.each(["memory", "standalone", "cluster"] as const)("pub/sub on %s", (backend) => {
+  const client = () =>
+    backend === "memory" ? undefined : backend === "cluster" ? newCluster() : newRedis();
   const make = () => {
-    const p = createPubSub({ redis: backend === "memory" ? undefined : newRedis(), logger: quiet });
+    const p = createPubSub({ redis: client(), logger: quiet });
     opened.push(p);
     return p;
   };
@@ -66,7 +69,7 @@ describe.each(["memory", "standalone"] as const)("pub/sub on %s", (backend) => {
 
   it("oversized messages are refused at publish; unsubscribe stops delivery", async () => {
     const a = createPubSub({
-      redis: backend === "memory" ? undefined : newRedis(),
+      redis: client(),
       maxMessageBytes: 200,
       logger: quiet,
     });
@@ -81,6 +84,42 @@ describe.each(["memory", "standalone"] as const)("pub/sub on %s", (backend) => {
     await a.publish(channel("unsub"), "two");
     await fence.all; // "two" was delivered to subscribers by now
     expect(got.map((m) => m.data)).toEqual(["one"]);
+  });
+  it("psubscribe: a glob pattern gets every matching channel, with the actual channel name", async () => {
+    const a = make();
+    const b = make();
+    const got: string[] = [];
+    let done!: () => void;
+    const all = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    const off = await b.psubscribe(`${channel("user")}:*:events`, (message, name) => {
+      got.push(`${name} ${message.data}`);
+      if (got.length === 2) done();
+    });
+    await a.publish(`${channel("user")}:1:events`, "one");
+    await a.publish(`${channel("user")}:1:other`, "not matched");
+    await a.publish(`${channel("user")}:2:events`, "two");
+    await all;
+    expect(got).toEqual([`${channel("user")}:1:events one`, `${channel("user")}:2:events two`]);
+    await off();
+    await a.publish(`${channel("user")}:3:events`, "after unsubscribe");
+    await a.publish(`${channel("user")}:3:events`, "after unsubscribe"); // settles delivery
+    expect(got).toHaveLength(2);
+  });
+
+  it("an async handler that rejects is counted; the others still get every message", async () => {
+    const a = make();
+    const b = make();
+    await b.subscribe(channel("async"), async () => {
+      throw new Error("boom");
+    });
+    const { got, all } = await collect(b, channel("async"), 3);
+    for (const n of [1, 2, 3]) await a.publish(channel("async"), n);
+    await all;
+    await new Promise((resolve) => setImmediate(resolve)); // the rejections' catch handlers
+    expect(got.map((m) => m.data)).toEqual([1, 2, 3]);
+    expect(b.stats().handlerErrors).toBe(3);
   });
 });
 
@@ -118,4 +157,48 @@ describe("pub/sub on Redis", () => {
     await off2();
     expect(await admin.pubsub("NUMSUB", channel)).toEqual([channel, 0]);
   });
+});
+
+it("CLIENT KILL TYPE pubsub: the subscriber resubscribes, onResubscribed runs, delivery resumes", async () => {
+  const admin = newRedis();
+  let resubscribed!: () => void;
+  const hook = new Promise<void>((resolve) => {
+    resubscribed = resolve;
+  });
+  const b = createPubSub({
+    redis: newRedis(),
+    logger: quiet,
+    onResubscribed: () => resubscribed(),
+  });
+  opened.push(b);
+  const a = createPubSub({ redis: newRedis(), logger: quiet });
+  opened.push(a);
+  const channel = `${prefix}killed`;
+  const { got, all } = await collect(b, channel, 2);
+  await a.publish(channel, "before");
+  expect(await admin.call("CLIENT", "KILL", "TYPE", "pubsub")).toBeGreaterThanOrEqual(1);
+  await hook;
+  // Subscribed again: the SUBSCRIBE was sent before "ready", so this publish finds it.
+  expect(await a.publish(channel, "after")).toBeGreaterThanOrEqual(1);
+  await all;
+  expect(got.map((m) => m.data)).toEqual(["before", "after"]);
+});
+
+it("Redis glob patterns match as Redis matches them", () => {
+  const cases: [string, string, boolean][] = [
+    ["a*", "abc", true],
+    ["a*", "ba", false],
+    ["a?c", "abc", true],
+    ["a?c", "ac", false],
+    ["h[ae]llo", "hallo", true],
+    ["h[^e]llo", "hello", false],
+    ["h[a-b]llo", "hbllo", true],
+    ["a\\*b", "a*b", true],
+    ["a\\*b", "axb", false],
+    ["x.y", "xzy", false],
+    ["[", "[", true],
+  ];
+  for (const [glob, text, expected] of cases) {
+    expect([glob, text, globToRegExp(glob).test(text)]).toEqual([glob, text, expected]);
+  }
 });

@@ -11,6 +11,7 @@ import { toError } from "../core/errors.js";
 import { consoleLogger, type Logger } from "../core/logger.js";
 import { positiveInt, rejectUnknown } from "../core/options.js";
 import type { RedisClient } from "../core/scripts.js";
+import { LocalTransport } from "./local.js";
 import { RedisTransport } from "./redis.js";
 
 /** What a subscriber receives. */
@@ -27,8 +28,14 @@ export interface Envelope<T = unknown> {
   data: T;
 }
 
-/** A message handler. Exceptions are caught, logged once per handler and counted. */
-export type MessageHandler<T = unknown> = (message: Envelope<T>, channel: string) => void;
+/**
+ * A message handler. Exceptions (and rejections, for an async handler, which is not awaited)
+ * are caught, logged once per handler and counted: they never reach other handlers.
+ */
+export type MessageHandler<T = unknown> = (
+  message: Envelope<T>,
+  channel: string,
+) => void | Promise<void>;
 
 /** Options of `createPubSub()`. */
 export interface PubSubOptions {
@@ -68,52 +75,28 @@ export interface PubSub {
   encode(data: unknown, type?: string): string;
   /** Subscribes `handler` to `channel`; resolves once subscribed, with an unsubscribe function. */
   subscribe<T = unknown>(channel: string, handler: MessageHandler<T>): Promise<() => Promise<void>>;
+  /**
+   * Subscribes `handler` to every channel matching the Redis glob `pattern` (`*`, `?`, `[…]`);
+   * the handler gets the actual channel. Resolves with an unsubscribe function.
+   */
+  psubscribe<T = unknown>(
+    pattern: string,
+    handler: MessageHandler<T>,
+  ): Promise<() => Promise<void>>;
   /** Closes the subscriber connection (the publishing client is the caller's). */
   close(): Promise<void>;
   stats(): PubSubStats;
 }
 
-/** Moves raw payloads; the Redis one and the in-process one. */
+/** Delivers a raw payload; `pattern` is set for a pattern subscription's message. */
+export type Deliver = (channel: string, payload: string, pattern?: string) => void;
+
+/** Moves raw payloads; the Redis one and the in-process one. `pattern` marks a pattern. */
 export interface Transport {
   publish(channel: string, payload: string): Promise<number>;
-  listen(channel: string): Promise<void>;
-  unlisten(channel: string): Promise<void>;
+  listen(name: string, pattern: boolean): Promise<void>;
+  unlisten(name: string, pattern: boolean): Promise<void>;
   close(): Promise<void>;
-}
-
-/** The in-process bus shared by every memory-backed instance (like one Redis server). */
-const localBus = new Set<(channel: string, payload: string) => void>();
-
-class LocalTransport implements Transport {
-  private readonly channels = new Set<string>();
-  private readonly deliver = (channel: string, payload: string) => {
-    if (this.channels.has(channel)) queueMicrotask(() => this.onMessage(channel, payload));
-  };
-
-  constructor(private readonly onMessage: (channel: string, payload: string) => void) {
-    localBus.add(this.deliver);
-  }
-
-  async publish(channel: string, payload: string): Promise<number> {
-    let receivers = 0;
-    for (const deliver of localBus) {
-      deliver(channel, payload);
-      receivers++;
-    }
-    return receivers;
-  }
-
-  async listen(channel: string): Promise<void> {
-    this.channels.add(channel);
-  }
-
-  async unlisten(channel: string): Promise<void> {
-    this.channels.delete(channel);
-  }
-
-  async close(): Promise<void> {
-    localBus.delete(this.deliver);
-  }
 }
 
 /** Creates a pub/sub instance; see the module comment. */
@@ -123,12 +106,20 @@ export function createPubSub(options: PubSubOptions = {}): PubSub {
   const maxBytes = positiveInt(scope, "maxMessageBytes", options.maxMessageBytes, 65_536);
   const logger = options.logger ?? consoleLogger;
   const origin = randomUUID();
-  const handlers = new Map<string, Set<MessageHandler>>();
+  const channels = new Map<string, Set<MessageHandler>>();
+  const patterns = new Map<string, Set<MessageHandler>>();
   const stats: PubSubStats = { published: 0, received: 0, dropped: 0, handlerErrors: 0 };
   const failing = new WeakSet<MessageHandler>();
 
-  const onMessage = (channel: string, payload: string) => {
-    const set = handlers.get(channel);
+  const failed = (handler: MessageHandler, channel: string, err: unknown) => {
+    stats.handlerErrors++;
+    if (!failing.has(handler)) {
+      failing.add(handler);
+      logger.error(`pubsub: a handler on ${channel} threw: ${toError(err).message}`);
+    }
+  };
+  const onMessage: Deliver = (channel, payload, pattern) => {
+    const set = pattern === undefined ? channels.get(channel) : patterns.get(pattern);
     if (set === undefined) return;
     const envelope = parseEnvelope(payload, maxBytes);
     if (envelope === undefined) {
@@ -138,13 +129,10 @@ export function createPubSub(options: PubSubOptions = {}): PubSub {
     stats.received++;
     for (const handler of set) {
       try {
-        handler(envelope, channel);
+        const result = handler(envelope, channel);
+        if (result instanceof Promise) result.catch((err) => failed(handler, channel, err));
       } catch (err) {
-        stats.handlerErrors++;
-        if (!failing.has(handler)) {
-          failing.add(handler);
-          logger.error(`pubsub: a handler on ${channel} threw: ${toError(err).message}`);
-        }
+        failed(handler, channel, err);
       }
     }
   };
@@ -152,6 +140,46 @@ export function createPubSub(options: PubSubOptions = {}): PubSub {
     options.redis === undefined
       ? new LocalTransport(onMessage)
       : new RedisTransport(options.redis, onMessage, logger, options.onResubscribed);
+
+  /** Adds a handler for a channel or pattern, listening on the first; returns its remover. */
+  const add = async (
+    map: Map<string, Set<MessageHandler>>,
+    pattern: boolean,
+    name: string,
+    handler: MessageHandler,
+  ): Promise<() => Promise<void>> => {
+    if (typeof name !== "string" || name.length === 0) {
+      throw new TypeError(`pubsub: ${pattern ? "pattern" : "channel"} must be a non-empty string`);
+    }
+    if (typeof handler !== "function") throw new TypeError("pubsub: handler must be a function");
+    let set = map.get(name);
+    if (set === undefined) {
+      set = new Set();
+      map.set(name, set);
+    }
+    set.add(handler);
+    if (set.size === 1) {
+      try {
+        await transport.listen(name, pattern);
+      } catch (err) {
+        // Not subscribed: forget the handler, so a retry subscribes again.
+        set.delete(handler);
+        if (!set.size) map.delete(name);
+        throw err;
+      }
+    }
+    let done = false;
+    return async () => {
+      if (done) return;
+      done = true;
+      const current = map.get(name);
+      current?.delete(handler);
+      if (current?.size === 0) {
+        map.delete(name);
+        await transport.unlisten(name, pattern);
+      }
+    };
+  };
 
   return {
     origin,
@@ -167,37 +195,11 @@ export function createPubSub(options: PubSubOptions = {}): PubSub {
       stats.published++;
       return transport.publish(channel, payload);
     },
-    async subscribe<T>(channel: string, handler: MessageHandler<T>) {
-      let set = handlers.get(channel);
-      if (set === undefined) {
-        set = new Set();
-        handlers.set(channel, set);
-      }
-      set.add(handler as MessageHandler);
-      if (set.size === 1) {
-        try {
-          await transport.listen(channel);
-        } catch (err) {
-          // Not subscribed: forget the handler, so a retry subscribes again.
-          set.delete(handler as MessageHandler);
-          if (!set.size) handlers.delete(channel);
-          throw err;
-        }
-      }
-      let done = false;
-      return async () => {
-        if (done) return;
-        done = true;
-        const current = handlers.get(channel);
-        current?.delete(handler as MessageHandler);
-        if (current?.size === 0) {
-          handlers.delete(channel);
-          await transport.unlisten(channel);
-        }
-      };
-    },
+    subscribe: (channel, handler) => add(channels, false, channel, handler as MessageHandler),
+    psubscribe: (pattern, handler) => add(patterns, true, pattern, handler as MessageHandler),
     async close() {
-      handlers.clear();
+      channels.clear();
+      patterns.clear();
       await transport.close();
     },
     stats: () => ({ ...stats }),

@@ -1,21 +1,22 @@
 /**
- * The Redis transport of `createPubSub()`. Publishing uses the caller's client. Subscribing
- * uses one dedicated duplicate connection per client, shared (reference-counted per channel)
- * by every pub/sub instance on that client, created on the first subscription and closed
- * when the last channel is released or the caller's client ends. ioredis subscribes again
+ * The Redis transport of `createPubSub()`. Publishing uses the caller's client (on a Cluster,
+ * always through one master, so one publisher's messages keep their order). Subscribing
+ * uses one dedicated duplicate connection per client, shared (reference-counted per channel
+ * and per pattern) by every pub/sub instance on that client, created on the first
+ * subscription and closed when the last one is released or the caller's client ends. ioredis subscribes again
  * after a reconnect; each `ready` after the first calls every `onResubscribed` hook.
  */
+import type { Cluster, Redis } from "ioredis";
 import { isCluster } from "../core/client.js";
 import type { Logger } from "../core/logger.js";
 import type { RedisClient } from "../core/scripts.js";
-import type { Transport } from "./pubsub.js";
-
-type Deliver = (channel: string, payload: string) => void;
+import type { Deliver, Transport } from "./pubsub.js";
 
 /** The subscriber connection of one client, and who listens on which channel. */
 class SharedSubscriber {
   readonly connection: RedisClient;
   readonly channels = new Map<string, Set<Deliver>>();
+  readonly patterns = new Map<string, Set<Deliver>>();
   readonly resubscribed = new Set<() => void>();
   private down = false;
 
@@ -27,6 +28,9 @@ class SharedSubscriber {
     this.connection = isCluster(redis) ? redis.duplicate() : redis.duplicate();
     this.connection.on("message", (channel: string, payload: string) => {
       for (const deliver of this.channels.get(channel) ?? []) deliver(channel, payload);
+    });
+    this.connection.on("pmessage", (pattern: string, channel: string, payload: string) => {
+      for (const deliver of this.patterns.get(pattern) ?? []) deliver(channel, payload, pattern);
     });
     this.connection.on("error", (err: Error) => {
       if (this.down) return;
@@ -42,28 +46,33 @@ class SharedSubscriber {
     });
   }
 
-  async add(channel: string, deliver: Deliver): Promise<void> {
-    let set = this.channels.get(channel);
+  async add(name: string, pattern: boolean, deliver: Deliver): Promise<void> {
+    const map = pattern ? this.patterns : this.channels;
+    let set = map.get(name);
     if (set === undefined) {
       set = new Set();
-      this.channels.set(channel, set);
+      map.set(name, set);
     }
     set.add(deliver);
     // Subscribe each time: cheap when already subscribed, and retries a failed first attempt.
-    await this.connection.subscribe(channel);
+    if (pattern) await this.connection.psubscribe(name);
+    else await this.connection.subscribe(name);
   }
 
-  async remove(channel: string, deliver: Deliver): Promise<void> {
-    const set = this.channels.get(channel);
+  async remove(name: string, pattern: boolean, deliver: Deliver): Promise<void> {
+    const map = pattern ? this.patterns : this.channels;
+    const set = map.get(name);
     if (set === undefined || !set.delete(deliver)) return;
     if (set.size > 0) return;
-    this.channels.delete(channel);
-    await this.connection.unsubscribe(channel).catch(() => {});
-    if (this.channels.size === 0) this.close();
+    map.delete(name);
+    const done = pattern ? this.connection.punsubscribe(name) : this.connection.unsubscribe(name);
+    await done.catch(() => {});
+    if (this.channels.size === 0 && this.patterns.size === 0) this.close();
   }
 
   close(): void {
     this.channels.clear();
+    this.patterns.clear();
     this.resubscribed.clear();
     this.connection.disconnect();
     this.onEmpty();
@@ -88,10 +97,26 @@ function subscriberOf(redis: RedisClient, logger: Logger): SharedSubscriber {
   return subscriber;
 }
 
+/** The master every publish of a Cluster client goes through (the same while it is known). */
+function publisherOf(cluster: Cluster): Redis | undefined {
+  let first: Redis | undefined;
+  let firstName = "";
+  for (const node of cluster.nodes("master")) {
+    const name = `${node.options.host}:${node.options.port}`;
+    if (first === undefined || name < firstName) {
+      first = node;
+      firstName = name;
+    }
+  }
+  return first;
+}
+
 /** See the module comment. */
 export class RedisTransport implements Transport {
+  /** What this instance listens to: `c:<channel>` and `p:<pattern>`. */
   private readonly listening = new Set<string>();
   private readonly deliver: Deliver;
+  private readonly hook: () => void;
 
   constructor(
     private readonly redis: RedisClient,
@@ -99,36 +124,43 @@ export class RedisTransport implements Transport {
     private readonly logger: Logger,
     private readonly onResubscribed: (() => void) | undefined,
   ) {
-    this.deliver = (channel, payload) => {
-      if (this.listening.has(channel)) onMessage(channel, payload);
+    this.deliver = (channel, payload, pattern) => {
+      const name = pattern === undefined ? `c:${channel}` : `p:${pattern}`;
+      if (this.listening.has(name)) onMessage(channel, payload, pattern);
     };
     this.hook = () => this.onResubscribed?.();
   }
 
-  private readonly hook: () => void;
-
   publish(channel: string, payload: string): Promise<number> {
-    return this.redis.publish(channel, payload);
+    if (!isCluster(this.redis)) return this.redis.publish(channel, payload);
+    // A Cluster client sends a command without keys to a random node, and messages that
+    // entered the bus at different nodes can overtake each other: publish on one node.
+    const node = publisherOf(this.redis);
+    return node === undefined
+      ? this.redis.publish(channel, payload)
+      : node.publish(channel, payload);
   }
 
-  async listen(channel: string): Promise<void> {
-    this.listening.add(channel);
+  async listen(name: string, pattern: boolean): Promise<void> {
+    this.listening.add(`${pattern ? "p" : "c"}:${name}`);
     const subscriber = subscriberOf(this.redis, this.logger);
     subscriber.resubscribed.add(this.hook);
-    await subscriber.add(channel, this.deliver);
+    await subscriber.add(name, pattern, this.deliver);
   }
 
-  async unlisten(channel: string): Promise<void> {
-    this.listening.delete(channel);
-    await shared.get(this.redis)?.remove(channel, this.deliver);
+  async unlisten(name: string, pattern: boolean): Promise<void> {
+    this.listening.delete(`${pattern ? "p" : "c"}:${name}`);
+    await shared.get(this.redis)?.remove(name, pattern, this.deliver);
   }
 
   async close(): Promise<void> {
     const subscriber = shared.get(this.redis);
-    const channels = [...this.listening];
+    const names = [...this.listening];
     this.listening.clear();
     if (subscriber === undefined) return;
     subscriber.resubscribed.delete(this.hook);
-    for (const channel of channels) await subscriber.remove(channel, this.deliver).catch(() => {});
+    for (const key of names) {
+      await subscriber.remove(key.slice(2), key[0] === "p", this.deliver).catch(() => {});
+    }
   }
 }
