@@ -28,6 +28,13 @@ export {
   type RequireLockOptions,
   requireLock,
 } from "./middleware/require-lock.js";
+export {
+  type SseConnection,
+  type SseOptions,
+  type SseStats,
+  sse,
+  sseStats,
+} from "./middleware/sse.js";
 export { type TrackSessionsOptions, trackSessions } from "./middleware/track-sessions.js";
 // Connection, health, errors, logging
 export {
@@ -60,6 +67,14 @@ export {
   MAX_RESOURCE_LENGTH,
   type WithLockOptions,
 } from "./stores/lock/lock.js";
+export {
+  createPubSub,
+  type Envelope,
+  type MessageHandler,
+  type PubSub,
+  type PubSubOptions,
+  type PubSubStats,
+} from "./stores/pubsub/pubsub.js";
 export {
   type ConsumeOptions,
   createRateLimiter,
