@@ -15,6 +15,12 @@ export {
 export { ipKeyGenerator, normalizeIp } from "./middleware/client-key.js";
 export { type RedisHealthOptions, redisHealth } from "./middleware/health.js";
 export {
+  type MetricsMiddleware,
+  type MetricsOptions,
+  type MetricsRegistry,
+  metrics,
+} from "./middleware/metrics.js";
+export {
   type PerRequest,
   type RateLimitMiddleware,
   type RateLimitOptions,

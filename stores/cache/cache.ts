@@ -17,6 +17,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { StoreUnavailableError, toError } from "../core/errors.js";
 import { BackendSwitch, withTimeout } from "../core/fallback.js";
 import type { Logger } from "../core/logger.js";
+import { track, untrack } from "../core/registry.js";
 import type { RedisClient } from "../core/scripts.js";
 import { createPubSub, type Envelope, type PubSub } from "../pubsub/pubsub.js";
 import { Flights } from "./flights.js";
@@ -111,6 +112,7 @@ export class ResponseCache {
       // Redis is in trouble, and the process stops waiting on it for a second.
       failuresToDegrade: 3,
     });
+    track("cache", prefix, this, redis);
     if (redis !== undefined) {
       this.pubsub = createPubSub({ redis, logger, onResubscribed: () => this.resync() });
       this.subscribed = this.subscribe();
@@ -377,6 +379,7 @@ export class ResponseCache {
 
   /** Closes the subscriber connection. */
   async close(): Promise<void> {
+    untrack(this);
     await this.pubsub?.close();
   }
 

@@ -8,6 +8,7 @@
  * is never retried on any other error, so a failure can never count twice.
  */
 import type { Cluster, Redis } from "ioredis";
+import { observeScript } from "./registry.js";
 
 /** An ioredis standalone client or Cluster client: what every `redis` option accepts. */
 export type RedisClient = Redis | Cluster;
@@ -64,7 +65,13 @@ export function defineScript(name: string, lua: string): Script {
     const flat: Arg[] = [keys.length];
     for (const key of keys) flat.push(key);
     for (const arg of args) flat.push(arg);
-    return fn.apply(redis, flat as [number, ...Arg[]]);
+    const started = performance.now();
+    const reply = fn.apply(redis, flat as [number, ...Arg[]]);
+    reply.then(
+      () => observeScript(command, (performance.now() - started) / 1000, false),
+      () => observeScript(command, (performance.now() - started) / 1000, true),
+    );
+    return reply;
   };
   return {
     command,

@@ -22,6 +22,7 @@ import { withTimeout } from "../core/fallback.js";
 import { parsePrefix, taggedKey } from "../core/keys.js";
 import { consoleLogger, type Logger } from "../core/logger.js";
 import { fail, positiveInt, rejectUnknown } from "../core/options.js";
+import { track, untrack } from "../core/registry.js";
 import type { RedisClient } from "../core/scripts.js";
 import { HeldLock, type LockHost, MAX_TTL_MS, ttl } from "./held-lock.js";
 import { MemoryLockStore } from "./memory.js";
@@ -71,6 +72,7 @@ class Manager implements LockManager, LockHost {
   ) {
     this.store =
       redis === undefined ? new MemoryLockStore() : new RedisLockStore(redis, prefix, logger);
+    track("lock", prefix, this, redis);
   }
 
   /** Runs a store call within `timeoutMs`; failures become `StoreUnavailableError`. */
@@ -286,6 +288,7 @@ class Manager implements LockManager, LockHost {
   }
 
   async close(): Promise<void> {
+    untrack(this);
     const off = await this.subscription;
     off?.();
     if (this.store instanceof RedisLockStore) await this.store.close();

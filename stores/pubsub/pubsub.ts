@@ -10,6 +10,7 @@ import { randomUUID } from "node:crypto";
 import { toError } from "../core/errors.js";
 import { consoleLogger, type Logger } from "../core/logger.js";
 import { positiveInt, rejectUnknown } from "../core/options.js";
+import { track, untrack } from "../core/registry.js";
 import type { RedisClient } from "../core/scripts.js";
 import { LocalTransport } from "./local.js";
 import { RedisTransport } from "./redis.js";
@@ -181,7 +182,7 @@ export function createPubSub(options: PubSubOptions = {}): PubSub {
     };
   };
 
-  return {
+  const instance: PubSub = {
     origin,
     encode(data, type = "message") {
       const envelope: Envelope = { id: randomUUID(), type, timestamp: Date.now(), origin, data };
@@ -198,12 +199,15 @@ export function createPubSub(options: PubSubOptions = {}): PubSub {
     subscribe: (channel, handler) => add(channels, false, channel, handler as MessageHandler),
     psubscribe: (pattern, handler) => add(patterns, true, pattern, handler as MessageHandler),
     async close() {
+      untrack(instance);
       channels.clear();
       patterns.clear();
       await transport.close();
     },
     stats: () => ({ ...stats }),
   };
+  track("pubsub", "", instance, options.redis);
+  return instance;
 }
 
 function parseEnvelope(payload: string, maxBytes: number): Envelope | undefined {

@@ -7,6 +7,7 @@ import { inspect } from "node:util";
 import { InvalidOptionError } from "../core/errors.js";
 import { BackendSwitch } from "../core/fallback.js";
 import { positiveInt } from "../core/options.js";
+import { track } from "../core/registry.js";
 import { MemoryRateLimitStore } from "./memory.js";
 import {
   type PolicyOptions,
@@ -127,6 +128,7 @@ class Limiter implements RateLimiter {
       recheckMs: config.recheckMs,
       logger: config.logger,
     });
+    track("rateLimiter", config.prefix, this, config.redis);
   }
 
   consume(key: string, cost = 1, options?: ConsumeOptions): Promise<RateLimitResult> {

@@ -8,6 +8,7 @@ import { randomUUID } from "node:crypto";
 import type { SessionData } from "express-session";
 import { Store } from "express-session";
 import { LRUCache } from "lru-cache";
+import { track, untrack } from "../core/registry.js";
 import { createPubSub, type MessageHandler, type PubSub } from "../pubsub/pubsub.js";
 import {
   byActivity,
@@ -59,6 +60,7 @@ export class MemorySessionStore extends Store implements UserSessionIndex {
       },
     });
     this.tombstones = new LRUCache({ max: this.cfg.maxSessions });
+    track("sessions", "memory", this);
   }
 
   private unindex(owner: string, sid: string): void {
@@ -232,6 +234,7 @@ export class MemorySessionStore extends Store implements UserSessionIndex {
 
   /** See `UserSessionIndex.close`. */
   close(): Promise<void> {
+    untrack(this);
     return this.events?.close() ?? Promise.resolve();
   }
 

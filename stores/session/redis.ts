@@ -15,6 +15,7 @@ import { isCluster } from "../core/client.js";
 import { toError } from "../core/errors.js";
 import { taggedKey } from "../core/keys.js";
 import type { Logger } from "../core/logger.js";
+import { track, untrack } from "../core/registry.js";
 import type { RedisClient } from "../core/scripts.js";
 import { createPubSub, type MessageHandler, type PubSub } from "../pubsub/pubsub.js";
 import {
@@ -77,6 +78,7 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
       touchable && cfg.serializer === undefined && typeof cfg.ttl === "number" ? "json" : "none";
     this.events = createPubSub({ redis: cfg.client, logger: cfg.logger });
     this.channel = `${cfg.indexPrefix}revoked`;
+    track("sessions", cfg.prefix, this, cfg.client);
   }
 
   private sessionKey(sid: string): string {
@@ -343,6 +345,7 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
 
   /** See `UserSessionIndex.close`. */
   close(): Promise<void> {
+    untrack(this);
     return this.events.close();
   }
 
