@@ -25,7 +25,7 @@ export interface RedisHealthOptions {
 
 /**
  * Health endpoint middleware: JSON `{ status, latencyMs, version, usedMemoryBytes,
- * connectedClients, mode }`, 200 when `status` is `ok`, else 503.
+ * connectedClients, memory, keyspace, mode }`, 200 when `status` is `ok`, else 503.
  */
 export function redisHealth(options: RedisHealthOptions = {}) {
   const scope = "redisHealth";

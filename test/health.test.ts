@@ -70,6 +70,37 @@ it("a slow server is degraded (503), a stopped one is down (503) within the time
   }
 });
 
+it("memory and keyspace numbers; memory near maxmemory is degraded", async () => {
+  const redis = newRedis(own.url);
+  await redis.flushall();
+  for (let i = 0; i < 10; i++) {
+    if (i < 4) await redis.set(`k${i}`, "v", "EX", 60);
+    else await redis.set(`k${i}`, "v");
+  }
+  await redis.get("k0"); // a hit
+  await redis.get("missing"); // a miss
+  const ok = await request(app({ redis })).get("/health");
+  expect(ok.status).toBe(200);
+  expect(ok.body.keyspace).toMatchObject({ keys: 10, expires: 4 });
+  expect(ok.body.keyspace.hitRatio).toBeGreaterThan(0);
+  expect(ok.body.keyspace.hitRatio).toBeLessThan(1);
+  expect(ok.body.memory).toMatchObject({ maxBytes: 0, usedRatio: null, policy: "noeviction" });
+  expect(ok.body.memory.usedBytes).toBe(ok.body.usedMemoryBytes);
+  expect(ok.body.memory.peakBytes).toBeGreaterThanOrEqual(ok.body.memory.usedBytes);
+  // A limit just above what is used: over 90 % of it.
+  await redis.config("SET", "maxmemory", String(Math.ceil(ok.body.memory.usedBytes * 1.05)));
+  try {
+    const near = await request(app({ redis })).get("/health");
+    expect(near.status).toBe(503);
+    expect(near.body.status).toBe("degraded");
+    expect(near.body.error).toMatch(/used memory is \d+ % of maxmemory/);
+    expect(near.body.memory.usedRatio).toBeGreaterThan(0.9);
+  } finally {
+    await redis.config("SET", "maxmemory", "0");
+    await redis.flushall();
+  }
+});
+
 it("rejects bad options", () => {
   expect(() => redisHealth({ timeoutMs: 0 })).toThrow(
     /redisHealth: timeoutMs must be a positive integer \(got 0\)/,

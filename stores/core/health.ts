@@ -19,6 +19,30 @@ export interface RedisHealth {
   usedMemoryBytes: number | null;
   /** `connected_clients` (summed over masters), or null when down. */
   connectedClients: number | null;
+  /** Memory numbers (summed over masters; ratios of the sums), or null when down or memory mode. */
+  memory: {
+    usedBytes: number;
+    peakBytes: number;
+    /** `maxmemory`; 0 means no limit. */
+    maxBytes: number;
+    /** usedBytes / maxBytes, or null without a limit. Over 0.9 the status is `degraded`. */
+    usedRatio: number | null;
+    /** `mem_fragmentation_ratio` (the highest master's). */
+    fragmentationRatio: number;
+    /** `maxmemory_policy`, e.g. `noeviction` (then writes fail at the limit). */
+    policy: string;
+  } | null;
+  /** Keyspace numbers (summed over masters), or null when down or memory mode. */
+  keyspace: {
+    keys: number;
+    /** Keys with a TTL. */
+    expires: number;
+    /** Keys evicted for maxmemory since the server started (a cache or session lost early). */
+    evictedKeys: number;
+    expiredKeys: number;
+    /** keyspace_hits / (hits + misses) since start, or null before any lookup. */
+    hitRatio: number | null;
+  } | null;
   /** `standalone`, `cluster`, or `memory` when no Redis is configured. */
   mode: "standalone" | "cluster" | "memory";
   /** Why the status is not `ok`. */
@@ -47,6 +71,8 @@ export async function checkRedisHealth(
       version: null,
       usedMemoryBytes: null,
       connectedClients: null,
+      memory: null,
+      keyspace: null,
       mode: "memory",
     };
   }
@@ -60,6 +86,8 @@ export async function checkRedisHealth(
       version: null,
       usedMemoryBytes: null,
       connectedClients: null,
+      memory: null,
+      keyspace: null,
       mode,
       error: toError(err).message,
     };
@@ -91,17 +119,59 @@ async function probe(
     );
     if (!/cluster_state:ok/.test(state)) error = "cluster_state is not ok";
   }
+  const used = sum("used_memory");
+  const max = sum("maxmemory");
+  const usedRatio = max > 0 ? round(used / max) : null;
+  if (usedRatio !== null && usedRatio > 0.9) {
+    error = `used memory is ${Math.round(usedRatio * 100)} % of maxmemory`;
+  }
   if (latencyMs > degradedMs)
     error = `PING took ${Math.round(latencyMs)} ms (over ${degradedMs} ms)`;
+  const hits = sum("keyspace_hits");
+  const misses = sum("keyspace_misses");
+  const dbs = answers.flatMap((a) =>
+    Object.entries(a.info)
+      .filter(([field]) => /^db\d+$/.test(field))
+      .map(([, value]) => parseList(value)),
+  );
   return {
     status: error === undefined ? "ok" : "degraded",
     latencyMs: Math.round(latencyMs * 100) / 100,
     version: answers[0]?.info.redis_version ?? null,
     usedMemoryBytes: sum("used_memory"),
     connectedClients: sum("connected_clients"),
+    memory: {
+      usedBytes: used,
+      peakBytes: sum("used_memory_peak"),
+      maxBytes: max,
+      usedRatio,
+      fragmentationRatio: Math.max(
+        ...answers.map((a) => Number(a.info.mem_fragmentation_ratio ?? 0)),
+      ),
+      policy: answers[0]?.info.maxmemory_policy ?? "unknown",
+    },
+    keyspace: {
+      keys: dbs.reduce((total, db) => total + (db.keys ?? 0), 0),
+      expires: dbs.reduce((total, db) => total + (db.expires ?? 0), 0),
+      evictedKeys: sum("evicted_keys"),
+      expiredKeys: sum("expired_keys"),
+      hitRatio: hits + misses === 0 ? null : round(hits / (hits + misses)),
+    },
     mode,
     ...(error === undefined ? {} : { error }),
   };
+}
+
+const round = (n: number) => Math.round(n * 1000) / 1000;
+
+/** Parses an INFO list value such as `keys=12,expires=3,avg_ttl=0`. */
+function parseList(value: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const pair of value.split(",")) {
+    const [k, v] = pair.split("=");
+    if (k) out[k] = Number(v);
+  }
+  return out;
 }
 
 /** Parses `INFO` text into a field → value record. */
