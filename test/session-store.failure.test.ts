@@ -6,7 +6,7 @@ import type express from "express";
 import request from "supertest";
 import { createRedisClient, UserSessionStore } from "../index.js";
 import { type RedisServer, startRedisServer } from "./harness/redis-server.ts";
-import { collectUnhandledRejections, testPrefix } from "./helpers.js";
+import { collectUnhandledRejections, ready, testPrefix } from "./helpers.js";
 import { sessionApp } from "./session-helpers.js";
 
 const quiet = { info() {}, warn() {}, error() {} };
@@ -41,12 +41,12 @@ test("Redis stopped mid-traffic: errors answered within the timeouts; back after
   const started = Date.now();
   const results = await Promise.all(Array.from({ length: 20 }, () => jar.get("/me")));
   expect(results.map((r) => r.status)).toEqual(Array(20).fill(503));
-  expect(Date.now() - started).toBeLessThan(3_000);
+  expect(Date.now() - started).toBeLessThan(5_000); // 500 ms timeouts, on a loaded machine
   await expect(store.revokeUserSessions("alice")).rejects.toThrow();
   await expect(store.listUserSessions("alice")).rejects.toThrow();
 
   await server.start();
-  await redis.ping(); // reconnected (the server kept nothing: the session is gone)
+  await ready(redis); // reconnected (the server kept nothing: the session is gone)
   expect((await jar.get("/me").expect(200)).body.user).toBeNull();
   await jar.post("/login/alice").expect(200);
   expect((await store.listUserSessions("alice")).length).toBe(1);

@@ -151,6 +151,8 @@ describe.each(["standalone", "cluster"] as const)("UserSessionStore on %s", (bac
     expect(await redis.exists(index)).toBe(0);
     expect(await redis.hgetall(meta(t, sid))).toEqual({ x: "1" });
     expect(await redis.pttl(meta(t, sid))).toBeGreaterThan(590_000);
+    await t.store.destroy(sid); // a late logout of the revoked id does not shorten it
+    expect(await redis.pttl(meta(t, sid))).toBeGreaterThan(590_000);
   });
 
   test("disableTTL: no TTL on the session, its companion or the index; still listed and revoked", async () => {
@@ -180,7 +182,42 @@ describe.each(["standalone", "cluster"] as const)("UserSessionStore on %s", (bac
     expect(await t.store.revokeSession("alice", sessionHandle(sid))).toBe(false);
     expect(await t.store.revokeUserSessions("alice")).toBe(0);
     expect((await jar.get("/me")).body.user).toBe("bob");
-    expect(await redis.zscore(`${t.indexPrefix}{alice}`, sid)).toBeNull();
+  });
+
+  test("Cluster order: an entry written ahead of its session survives a revoke in between", async () => {
+    const cookie = {
+      originalMaxAge: 600_000,
+      expires: new Date(Date.now() + 600_000).toISOString(),
+    };
+    await t.store.set("moving", { cookie, userId: "bob" } as never);
+    // Step 1 of a write that makes "moving" alice's (index first), its step 2 still to come:
+    await redis.zadd(`${t.indexPrefix}{alice}`, Date.now() + 600_000, "moving");
+    expect(await t.store.revokeUserSessions("alice")).toBe(0); // bob's, untouched
+    expect(await t.store.revokeSession("alice", sessionHandle("moving"))).toBe(false);
+    expect(await t.store.listUserSessions("alice")).toEqual([]);
+    const left = await redis.zscore(`${t.indexPrefix}{alice}`, "moving");
+    // On Cluster the entry must stay for the write's step 2; a standalone write is atomic.
+    if (backend === "cluster") expect(left).not.toBeNull();
+    await t.store.set("moving", { cookie, userId: "alice" } as never); // step 2 (and 1 again)
+    expect(await t.store.revokeUserSessions("alice")).toBe(1);
+    expect(await t.store.get("moving")).toBeNull();
+  });
+
+  test("writes by the same owner leave a fresh index entry alone; a lagging one is moved", async () => {
+    const jar = request.agent(sessionApp(t.store, { maxAge: 600_000 }));
+    const sid = (await jar.post("/login/alice").expect(200)).body.sid as string;
+    const index = `${t.indexPrefix}{alice}`;
+    const first = Number(await redis.zscore(index, sid));
+    for (let i = 0; i < 3; i++) await jar.post("/write").expect(200);
+    if (backend === "standalone") {
+      expect(Number(await redis.zscore(index, sid))).toBe(first); // within the lag
+      expect(Number(await redis.hget(meta(t, sid), "e"))).toBe(first);
+    }
+    await redis.zadd(index, Date.now() + 100_000, sid);
+    await redis.hset(meta(t, sid), "e", Date.now() + 100_000);
+    await jar.post("/write").expect(200);
+    expect(Number(await redis.zscore(index, sid))).toBeGreaterThan(Date.now() + 590_000);
+    expect(t.store.stats().created).toBe(1); // one login, however many writes
   });
 
   test("a read moves a lagging index entry forward; dead entries are pruned by score", async () => {
@@ -240,6 +277,16 @@ describe.each(["standalone", "cluster"] as const)(
       expect(all.map((s) => s.id).sort()).toEqual([...sids].sort());
       expect(all.find((s) => s.id === "sid-4")?.userId).toBe("user-1");
       expect(await store.listUserSessions("user-1")).toHaveLength(4);
+      // Reads, revokes and "log out everywhere" find the companions under the keyPrefix too.
+      expect(await store.get("sid-4")).toMatchObject({ userId: "user-1" });
+      expect(await store.revokeSession("user-2", sessionHandle("sid-2"))).toBe(true);
+      expect(await store.revokeUserSessions("user-1", { except: "sid-1" })).toBe(3);
+      expect(await store.get("sid-4")).toBeNull();
+      expect(await store.get("sid-2")).toBeNull();
+      expect((await store.listUserSessions("user-1")).map((x) => x.id)).toEqual([
+        sessionHandle("sid-1"),
+      ]);
+      expect(await store.length()).toBe(8);
 
       await store.clear();
       const left: string[] = [];

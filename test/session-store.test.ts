@@ -209,6 +209,13 @@ describe.each(BACKENDS)("user sessions on %s", (backend) => {
     await expect(
       t.store.set("ok-id", { cookie: {}, userId: { id: 1 } } as never),
     ).rejects.toMatchObject({ name: "InvalidOptionError", option: "userId" });
+    // An object with its own toString (a MongoDB ObjectId) is its string.
+    const objectId = { toString: () => "65a1f0c2e4b0a1b2c3d4e5f6" };
+    await t.store.set("oid-owner", { cookie: {}, user: { id: objectId } } as never);
+    expect((await t.store.listUserSessions("65a1f0c2e4b0a1b2c3d4e5f6")).length).toBe(1);
+    // The error never echoes a session id (a credential).
+    const error = await t.store.set("secret{id}", { cookie: {} } as never).catch((e: Error) => e);
+    expect(String((error as Error).message)).not.toContain("secret");
     // A user id full of key syntax is just a user.
     const weird = "a{b}*?[c]\r\n user";
     await t.store.set("weird-owner", { cookie: {}, userId: weird } as never);

@@ -17,7 +17,8 @@ export const MAX_SESSION_ID_LENGTH = 256;
 /** Longest accepted user id (after `String()`). */
 export const MAX_USER_ID_LENGTH = 512;
 
-const SESSION_ID = /^[A-Za-z0-9_.+/=~-]+$/;
+/** Printable ASCII but braces (they would move a key's Cluster hash tag). */
+const SESSION_ID = /^[!-z|~]+$/;
 
 /** What `trackSessions()` records in a session. */
 export interface SessionTracking {
@@ -126,7 +127,7 @@ export function sessionHandle(sessionId: string): string {
   return createHash("sha256").update(sessionId).digest("base64url").slice(0, 22);
 }
 
-/** True for an id a store accepts: 1–256 characters of `A-Z a-z 0-9 _ . + / = ~ -`. */
+/** True for an id a store accepts: 1–256 printable ASCII characters other than `{` and `}`. */
 export function isValidSessionId(sid: unknown): sid is string {
   return (
     typeof sid === "string" &&
@@ -139,17 +140,31 @@ export function isValidSessionId(sid: unknown): sid is string {
 /** Throws `InvalidOptionError` naming `method`'s session id argument unless it is valid. */
 export function checkSessionId(method: string, sid: unknown): string {
   if (!isValidSessionId(sid)) {
+    // Never echoed: a session id is a bearer credential, and errors reach logs.
+    const got = typeof sid === "string" ? `${sid.length} characters` : typeof sid;
     throw new InvalidOptionError(
-      `${method}: session id must be 1-${MAX_SESSION_ID_LENGTH} characters of A-Z a-z 0-9 _ . + / = ~ - (got ${show(sid)})`,
+      `${method}: session id must be 1-${MAX_SESSION_ID_LENGTH} printable ASCII characters other than { and } (got ${got})`,
       "sessionId",
     );
   }
   return sid;
 }
 
-/** A user id as a string: a non-empty string or a finite number, at most 512 characters. */
+/**
+ * A user id as a string: a non-empty string, a finite number, a bigint, or an object with its
+ * own `toString()` (a MongoDB ObjectId), at most 512 characters.
+ */
 export function checkUserId(method: string, value: unknown): string {
-  const id = typeof value === "number" && Number.isFinite(value) ? String(value) : value;
+  let id: unknown = value;
+  if ((typeof value === "number" && Number.isFinite(value)) || typeof value === "bigint") {
+    id = String(value);
+  } else if (
+    typeof value === "object" &&
+    value !== null &&
+    value.toString !== Object.prototype.toString
+  ) {
+    id = String(value);
+  }
   if (typeof id !== "string" || id.length === 0 || id.length > MAX_USER_ID_LENGTH) {
     throw new InvalidOptionError(
       `${method}: user id must be a non-empty string or a finite number of at most ${MAX_USER_ID_LENGTH} characters (got ${show(value)})`,

@@ -59,7 +59,8 @@ export class MemorySessionStore extends Store implements UserSessionIndex {
         if (reason !== "set" && entry.owner !== undefined) this.unindex(entry.owner, sid);
       },
     });
-    this.tombstones = new LRUCache({ max: this.cfg.maxSessions });
+    // Logouts outnumber live sessions under churn: room for four tombstones per session.
+    this.tombstones = new LRUCache({ max: this.cfg.maxSessions * 4 });
     track("sessions", "memory", this);
   }
 
@@ -162,7 +163,11 @@ export class MemorySessionStore extends Store implements UserSessionIndex {
   }
 
   private kill(sid: string): string | undefined {
-    const keep = Math.max(this.sessions.getRemainingTTL(sid), TOMBSTONE_MS);
+    const keep = Math.max(
+      this.sessions.getRemainingTTL(sid),
+      this.tombstones.getRemainingTTL(sid), // never shortened by a second destroy
+      TOMBSTONE_MS,
+    );
     const owner = this.sessions.peek(sid)?.owner;
     this.sessions.delete(sid);
     this.tombstones.set(sid, true, { ttl: Number.isFinite(keep) ? keep : TOMBSTONE_MS });

@@ -29,7 +29,11 @@ export interface SessionIndexOptions {
    * @default session.userId ?? session.user?.id
    */
   userId?: (session: Partial<SessionData>) => unknown;
-  /** Past this many live sessions per user, the oldest (by expiry) are revoked. @default no limit */
+  /**
+   * Past this many live sessions per user, the oldest (by expiry) are revoked, so no index
+   * (and no "log out everywhere") grows without bound.
+   * @default 1000
+   */
   maxSessionsPerUser?: number;
   /** @default console */
   logger?: Logger;
@@ -80,10 +84,7 @@ function parseCommon(scope: string, o: SessionIndexOptions): ResolvedIndexOption
     ttl: ttl ?? 86_400,
     disableTouch: bool(scope, "disableTouch", o.disableTouch, false),
     userId: optionalFunction(scope, "userId", o.userId) ?? defaultUserId,
-    maxSessionsPerUser:
-      o.maxSessionsPerUser === undefined
-        ? 0
-        : positiveInt(scope, "maxSessionsPerUser", o.maxSessionsPerUser),
+    maxSessionsPerUser: positiveInt(scope, "maxSessionsPerUser", o.maxSessionsPerUser, 1000),
     logger,
   };
 }

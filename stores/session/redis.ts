@@ -77,7 +77,8 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
     this.readMode =
       touchable && cfg.serializer === undefined && typeof cfg.ttl === "number" ? "json" : "none";
     this.events = createPubSub({ redis: cfg.client, logger: cfg.logger });
-    this.channel = `${cfg.indexPrefix}revoked`;
+    // Channels are not keyPrefixed by ioredis: apps sharing a Redis keep their events apart.
+    this.channel = `${cfg.keyPrefix}${cfg.indexPrefix}revoked`;
     track("sessions", cfg.prefix, this, cfg.client);
   }
 
@@ -123,17 +124,19 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
         this.redis,
         [this.sessionKey(sid), this.metaKey(sid)],
         [this.readMode, ttl, LAG_MS, GRACE_MS, this.inline, 1, sid],
-      )) as [string, string | null, number | null] | null;
+      )) as [string, string | null, number | null, string | null] | null;
       if (reply === null) return null;
-      if (reply[1] !== null && reply[2] !== null) await this.bump(reply[1], sid, reply[2]);
+      if (reply[1] !== null && reply[2] !== null) {
+        await this.bump(reply[1], sid, reply[2], reply[3] ?? "");
+      }
       return await this.serializer.parse(reply[0]);
     });
   }
 
   /** Cluster: moves a lagging index entry forward, index first, then the companion. */
-  private async bump(index: string, sid: string, expiry: number): Promise<void> {
+  private async bump(index: string, sid: string, expiry: number, before: string) {
     await BUMP.run(this.redis, [this.strip(index)], [sid, expiry, GRACE_MS]);
-    await SEEN.run(this.redis, [this.metaKey(sid)], [expiry]);
+    await SEEN.run(this.redis, [this.metaKey(sid)], [expiry, before]);
   }
 
   /**
@@ -144,7 +147,10 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
     return settle(cb, async () => {
       checkSessionId("UserSessionStore.set", sid);
       const ttl = this.ttlMs(sess);
-      if (ttl <= 0) return this.kill(sid, "");
+      if (ttl <= 0) {
+        await this.kill(sid, ""); // connect-redis destroys a session that has expired
+        return null;
+      }
       const value = this.serializer.stringify(sess);
       const owner = this.userIdOf(sess);
       const index = owner === undefined ? undefined : this.indexKey(owner);
@@ -169,6 +175,7 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
         max,
         sid,
         this.inline,
+        LAG_MS,
       ])) as [number, string, ...string[]];
       const [written, previous] = reply;
       if (this.inline) evict = reply.slice(2) as string[];
@@ -198,8 +205,8 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
         this.redis,
         [this.sessionKey(sid), this.metaKey(sid)],
         ["fixed", this.ttlMs(sess), LAG_MS, GRACE_MS, this.inline, 0, sid],
-      )) as [null, string | null, number | null] | null;
-      if (reply?.[1] && reply[2] !== null) await this.bump(reply[1], sid, reply[2]);
+      )) as [null, string | null, number | null, string | null] | null;
+      if (reply?.[1] && reply[2] !== null) await this.bump(reply[1], sid, reply[2], reply[3] ?? "");
       return null;
     });
   }
@@ -213,7 +220,10 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
     });
   }
 
-  /** Session first, then (on Cluster) its index entry. Returns 1 when it was `owner`'s. */
+  /**
+   * Session first, then (on Cluster) its index entry. Returns 1 when it was `owner`'s (or any,
+   * for `""`), 0 when someone else's (nothing done), 2 when it had no owner (tombstoned).
+   */
   private async kill(sid: string, owner: string): Promise<number> {
     const [done, index] = (await KILL.run(
       this.redis,
@@ -235,22 +245,19 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
     const full = this.cfg.keyPrefix + index;
     const ids = await this.redis.zrange(index, 0, "-1");
     const now = Date.now();
-    const moved: string[] = [];
     const found = await Promise.all(
       ids.map(async (sid) => {
         const reply = (await PEEK.run(this.redis, [this.sessionKey(sid), this.metaKey(sid)], [])) as
           | [string, number, string | null]
           | null;
-        if (reply === null) return undefined; // expired or being written: pruned by score later
-        if (reply[2] !== full) {
-          if (reply[2] !== null) moved.push(sid); // now someone else's
-          return undefined;
-        }
+        // Expired, being written, or moved to someone else (on Cluster the mover removes it):
+        // skipped, and pruned by score. Never removed here: on Cluster an entry can precede
+        // its session's write, and removing it would leave that session unindexed.
+        if (reply === null || reply[2] !== full) return undefined;
         const session = await this.parseOrUndefined(sid, reply[0]);
         return toInfo(sid, session, reply[1] >= 0 ? now + reply[1] : null, current);
       }),
     );
-    if (moved.length) await this.redis.zrem(index, ...moved);
     return found.filter((s): s is SessionInfo => s !== undefined).sort(byActivity);
   }
 
@@ -281,10 +288,8 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
   ): Promise<boolean> {
     const index = this.indexKey(uid);
     const done = await this.kill(sid, this.cfg.keyPrefix + index);
-    if (done !== 1) {
-      await this.redis.zrem(index, sid); // not (or no longer) this user's: drop the stale entry
-      return false;
-    }
+    if (done === 2) await this.redis.zrem(index, sid); // no owner: tombstoned, a dead entry
+    if (done !== 1) return false; // 0: someone else's now; their revoke, not this one
     this.counters.revoked++;
     await this.announce(uid, [sid], reason);
     return true;
@@ -305,16 +310,22 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
       revoked = (await KILL_ALL.run(
         this.redis,
         [index],
-        [full, this.cfg.keyPrefix + this.prefix, except, TOMBSTONE_MS],
+        [full, this.cfg.keyPrefix + this.prefix, except, TOMBSTONE_MS, this.cfg.keyPrefix],
       )) as string[];
     } else {
       // Sessions written while this runs are indexed first, so a second pass catches them.
+      const foreign = new Set<string>([except]);
       for (let pass = 0; pass < 3; pass++) {
-        const targets = (await this.redis.zrange(index, 0, "-1")).filter((sid) => sid !== except);
+        const ids = await this.redis.zrange(index, 0, "-1");
+        const targets = ids.filter((sid) => !foreign.has(sid));
         if (!targets.length) break;
         const done = await Promise.all(targets.map((sid) => this.kill(sid, full)));
-        await this.redis.zrem(index, ...targets);
-        revoked.push(...targets.filter((_, i) => done[i] === 1));
+        const dead = targets.filter((_, i) => done[i] === 2);
+        if (dead.length) await this.redis.zrem(index, ...dead);
+        for (const [i, sid] of targets.entries()) {
+          if (done[i] === 1) revoked.push(sid);
+          if (done[i] === 0) foreign.add(sid); // someone else's now: left to score pruning
+        }
       }
     }
     this.counters.revoked += revoked.length;

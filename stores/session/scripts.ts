@@ -58,10 +58,15 @@ local function expiry(now, ttl)
   return math.huge
 end
 
--- Turns the companion hash into a tombstone kept as long as the session could have lived.
+-- Turns the companion hash into a tombstone kept as long as the session could have lived (and
+-- never shorter than a tombstone already there).
 local function bury(sk, mk, keep)
   local pttl = redis.call('PTTL', sk)
   if pttl > keep then keep = pttl end
+  if redis.call('HEXISTS', mk, 'x') == 1 then
+    local left = redis.call('PTTL', mk)
+    if left > keep then keep = left end
+  end
   redis.call('DEL', sk, mk)
   redis.call('HSET', mk, 'x', '1')
   redis.call('PEXPIRE', mk, keep)
@@ -73,16 +78,17 @@ end
  * KEYS: session, companion. ARGV: mode (`none` | `json`: TTL from the session's
  * `cookie.originalMaxAge`, else ARGV[2] | `fixed`: ARGV[2]), ttlMs, lag, grace, inline, want
  * value, sid.
- * Returns nil when missing, else { value or false, index name or false, new expiry or false };
- * an index name is returned (Cluster) when the index lags more than `lag` and the caller must
- * move it forward with `session_bump` and `session_seen`. Inline, the script does that itself.
+ * Returns nil when missing, else { value or false, index name or false, new expiry or false,
+ * expiry the index held }; an index name is returned (Cluster) when the index lags more than
+ * `lag` and the caller must move it forward with `session_bump` and `session_seen`. Inline,
+ * the script does that itself. A missing entry is added back: the companion names the owner.
  */
 export const READ = defineScript(
   "session_read",
   `${PREAMBLE}
 local v = redis.call('GET', KEYS[1])
 if not v then return nil end
-local out = { false, false, false }
+local out = { false, false, false, false }
 if ARGV[6] == '1' then out[1] = v end
 local mode = ARGV[1]
 if mode == 'none' then return out end
@@ -102,7 +108,7 @@ local now = now_ms()
 local exp = now + ttl
 if exp - tonumber(m[2] or 0) <= tonumber(ARGV[3]) then return out end
 if ARGV[5] == '1' then
-  if redis.call('ZADD', m[1], 'XX', 'GT', 'CH', exp, ARGV[7]) == 1 then
+  if redis.call('ZADD', m[1], 'GT', 'CH', exp, ARGV[7]) == 1 then
     index_expire(m[1], tonumber(ARGV[4]))
   end
   redis.call('HSET', KEYS[2], 'e', exp)
@@ -110,25 +116,33 @@ if ARGV[5] == '1' then
 end
 out[2] = m[1]
 out[3] = exp
+out[4] = m[2] or ''
 return out
 `,
 );
 
-/** Cluster step 1 of a lagging read: KEYS: index. ARGV: sid, expiry, grace. */
+/**
+ * Cluster step 1 of a lagging read: KEYS: index. ARGV: sid, expiry, grace. Adds the entry back
+ * if it went missing; an entry for a session revoked meanwhile is only a dead hint (listings
+ * and revokes check the owner), pruned by score.
+ */
 export const BUMP = defineScript(
   "session_bump",
   `${PREAMBLE}
-if redis.call('ZADD', KEYS[1], 'XX', 'GT', 'CH', ARGV[2], ARGV[1]) == 1 then
+if redis.call('ZADD', KEYS[1], 'GT', 'CH', ARGV[2], ARGV[1]) == 1 then
   index_expire(KEYS[1], tonumber(ARGV[3]))
 end
 return 1
 `,
 );
 
-/** Cluster step 2 of a lagging read: KEYS: companion. ARGV: expiry. */
+/**
+ * Cluster step 2 of a lagging read: KEYS: companion. ARGV: expiry, the expiry read before.
+ * Compare-and-set: a write in between (which may have shortened the entry) wins.
+ */
 export const SEEN = defineScript(
   "session_seen",
-  `if redis.call('HEXISTS', KEYS[1], 'i') == 1 then redis.call('HSET', KEYS[1], 'e', ARGV[1]) end
+  `if redis.call('HGET', KEYS[1], 'e') == ARGV[2] then redis.call('HSET', KEYS[1], 'e', ARGV[1]) end
 return 1
 `,
 );
@@ -145,8 +159,10 @@ return index_put(KEYS[1], ARGV[1], expiry(now, tonumber(ARGV[2])), now, tonumber
 /**
  * Writes a session unless its id is tombstoned.
  * KEYS: session, companion, [index when inline and owned]. ARGV: value, ttlMs (0 = none),
- * index name ('' = no owner), grace, max, sid, inline.
- * Returns { 1 = written | 0 = tombstoned, previous index name if it changed, ids to evict... }.
+ * index name ('' = no owner), grace, max, sid, inline, lag.
+ * Returns { 1 = written | 0 = tombstoned, previous index name or '', ids to evict... }.
+ * Inline, a write by the same owner whose index entry lags by at most `lag` leaves the index
+ * alone (as a read would), so a busy session costs its index nothing on most writes.
  */
 export const WRITE = defineScript(
   "session_write",
@@ -157,22 +173,26 @@ local owner = ARGV[3]
 local now = now_ms()
 local exp = expiry(now, ttl)
 local inline = ARGV[7] == '1'
-local out = { 1, '' }
+local m = redis.call('HMGET', KEYS[2], 'i', 'e')
+local prev = m[1]
+local indexed = exp
+local out = { 1, prev or '' }
 if inline and owner ~= '' then
-  local evict = index_put(KEYS[3], ARGV[6], exp, now, tonumber(ARGV[4]), tonumber(ARGV[5]))
-  for _, id in ipairs(evict) do out[#out + 1] = id end
+  if prev == owner and ttl > 0 and m[2] and exp - tonumber(m[2]) <= tonumber(ARGV[8]) then
+    indexed = tonumber(m[2])
+  else
+    local evict = index_put(KEYS[3], ARGV[6], exp, now, tonumber(ARGV[4]), tonumber(ARGV[5]))
+    for _, id in ipairs(evict) do out[#out + 1] = id end
+  end
 end
 if ttl > 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl) else redis.call('SET', KEYS[1], ARGV[1]) end
-local prev = redis.call('HGET', KEYS[2], 'i')
 if owner ~= '' then
-  redis.call('HSET', KEYS[2], 'i', owner, 'e', exp)
+  redis.call('HSET', KEYS[2], 'i', owner, 'e', indexed)
   if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) else redis.call('PERSIST', KEYS[2]) end
 elseif prev then
   redis.call('DEL', KEYS[2])
 end
-if prev and prev ~= owner then
-  if inline then redis.call('ZREM', prev, ARGV[6]) else out[2] = prev end
-end
+if inline and prev and prev ~= owner then redis.call('ZREM', prev, ARGV[6]) end
 return out
 `,
 );
@@ -200,7 +220,7 @@ return { 1, owner }
 /**
  * Standalone only: revokes every session in one index but one, in one script.
  * KEYS: index. ARGV: full index name, session key prefix (with keyPrefix), except ('' = none),
- * tombstone minimum ms. Returns the revoked ids.
+ * tombstone minimum ms, keyPrefix. Returns the revoked ids.
  */
 export const KILL_ALL = defineScript(
   "session_kill_all",
@@ -209,11 +229,12 @@ local revoked = {}
 for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   if sid ~= ARGV[3] then
     local sk = ARGV[2] .. sid
-    local mk = '{' .. sk .. '}:m'
+    local mk = ARGV[5] .. '{' .. sk .. '}:m'
     if redis.call('HGET', mk, 'i') == ARGV[1] then
       bury(sk, mk, tonumber(ARGV[4]))
       revoked[#revoked + 1] = sid
     end
+    -- Standalone writes move entries atomically: one not (or no longer) this user's is dead.
     redis.call('ZREM', KEYS[1], sid)
   end
 end
