@@ -96,7 +96,8 @@ async function sessionFor(variant: SessionVariant, redis: Redis | undefined) {
       store = new RedisStore({ client: redis! });
       break;
     }
-    case "erk": {
+    case "erk":
+    case "erk-tracked": {
       const { UserSessionStore } = await import("../index.js");
       store = new UserSessionStore({ client: redis! });
       break;
@@ -111,7 +112,7 @@ async function sessionFor(variant: SessionVariant, redis: Redis | undefined) {
       cookie: { maxAge: COOKIE_MAX_AGE_MS },
     }),
   );
-  if (variant === "erk") {
+  if (variant === "erk-tracked") {
     const { trackSessions, UserSessionStore } = await import("../index.js");
     if (store instanceof UserSessionStore) chain.push(trackSessions(store));
   }

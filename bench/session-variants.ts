@@ -4,7 +4,7 @@
  */
 
 /** Every session variant, in the order the table lists them. `bare` is the baseline of every ratio. */
-export const SESSION_VARIANTS = ["bare", "connect-redis", "erk"] as const;
+export const SESSION_VARIANTS = ["bare", "connect-redis", "erk", "erk-tracked"] as const;
 
 export type SessionVariant = (typeof SESSION_VARIANTS)[number];
 
@@ -13,7 +13,9 @@ export const SESSION_DESCRIPTIONS: Record<SessionVariant, string> = {
   bare: "Express 5, no session: the handler answers the same JSON (the cookie header is sent all the same)",
   "connect-redis":
     "express-session 1.19 with connect-redis 8.1 `new RedisStore({ client })` on ioredis (GET to read, EXPIRE to touch, SET to save)",
-  erk: "express-session 1.19 with express-redis-kit `new UserSessionStore({ client })` on ioredis, `trackSessions(store)` mounted after `session()`",
+  erk: "express-session 1.19 with express-redis-kit `new UserSessionStore({ client })` on ioredis (the store alone: the comparison with connect-redis)",
+  "erk-tracked":
+    "as `erk`, plus `trackSessions(store)` mounted after `session()` (login metadata, activity at most once a minute)",
 };
 
 /** The session variants' express-session settings (the cookie lives an hour). */
