@@ -1,36 +1,57 @@
 /**
- * The example app: what the library looks like wired into a real Express API. Run it with
- * `npm start` (see server.ts); tests build it with `createExampleApp()`.
+ * The example app: the library wired into a small trading API. Run it with `npm start` (see
+ * server.ts); tests build it with `createExampleApp()`. Accounts: `alice` and `bob`, password
+ * `demo`.
  */
 import { randomBytes } from "node:crypto";
-import express from "express";
+import express, { type NextFunction, type Request, type Response } from "express";
 import session from "express-session";
 import {
   cacheResponse,
+  createPubSub,
   createRateLimiter,
   createSessionStore,
+  metrics,
   type RedisClient,
   rateLimit,
   redisHealth,
   requireLock,
+  sessionHandle,
+  sse,
   trackSessions,
 } from "../index.js";
 import { page } from "./page.js";
 
+const ACCOUNTS = new Set(["alice", "bob"]);
+const quiet = { info() {}, warn() {}, error() {} };
+
+/** The example app, with `close()` for its subscribers. */
+export type ExampleApp = express.Express & { close(): Promise<void> };
+
+type Handler = (req: Request, res: Response, next: NextFunction) => Promise<void> | void;
+/** Passes a rejected promise to the error handler. */
+const route =
+  (fn: Handler): express.RequestHandler =>
+  (req, res, next) => {
+    Promise.resolve(fn(req, res, next)).catch(next);
+  };
+const userOf = (req: Request) => (req.session as { userId?: string } | undefined)?.userId;
+
 /**
  * Builds the example app on `redis`, or on the memory backend when it is undefined. `prefix`
- * starts every Redis key the app writes (tests give each run its own).
+ * starts every Redis key and channel the app uses (tests give each run its own).
  */
-export function createExampleApp(redis?: RedisClient, prefix = "example:"): express.Express {
-  const app = express();
+export function createExampleApp(redis?: RedisClient, prefix = "example:"): ExampleApp {
+  const app = express() as ExampleApp;
   app.set("trust proxy", "loopback"); // behind a local proxy, X-Forwarded-For is the client
-  app.use(express.json());
+  app.use(express.json({ limit: "10kb" }));
 
   // Sessions indexed per user: list them, revoke one, log out everywhere else.
   const sessions = createSessionStore({
     redis,
     prefix: `${prefix}sess:`,
     indexPrefix: `${prefix}sess-user:`,
+    logger: quiet,
   });
   app.use(
     session({
@@ -43,13 +64,16 @@ export function createExampleApp(redis?: RedisClient, prefix = "example:"): expr
     }),
   );
   app.use(trackSessions(sessions));
-  const userOf = (req: express.Request) => (req.session as { userId?: string }).userId;
   const signedIn: express.RequestHandler = (req, res, next) => {
     if (userOf(req) === undefined) res.status(401).json({ error: "log in first" });
     else next();
   };
 
-  // Every /api route: a burst limit and an hourly quota, charged together or not at all.
+  // Events per user over pub/sub: trades, import progress (and revocations, below).
+  const pubsub = createPubSub({ redis, logger: quiet });
+  const userChannel = (user: string) => `${prefix}events:${user}`;
+
+  // A burst limit and an hourly quota on the API, charged together or not at all.
   const apiLimit = rateLimit({
     redis,
     prefix: `${prefix}api:`,
@@ -58,135 +82,234 @@ export function createExampleApp(redis?: RedisClient, prefix = "example:"): expr
       { name: "hourly", limit: 100, windowMs: 3_600_000, algorithm: "fixed-window" },
     ],
   });
-
-  // Login attempts per account, called from the handler (the key is in the body).
-  const loginLimiter = createRateLimiter({
+  // Logins: 20 attempts per IP and 5 failed attempts per account, per 15 minutes.
+  const loginByIp = rateLimit({
     redis,
-    prefix: `${prefix}login:`,
+    prefix: `${prefix}login-ip:`,
+    limit: 20,
+    windowMs: 900_000,
+  });
+  const loginByAccount = createRateLimiter({
+    redis,
+    prefix: `${prefix}login-account:`,
     limit: 5,
-    windowMs: 15 * 60_000,
+    windowMs: 900_000,
     algorithm: "fixed-window",
   });
 
-  // A slow report, cached for 30 s and served stale for 30 s more while one request refreshes.
-  const reportCache = cacheResponse({
+  // Portfolio statistics: slow to compute, cached per user for 5 minutes.
+  const statsCache = cacheResponse({
     redis,
     prefix: `${prefix}cache:`,
-    ttlMs: 30_000,
-    staleWhileRevalidateMs: 30_000,
+    ttlMs: 300_000,
+    userAware: true,
   });
-  let reportRuns = 0;
+  let statsRuns = 0;
+
+  // One import per user at a time.
+  const importLock = requireLock({
+    redis,
+    prefix: `${prefix}lock:`,
+    key: (req) => (userOf(req) === undefined ? null : `import:${userOf(req)}`),
+    ttlMs: 10_000,
+  });
 
   app.get("/", (_req, res) => {
     res.type("html").send(page(redis === undefined ? "memory" : "redis"));
+  });
+
+  app.post(
+    "/login",
+    loginByIp,
+    route(async (req, res, next) => {
+      const account = typeof req.body?.account === "string" ? req.body.account : "";
+      if (account === "" || account.length > 64) {
+        res.status(400).json({ error: "account is required" });
+        return;
+      }
+      const attempt = await loginByAccount.consume(account);
+      if (!attempt.allowed) {
+        res.setHeader("Retry-After", Math.ceil(attempt.retryAfterMs / 1000));
+        res.status(429).json({ error: "too many login attempts for this account" });
+        return;
+      }
+      // A real app checks a password hash; here every demo account's password is "demo".
+      if (!ACCOUNTS.has(account) || req.body?.password !== "demo") {
+        res
+          .status(401)
+          .json({ error: "wrong account or password", attemptsLeft: attempt.remaining });
+        return;
+      }
+      await loginByAccount.refund(attempt); // only failed attempts count
+      req.session.regenerate((err) => {
+        if (err) return next(err); // a new session id at login: no session fixation
+        (req.session as { userId?: string }).userId = account;
+        res.json({ user: account, session: sessionHandle(req.sessionID) });
+      });
+    }),
+  );
+
+  app.post("/logout", (req, res, next) => {
+    req.session.destroy((err) => (err ? next(err) : res.json({ user: null })));
+  });
+
+  app.get("/api/me", (req, res) => {
+    const user = userOf(req) ?? null;
+    res.json({ user, session: user === null ? null : sessionHandle(req.sessionID) });
   });
 
   app.get("/api/hello", apiLimit, (req, res) => {
     res.json({ hello: "world", rateLimit: req.rateLimit });
   });
 
-  app.post("/api/login", apiLimit, async (req, res, next) => {
-    try {
-      const account = typeof req.body?.account === "string" ? req.body.account : "";
-      if (account === "") {
-        res.status(400).json({ error: "account is required" });
-        return;
-      }
-      const attempt = await loginLimiter.consume(account);
-      if (!attempt.allowed) {
-        res.setHeader("Retry-After", Math.ceil(attempt.retryAfterMs / 1000));
-        res.status(429).json({
-          error: "Too many login attempts for this account",
-          retryAfterMs: attempt.retryAfterMs,
-        });
-        return;
-      }
-      // A real app checks a password hash; here the password is "demo".
-      if (req.body?.password !== "demo") {
-        res.status(401).json({ error: "wrong password", attemptsLeft: attempt.remaining });
-        return;
-      }
-      req.session.regenerate((err) => {
-        if (err) return next(err); // a new id at login: no session fixation
-        (req.session as { userId?: string }).userId = account;
-        res.json({ user: account });
-      });
-    } catch (err) {
-      next(err);
-    }
-  });
-
-  app.post("/api/logout", (req, res, next) => {
-    req.session.destroy((err) => (err ? next(err) : res.json({ user: null })));
-  });
-
-  app.get("/api/me", (req, res) => {
-    res.json({ user: userOf(req) ?? null });
-  });
-
-  app.get("/api/sessions", signedIn, async (req, res, next) => {
-    try {
-      res.json(await sessions.listUserSessions(userOf(req)!, { currentSessionId: req.sessionID }));
-    } catch (err) {
-      next(err);
-    }
-  });
-
-  app.delete("/api/sessions/:id", signedIn, async (req, res, next) => {
-    try {
-      res.json({ revoked: await sessions.revokeSession(userOf(req)!, String(req.params.id)) });
-    } catch (err) {
-      next(err);
-    }
-  });
-
-  app.post("/api/sessions/revoke-others", signedIn, async (req, res, next) => {
-    try {
-      const count = await sessions.revokeUserSessions(userOf(req)!, { except: req.sessionID });
-      res.json({ revoked: count });
-    } catch (err) {
-      next(err);
-    }
-  });
-
-  app.post("/api/limits/reset", async (req, res, next) => {
-    try {
+  app.post(
+    "/api/limits/reset",
+    route(async (req, res) => {
       await apiLimit.reset(await apiLimit.keyOf(req)); // the key the limiter counts, not raw req.ip
       res.json({ reset: true });
-    } catch (err) {
-      next(err);
-    }
-  });
+    }),
+  );
 
-  app.get("/api/report", apiLimit, reportCache, (_req, res) => {
-    reportRuns++;
-    res.cacheTags?.(["report"]);
+  app.get("/api/portfolio/stats", signedIn, apiLimit, statsCache, (req, res) => {
+    statsRuns++;
+    res.cacheTags?.([`portfolio:${userOf(req)}`]);
     // A deliberately slow computation, so a hit is visible.
-    setTimeout(() => res.json({ computedAt: new Date().toISOString(), runs: reportRuns }), 500);
+    setTimeout(() => {
+      res.json({
+        user: userOf(req),
+        value: 10_000 + statsRuns,
+        computedAt: new Date().toISOString(),
+        runs: statsRuns,
+      });
+    }, 800);
   });
 
-  app.post("/api/report/purge", async (_req, res, next) => {
-    try {
-      res.json({ purged: await reportCache.purgeTags(["report"]) });
-    } catch (err) {
-      next(err);
-    }
-  });
+  app.post(
+    "/api/portfolio/stats/purge",
+    signedIn,
+    route(async (req, res) => {
+      res.json({ purged: await statsCache.purgeTags([`portfolio:${userOf(req)}`]) });
+    }),
+  );
 
-  // One import per client at a time: a second one while the first runs gets 409.
-  const importLock = requireLock({
-    redis,
-    prefix: `${prefix}lock:`,
-    key: (req) => `import:${req.ip ?? "unknown"}`,
-    ttlMs: 10_000,
-  });
-  app.post("/api/imports", importLock, (req, res) => {
+  app.post(
+    "/api/trades",
+    signedIn,
+    route(async (req, res) => {
+      const { symbol, quantity } = req.body ?? {};
+      if (
+        typeof symbol !== "string" ||
+        !/^[A-Z]{1,5}$/.test(symbol) ||
+        !Number.isInteger(quantity)
+      ) {
+        res
+          .status(400)
+          .json({ error: "symbol (1-5 capital letters) and an integer quantity are required" });
+        return;
+      }
+      const trade = { symbol, quantity, at: new Date().toISOString() };
+      const receivers = await pubsub.publish(userChannel(userOf(req)!), trade, "trade");
+      res.status(201).json({ trade, receivers });
+    }),
+  );
+
+  app.post("/api/imports", signedIn, importLock, (req, res) => {
     const lock = req.lock!;
-    // A deliberately slow import that stops if the client leaves or the lock is lost.
-    const timer = setTimeout(() => res.json({ imported: true, fence: lock.fence }), 1500);
-    lock.signal.addEventListener("abort", () => clearTimeout(timer));
+    const channel = userChannel(userOf(req)!);
+    // A deliberately slow import in 5 steps; it stops if the client leaves or the lock is lost.
+    let step = 0;
+    const timer = setInterval(() => {
+      step++;
+      pubsub
+        .publish(channel, { step, of: 5, fence: lock.fence }, "import.progress")
+        .catch(() => {});
+      if (step === 5) {
+        clearInterval(timer);
+        res.json({ imported: true, fence: lock.fence });
+      }
+    }, 300);
+    lock.signal.addEventListener("abort", () => clearInterval(timer));
   });
+
+  app.get(
+    "/api/sessions",
+    signedIn,
+    route(async (req, res) => {
+      res.json(await sessions.listUserSessions(userOf(req)!, { currentSessionId: req.sessionID }));
+    }),
+  );
+
+  app.delete(
+    "/api/sessions/:id",
+    signedIn,
+    route(async (req, res) => {
+      res.json({ revoked: await sessions.revokeSession(userOf(req)!, String(req.params.id)) });
+    }),
+  );
+
+  app.post(
+    "/api/sessions/revoke-others",
+    signedIn,
+    route(async (req, res) => {
+      res.json({
+        revoked: await sessions.revokeUserSessions(userOf(req)!, { except: req.sessionID }),
+      });
+    }),
+  );
+
+  // The user's live events; a revocation of this very session logs the page out.
+  app.get(
+    "/events",
+    signedIn,
+    route(async (req, res) => {
+      const mine = sessionHandle(req.sessionID);
+      const stream = await sse(req, res, { pubsub, channels: [userChannel(userOf(req)!)] });
+      const off = await sessions.onRevoked((message) => {
+        if (message.data.sessionId !== mine) return;
+        stream.send("session.revoked", message.data);
+        void stream.close();
+      });
+      void stream.closed.then(off);
+    }),
+  );
+
+  // What the page's live panel shows.
+  app.get(
+    "/api/dashboard",
+    signedIn,
+    route(async (req, res) => {
+      const cache = statsCache.stats();
+      const served = cache.hits + cache.stale;
+      res.json({
+        cache: {
+          ...cache,
+          hitRatio: served + cache.misses === 0 ? null : served / (served + cache.misses),
+        },
+        rateLimit: { api: apiLimit.limiter.stats(), login: loginByAccount.stats() },
+        sessions: {
+          mine: (await sessions.listUserSessions(userOf(req)!)).length,
+          ...sessions.stats(),
+        },
+      });
+    }),
+  );
 
   app.get("/health/redis", redisHealth({ redis }));
+  app.get("/metrics", metrics());
+
+  app.use((err: Error & { status?: number }, _req: Request, res: Response, _next: NextFunction) => {
+    // No stack or internal message to the client; a client error (a bad JSON body) stays one.
+    if (err.status !== undefined && err.status >= 400 && err.status < 500) {
+      res.status(err.status).json({ error: "bad request" });
+      return;
+    }
+    res.status(503).json({ error: "temporarily unavailable" });
+  });
+
+  app.close = async () => {
+    await pubsub.close();
+    await sessions.close();
+    await statsCache.close();
+  };
   return app;
 }

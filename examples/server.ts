@@ -48,7 +48,8 @@ async function connect(): Promise<RedisClient | undefined> {
 
 const redis = await connect();
 const port = Number(process.env.PORT ?? 3000);
-const server = createExampleApp(redis).listen(port, () => {
+const app = createExampleApp(redis);
+const server = app.listen(port, () => {
   const address = server.address();
   const actual = typeof address === "object" && address !== null ? address.port : port;
   console.log(`express-redis-kit example: listening on http://localhost:${actual}`);
@@ -56,7 +57,8 @@ const server = createExampleApp(redis).listen(port, () => {
 
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, () => {
+    server.closeAllConnections(); // event streams never end by themselves
     server.close();
-    redis?.disconnect();
+    void app.close().finally(() => redis?.disconnect());
   });
 }

@@ -1,98 +1,155 @@
 /** The example app: routes on both backends, and `npm start`'s server without a reachable Redis. */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { resolve } from "node:path";
 import request from "supertest";
-import { createExampleApp } from "../examples/app.js";
+import { createExampleApp, type ExampleApp } from "../examples/app.js";
 import { freePort } from "./harness/redis-server.ts";
 import { closeClients, newRedis, testPrefix } from "./helpers.js";
+import { openStream } from "./sse-client.js";
 
 afterAll(closeClients);
 
 describe.each(["memory", "standalone"] as const)("example app on %s", (backend) => {
-  it("serves the page, a rate-limited route, login attempts per account and health", async () => {
-    const redis = backend === "memory" ? undefined : newRedis();
-    const app = createExampleApp(redis, testPrefix(__filename));
-    const home = await request(app).get("/");
+  let app: ExampleApp;
+  let server: Server;
+  let base: string;
+  beforeEach(async () => {
+    app = createExampleApp(backend === "memory" ? undefined : newRedis(), testPrefix(__filename));
+    server = app.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterEach(async () => {
+    server.closeAllConnections();
+    server.close();
+    await app.close();
+  });
+  const login = async (account = "alice", agent = "test") => {
+    const jar = request.agent(base);
+    const res = await jar
+      .post("/login")
+      .set("User-Agent", agent)
+      .send({ account, password: "demo" });
+    expect(res.status).toBe(200);
+    const cookie = String(res.headers["set-cookie"]).split(";")[0]!;
+    return { jar, cookie, session: res.body.session as string };
+  };
+
+  it("serves the page, limits the API per IP, and answers health and metrics", async () => {
+    const home = await request(base).get("/");
     expect(home.status).toBe(200);
     expect(home.text).toContain(
       `<strong id="backend">${backend === "memory" ? "memory" : "redis"}</strong>`,
     );
     const statuses = [];
-    for (let i = 0; i < 6; i++) statuses.push((await request(app).get("/api/hello")).status);
+    for (let i = 0; i < 6; i++) statuses.push((await request(base).get("/api/hello")).status);
     expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
-    await request(app).post("/api/limits/reset");
-    const logins = [];
-    for (let i = 0; i < 5; i++) {
-      logins.push(
-        (
-          await request(app)
-            .post("/api/login")
-            .send({ account: `alice-${backend}` })
-        ).status,
-      );
-    }
-    expect(logins).toEqual([401, 401, 401, 401, 401]);
-    await request(app).post("/api/limits/reset");
-    expect(
-      (
-        await request(app)
-          .post("/api/login")
-          .send({ account: `alice-${backend}` })
-      ).status,
-    ).toBe(429);
-    // The slow report: computed once, then answered from the cache until purged. One server,
-    // so every request has the same Host (part of the cache key).
-    const server = app.listen(0);
-    await once(server, "listening");
-    try {
-      const report = () => request(server).get("/api/report");
-      await request(server).post("/api/limits/reset");
-      const first = await report();
-      const second = await report();
-      expect([first.headers["x-cache"], second.headers["x-cache"]]).toEqual(["MISS", "HIT"]);
-      expect(second.body).toEqual(first.body);
-      expect((await request(server).post("/api/report/purge")).body.purged).toBeGreaterThanOrEqual(
-        1,
-      );
-      const third = await report();
-      expect(third.headers["x-cache"]).toBe("MISS");
-      expect(third.body.runs).toBe(first.body.runs + 1);
-      // Two imports at once from one client: one runs, the other is told to come back.
-      const imports = await Promise.all([
-        request(server).post("/api/imports"),
-        request(server).post("/api/imports"),
-      ]);
-      expect(imports.map((r) => r.status).sort()).toEqual([200, 409]);
-      expect(imports.find((r) => r.status === 409)!.headers["retry-after"]).toBeDefined();
-    } finally {
-      server.close();
-    }
-    const health = await request(app).get("/health/redis");
+    await request(base).post("/api/limits/reset").expect(200);
+    await request(base).get("/api/hello").expect(200);
+    const health = await request(base).get("/health/redis");
     expect(health.body.mode).toBe(backend === "memory" ? "memory" : "standalone");
+    const metrics = await request(base).get("/metrics").expect(200);
+    expect(metrics.text).toContain("erk_rate_limit_requests_total");
   });
 
-  it("logs in twice as one user, lists both sessions and logs the other out", async () => {
-    const redis = backend === "memory" ? undefined : newRedis();
-    const app = createExampleApp(redis, testPrefix(__filename));
-    const laptop = request.agent(app);
-    const phone = request.agent(app);
-    const credentials = { account: "alice", password: "demo" };
-    expect((await laptop.get("/api/sessions")).status).toBe(401);
-    await laptop.post("/api/login").set("User-Agent", "laptop").send(credentials).expect(200);
-    await phone.post("/api/login").set("User-Agent", "phone").send(credentials).expect(200);
-    const list = (await laptop.get("/api/sessions").expect(200)).body as Record<string, unknown>[];
+  it("logins: 5 failures per account, success does not count, a new session id at login", async () => {
+    const fails = [];
+    for (let i = 0; i < 5; i++) {
+      fails.push(
+        (await request(base).post("/login").send({ account: "bob", password: "x" })).status,
+      );
+    }
+    expect(fails).toEqual([401, 401, 401, 401, 401]);
+    const blocked = await request(base).post("/login").send({ account: "bob", password: "demo" });
+    expect(blocked.status).toBe(429);
+    expect(blocked.headers["retry-after"]).toBeDefined();
+    // alice: four successful logins in a row never lock her out.
+    for (let i = 0; i < 4; i++) await login("alice");
+    // No fixation: a session that existed before login is replaced.
+    const jar = request.agent(base);
+    const before = await jar.post("/login").send({ account: "alice", password: "demo" });
+    const after = await jar.post("/login").send({ account: "alice", password: "demo" });
+    expect(after.body.session).not.toBe(before.body.session);
+    expect(
+      await request(base)
+        .post("/login")
+        .send({ account: "" })
+        .then((r) => r.status),
+    ).toBe(400);
+  });
+
+  it("portfolio stats are cached per user until purged", async () => {
+    const alice = await login("alice");
+    const bob = await login("bob");
+    await request(base).get("/api/portfolio/stats").expect(401);
+    const first = await alice.jar.get("/api/portfolio/stats").expect(200);
+    const second = await alice.jar.get("/api/portfolio/stats").expect(200);
+    expect([first.headers["x-cache"], second.headers["x-cache"]]).toEqual(["MISS", "HIT"]);
+    expect(second.body).toEqual(first.body);
+    const bobs = await bob.jar.get("/api/portfolio/stats").expect(200);
+    expect(bobs.headers["x-cache"]).toBe("MISS");
+    expect(bobs.body.user).toBe("bob");
+    expect((await alice.jar.post("/api/portfolio/stats/purge").expect(200)).body.purged).toBe(1);
+    expect((await alice.jar.get("/api/portfolio/stats")).headers["x-cache"]).toBe("MISS");
+    expect((await bob.jar.get("/api/portfolio/stats")).headers["x-cache"]).toBe("HIT");
+  });
+
+  it("trades and import progress arrive on the user's event stream; one import at a time", async () => {
+    const alice = await login("alice");
+    const bob = await login("bob");
+    const stream = await openStream(`${base}/events`, { cookie: alice.cookie });
+    const bobStream = await openStream(`${base}/events`, { cookie: bob.cookie });
+    await stream.until(": connected");
+    const trade = await alice.jar
+      .post("/api/trades")
+      .send({ symbol: "ACME", quantity: 3 })
+      .expect(201);
+    expect(trade.body.receivers).toBeGreaterThanOrEqual(1);
+    await stream.until('"symbol":"ACME"');
+    await alice.jar.post("/api/trades").send({ symbol: "acme; DROP", quantity: 3 }).expect(400);
+    const imports = await Promise.all([
+      alice.jar.post("/api/imports"),
+      alice.jar.post("/api/imports"),
+      bob.jar.post("/api/imports"), // another user: not blocked by alice's import
+    ]);
+    expect(imports.map((r) => r.status)).toEqual(expect.arrayContaining([200, 409, 200]));
+    expect(imports[2]!.status).toBe(200);
+    await stream.until('"step":5');
+    expect(stream.text()).toContain("event: import.progress");
+    await bobStream.until('"step":5');
+    expect(bobStream.text()).not.toContain("ACME"); // alice's trade is not bob's event
+    stream.req.destroy();
+    bobStream.req.destroy();
+  });
+
+  it("two sessions of one user: listed, the other revoked, its event stream told and closed", async () => {
+    const laptop = await login("alice", "laptop");
+    const phone = await login("alice", "phone");
+    const phoneStream = await openStream(`${base}/events`, { cookie: phone.cookie });
+    await phoneStream.until(": connected");
+    const list = (await laptop.jar.get("/api/sessions").expect(200)).body as Record<
+      string,
+      unknown
+    >[];
     expect(list.map((s) => [s.userAgent, s.current]).sort()).toEqual([
       ["laptop", true],
       ["phone", false],
     ]);
-    expect((await laptop.post("/api/sessions/revoke-others").expect(200)).body).toEqual({
+    expect(list.find((s) => !s.current)!.id).toBe(phone.session);
+    expect((await laptop.jar.post("/api/sessions/revoke-others").expect(200)).body).toEqual({
       revoked: 1,
     });
-    expect((await phone.get("/api/me")).body).toEqual({ user: null });
-    expect((await laptop.get("/api/me")).body).toEqual({ user: "alice" });
-    await laptop.post("/api/logout").expect(200);
-    expect((await laptop.get("/api/me")).body).toEqual({ user: null });
+    await phoneStream.until("event: session.revoked");
+    await phoneStream.ended; // the server closed the revoked session's stream
+    expect((await phone.jar.get("/api/me")).body).toEqual({ user: null, session: null });
+    expect((await laptop.jar.get("/api/me")).body.user).toBe("alice");
+    const dashboard = await laptop.jar.get("/api/dashboard").expect(200);
+    expect(dashboard.body.sessions).toMatchObject({ mine: 1, revoked: 1 });
+    await laptop.jar.post("/logout").expect(200);
+    expect((await laptop.jar.get("/api/me")).body.user).toBeNull();
   });
 });
 

@@ -4,11 +4,12 @@
  * the last client leaves), clients that stop reading are dropped, filters, bad options.
  */
 import { once } from "node:events";
-import http from "node:http";
+import type http from "node:http";
 import type { AddressInfo } from "node:net";
 import express from "express";
 import { createPubSub, type PubSub, type SseConnection, type SseOptions, sse } from "../index.js";
 import { closeClients, collectUnhandledRejections, newRedis, testPrefix } from "./helpers.js";
+import { openStream as open } from "./sse-client.js";
 
 const prefix = testPrefix(__filename);
 const quiet = { info() {}, warn() {}, error() {} };
@@ -50,44 +51,6 @@ async function serve(pubsub: PubSub, options: Partial<SseOptions> & { channels: 
     return client;
   };
   return { streams, connect };
-}
-
-/** An SSE client: the response, the raw text so far, and a wait for some text to appear. */
-async function open(url: string) {
-  const req = http.get(url);
-  req.on("error", () => {}); // destroyed by the test
-  const [res] = (await once(req, "response")) as [http.IncomingMessage];
-  res.on("error", () => {}); // "aborted" when the test destroys it
-  let text = "";
-  let cursor = 0; // each wait looks past the previous match: messages come in order
-  const waiters: { needle: string; resolve: () => void }[] = [];
-  const found = (needle: string) => {
-    const at = text.indexOf(needle, cursor);
-    if (at === -1) return false;
-    cursor = at + needle.length;
-    return true;
-  };
-  res.setEncoding("utf8");
-  res.on("data", (chunk: string) => {
-    text += chunk;
-    const waiter = waiters[0];
-    if (waiter !== undefined && found(waiter.needle)) {
-      waiters.shift();
-      waiter.resolve();
-    }
-  });
-  const ended = new Promise<void>((resolve) => res.once("close", resolve));
-  return {
-    res,
-    req,
-    ended,
-    text: () => text,
-    /** Resolves when `needle` appears after the previous match (one wait at a time). */
-    until: (needle: string) =>
-      found(needle)
-        ? Promise.resolve()
-        : new Promise<void>((resolve) => waiters.push({ needle, resolve })),
-  };
 }
 
 describe.each(["memory", "standalone"] as const)("sse() on %s", (backend) => {
