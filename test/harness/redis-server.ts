@@ -15,7 +15,9 @@ const run = promisify(execFile);
 export class MissingBinaryError extends Error {}
 
 /** Resolves the path of `name` on PATH, or throws one clear line naming the missing binary. */
-export async function requireBinary(name: "redis-server" | "redis-cli"): Promise<string> {
+export async function requireBinary(
+  name: "redis-server" | "redis-cli" | "chromium",
+): Promise<string> {
   for (const dir of (process.env.PATH ?? "").split(delimiter)) {
     const candidate = join(dir, name);
     try {
@@ -26,7 +28,9 @@ export async function requireBinary(name: "redis-server" | "redis-cli"): Promise
     }
   }
   throw new MissingBinaryError(
-    `${name} not found on PATH: install it (Debian: apt-get install redis-server) or set REDIS_URL and REDIS_CLUSTER_NODES to existing servers`,
+    name === "chromium"
+      ? "chromium not found on PATH: install it (Debian: apt-get install chromium; .ci/run does) for the browser test"
+      : `${name} not found on PATH: install it (Debian: apt-get install redis-server) or set REDIS_URL and REDIS_CLUSTER_NODES to existing servers`,
   );
 }
 
