@@ -15,6 +15,7 @@ import {
   TRACKING_FIELD,
   type UserSessionIndex,
 } from "../stores/session/common.js";
+import { normalizeIp } from "./client-key.js";
 
 /** Options of `trackSessions()`. */
 export interface TrackSessionsOptions {
@@ -58,7 +59,7 @@ export function trackSessions(
         userId,
         createdAt: now,
         lastActiveAt: now,
-        ip: req.ip ?? null,
+        ip: req.ip === undefined ? null : normalizeIp(req.ip, false), // ::ffff:1.2.3.4 → 1.2.3.4
         userAgent: agent === undefined ? null : agent.slice(0, maxAgent),
       } satisfies SessionTracking;
     } else if (now - tracked.lastActiveAt >= interval) {

@@ -184,7 +184,7 @@ export class MemorySessionStore extends Store implements UserSessionIndex {
     for (const sid of this.index.get(uid) ?? []) {
       const entry = this.sessions.peek(sid);
       if (entry?.owner !== uid) continue;
-      const expiresAt = Date.now() + this.sessions.getRemainingTTL(sid);
+      const expiresAt = Math.round(Date.now() + this.sessions.getRemainingTTL(sid));
       out.push(toInfo(sid, JSON.parse(entry.json), expiresAt, options.currentSessionId));
     }
     return out.sort(byActivity);
