@@ -8,7 +8,7 @@
  * between leave the session unmodified, so express-session does not save it.
  */
 import type { NextFunction, Request, RequestHandler, Response } from "express";
-import { consoleLogger, warnOnce } from "../stores/core/logger.js";
+import { consoleLogger, type Logger, warnOnce } from "../stores/core/logger.js";
 import { fail, positiveInt, rejectUnknown } from "../stores/core/options.js";
 import {
   type SessionTracking,
@@ -23,6 +23,8 @@ export interface TrackSessionsOptions {
   activityIntervalMs?: number;
   /** Longest `userAgent` kept, characters. @default 256 */
   maxUserAgentLength?: number;
+  /** Where the one misuse warning goes. @default console */
+  logger?: Logger;
 }
 
 /** Records login metadata and last activity in the session; see the module comment. */
@@ -34,7 +36,8 @@ export function trackSessions(
   if (typeof store?.userIdOf !== "function") {
     fail(scope, "store", "a UserSessionStore or MemorySessionStore", store);
   }
-  rejectUnknown(scope, options, ["activityIntervalMs", "maxUserAgentLength"]);
+  rejectUnknown(scope, options, ["activityIntervalMs", "maxUserAgentLength", "logger"]);
+  const logger = options.logger ?? consoleLogger;
   const interval = positiveInt(scope, "activityIntervalMs", options.activityIntervalMs, 60_000);
   const maxAgent = positiveInt(scope, "maxUserAgentLength", options.maxUserAgentLength, 256);
 
@@ -70,7 +73,7 @@ export function trackSessions(
   return function trackSessionsMiddleware(req: Request, res: Response, next: NextFunction) {
     if (!req.session) {
       warnOnce(
-        consoleLogger,
+        logger,
         "ERK_TRACK_WITHOUT_SESSION",
         "trackSessions() found no req.session: mount it after express-session's session()",
       );
