@@ -106,8 +106,13 @@ export function metrics(options: MetricsOptions = {}): MetricsMiddleware {
       const value = new Map<string, number>();
       for (const { kind, label, instance } of tracked()) {
         if (kind !== "sessions") continue;
-        const length = await (instance as unknown as { length(): Promise<unknown> }).length();
-        value.set(label, (value.get(label) ?? 0) + num(length));
+        try {
+          const length = await (instance as unknown as { length(): Promise<unknown> }).length();
+          value.set(label, (value.get(label) ?? 0) + num(length));
+        } catch {
+          // Redis unavailable: keep the last count rather than failing the scrape.
+          value.set(label, counted.value.get(label) ?? 0);
+        }
       }
       counted = { at: Date.now(), value };
     }

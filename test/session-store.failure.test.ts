@@ -4,7 +4,7 @@
  */
 import type express from "express";
 import request from "supertest";
-import { createRedisClient, UserSessionStore } from "../index.js";
+import { createRedisClient, metrics, UserSessionStore } from "../index.js";
 import { type RedisServer, startRedisServer } from "./harness/redis-server.ts";
 import { collectUnhandledRejections, ready, testPrefix } from "./helpers.js";
 import { sessionApp } from "./session-helpers.js";
@@ -44,6 +44,9 @@ test("Redis stopped mid-traffic: errors answered within the timeouts; back after
   expect(Date.now() - started).toBeLessThan(5_000); // 500 ms timeouts, on a loaded machine
   await expect(store.revokeUserSessions("alice")).rejects.toThrow();
   await expect(store.listUserSessions("alice")).rejects.toThrow();
+  // The metrics scrape still answers, with the connection down.
+  const scrape = await metrics({ sessionCountIntervalMs: 1 }).text();
+  expect(scrape).toMatch(/erk_redis_connected\{client="127\.0\.0\.1:\d+"\} 0/);
 
   await server.start();
   await ready(redis); // reconnected (the server kept nothing: the session is gone)
