@@ -10,7 +10,7 @@
  * never outlives the runner), on SIGTERM or on SIGINT.
  */
 import express, { type RequestHandler } from "express";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { BODY } from "./body.js";
 import {
   CACHE_HANDLERS,
@@ -21,7 +21,7 @@ import {
   isCacheVariant,
   REDIS_CACHE_VARIANTS,
 } from "./cache-variants.js";
-import { serveUntilStopped } from "./serve.js";
+import { countingRedis, serverArgs, serveUntilStopped } from "./serve.js";
 
 /** What GET /__cpu answers. */
 export interface CacheServerSample {
@@ -69,31 +69,9 @@ async function cacheFor(
 }
 
 async function main(): Promise<void> {
-  const [variant = "", url = "", portText = ""] = process.argv.slice(2);
-  const port = Number(portText);
-  if (
-    !isCacheVariant(variant) ||
-    !url.startsWith("redis://127.0.0.1:") ||
-    !Number.isInteger(port)
-  ) {
-    throw new Error(
-      `usage: cache-server.ts <variant> redis://127.0.0.1:<port> <port> (got ${process.argv.slice(2).join(" ")})`,
-    );
-  }
-
-  let redisSent = 0;
-  let redis: Redis | undefined;
-  if (REDIS_CACHE_VARIANTS.has(variant)) {
-    redis = new Redis(url, { lazyConnect: true });
-    // Count what the client sends: INFO commandstats also counts the commands a script runs,
-    // this counts round trips. (The pub/sub subscriber is a duplicate connection, not counted.)
-    const send = redis.sendCommand.bind(redis);
-    redis.sendCommand = (...args: Parameters<Redis["sendCommand"]>) => {
-      redisSent++;
-      return send(...args);
-    };
-    await redis.connect();
-  }
+  const { variant, url, port } = serverArgs("cache-server.ts", isCacheVariant);
+  const client = REDIS_CACHE_VARIANTS.has(variant) ? await countingRedis(url) : undefined;
+  const redis = client?.redis;
   const { middleware, stats } = await cacheFor(variant, redis);
 
   let served = 0;
@@ -104,7 +82,7 @@ async function main(): Promise<void> {
       ...process.cpuUsage(),
       served,
       handlerRuns,
-      redisSent,
+      redisSent: client?.sent() ?? 0,
       ...(stats === undefined ? {} : { cache: stats() }),
     };
     res.json(sample);

@@ -23,8 +23,9 @@ import {
   parseEntry,
 } from "./cache-variants.js";
 import { config, HTTP_TIMEOUT_MS } from "./config.js";
-import { autocannon, commandStats, readCpu, redisCounts, watchServerCore } from "./measure.js";
+import { autocannon, httpRun, measureLoad, readCpu } from "./measure.js";
 import { startServer, stopChild } from "./processes.js";
+import { machineLine, reportTexts } from "./report.js";
 import {
   type Comparison,
   commandMix,
@@ -115,40 +116,21 @@ async function runOnce(
   try {
     if (variant !== "bare") await warm(server.port, variant, handler);
     if (config.warmupS > 0) await autocannon(server.port, config.warmupS, path);
-    const before = await readCpu<CacheServerSample>(server.port);
-    const serverCore = watchServerCore();
-    const statsBefore = await commandStats(admin);
-    const load = await autocannon(server.port, config.durationS, path);
-    const after = await readCpu<CacheServerSample>(server.port);
-    const statsAfter = await commandStats(admin);
-    const serverLog = server.log().trim().split("\n").slice(0, 5).join("\n");
-
-    const served = after.served - before.served;
-    const perReq = (n: number) => (served > 0 ? n / served : Number.NaN);
-    const cpuUs = after.user - before.user + (after.system - before.system);
-    // CPU 0 is the server's: what else ran there while it was measured.
-    const otherCore0 = serverCore(cpuUs);
-    return {
-      round,
-      variant: entry,
-      order,
-      reqPerSec: load.requests.average,
-      p99Ms: load.latency.p99,
-      requests: load.requests.total,
-      served,
-      non2xx: load.non2xx,
-      errors: load.errors,
-      timeouts: load.timeouts,
-      cpuUsPerReq: perReq(cpuUs),
-      ...redisCounts(statsBefore, statsAfter, perReq),
-      roundTripsPerReq: perReq(after.redisSent - before.redisSent),
-      handlerRuns: after.handlerRuns[handler],
-      handlerRunsMeasured: after.handlerRuns[handler] - before.handlerRuns[handler],
-      ...(after.cache === undefined ? {} : { cacheErrors: after.cache.errors }),
-      ...(serverLog === "" ? {} : { serverLog }),
-      ...(otherCore0 === undefined ? {} : { otherLoadOnServerCore: otherCore0 }),
-      at: new Date().toISOString(),
-    };
+    const window = await measureLoad<CacheServerSample>(admin, server.port, {
+      path,
+      watchCore: true,
+    });
+    const { before, after } = window;
+    return httpRun(
+      { round, variant: entry, order },
+      window,
+      () => ({
+        handlerRuns: after.handlerRuns[handler],
+        handlerRunsMeasured: after.handlerRuns[handler] - before.handlerRuns[handler],
+        ...(after.cache === undefined ? {} : { cacheErrors: after.cache.errors }),
+      }),
+      server.log(),
+    );
   } finally {
     await stopChild(server.child);
   }
@@ -201,67 +183,37 @@ export const cacheSuite: SuiteDefinition = {
         (f) => `- ${f.variant} failed in round ${f.round}: ${f.error.split("\n")[0]}`,
       ),
     ];
-    const noise = outsideLoadLine(runs);
-    const problemText =
-      problems.length > 0
-        ? problems.join("\n")
-        : `None: non-2xx responses 0, and every caching run ran its handler at most ${MAX_HANDLER_RUNS} times.`;
-
-    const printed = [
-      `\nResponse cache:\n\n${table}\n`,
-      `Targets:\n${targets.join("\n")}\n`,
-      `Key comparisons (median of per-round ratios):\n${comparisonLines(comparisons)}\n`,
-      problems.length > 0 ? `Problems:\n${problemText}\n` : `${problemText}\n`,
-      `Outside load: ${noise}\n`,
-    ].join("\n");
-    const markdown = [
-      `# Response-cache benchmark ${startedAt.toISOString()}`,
-      "",
-      `${config.rounds} round(s), ${config.durationS} s per run after one warming request and a ${config.warmupS} s warm-up, ` +
-        `${config.connections} connections, one URL and one Host (every request is a hit after warming). ` +
-        `Node ${env.node}, Redis ${env.redis}, ${env.cpus} × ${env.cpu}. Pinning: ${env.pinning}. ` +
-        `Load average (1 min) when \`npm run bench\` started: ${env.loadAverage1m.toFixed(2)}. Code: ${env.git}.`,
-      "",
-      "Medians over rounds; ×bare is the median of per-round ratios to `bare` on the same handler. " +
-        "Redis cmds/req counts what INFO commandstats counts (a script call and the commands it runs); " +
-        "round trips/req counts the commands the server's client sent; handler runs (max) includes the warming request.",
-      "",
+    const texts = reportTexts({
+      heading: "Response cache",
+      title: `Response-cache benchmark ${startedAt.toISOString()}`,
+      intro: [
+        `${config.rounds} round(s), ${config.durationS} s per run after one warming request and a ${config.warmupS} s warm-up, ` +
+          `${config.connections} connections, one URL and one Host (every request is a hit after warming). ` +
+          machineLine(env),
+        "Medians over rounds; ×bare is the median of per-round ratios to `bare` on the same handler. " +
+          "Redis cmds/req counts what INFO commandstats counts (a script call and the commands it runs); " +
+          "round trips/req counts the commands the server's client sent; handler runs (max) includes the warming request.",
+      ],
       table,
-      "",
-      "## Targets",
-      "",
-      targets.join("\n"),
-      "",
-      "## Key comparisons (median of per-round ratios)",
-      "",
-      comparisonLines(comparisons),
-      "",
-      "## Problems",
-      "",
-      problemText,
-      "",
-      "## Outside load",
-      "",
-      noise,
-      "",
-      "## Redis calls per request by command (median, INFO commandstats)",
-      "",
-      commandMix(runs, ENTRIES),
-      "",
-      "## Variants",
-      "",
-      config.cacheVariants.map((v) => `- ${v}: ${CACHE_DESCRIPTIONS[v]}`).join("\n"),
-      "",
-      "Handlers: `0ms` answers the ~1 KB JSON body at once; `20ms` awaits a 20 ms timer first.",
-      "",
-      "## Raw runs",
-      "",
-      rawTable(runs),
-      "",
-    ].join("\n");
+      targets,
+      comparisons: comparisonLines(comparisons),
+      problems,
+      noProblems: `None: non-2xx responses 0, and every caching run ran its handler at most ${MAX_HANDLER_RUNS} times.`,
+      noise: outsideLoadLine(runs),
+      mixes: [
+        {
+          heading: "Redis calls per request by command (median, INFO commandstats)",
+          text: commandMix(runs, ENTRIES),
+        },
+      ],
+      variants: [
+        config.cacheVariants.map((v) => `- ${v}: ${CACHE_DESCRIPTIONS[v]}`).join("\n"),
+        "Handlers: `0ms` answers the ~1 KB JSON body at once; `20ms` awaits a 20 ms timer first.",
+      ],
+      raw: rawTable(runs),
+    });
     return {
-      printed,
-      markdown,
+      ...texts,
       json: { summaries, comparisons, targets },
       failed: failures.length > 0 || bad.length > 0 || missed.length > 0 || cacheErrors.length > 0,
     };

@@ -45,6 +45,7 @@ import {
 } from "./lock-variants.js";
 import { commandStats, cpuBusyUs, redisCpuUs, statDelta } from "./measure.js";
 import { type LineWorker, pinning, startLineWorker, stopChild } from "./processes.js";
+import { machineLine, reportTexts } from "./report.js";
 import { fmt, fmtInt, median, percent, quantile } from "./stats.js";
 import type { MeasuredRun, SuiteDefinition } from "./suite.js";
 
@@ -340,73 +341,45 @@ export const lockSuite: SuiteDefinition<LockRun> = {
     const targets = targetLines(summaries, runs);
     const comparisons = comparisonLines(runs);
     const problems = problemLines(summaries, runs, failures);
-    const problemText =
-      problems.lines.length > 0
-        ? problems.lines.join("\n")
-        : "None: every acquisition succeeded, no holders overlapped, every release found its lock held.";
-    const noise = noiseLine(runs);
-    const printed = [
-      `\nLocks (${PLAN}):\n\n${table}\n`,
-      `Targets:\n${targets.join("\n")}\n`,
-      `Key comparisons (median of per-round ratios):\n${comparisons}\n`,
-      problems.lines.length > 0 ? `Problems:\n${problemText}\n` : `${problemText}\n`,
-      `Outside load: ${noise}\n`,
-    ].join("\n");
-    const markdown = [
-      `# Lock benchmark ${startedAt.toISOString()}`,
-      "",
-      `${config.rounds} round(s). Per run: ${WARMUP_ITERATIONS} warm-up then ${config.lockIterations} sequential acquire+release cycles by one worker; ` +
-        `then ${WARMUP_BATCHES} warm-up and ${config.lockBatches} measured batches in which ${config.lockWaiters} worker processes ` +
-        `(one ioredis connection each) all ask for the one resource at once, and each holds it ${config.lockHoldMs} ms once ` +
-        `(${config.lockWaiters - 1} hand-offs per batch). Lock TTL 10 s. ` +
-        `Node ${env.node}, Redis ${env.redis}, ${env.cpus} × ${env.cpu}. Pinning: ${env.pinning}. ` +
-        `Load average (1 min) when \`npm run bench\` started: ${env.loadAverage1m.toFixed(2)}. Code: ${env.git}.`,
-      "",
-      "Medians over rounds of each run's figure (the p99 columns: median of the per-run p99s). " +
-        "Round trips: commands the worker's ioredis client sent (its `sendCommand` wrapped with a counter). " +
-        "Hand-off: from one holder's release() call to the next holder's acquisition resolving, " +
-        "both stamped with `process.hrtime.bigint()` (CLOCK_MONOTONIC, shared by every process on the machine). " +
-        "Acquisitions/s: 1 / mean time between consecutive acquisitions within a batch. " +
-        "Round trips / acquisition (contended): every command the workers sent in the batches (attempts, releases) per successful acquisition.",
-      "",
+    const texts = reportTexts({
+      heading: `Locks (${PLAN})`,
+      title: `Lock benchmark ${startedAt.toISOString()}`,
+      intro: [
+        `${config.rounds} round(s). Per run: ${WARMUP_ITERATIONS} warm-up then ${config.lockIterations} sequential acquire+release cycles by one worker; ` +
+          `then ${WARMUP_BATCHES} warm-up and ${config.lockBatches} measured batches in which ${config.lockWaiters} worker processes ` +
+          `(one ioredis connection each) all ask for the one resource at once, and each holds it ${config.lockHoldMs} ms once ` +
+          `(${config.lockWaiters - 1} hand-offs per batch). Lock TTL 10 s. ` +
+          machineLine(env),
+        "Medians over rounds of each run's figure (the p99 columns: median of the per-run p99s). " +
+          "Round trips: commands the worker's ioredis client sent (its `sendCommand` wrapped with a counter). " +
+          "Hand-off: from one holder's release() call to the next holder's acquisition resolving, " +
+          "both stamped with `process.hrtime.bigint()` (CLOCK_MONOTONIC, shared by every process on the machine). " +
+          "Acquisitions/s: 1 / mean time between consecutive acquisitions within a batch. " +
+          "Round trips / acquisition (contended): every command the workers sent in the batches (attempts, releases) per successful acquisition.",
+      ],
       table,
-      "",
-      "## Targets",
-      "",
-      targets.join("\n"),
-      "",
-      "## Key comparisons (median of per-round ratios)",
-      "",
+      targets,
       comparisons,
-      "",
-      "## Problems",
-      "",
-      problemText,
-      "",
-      "## Outside load",
-      "",
-      noise,
-      "",
-      "## Redis calls per uncontended acquire+release by command (median, INFO commandstats)",
-      "",
-      commandMix(runs, (r) => r.cycleCommands),
-      "",
-      "## Redis calls per contended acquisition by command (median, INFO commandstats)",
-      "",
-      commandMix(runs, (r) => r.contendedCommands),
-      "",
-      "## Variants",
-      "",
-      config.lockVariants.map((v) => `- ${v}: ${LOCK_DESCRIPTIONS[v]}`).join("\n"),
-      "",
-      "## Raw runs",
-      "",
-      rawTable(runs),
-      "",
-    ].join("\n");
+      problems: problems.lines,
+      noProblems:
+        "None: every acquisition succeeded, no holders overlapped, every release found its lock held.",
+      noise: noiseLine(runs),
+      mixes: [
+        {
+          heading:
+            "Redis calls per uncontended acquire+release by command (median, INFO commandstats)",
+          text: commandMix(runs, (r) => r.cycleCommands),
+        },
+        {
+          heading: "Redis calls per contended acquisition by command (median, INFO commandstats)",
+          text: commandMix(runs, (r) => r.contendedCommands),
+        },
+      ],
+      variants: [config.lockVariants.map((v) => `- ${v}: ${LOCK_DESCRIPTIONS[v]}`).join("\n")],
+      raw: rawTable(runs),
+    });
     return {
-      printed,
-      markdown,
+      ...texts,
       json: { summaries, targets, redlockTuned: REDLOCK_TUNED },
       failed: problems.failing,
     };

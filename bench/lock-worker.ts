@@ -1,8 +1,8 @@
 /**
  * One lock benchmark worker: `node --import tsx bench/lock-worker.ts <variant> <redisUrl>`.
  *
- * Connects its own ioredis client (its `sendCommand` wrapped with a counter, as in
- * `cache-server.ts`), builds the variant's lock, prints READY, then answers the runner's
+ * Connects its own ioredis client (`countingRedis()` from `serve.ts`, which counts the
+ * commands it sends), builds the variant's lock, prints READY, then answers the runner's
  * commands, one JSON line each on stdin (see `WorkerCommand` in `lock-variants.ts`), with one
  * line on stdout starting with `REPLY_MARK`:
  *
@@ -16,7 +16,7 @@
  */
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import {
   type BatchReply,
   ERK_PREFIX,
@@ -31,6 +31,7 @@ import {
   type WorkerCommand,
   type WorkerReply,
 } from "./lock-variants.js";
+import { countingRedis } from "./serve.js";
 
 /** Acquires the resource (waiting as the variant waits); resolves with its release. */
 type Acquire = () => Promise<() => Promise<boolean>>;
@@ -94,16 +95,8 @@ async function main(): Promise<void> {
       `usage: lock-worker.ts <variant> redis://127.0.0.1:<port> (got ${process.argv.slice(2).join(" ")})`,
     );
   }
-  const redis = new Redis(url, { lazyConnect: true });
-  // Count what the client sends: one command per round trip (scripts count once). This
-  // library's pub/sub subscriber is a duplicate connection, not counted.
-  let sent = 0;
-  const send = redis.sendCommand.bind(redis);
-  redis.sendCommand = (...args: Parameters<Redis["sendCommand"]>) => {
-    sent++;
-    return send(...args);
-  };
-  await redis.connect();
+  // Counts what the client sends: one command per round trip (scripts count once).
+  const { redis, sent } = await countingRedis(url);
   const locker = await lockerFor(variant, redis);
 
   const reply = (message: WorkerReply) => {
@@ -113,7 +106,7 @@ async function main(): Promise<void> {
   const uncontended = async (iterations: number): Promise<UncontendedReply> => {
     let releaseNotHeld = 0;
     const samplesUs: number[] = [];
-    const sentBefore = sent;
+    const sentBefore = sent();
     for (let i = 0; i < iterations; i++) {
       const started = now();
       const release = await locker.acquire();
@@ -121,11 +114,11 @@ async function main(): Promise<void> {
       samplesUs.push(Math.round(Number(now() - started) / 100) / 10);
       if (!held) releaseNotHeld++;
     }
-    return { type: "uncontended", samplesUs, sent: sent - sentBefore, releaseNotHeld };
+    return { type: "uncontended", samplesUs, sent: sent() - sentBefore, releaseNotHeld };
   };
 
   const batch = async (holdMs: number): Promise<BatchReply> => {
-    const sentBefore = sent;
+    const sentBefore = sent();
     const requestedAt = now();
     try {
       const release = await locker.acquire();
@@ -141,13 +134,13 @@ async function main(): Promise<void> {
         releaseCalledAt: String(releaseCalledAt),
         releasedAt: String(releasedAt),
         releaseHeld: held,
-        sent: sent - sentBefore,
+        sent: sent() - sentBefore,
       };
     } catch (error) {
       return {
         type: "batch",
         requestedAt: String(requestedAt),
-        sent: sent - sentBefore,
+        sent: sent() - sentBefore,
         error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
       };
     }

@@ -1,11 +1,14 @@
 /**
- * What one run measures: load (autocannon), the server's CPU time, and Redis command counts.
+ * What one run measures: load (autocannon), the server's CPU time, and Redis command counts;
+ * and the record the HTTP benchmarks keep of one measured window.
  */
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import type { Redis } from "ioredis";
 import { AUTOCANNON, config, HTTP_TIMEOUT_MS } from "./config.js";
 import { pinning, spawnTracked, stopChild, waitExit } from "./processes.js";
+import type { RunResult } from "./stats.js";
+import type { MeasuredRun } from "./suite.js";
 
 /** The server's CPU time and responses served, from GET /__cpu. */
 export interface CpuSample {
@@ -195,4 +198,105 @@ export function watchServerCore(): (serverCpuUs: number) => number | undefined {
     if (busyBefore === undefined || busyAfter === undefined) return undefined;
     return Math.max(0, busyAfter - busyBefore - serverCpuUs) / wallUs;
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// One measured window of an HTTP benchmark, and its record.
+
+/** A server's CPU sample; the cache and session servers also count what their client sent. */
+type HttpSample = CpuSample & { redisSent?: number };
+
+/** One measured window: autocannon's result and the samples taken around it. */
+export interface LoadWindow<T extends HttpSample = CpuSample> {
+  load: AutocannonResult;
+  /** The server's GET /__cpu answers before and after the load. */
+  before: T;
+  after: T;
+  /** INFO commandstats before and after the load. */
+  statsBefore: Map<string, number>;
+  statsAfter: Map<string, number>;
+  /** With `watchCore`, when pinned: the share of CPU 0 other processes used, 0-1. */
+  otherCore0: number | undefined;
+}
+
+/** What `measureLoad` loads and watches. */
+export interface LoadOptions {
+  /** The path loaded (default: /api). */
+  path?: string;
+  request?: LoadRequest;
+  /** Whether to watch the other load on CPU 0, the server's core (default: no). */
+  watchCore?: boolean;
+}
+
+/** Server CPU time (user + system) between two samples, µs. */
+function cpuUs(before: CpuSample, after: CpuSample): number {
+  return after.user - before.user + (after.system - before.system);
+}
+
+/**
+ * Loads the server on `port` for `config.durationS` s, sampling its CPU time (GET /__cpu) and
+ * INFO commandstats before and after.
+ */
+export async function measureLoad<T extends HttpSample = CpuSample>(
+  admin: Redis,
+  port: number,
+  { path, request, watchCore = false }: LoadOptions = {},
+): Promise<LoadWindow<T>> {
+  const before = await readCpu<T>(port);
+  const serverCore = watchCore ? watchServerCore() : undefined;
+  const statsBefore = await commandStats(admin);
+  const load = await autocannon(port, config.durationS, path, request);
+  const after = await readCpu<T>(port);
+  const statsAfter = await commandStats(admin);
+  // CPU 0 is the server's: what else ran there while it was measured.
+  const otherCore0 = serverCore?.(cpuUs(before, after));
+  return { load, before, after, statsBefore, statsAfter, otherCore0 };
+}
+
+/**
+ * The record of one HTTP run from its measured window: load, errors, server CPU and Redis
+ * calls per request, and round trips per request where the server counts what its client sent
+ * (`redisSent`); then `extra(perReq)`, the suite's own figures; then, when `serverLog` (the
+ * server's output) is given, its first lines (if any), the other load on CPU 0 (if watched)
+ * and when the run ended.
+ */
+export function httpRun<T extends HttpSample, X extends object = object>(
+  id: MeasuredRun,
+  window: LoadWindow<T>,
+  extra?: (perReq: (n: number) => number) => X,
+  serverLog?: string,
+): RunResult & X {
+  const { load, before, after, otherCore0 } = window;
+  const served = after.served - before.served;
+  const perReq = (n: number) => (served > 0 ? n / served : Number.NaN);
+  const logHead = serverLog?.trim().split("\n").slice(0, 5).join("\n");
+  const sent =
+    before.redisSent === undefined || after.redisSent === undefined
+      ? {}
+      : { roundTripsPerReq: perReq(after.redisSent - before.redisSent) };
+  const ending =
+    serverLog === undefined
+      ? {}
+      : {
+          ...(logHead === "" ? {} : { serverLog: logHead }),
+          ...(otherCore0 === undefined ? {} : { otherLoadOnServerCore: otherCore0 }),
+          at: new Date().toISOString(),
+        };
+  return {
+    round: id.round,
+    variant: id.variant,
+    order: id.order,
+    reqPerSec: load.requests.average,
+    p99Ms: load.latency.p99,
+    requests: load.requests.total,
+    served,
+    non2xx: load.non2xx,
+    errors: load.errors,
+    timeouts: load.timeouts,
+    cpuUsPerReq: perReq(cpuUs(before, after)),
+    ...redisCounts(window.statsBefore, window.statsAfter, perReq),
+    ...sent,
+    ...(extra === undefined ? {} : extra(perReq)),
+    ...ending,
+  } as RunResult & X;
 }

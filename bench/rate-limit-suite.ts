@@ -5,8 +5,9 @@
  */
 import type { Redis } from "ioredis";
 import { config } from "./config.js";
-import { autocannon, commandStats, readCpu, redisCounts } from "./measure.js";
+import { autocannon, httpRun, measureLoad } from "./measure.js";
 import { startServer, stopChild } from "./processes.js";
+import { reportTexts } from "./report.js";
 import {
   commandMix,
   compare,
@@ -33,30 +34,7 @@ async function runOnce(
   const server = await startServer(variant, "server.ts", [variant, redisUrl]);
   try {
     if (config.warmupS > 0) await autocannon(server.port, config.warmupS);
-    const cpuBefore = await readCpu(server.port);
-    const statsBefore = await commandStats(admin);
-    const load = await autocannon(server.port, config.durationS);
-    const cpuAfter = await readCpu(server.port);
-    const statsAfter = await commandStats(admin);
-
-    const served = cpuAfter.served - cpuBefore.served;
-    const perReq = (n: number) => (served > 0 ? n / served : Number.NaN);
-    const redis = redisCounts(statsBefore, statsAfter, perReq);
-    const cpuUs = cpuAfter.user - cpuBefore.user + (cpuAfter.system - cpuBefore.system);
-    return {
-      round,
-      variant,
-      order,
-      reqPerSec: load.requests.average,
-      p99Ms: load.latency.p99,
-      requests: load.requests.total,
-      served,
-      non2xx: load.non2xx,
-      errors: load.errors,
-      timeouts: load.timeouts,
-      cpuUsPerReq: perReq(cpuUs),
-      ...redis,
-    };
+    return httpRun({ round, variant, order }, await measureLoad(admin, server.port));
   } finally {
     await stopChild(server.child);
   }
@@ -83,47 +61,25 @@ export const rateLimitSuite: SuiteDefinition = {
       ),
     ];
 
-    const printed = [
-      `\n${table}\n\nKey comparisons (median of per-round ratios):\n${comparisonLines(comparisons)}\n`,
-      problems.length > 0
-        ? `Problems:\n${problems.join("\n")}\n`
-        : "Non-2xx responses: 0 in every run.\n",
-    ].join("\n");
-    const markdown = [
-      `# Benchmark ${startedAt.toISOString()}`,
-      "",
-      `${config.rounds} round(s), ${config.durationS} s per run after a ${config.warmupS} s warm-up, ` +
-        `${config.connections} connections, one key (one client IP). Node ${env.node}, Redis ${env.redis}, ` +
-        `${env.cpus} × ${env.cpu}. Pinning: ${env.pinning}. Load average (1 min) at start: ${env.loadAverage1m.toFixed(2)}. Code: ${env.git}.`,
-      "",
-      "Medians over rounds; ×bare is the median of per-round ratios to `bare`.",
-      "",
+    const texts = reportTexts({
+      title: `Benchmark ${startedAt.toISOString()}`,
+      intro: [
+        `${config.rounds} round(s), ${config.durationS} s per run after a ${config.warmupS} s warm-up, ` +
+          `${config.connections} connections, one key (one client IP). Node ${env.node}, Redis ${env.redis}, ` +
+          `${env.cpus} × ${env.cpu}. Pinning: ${env.pinning}. Load average (1 min) at start: ${env.loadAverage1m.toFixed(2)}. Code: ${env.git}.`,
+        "Medians over rounds; ×bare is the median of per-round ratios to `bare`.",
+      ],
       table,
-      "",
-      "## Key comparisons (median of per-round ratios)",
-      "",
-      comparisonLines(comparisons),
-      "",
-      "## Problems",
-      "",
-      problems.length > 0 ? problems.join("\n") : "None: non-2xx responses 0 in every run.",
-      "",
-      "## Redis calls per request by command (median)",
-      "",
-      commandMix(runs),
-      "",
-      "## Variants",
-      "",
-      config.variants.map((v) => `- ${v}: ${DESCRIPTIONS[v]}`).join("\n"),
-      "",
-      "## Raw runs",
-      "",
-      rawTable(runs),
-      "",
-    ].join("\n");
+      comparisons: comparisonLines(comparisons),
+      problems,
+      noProblems: "None: non-2xx responses 0 in every run.",
+      printedNoProblems: "Non-2xx responses: 0 in every run.",
+      mixes: [{ heading: "Redis calls per request by command (median)", text: commandMix(runs) }],
+      variants: [config.variants.map((v) => `- ${v}: ${DESCRIPTIONS[v]}`).join("\n")],
+      raw: rawTable(runs),
+    });
     return {
-      printed,
-      markdown,
+      ...texts,
       json: { summaries, comparisons },
       failed: failures.length > 0 || bad.length > 0,
     };

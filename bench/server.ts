@@ -14,7 +14,7 @@ import express, {
 } from "express";
 import { Redis } from "ioredis";
 import { BODY } from "./body.js";
-import { serveUntilStopped } from "./serve.js";
+import { serverArgs, serveUntilStopped } from "./serve.js";
 import { HUGE_LIMIT, isVariant, type Variant, WINDOW_MS } from "./variants.js";
 
 const FLOOR_LUA = `local n = redis.call('INCR', KEYS[1])
@@ -99,13 +99,7 @@ async function limiterFor(variant: Variant, redis: Redis): Promise<RequestHandle
 }
 
 async function main(): Promise<void> {
-  const [variant = "", url = "", portText = ""] = process.argv.slice(2);
-  const port = Number(portText);
-  if (!isVariant(variant) || !url.startsWith("redis://127.0.0.1:") || !Number.isInteger(port)) {
-    throw new Error(
-      `usage: server.ts <variant> redis://127.0.0.1:<port> <port> (got ${process.argv.slice(2).join(" ")})`,
-    );
-  }
+  const { variant, url, port } = serverArgs("server.ts", isVariant);
 
   const redis = new Redis(url, { enableAutoPipelining: variant === "erk-ap", lazyConnect: true });
   await redis.connect();

@@ -3,6 +3,7 @@
  * two stores, problems, and the results file.
  */
 import { config } from "./config.js";
+import { machineLine, reportTexts } from "./report.js";
 import type { SessionRun } from "./session-suite.js";
 import {
   parseSessionEntry,
@@ -189,8 +190,6 @@ export function sessionReport(
   const table = summaryTable(summaries, runs);
   const targets = targetLines(summaries, runs);
   const comparisons = comparisonLines(runs);
-  const mix = commandMix(runs, SESSION_ENTRIES);
-  const noise = outsideLoadLine(runs);
   const bad = summaries.filter((s) => s.non2xx + s.errors + s.timeouts > 0);
   const wrongOps = runs.filter((r) => opProblem(r) !== undefined);
   const logged = runs.filter((r) => r.serverLog !== undefined);
@@ -205,70 +204,42 @@ export function sessionReport(
     ),
     ...failures.map((f) => `- ${f.variant} failed in round ${f.round}: ${f.error.split("\n")[0]}`),
   ];
-  const problemText =
-    problems.length > 0
-      ? problems.join("\n")
-      : "None: non-2xx responses 0, every read left the session unmodified and every write saved it.";
-
-  const printed = [
-    `\nSession store:\n\n${table}\n`,
-    `Targets:\n${targets.join("\n")}\n`,
-    `Key comparisons (median of per-round ratios):\n${comparisons.join("\n")}\n`,
-    `Redis calls per request by command (median, INFO commandstats):\n${mix}\n`,
-    problems.length > 0 ? `Problems:\n${problemText}\n` : `${problemText}\n`,
-    `Outside load: ${noise}\n`,
-  ].join("\n");
-  const markdown = [
-    `# Session benchmark ${startedAt.toISOString()}`,
-    "",
-    `${config.rounds} round(s), ${config.durationS} s per run after a login, a check, a probe of ` +
-      `sequential requests and a ${config.warmupS} s warm-up, ${config.connections} connections, all on one logged-in session. ` +
-      `Node ${env.node}, Redis ${env.redis}, ${env.cpus} × ${env.cpu}. Pinning: ${env.pinning}. ` +
-      `Load average (1 min) when \`npm run bench\` started: ${env.loadAverage1m.toFixed(2)}. Code: ${env.git}.`,
-    "",
-    "Medians over rounds; ×bare is the median of per-round ratios to `bare` on the same scenario. " +
-      "Round trips/req counts the commands the server's Redis client sent; store get / set / touch " +
-      "per req counts express-session's calls of the store; sent per get / set / touch is measured " +
-      "on requests sent one at a time before the load; Redis cmds/req counts what INFO commandstats " +
-      "counts (a script call and the commands it runs).",
-    "",
+  const texts = reportTexts({
+    heading: "Session store",
+    title: `Session benchmark ${startedAt.toISOString()}`,
+    intro: [
+      `${config.rounds} round(s), ${config.durationS} s per run after a login, a check, a probe of ` +
+        `sequential requests and a ${config.warmupS} s warm-up, ${config.connections} connections, all on one logged-in session. ` +
+        machineLine(env),
+      "Medians over rounds; ×bare is the median of per-round ratios to `bare` on the same scenario. " +
+        "Round trips/req counts the commands the server's Redis client sent; store get / set / touch " +
+        "per req counts express-session's calls of the store; sent per get / set / touch is measured " +
+        "on requests sent one at a time before the load; Redis cmds/req counts what INFO commandstats " +
+        "counts (a script call and the commands it runs).",
+    ],
     table,
-    "",
-    "## Targets",
-    "",
-    targets.join("\n"),
-    "",
-    "## Key comparisons (median of per-round ratios)",
-    "",
-    comparisons.join("\n"),
-    "",
-    "## Problems",
-    "",
-    problemText,
-    "",
-    "## Outside load",
-    "",
-    noise,
-    "",
-    "## Redis calls per request by command (median, INFO commandstats)",
-    "",
-    mix,
-    "",
-    "## Variants",
-    "",
-    config.sessionVariants.map((v) => `- ${v}: ${SESSION_DESCRIPTIONS[v]}`).join("\n"),
-    "",
-    "Scenarios: `read` is GET /read, which answers a small JSON with `req.session.userId` and " +
-      "leaves the session unmodified; `write` is POST /write, which increments `req.session.counter`.",
-    "",
-    "## Raw runs",
-    "",
-    rawTable(runs),
-    "",
-  ].join("\n");
+    targets,
+    comparisons: comparisons.join("\n"),
+    problems,
+    noProblems:
+      "None: non-2xx responses 0, every read left the session unmodified and every write saved it.",
+    noise: outsideLoadLine(runs),
+    mixes: [
+      {
+        heading: "Redis calls per request by command (median, INFO commandstats)",
+        text: commandMix(runs, SESSION_ENTRIES),
+        printed: true,
+      },
+    ],
+    variants: [
+      config.sessionVariants.map((v) => `- ${v}: ${SESSION_DESCRIPTIONS[v]}`).join("\n"),
+      "Scenarios: `read` is GET /read, which answers a small JSON with `req.session.userId` and " +
+        "leaves the session unmodified; `write` is POST /write, which increments `req.session.counter`.",
+    ],
+    raw: rawTable(runs),
+  });
   return {
-    printed,
-    markdown,
+    ...texts,
     json: { summaries, targets, comparisons },
     failed: failures.length > 0 || bad.length > 0 || wrongOps.length > 0,
   };

@@ -14,8 +14,8 @@
  */
 import express, { type RequestHandler } from "express";
 import session, { type Store } from "express-session";
-import { Redis } from "ioredis";
-import { serveUntilStopped } from "./serve.js";
+import type { Redis } from "ioredis";
+import { countingRedis, serverArgs, serveUntilStopped } from "./serve.js";
 import {
   BENCH_USER,
   COOKIE_MAX_AGE_MS,
@@ -120,42 +120,27 @@ async function sessionFor(variant: SessionVariant, redis: Redis | undefined) {
 }
 
 async function main(): Promise<void> {
-  const [variant = "", url = "", portText = ""] = process.argv.slice(2);
-  const port = Number(portText);
-  if (
-    !isSessionVariant(variant) ||
-    !url.startsWith("redis://127.0.0.1:") ||
-    !Number.isInteger(port)
-  ) {
-    throw new Error(
-      `usage: session-server.ts <variant> redis://127.0.0.1:<port> <port> (got ${process.argv.slice(2).join(" ")})`,
-    );
-  }
-
-  let redisSent = 0;
-  let redis: Redis | undefined;
-  if (variant !== "bare") {
-    redis = new Redis(url, { lazyConnect: true });
-    // Count what the client sends (round trips): INFO commandstats also counts what scripts run.
-    const send = redis.sendCommand.bind(redis);
-    redis.sendCommand = (...args: Parameters<Redis["sendCommand"]>) => {
-      redisSent++;
-      return send(...args);
-    };
-    await redis.connect();
-  }
+  const { variant, url, port } = serverArgs("session-server.ts", isSessionVariant);
+  const client = variant === "bare" ? undefined : await countingRedis(url);
+  const redis = client?.redis;
+  const redisSent = () => client?.sent() ?? 0;
   const { chain, store } = await sessionFor(variant, redis);
   const ops = Object.fromEntries(STORE_OPS.map((op) => [op, { calls: 0, sent: 0 }])) as Record<
     StoreOp,
     OpCount
   >;
-  if (store !== undefined) countOps(store, ops, () => redisSent);
+  if (store !== undefined) countOps(store, ops, redisSent);
 
   let served = 0;
   let bareCounter = 0;
   const app = express();
   app.get("/__cpu", (_req, res) => {
-    const sample: SessionServerSample = { ...process.cpuUsage(), served, redisSent, ops };
+    const sample: SessionServerSample = {
+      ...process.cpuUsage(),
+      served,
+      redisSent: redisSent(),
+      ops,
+    };
     res.json(sample);
   });
   const counted: RequestHandler = (_req, _res, next) => {

@@ -10,14 +10,7 @@
  */
 import type { Redis } from "ioredis";
 import { config, HTTP_TIMEOUT_MS } from "./config.js";
-import {
-  autocannon,
-  commandStats,
-  type LoadRequest,
-  readCpu,
-  redisCounts,
-  watchServerCore,
-} from "./measure.js";
+import { autocannon, httpRun, type LoadRequest, measureLoad, readCpu } from "./measure.js";
 import { startServer, stopChild } from "./processes.js";
 import { opProblem, SESSION_ENTRIES, sessionReport } from "./session-report.js";
 import type { SessionServerSample } from "./session-server.js";
@@ -144,40 +137,23 @@ async function runOnce(
     const probed = await probe(server.port, cookie, scenario);
     const request: LoadRequest = { method, headers: { cookie } };
     if (config.warmupS > 0) await autocannon(server.port, config.warmupS, path, request);
-    const before = await readCpu<SessionServerSample>(server.port);
-    const serverCore = watchServerCore();
-    const statsBefore = await commandStats(admin);
-    const load = await autocannon(server.port, config.durationS, path, request);
-    const after = await readCpu<SessionServerSample>(server.port);
-    const statsAfter = await commandStats(admin);
-    const serverLog = server.log().trim().split("\n").slice(0, 5).join("\n");
-
-    const served = after.served - before.served;
-    const perReq = (n: number) => (served > 0 ? n / served : Number.NaN);
-    const cpuUs = after.user - before.user + (after.system - before.system);
-    const otherCore0 = serverCore(cpuUs);
-    const opsPerReq = {} as Record<StoreOp, number>;
-    for (const op of STORE_OPS) opsPerReq[op] = perReq(after.ops[op].calls - before.ops[op].calls);
-    return {
-      round,
-      variant: entry,
-      order,
-      reqPerSec: load.requests.average,
-      p99Ms: load.latency.p99,
-      requests: load.requests.total,
-      served,
-      non2xx: load.non2xx,
-      errors: load.errors,
-      timeouts: load.timeouts,
-      cpuUsPerReq: perReq(cpuUs),
-      ...redisCounts(statsBefore, statsAfter, perReq),
-      roundTripsPerReq: perReq(after.redisSent - before.redisSent),
-      opsPerReq,
-      ...probed,
-      ...(serverLog === "" ? {} : { serverLog }),
-      ...(otherCore0 === undefined ? {} : { otherLoadOnServerCore: otherCore0 }),
-      at: new Date().toISOString(),
-    };
+    const window = await measureLoad<SessionServerSample>(admin, server.port, {
+      path,
+      request,
+      watchCore: true,
+    });
+    const { before, after } = window;
+    return httpRun(
+      { round, variant: entry, order },
+      window,
+      (perReq) => ({
+        opsPerReq: Object.fromEntries(
+          STORE_OPS.map((op) => [op, perReq(after.ops[op].calls - before.ops[op].calls)]),
+        ) as Record<StoreOp, number>,
+        ...probed,
+      }),
+      server.log(),
+    );
   } finally {
     await stopChild(server.child);
   }
