@@ -1,0 +1,221 @@
+/**
+ * The per-user index side of `UserSessionStore`: key names, deleting with a tombstone, listing,
+ * revoking one or all of a user's sessions, and publishing revocations. The order of steps on
+ * Cluster is explained in scripts.ts.
+ */
+import type { Cluster } from "ioredis";
+import { isCluster } from "../core/client.js";
+import { toError } from "../core/errors.js";
+import { taggedKey } from "../core/keys.js";
+import type { Logger } from "../core/logger.js";
+import type { RedisClient } from "../core/scripts.js";
+import type { PubSub } from "../pubsub/pubsub.js";
+import {
+  byActivity,
+  checkSessionId,
+  checkUserId,
+  type ListSessionsOptions,
+  REVOKED_TYPE,
+  type RevokeSessionsOptions,
+  type SessionInfo,
+  type SessionRevokedEvent,
+  type SessionStoreStats,
+  sessionHandle,
+  toInfo,
+} from "./common.js";
+import { KILL, KILL_ALL, PEEK } from "./scripts.js";
+
+/** An index entry is certainly dead `GRACE_MS` after its score (see scripts.ts). */
+export const GRACE_MS = 60_000;
+/** A read moves the index forward once it lags the session's expiry by more than this. */
+export const LAG_MS = 30_000;
+/** Shortest life of a tombstone (it otherwise lives as long as the session could have). */
+const TOMBSTONE_MS = 60_000;
+
+/** What the index needs of its store. */
+export interface IndexContext {
+  redis: RedisClient;
+  /** The client's ioredis `keyPrefix` ("" without). */
+  keyPrefix: string;
+  prefix: string;
+  indexPrefix: string;
+  scanCount: number;
+  parse: (text: string) => unknown;
+  logger: Logger;
+  counters: SessionStoreStats;
+  events: PubSub;
+  channel: string;
+}
+
+/** See the module comment. */
+export class RedisIndex {
+  /** 1 on a standalone Redis: each operation is one script that also updates the index. */
+  readonly inline: 0 | 1;
+
+  constructor(private readonly c: IndexContext) {
+    this.inline = isCluster(c.redis) ? 0 : 1;
+  }
+
+  sessionKey(sid: string): string {
+    return this.c.prefix + sid;
+  }
+
+  /** The companion hash: its hash tag is the whole session key, so it shares its slot. */
+  metaKey(sid: string): string {
+    return `{${this.c.keyPrefix}${this.c.prefix}${sid}}:m`;
+  }
+
+  indexKey(userId: string): string {
+    return taggedKey(this.c.indexPrefix, userId);
+  }
+
+  /** A full key name (as stored in the companion hash) without the client's keyPrefix. */
+  strip(full: string): string {
+    const kp = this.c.keyPrefix;
+    return kp && full.startsWith(kp) ? full.slice(kp.length) : full;
+  }
+
+  /**
+   * Session first, then (on Cluster) its index entry. Returns 1 when it was `owner`'s (or any,
+   * for `""`), 0 when someone else's (nothing done), 2 when it had no owner (tombstoned).
+   */
+  async kill(sid: string, owner: string): Promise<number> {
+    const [done, index] = (await KILL.run(
+      this.c.redis,
+      [this.sessionKey(sid), this.metaKey(sid)],
+      [owner, TOMBSTONE_MS, sid, this.inline],
+    )) as [number, string?];
+    if (!this.inline && index) await this.c.redis.zrem(this.strip(index), sid);
+    return done;
+  }
+
+  /** See `UserSessionIndex.listUserSessions`. */
+  async listUserSessions(
+    userId: string | number,
+    options: ListSessionsOptions = {},
+  ): Promise<SessionInfo[]> {
+    const uid = checkUserId("listUserSessions", userId);
+    const current = options.currentSessionId;
+    const index = this.indexKey(uid);
+    const full = this.c.keyPrefix + index;
+    const ids = await this.c.redis.zrange(index, 0, "-1");
+    const now = Date.now();
+    const found = await Promise.all(
+      ids.map(async (sid) => {
+        const reply = (await PEEK.run(
+          this.c.redis,
+          [this.sessionKey(sid), this.metaKey(sid)],
+          [],
+        )) as [string, number, string | null] | null;
+        // Expired, being written, or moved to someone else (on Cluster the mover removes it):
+        // skipped, and pruned by score. Never removed here: on Cluster an entry can precede
+        // its session's write, and removing it would leave that session unindexed.
+        if (reply === null || reply[2] !== full) return undefined;
+        const session = await this.parseOrUndefined(sid, reply[0]);
+        return toInfo(sid, session, reply[1] >= 0 ? now + reply[1] : null, current);
+      }),
+    );
+    return found.filter((s): s is SessionInfo => s !== undefined).sort(byActivity);
+  }
+
+  private async parseOrUndefined(sid: string, text: string): Promise<unknown> {
+    try {
+      return await this.c.parse(text);
+    } catch (err) {
+      this.c.logger.warn(
+        `UserSessionStore: session ${sessionHandle(sid)} does not parse: ${toError(err).message}`,
+      );
+      return undefined;
+    }
+  }
+
+  /** See `UserSessionIndex.revokeSession`; `id` is the handle a listing shows. */
+  async revokeSession(userId: string | number, id: string): Promise<boolean> {
+    const uid = checkUserId("revokeSession", userId);
+    if (typeof id !== "string" || !/^[A-Za-z0-9_-]{22}$/.test(id)) return false;
+    const ids = await this.c.redis.zrange(this.indexKey(uid), 0, "-1");
+    const sid = ids.find((candidate) => sessionHandle(candidate) === id);
+    return sid === undefined ? false : this.revokeId(uid, sid, "revoked");
+  }
+
+  async revokeId(
+    uid: string,
+    sid: string,
+    reason: SessionRevokedEvent["reason"],
+  ): Promise<boolean> {
+    const index = this.indexKey(uid);
+    const done = await this.kill(sid, this.c.keyPrefix + index);
+    if (done === 2) await this.c.redis.zrem(index, sid); // no owner: tombstoned, a dead entry
+    if (done !== 1) return false; // 0: someone else's now; their revoke, not this one
+    this.c.counters.revoked++;
+    await this.announce(uid, [sid], reason);
+    return true;
+  }
+
+  /** See `UserSessionIndex.revokeUserSessions`. */
+  async revokeUserSessions(
+    userId: string | number,
+    options: RevokeSessionsOptions = {},
+  ): Promise<number> {
+    const uid = checkUserId("revokeUserSessions", userId);
+    const except =
+      options.except === undefined ? "" : checkSessionId("revokeUserSessions", options.except);
+    const index = this.indexKey(uid);
+    const full = this.c.keyPrefix + index;
+    let revoked: string[] = [];
+    if (this.inline) {
+      revoked = (await KILL_ALL.run(
+        this.c.redis,
+        [index],
+        [full, this.c.keyPrefix + this.c.prefix, except, TOMBSTONE_MS, this.c.keyPrefix],
+      )) as string[];
+    } else {
+      // Sessions written while this runs are indexed first, so a second pass catches them.
+      const foreign = new Set<string>([except]);
+      for (let pass = 0; pass < 3; pass++) {
+        const ids = await this.c.redis.zrange(index, 0, "-1");
+        const targets = ids.filter((sid) => !foreign.has(sid));
+        if (!targets.length) break;
+        const done = await Promise.all(targets.map((sid) => this.kill(sid, full)));
+        const dead = targets.filter((_, i) => done[i] === 2);
+        if (dead.length) await this.c.redis.zrem(index, ...dead);
+        for (const [i, sid] of targets.entries()) {
+          if (done[i] === 1) revoked.push(sid);
+          if (done[i] === 0) foreign.add(sid); // someone else's now: left to score pruning
+        }
+      }
+    }
+    this.c.counters.revoked += revoked.length;
+    await this.announce(uid, revoked, "revoked");
+    return revoked.length;
+  }
+
+  private async announce(uid: string, sids: string[], reason: SessionRevokedEvent["reason"]) {
+    for (const sid of sids) {
+      const event: SessionRevokedEvent = { userId: uid, sessionId: sessionHandle(sid), reason };
+      try {
+        await this.c.events.publish(this.c.channel, event, REVOKED_TYPE);
+      } catch (err) {
+        this.c.logger.warn(`UserSessionStore: revocation not published: ${toError(err).message}`);
+      }
+    }
+  }
+
+  /** Every key matching `pattern` (without keyPrefix) on every master, keyPrefix stripped. */
+  async scanKeys(pattern: string): Promise<string[]> {
+    const nodes = isCluster(this.c.redis)
+      ? (this.c.redis as Cluster).nodes("master")
+      : [this.c.redis];
+    const match = this.c.keyPrefix + pattern;
+    const keys: string[] = [];
+    for (const node of nodes) {
+      let cursor = "0";
+      do {
+        const [next, batch] = await node.scan(cursor, "MATCH", match, "COUNT", this.c.scanCount);
+        cursor = next;
+        for (const key of batch) keys.push(this.strip(key));
+      } while (cursor !== "0");
+    }
+    return keys;
+  }
+}
