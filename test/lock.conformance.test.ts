@@ -53,6 +53,29 @@ describe.each(["memory", "standalone", "cluster"] as Backend[])("locks on %s", (
     return m;
   };
 
+  it("callers of one process get the lock in the order they asked, even around a release", async () => {
+    const locks = manager();
+    const held = await locks.acquire("order", { ttlMs: 5000 });
+    const order: string[] = [];
+    // A asks while the lock is held; the release is sent after A's first try, and B asks
+    // after that: B's try alone would find the lock free. A asked first, so A gets it first.
+    const a = locks.acquire("order", { ttlMs: 5000, waitMs: 5000 }).then((lock) => {
+      order.push("a");
+      return lock;
+    });
+    const released = held.release();
+    const b = locks.acquire("order", { ttlMs: 5000, waitMs: 5000 }).then((lock) => {
+      order.push("b");
+      return lock;
+    });
+    expect(await released).toBe(true);
+    const first = await a;
+    expect(order).toEqual(["a"]);
+    await first.release();
+    await (await b).release();
+    expect(order).toEqual(["a", "b"]);
+  });
+
   it("20 connections × 50 acquire→work→release cycles: never two holders, fences strictly increasing, no key left", async () => {
     const p = `${prefix}${n++}:`;
     const workers = Array.from({ length: 20 }, () => manager(client(), p));

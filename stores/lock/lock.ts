@@ -51,8 +51,37 @@ export {
 const SCOPE = "createLockManager";
 
 /** Per-process queue of one resource's waiters. */
+/** A caller waiting in this process; a wake before it sleeps is kept, not lost. */
+class Waiter {
+  private resolve: (() => void) | undefined;
+  private pending = false;
+
+  wake(): void {
+    const resolve = this.resolve;
+    this.resolve = undefined;
+    if (resolve) resolve();
+    else this.pending = true;
+  }
+
+  /** Resolves after `ms`, or at the next `wake()` (at once if one came meanwhile). */
+  sleep(ms: number): Promise<void> {
+    if (this.pending) {
+      this.pending = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.wake(), Math.max(1, ms));
+      this.resolve = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+}
+
+/** The callers of this process waiting for one key, in arrival order: only the first tries. */
 interface Queue {
-  waiters: { wake: () => void }[];
+  waiters: Waiter[];
 }
 
 class Manager implements LockManager, LockHost {
@@ -107,21 +136,53 @@ class Manager implements LockManager, LockHost {
     }
     const key = this.keyOf(resource);
     const token = randomUUID();
-    if (this.queues.has(key) && waitMs > 0) {
-      this.counters.contended++; // others of this process wait already: queue behind them
-      return this.wait(resource, key, token, ttlMs, waitMs, signal);
-    }
-    // A caller that will wait takes its waiter lease with this first try. When releases were
-    // already being heard before it, none can slip past: the wait starts with a nap.
-    const heard = this.heard;
-    const answer = await this.attempt(resource, key, token, ttlMs, waitMs > 0);
-    if (answer instanceof HeldLock) return answer;
-    this.counters.contended++;
-    if (waitMs === 0 || signal?.aborted) {
+    if (waitMs === 0) {
+      const answer = await this.attempt(resource, key, token, ttlMs, false);
+      if (answer instanceof HeldLock) return answer;
+      this.counters.contended++;
       throw new LockNotAcquiredError(resource, Math.max(0, answer.retryAfterMs));
     }
+    // A caller that will wait takes its place in this process's queue on arrival, so callers
+    // of one process get the lock in the order they asked, even while a first try is in flight.
+    let queue = this.queues.get(key);
+    if (queue === undefined) {
+      queue = { waiters: [] };
+      this.queues.set(key, queue);
+    }
+    const me = new Waiter();
+    queue.waiters.push(me);
+    if (queue.waiters[0] !== me) {
+      this.counters.contended++; // others of this process wait already: queue behind them
+      return this.wait(resource, key, token, ttlMs, waitMs, signal, queue, me, undefined);
+    }
+    // The first try takes the waiter lease. When releases were already being heard before it,
+    // none can slip past: the wait starts with a nap.
+    const heard = this.heard;
+    let answer: HeldLock | { retryAfterMs: number };
+    try {
+      answer = await this.attempt(resource, key, token, ttlMs, true);
+    } catch (err) {
+      this.dequeue(key, queue, me);
+      throw err;
+    }
+    if (answer instanceof HeldLock) {
+      this.dequeue(key, queue, me);
+      return answer;
+    }
+    this.counters.contended++;
     const tried = heard ? answer.retryAfterMs : undefined;
-    return this.wait(resource, key, token, ttlMs, waitMs, signal, tried);
+    return this.wait(resource, key, token, ttlMs, waitMs, signal, queue, me, tried, true);
+  }
+
+  /** Leaves the queue; when `me` was first, the next in line tries now. */
+  private dequeue(key: string, queue: Queue, me: Waiter): void {
+    const i = queue.waiters.indexOf(me);
+    if (i !== -1) queue.waiters.splice(i, 1);
+    if (queue.waiters.length === 0) {
+      if (this.queues.get(key) === queue) this.queues.delete(key);
+    } else if (i === 0) {
+      queue.waiters[0]?.wake();
+    }
   }
 
   /** One acquire call. A call that failed may still have taken the lock: it is given back. */
@@ -146,7 +207,10 @@ class Manager implements LockManager, LockHost {
     }
   }
 
-  /** Waits in this process's queue for `key`, trying when woken; see the module comment. */
+  /**
+   * Waits in this process's queue for `key` (`me` is in it already), trying when first and
+   * woken; see the module comment. `tried`: the first try just failed with releases heard.
+   */
   private async wait(
     resource: string,
     key: string,
@@ -154,25 +218,16 @@ class Manager implements LockManager, LockHost {
     ttlMs: number,
     waitMs: number,
     signal: AbortSignal | undefined,
-    tried?: number,
+    queue: Queue,
+    me: Waiter,
+    tried: number | undefined,
+    leased = false,
   ): Promise<Lock> {
     const started = Date.now();
     const deadline = started + waitMs;
-    let queue = this.queues.get(key);
-    if (queue === undefined) {
-      queue = { waiters: [] };
-      this.queues.set(key, queue);
-    }
-    let wake!: () => void;
-    let woken = new Promise<void>((resolve) => {
-      wake = resolve;
-    });
-    const me = { wake: () => wake() };
-    queue.waiters.push(me);
     const onAbort = () => me.wake();
     signal?.addEventListener("abort", onAbort, { once: true });
     let retryAfterMs = tried ?? 0;
-    let leased = tried !== undefined;
     let skip = tried !== undefined; // just tried (and leased) with releases already heard
     try {
       // Hear releases; a subscription that cannot be made in time only costs wake-up speed.
@@ -193,23 +248,12 @@ class Manager implements LockManager, LockHost {
         // waiter lease needs renewing, or the deadline.
         const renew = WAITER_LEASE_MS / 2;
         const nap = head ? Math.min(left, retryAfterMs > 0 ? retryAfterMs : renew, renew) : left;
-        const timer = setTimeout(me.wake, Math.max(1, nap));
-        await woken;
-        clearTimeout(timer);
-        woken = new Promise<void>((resolve) => {
-          wake = resolve;
-        });
+        await me.sleep(nap);
       }
     } finally {
       signal?.removeEventListener("abort", onAbort);
       this.counters.waitMs += Date.now() - started;
-      const i = queue.waiters.indexOf(me);
-      if (i !== -1) queue.waiters.splice(i, 1);
-      if (queue.waiters.length === 0) {
-        if (this.queues.get(key) === queue) this.queues.delete(key);
-      } else if (i === 0) {
-        queue.waiters[0]?.wake(); // the next in line tries now
-      }
+      this.dequeue(key, queue, me);
       if (leased) this.store.leave(key, token).catch(() => {}); // no-op once acquired
     }
   }
