@@ -100,7 +100,7 @@ export async function sse(
     counters.open--;
     if (why === "slow") counters.dropped++;
     clearInterval(heartbeat);
-    req.off("close", onClose);
+    res.off("close", onClose);
     if (why === "slow") res.destroy();
     else if (!res.writableEnded) res.end();
     await Promise.all(unsubscribes.map((off) => off().catch(() => {})));
@@ -117,9 +117,11 @@ export async function sse(
     return true;
   };
   const event = (id: string | undefined, type: string, data: string) => {
-    // An event name never contains a line break; data is one JSON line.
-    const name = type.replace(/[\r\n]/g, " ");
-    if (write(`${id ? `id: ${id}\n` : ""}event: ${name}\ndata: ${data}\n\n`)) counters.sent++;
+    // Fields are lines: a CR, LF or NUL in an id or a name would start a forged field (or
+    // event), so such ids are left out and such names cleaned. Data is one JSON line.
+    const name = type.replace(/[\r\n\0]/g, " ");
+    const idLine = id && !/[\r\n\0]/.test(id) ? `id: ${id}\n` : "";
+    if (write(`${idLine}event: ${name}\ndata: ${data}\n\n`)) counters.sent++;
   };
 
   res.status(200);
@@ -129,10 +131,11 @@ export async function sse(
   if (req.httpVersionMajor === 1) res.setHeader("Connection", "keep-alive");
   res.flushHeaders();
   counters.open++;
-  req.on("close", onClose);
-  write(`retry: ${retryMs}\n: connected\n\n`);
+  res.on("close", onClose);
   heartbeat = setInterval(() => write(": ping\n\n"), heartbeatMs);
   heartbeat.unref();
+  // The client may have left already (before this call, its close event has fired).
+  if (req.destroyed || res.destroyed || res.writableEnded) void finish("client");
 
   try {
     for (const channel of channels) {
@@ -148,6 +151,7 @@ export async function sse(
     await finish("server");
     throw err;
   }
+  write(`retry: ${retryMs}\n: connected\n\n`); // subscribed: what is published now arrives
 
   return {
     send(type, data) {

@@ -115,7 +115,12 @@ describe.each(["memory", "standalone"] as const)("example app on %s", (backend) 
       alice.jar.post("/api/imports"),
       bob.jar.post("/api/imports"), // another user: not blocked by alice's import
     ]);
-    expect(imports.map((r) => r.status)).toEqual(expect.arrayContaining([200, 409, 200]));
+    expect(
+      imports
+        .slice(0, 2)
+        .map((r) => r.status)
+        .sort(),
+    ).toEqual([200, 409]);
     expect(imports[2]!.status).toBe(200);
     await stream.until('"step":5');
     expect(stream.text()).toContain("event: import.progress");

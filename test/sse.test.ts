@@ -4,10 +4,17 @@
  * the last client leaves), clients that stop reading are dropped, filters, bad options.
  */
 import { once } from "node:events";
-import type http from "node:http";
+import http from "node:http";
 import type { AddressInfo } from "node:net";
 import express from "express";
-import { createPubSub, type PubSub, type SseConnection, type SseOptions, sse } from "../index.js";
+import {
+  createPubSub,
+  type PubSub,
+  type SseConnection,
+  type SseOptions,
+  sse,
+  sseStats,
+} from "../index.js";
 import { closeClients, collectUnhandledRejections, newRedis, testPrefix } from "./helpers.js";
 import { openStream as open } from "./sse-client.js";
 
@@ -142,6 +149,69 @@ test("one Redis subscription per channel for every client; none once the last on
   for (const client of clients) client.req.destroy();
   expect(await Promise.all(streams.map((s) => s.closed))).toEqual(Array(5).fill("client"));
   expect(await admin.pubsub("NUMSUB", a, b)).toEqual([a, 0, b, 0]);
+});
+
+test("a client that left before sse() was called leaves nothing open", async () => {
+  const admin = newRedis();
+  const pubsub = createPubSub({ redis: newRedis(), logger: quiet });
+  pubsubs.push(pubsub);
+  const channel = `${prefix}early`;
+  let arrived!: () => void;
+  const reached = new Promise<void>((resolve) => {
+    arrived = resolve;
+  });
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let stream!: Promise<SseConnection>;
+  let sawClose!: () => void;
+  const closed = new Promise<void>((resolve) => {
+    sawClose = resolve;
+  });
+  const app = express();
+  app.get("/events", async (req, res) => {
+    res.once("close", sawClose);
+    arrived();
+    await gate; // e.g. a session lookup, during which the client leaves
+    stream = sse(req, res, { pubsub, channels: [channel] });
+  });
+  const server = app.listen(0, "127.0.0.1");
+  servers.push(server);
+  await once(server, "listening");
+  const client = await new Promise<http.ClientRequest>((resolve) => {
+    const req = http.get(`http://127.0.0.1:${(server.address() as AddressInfo).port}/events`);
+    req.on("error", () => {});
+    resolve(req);
+  });
+  await reached;
+  client.destroy();
+  await closed; // the server has seen the client leave, before sse() runs
+  const openBefore = sseStats().open;
+  release();
+  await gate;
+  expect(await (await stream).closed).toBe("client");
+  expect(sseStats().open).toBe(openBefore);
+  expect(await admin.pubsub("NUMSUB", channel)).toEqual([channel, 0]);
+});
+
+test("an envelope id with a line break cannot forge an event", async () => {
+  const raw = newRedis();
+  const pubsub = createPubSub({ redis: newRedis(), logger: quiet });
+  pubsubs.push(pubsub);
+  const channel = `${prefix}forged`;
+  const { connect } = await serve(pubsub, { channels: [channel] });
+  const client = await connect();
+  const id = "x\nevent: session.revoked\ndata: {}\n\nid: y";
+  await raw.publish(
+    channel,
+    JSON.stringify({ id, type: "trade", timestamp: 0, origin: "o", data: 1 }),
+  );
+  await pubsub.publish(channel, "next");
+  await client.until('"data":"next"');
+  expect(client.text()).not.toMatch(/^event: session\.revoked$/m);
+  expect(client.text()).toMatch(/^event: trade$/m);
+  client.req.destroy();
 });
 
 test("bad options are named", async () => {

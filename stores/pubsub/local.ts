@@ -4,7 +4,8 @@
  */
 import type { Deliver, Transport } from "./pubsub.js";
 
-const localBus = new Set<(channel: string, payload: string) => void>();
+/** Each deliverer returns how many of its subscriptions the message reached. */
+const localBus = new Set<(channel: string, payload: string) => number>();
 
 /** Redis's glob (`*`, `?`, `[abc]`, `[^a]`, `[a-z]`, `\x`) as a regular expression. */
 export function globToRegExp(glob: string): RegExp {
@@ -38,11 +39,18 @@ function literal(c: string): string {
 export class LocalTransport implements Transport {
   private readonly channels = new Set<string>();
   private readonly patterns = new Map<string, RegExp>();
-  private readonly deliver = (channel: string, payload: string) => {
-    if (this.channels.has(channel)) queueMicrotask(() => this.onMessage(channel, payload));
-    for (const [pattern, re] of this.patterns) {
-      if (re.test(channel)) queueMicrotask(() => this.onMessage(channel, payload, pattern));
+  private readonly deliver = (channel: string, payload: string): number => {
+    let reached = 0;
+    if (this.channels.has(channel)) {
+      reached++;
+      queueMicrotask(() => this.onMessage(channel, payload));
     }
+    for (const [pattern, re] of this.patterns) {
+      if (!re.test(channel)) continue;
+      reached++;
+      queueMicrotask(() => this.onMessage(channel, payload, pattern));
+    }
+    return reached;
   };
 
   constructor(private readonly onMessage: Deliver) {
@@ -50,11 +58,8 @@ export class LocalTransport implements Transport {
   }
 
   async publish(channel: string, payload: string): Promise<number> {
-    let receivers = 0;
-    for (const deliver of localBus) {
-      deliver(channel, payload);
-      receivers++;
-    }
+    let receivers = 0; // like Redis: the subscriptions reached (channel and pattern ones)
+    for (const deliver of localBus) receivers += deliver(channel, payload);
     return receivers;
   }
 

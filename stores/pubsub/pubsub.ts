@@ -111,6 +111,9 @@ export function createPubSub(options: PubSubOptions = {}): PubSub {
   const patterns = new Map<string, Set<MessageHandler>>();
   const stats: PubSubStats = { published: 0, received: 0, dropped: 0, handlerErrors: 0 };
   const failing = new WeakSet<MessageHandler>();
+  /** Subscriptions being made, by `c:<channel>` / `p:<pattern>`. */
+  const pending = new Map<string, Promise<void>>();
+  let closed = false;
 
   const failed = (handler: MessageHandler, channel: string, err: unknown) => {
     stats.handlerErrors++;
@@ -153,19 +156,28 @@ export function createPubSub(options: PubSubOptions = {}): PubSub {
       throw new TypeError(`pubsub: ${pattern ? "pattern" : "channel"} must be a non-empty string`);
     }
     if (typeof handler !== "function") throw new TypeError("pubsub: handler must be a function");
+    if (closed) throw new Error("pubsub: subscribe after close()");
     let set = map.get(name);
     if (set === undefined) {
       set = new Set();
       map.set(name, set);
     }
     set.add(handler);
-    if (set.size === 1) {
+    // Every caller waits for the one subscription in flight; when it fails, each caller's
+    // handler is removed, so the next subscribe tries again.
+    const key = `${pattern ? "p" : "c"}:${name}`;
+    let listening = pending.get(key);
+    if (set.size === 1 || listening !== undefined) {
+      if (listening === undefined) {
+        listening = transport.listen(name, pattern).finally(() => pending.delete(key));
+        pending.set(key, listening);
+      }
       try {
-        await transport.listen(name, pattern);
+        await listening;
       } catch (err) {
-        // Not subscribed: forget the handler, so a retry subscribes again.
-        set.delete(handler);
-        if (!set.size) map.delete(name);
+        const current = map.get(name);
+        current?.delete(handler);
+        if (current?.size === 0) map.delete(name);
         throw err;
       }
     }
@@ -199,6 +211,7 @@ export function createPubSub(options: PubSubOptions = {}): PubSub {
     subscribe: (channel, handler) => add(channels, false, channel, handler as MessageHandler),
     psubscribe: (pattern, handler) => add(patterns, true, pattern, handler as MessageHandler),
     async close() {
+      closed = true;
       untrack(instance);
       channels.clear();
       patterns.clear();

@@ -55,8 +55,13 @@ class SharedSubscriber {
     }
     set.add(deliver);
     // Subscribe each time: cheap when already subscribed, and retries a failed first attempt.
-    if (pattern) await this.connection.psubscribe(name);
-    else await this.connection.subscribe(name);
+    try {
+      if (pattern) await this.connection.psubscribe(name);
+      else await this.connection.subscribe(name);
+    } catch (err) {
+      await this.remove(name, pattern, deliver); // not subscribed: no entry left behind
+      throw err;
+    }
   }
 
   async remove(name: string, pattern: boolean, deliver: Deliver): Promise<void> {
@@ -135,17 +140,25 @@ export class RedisTransport implements Transport {
     if (!isCluster(this.redis)) return this.redis.publish(channel, payload);
     // A Cluster client sends a command without keys to a random node, and messages that
     // entered the bus at different nodes can overtake each other: publish on one node.
+    // A master whose connection has ended: the Cluster client's own routing (and retries).
+    // One still connecting queues the message, in order.
     const node = publisherOf(this.redis);
-    return node === undefined
+    return node === undefined || node.status === "end" || node.status === "close"
       ? this.redis.publish(channel, payload)
       : node.publish(channel, payload);
   }
 
   async listen(name: string, pattern: boolean): Promise<void> {
-    this.listening.add(`${pattern ? "p" : "c"}:${name}`);
+    const key = `${pattern ? "p" : "c"}:${name}`;
+    this.listening.add(key);
     const subscriber = subscriberOf(this.redis, this.logger);
     subscriber.resubscribed.add(this.hook);
-    await subscriber.add(name, pattern, this.deliver);
+    try {
+      await subscriber.add(name, pattern, this.deliver);
+    } catch (err) {
+      this.listening.delete(key);
+      throw err;
+    }
   }
 
   async unlisten(name: string, pattern: boolean): Promise<void> {
