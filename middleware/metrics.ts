@@ -14,6 +14,7 @@ import {
   type FeatureKind,
   LATENCY_BUCKETS,
   scriptLatency,
+  statsOf,
   tracked,
 } from "../stores/core/registry.js";
 import type { RedisClient } from "../stores/core/scripts.js";
@@ -47,16 +48,18 @@ export interface MetricsMiddleware extends RequestHandler {
   text(): Promise<string>;
 }
 
+/** The registration made in each given registry (metric names can be registered once). */
+const registrations = new WeakMap<MetricsRegistry, Promise<MetricsRegistry>>();
+
 type Labels = Record<string, string>;
 type Sample = { labels: Labels; value: number; metricName?: string };
 type Stats = Record<string, unknown>;
 
-/** Sums `read(stats)` per prefix over every live instance of `kind`. */
+/** Sums `read(stats)` per prefix over every instance of `kind`, live or gone. */
 function perPrefix(kind: FeatureKind, read: (stats: Stats) => [Labels, number][]): Sample[] {
   const sums = new Map<string, Sample>();
-  for (const { kind: k, label, instance } of tracked()) {
-    if (k !== kind) continue;
-    for (const [labels, value] of read(instance.stats() as Stats)) {
+  for (const { label, stats } of statsOf(kind)) {
+    for (const [labels, value] of read(stats)) {
       const all = { prefix: label, ...labels };
       const key = JSON.stringify(all);
       const sample = sums.get(key) ?? { labels: all, value: 0 };
@@ -101,22 +104,30 @@ export function metrics(options: MetricsOptions = {}): MetricsMiddleware {
   }
   let counted = { at: 0, value: new Map<string, number>() };
 
+  let counting: Promise<void> | undefined;
   const activeSessions = async (): Promise<Sample[]> => {
     if (interval > 0 && Date.now() - counted.at >= interval) {
-      const value = new Map<string, number>();
-      for (const { kind, label, instance } of tracked()) {
-        if (kind !== "sessions") continue;
-        try {
-          const length = await (instance as unknown as { length(): Promise<unknown> }).length();
-          value.set(label, (value.get(label) ?? 0) + num(length));
-        } catch {
-          // Redis unavailable: keep the last count rather than failing the scrape.
-          value.set(label, counted.value.get(label) ?? 0);
-        }
-      }
-      counted = { at: Date.now(), value };
+      counting ??= countSessions().finally(() => {
+        counting = undefined;
+      });
+      await counting;
     }
     return [...counted.value].map(([label, value]) => ({ labels: { prefix: label }, value }));
+  };
+  /** One SCAN-based count at a time, however many scrapes overlap. */
+  const countSessions = async (): Promise<void> => {
+    const value = new Map<string, number>();
+    for (const { kind, label, instance } of tracked()) {
+      if (kind !== "sessions") continue;
+      try {
+        const length = await (instance as unknown as { length(): Promise<unknown> }).length();
+        value.set(label, (value.get(label) ?? 0) + num(length));
+      } catch {
+        // Redis unavailable: keep the last count rather than failing the scrape.
+        value.set(label, counted.value.get(label) ?? 0);
+      }
+    }
+    counted = { at: Date.now(), value };
   };
 
   const definitions: [string, string, string, () => Sample[] | Promise<Sample[]>][] = [
@@ -162,12 +173,15 @@ export function metrics(options: MetricsOptions = {}): MetricsMiddleware {
       "cache_hit_ratio",
       "Hits (fresh or stale) over hits and misses, since start.",
       "gauge",
-      () =>
-        perPrefix("cache", (s) => {
-          const served = num(s.hits) + num(s.stale);
-          const total = served + num(s.misses);
-          return [[{}, total === 0 ? 0 : served / total]];
-        }),
+      () => {
+        // From the sums per prefix (a ratio summed over instances would mean nothing).
+        const served = perPrefix("cache", (s) => [[{}, num(s.hits) + num(s.stale)]]);
+        const misses = perPrefix("cache", (s) => [[{}, num(s.misses)]]);
+        return served.map((sample, i) => {
+          const total = sample.value + (misses[i]?.value ?? 0);
+          return { labels: sample.labels, value: total === 0 ? 0 : sample.value / total };
+        });
+      },
     ],
     [
       "lock_acquisitions_total",
@@ -239,12 +253,14 @@ export function metrics(options: MetricsOptions = {}): MetricsMiddleware {
       "1 when the Redis client is ready.",
       "gauge",
       () => {
-        const seen = new Map<RedisClient, string>();
-        for (const { redis } of tracked()) if (redis !== undefined) seen.set(redis, address(redis));
-        return [...seen].map(([redis, client]) => ({
-          labels: { client },
-          value: redis.status === "ready" ? 1 : 0,
-        }));
+        // One series per address: 1 only when every client to it is ready.
+        const up = new Map<string, number>();
+        for (const { redis } of tracked()) {
+          if (redis === undefined) continue;
+          const client = address(redis);
+          up.set(client, Math.min(up.get(client) ?? 1, redis.status === "ready" ? 1 : 0));
+        }
+        return [...up].map(([client, value]) => ({ labels: { client }, value }));
       },
     ],
     [
@@ -279,6 +295,9 @@ export function metrics(options: MetricsOptions = {}): MetricsMiddleware {
 
   let ready: Promise<MetricsRegistry> | undefined;
   const load = () => {
+    // Registered once per registry: a second metrics() on the same one shares the first's.
+    const shared = given === undefined ? undefined : registrations.get(given);
+    if (shared !== undefined) return shared;
     ready ??= import("prom-client").then(
       (client) => {
         const registry = given ?? (new client.Registry() as unknown as MetricsRegistry);
@@ -295,10 +314,12 @@ export function metrics(options: MetricsOptions = {}): MetricsMiddleware {
         return registry;
       },
       () => {
+        if (given !== undefined) registrations.delete(given);
         ready = undefined; // installed later: try again
         throw new Error("metrics() needs prom-client: npm install prom-client");
       },
     );
+    if (given !== undefined) registrations.set(given, ready);
     return ready;
   };
 

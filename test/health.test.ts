@@ -95,7 +95,13 @@ it("memory and keyspace numbers; memory near maxmemory is degraded", async () =>
     expect(near.body.status).toBe("degraded");
     expect(near.body.error).toMatch(/used memory is \d+ % of maxmemory/);
     expect(near.body.memory.usedRatio).toBeGreaterThan(0.9);
+    // With an eviction policy, sitting near the limit is what a cache does: still ok.
+    await redis.config("SET", "maxmemory-policy", "allkeys-lru");
+    const evicting = await request(app({ redis })).get("/health");
+    expect(evicting.status).toBe(200);
+    expect(evicting.body.memory.policy).toBe("allkeys-lru");
   } finally {
+    await redis.config("SET", "maxmemory-policy", "noeviction");
     await redis.config("SET", "maxmemory", "0");
     await redis.flushall();
   }

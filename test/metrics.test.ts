@@ -3,9 +3,11 @@
  * Redis script latency histogram and connection state; served over HTTP with its content type.
  */
 
+import { once } from "node:events";
 import express from "express";
 import request from "supertest";
 import {
+  cacheResponse,
   createLockManager,
   createPubSub,
   createRateLimiter,
@@ -93,6 +95,58 @@ test("counters of every feature, per prefix, with script latency and connection 
   await locks.close();
   await sessions.close();
   await pubsub.close();
+});
+
+test("counters never go down when an instance closes; ratios come from the sums", async () => {
+  const base = testPrefix(__filename);
+  const handler = metrics();
+  const a = createPubSub({ logger: quiet });
+  const b = createPubSub({ logger: quiet });
+  const channel = `${base}x`;
+  for (let i = 0; i < 3; i++) await a.publish(channel, i);
+  await b.publish(channel, 0);
+  const read = async () =>
+    sample(await handler.text(), "erk_pubsub_messages_total", {
+      prefix: "",
+      direction: "published",
+    });
+  const before = await read();
+  await a.close(); // its 3 stay in the total
+  expect(await read()).toBe(before);
+  await b.close();
+  expect(await read()).toBe(before);
+
+  // Two caches on one prefix: one hit and one miss each → 0.5, not the sum of ratios.
+  const redis = newRedis();
+  const app = express();
+  const one = cacheResponse({ redis, prefix: `${base}c:`, ttlMs: 60_000 });
+  const two = cacheResponse({ redis, prefix: `${base}c:`, ttlMs: 60_000 });
+  app.get("/one", one, (_req, res) => void res.json({ n: 1 }));
+  app.get("/two", two, (_req, res) => void res.json({ n: 2 }));
+  const server = app.listen(0); // one Host for every request (it is part of the cache key)
+  await once(server, "listening");
+  for (const path of ["/one", "/one", "/two", "/two"]) {
+    await request(server).get(path).expect(200);
+    await one.idle();
+    await two.idle();
+  }
+  server.close();
+  const text = await handler.text();
+  expect(sample(text, "erk_cache_requests_total", { prefix: `${base}c:`, result: "hit" })).toBe(2);
+  expect(sample(text, "erk_cache_hit_ratio", { prefix: `${base}c:` })).toBe(0.5);
+  await one.close();
+  await two.close();
+});
+
+test("two metrics() on one prom-client registry share its metrics; scrapes keep working", async () => {
+  const client = await import("prom-client");
+  const registry = new client.Registry();
+  const first = metrics({ registry });
+  const second = metrics({ registry });
+  const [a, b] = await Promise.all([first.text(), second.text()]);
+  expect(a).toContain("erk_rate_limit_requests_total");
+  expect(b).toContain("erk_rate_limit_requests_total");
+  expect(await second.text()).toContain("# TYPE erk_redis_script_duration_seconds histogram");
 });
 
 test("bad options are named", () => {

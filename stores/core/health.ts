@@ -25,7 +25,7 @@ export interface RedisHealth {
     peakBytes: number;
     /** `maxmemory`; 0 means no limit. */
     maxBytes: number;
-    /** usedBytes / maxBytes, or null without a limit. Over 0.9 the status is `degraded`. */
+    /** usedBytes / maxBytes, or null without a limit. Over 0.9 with `noeviction`: `degraded`. */
     usedRatio: number | null;
     /** `mem_fragmentation_ratio` (the highest master's). */
     fragmentationRatio: number;
@@ -122,8 +122,11 @@ async function probe(
   const used = sum("used_memory");
   const max = sum("maxmemory");
   const usedRatio = max > 0 ? round(used / max) : null;
-  if (usedRatio !== null && usedRatio > 0.9) {
-    error = `used memory is ${Math.round(usedRatio * 100)} % of maxmemory`;
+  // Near the limit matters with noeviction (writes start failing); with an eviction policy a
+  // cache normally sits there.
+  const policy = answers[0]?.info.maxmemory_policy ?? "unknown";
+  if (usedRatio !== null && usedRatio > 0.9 && policy === "noeviction") {
+    error = `used memory is ${Math.round(usedRatio * 100)} % of maxmemory (policy noeviction)`;
   }
   if (latencyMs > degradedMs)
     error = `PING took ${Math.round(latencyMs)} ms (over ${degradedMs} ms)`;
@@ -148,7 +151,7 @@ async function probe(
       fragmentationRatio: Math.max(
         ...answers.map((a) => Number(a.info.mem_fragmentation_ratio ?? 0)),
       ),
-      policy: answers[0]?.info.maxmemory_policy ?? "unknown",
+      policy,
     },
     keyspace: {
       keys: dbs.reduce((total, db) => total + (db.keys ?? 0), 0),

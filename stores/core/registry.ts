@@ -18,10 +18,39 @@ interface Entry {
   label: string;
   ref: WeakRef<HasStats>;
   redis: WeakRef<RedisClient> | undefined;
+  /** The counters as last read, kept for when the instance is collected without `close()`. */
+  last: object | undefined;
 }
 
 const entries = new Set<Entry>();
-const finalizer = new FinalizationRegistry<Entry>((entry) => entries.delete(entry));
+/**
+ * Counters of instances that are gone, per kind and label, so totals never go down (a
+ * Prometheus counter that drops reads as a reset).
+ */
+const retired = new Map<
+  string,
+  { kind: FeatureKind; label: string; sums: Record<string, number> }
+>();
+
+function fold(kind: FeatureKind, label: string, stats: object | undefined): void {
+  if (stats === undefined) return;
+  const key = `${kind} ${label}`;
+  let slot = retired.get(key);
+  if (slot === undefined) {
+    slot = { kind, label, sums: {} };
+    retired.set(key, slot);
+  }
+  for (const [field, value] of Object.entries(stats)) {
+    if (typeof value === "number" && Number.isFinite(value)) {
+      slot.sums[field] = (slot.sums[field] ?? 0) + value;
+    }
+  }
+}
+
+const finalizer = new FinalizationRegistry<Entry>((entry) => {
+  entries.delete(entry);
+  fold(entry.kind, entry.label, entry.last);
+});
 
 /** Records a feature instance for `metrics()`; it is forgotten when collected or `untrack`ed. */
 export function track(kind: FeatureKind, label: string, instance: HasStats, redis?: RedisClient) {
@@ -30,15 +59,40 @@ export function track(kind: FeatureKind, label: string, instance: HasStats, redi
     label,
     ref: new WeakRef(instance),
     redis: redis === undefined ? undefined : new WeakRef(redis),
+    last: undefined,
   };
   entries.add(entry);
   finalizer.register(instance, entry, instance);
 }
 
-/** Forgets an instance (its `close()`). */
+/** Forgets an instance (its `close()`), keeping its counters in the totals. */
 export function untrack(instance: HasStats): void {
-  for (const entry of entries) if (entry.ref.deref() === instance) entries.delete(entry);
+  for (const entry of entries) {
+    if (entry.ref.deref() !== instance) continue;
+    entries.delete(entry);
+    fold(entry.kind, entry.label, instance.stats());
+  }
   finalizer.unregister(instance);
+}
+
+/**
+ * The counters of every instance of `kind`, live ones read now, and per label the totals of
+ * those that are gone.
+ */
+export function statsOf(kind: FeatureKind): { label: string; stats: Record<string, unknown> }[] {
+  const out: { label: string; stats: Record<string, unknown> }[] = [];
+  for (const entry of entries) {
+    if (entry.kind !== kind) continue;
+    const instance = entry.ref.deref();
+    if (instance === undefined) continue;
+    const stats = instance.stats() as Record<string, unknown>;
+    entry.last = stats;
+    out.push({ label: entry.label, stats });
+  }
+  for (const slot of retired.values()) {
+    if (slot.kind === kind) out.push({ label: slot.label, stats: slot.sums });
+  }
+  return out;
 }
 
 /** The live instances, with their Redis client when they have one. */
