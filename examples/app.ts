@@ -16,6 +16,7 @@ import {
   rateLimit,
   redisHealth,
   requireLock,
+  type SseConnection,
   sessionHandle,
   sse,
   trackSessions,
@@ -162,9 +163,14 @@ export function createExampleApp(redis?: RedisClient, prefix = "example:"): Exam
     res.json({ hello: "world", rateLimit: req.rateLimit });
   });
 
+  // A demo control (it would defeat the limit in production).
   app.post(
     "/api/limits/reset",
     route(async (req, res) => {
+      if (process.env.NODE_ENV === "production") {
+        res.status(404).end();
+        return;
+      }
       await apiLimit.reset(await apiLimit.keyOf(req)); // the key the limiter counts, not raw req.ip
       res.json({ reset: true });
     }),
@@ -228,7 +234,11 @@ export function createExampleApp(redis?: RedisClient, prefix = "example:"): Exam
         res.json({ imported: true, fence: lock.fence });
       }
     }, 300);
-    lock.signal.addEventListener("abort", () => clearInterval(timer));
+    lock.signal.addEventListener("abort", () => {
+      clearInterval(timer);
+      // Lost lock: say so (a client that left gets nothing; the lock is released on close).
+      if (!res.headersSent && !res.destroyed) res.status(503).json({ error: "import interrupted" });
+    });
   });
 
   app.get(
@@ -262,14 +272,39 @@ export function createExampleApp(redis?: RedisClient, prefix = "example:"): Exam
     "/events",
     signedIn,
     route(async (req, res) => {
-      const mine = sessionHandle(req.sessionID);
-      const stream = await sse(req, res, { pubsub, channels: [userChannel(userOf(req)!)] });
+      const sid = req.sessionID;
+      const user = userOf(req)!;
+      const mine = sessionHandle(sid);
+      let stream: SseConnection | undefined;
+      let revoked = false;
+      const loggedOut = () => {
+        revoked = true;
+        stream?.send("session.revoked", { userId: user, sessionId: mine });
+        void stream?.close();
+      };
+      // Listening before the stream opens, so a revocation in between is not missed.
       const off = await sessions.onRevoked((message) => {
-        if (message.data.sessionId !== mine) return;
-        stream.send("session.revoked", message.data);
-        void stream.close();
+        if (message.data.sessionId === mine) loggedOut();
       });
-      void stream.closed.then(off);
+      try {
+        stream = await sse(req, res, { pubsub, channels: [userChannel(user)] });
+      } catch (err) {
+        await off();
+        throw err;
+      }
+      if (revoked) loggedOut();
+      // Pub/sub is at-most-once: check now and then that the session still holds this user
+      // (a missed revocation, or a logout in another tab of this browser).
+      const recheck = setInterval(() => {
+        sessions.get(sid, (err: unknown, session: unknown) => {
+          if (!err && (session as { userId?: string } | null)?.userId !== user) loggedOut();
+        });
+      }, 30_000);
+      recheck.unref();
+      void stream.closed.then(() => {
+        clearInterval(recheck);
+        return off();
+      });
     }),
   );
 
