@@ -16,27 +16,17 @@ import {
   rateLimit,
   redisHealth,
   requireLock,
-  type SseConnection,
   sessionHandle,
-  sse,
   trackSessions,
 } from "../index.js";
 import { page } from "./page.js";
+import { mountSessionRoutes, route, userOf } from "./session-routes.js";
 
 const ACCOUNTS = new Set(["alice", "bob"]);
 const quiet = { info() {}, warn() {}, error() {} };
 
 /** The example app, with `close()` for its subscribers. */
 export type ExampleApp = express.Express & { close(): Promise<void> };
-
-type Handler = (req: Request, res: Response, next: NextFunction) => Promise<void> | void;
-/** Passes a rejected promise to the error handler. */
-const route =
-  (fn: Handler): express.RequestHandler =>
-  (req, res, next) => {
-    Promise.resolve(fn(req, res, next)).catch(next);
-  };
-const userOf = (req: Request) => (req.session as { userId?: string } | undefined)?.userId;
 
 /**
  * Builds the example app on `redis`, or on the memory backend when it is undefined. `prefix`
@@ -241,72 +231,7 @@ export function createExampleApp(redis?: RedisClient, prefix = "example:"): Exam
     });
   });
 
-  app.get(
-    "/api/sessions",
-    signedIn,
-    route(async (req, res) => {
-      res.json(await sessions.listUserSessions(userOf(req)!, { currentSessionId: req.sessionID }));
-    }),
-  );
-
-  app.delete(
-    "/api/sessions/:id",
-    signedIn,
-    route(async (req, res) => {
-      res.json({ revoked: await sessions.revokeSession(userOf(req)!, String(req.params.id)) });
-    }),
-  );
-
-  app.post(
-    "/api/sessions/revoke-others",
-    signedIn,
-    route(async (req, res) => {
-      res.json({
-        revoked: await sessions.revokeUserSessions(userOf(req)!, { except: req.sessionID }),
-      });
-    }),
-  );
-
-  // The user's live events; a revocation of this very session logs the page out.
-  app.get(
-    "/events",
-    signedIn,
-    route(async (req, res) => {
-      const sid = req.sessionID;
-      const user = userOf(req)!;
-      const mine = sessionHandle(sid);
-      let stream: SseConnection | undefined;
-      let revoked = false;
-      const loggedOut = () => {
-        revoked = true;
-        stream?.send("session.revoked", { userId: user, sessionId: mine });
-        void stream?.close();
-      };
-      // Listening before the stream opens, so a revocation in between is not missed.
-      const off = await sessions.onRevoked((message) => {
-        if (message.data.sessionId === mine) loggedOut();
-      });
-      try {
-        stream = await sse(req, res, { pubsub, channels: [userChannel(user)] });
-      } catch (err) {
-        await off();
-        throw err;
-      }
-      if (revoked) loggedOut();
-      // Pub/sub is at-most-once: check now and then that the session still holds this user
-      // (a missed revocation, or a logout in another tab of this browser).
-      const recheck = setInterval(() => {
-        sessions.get(sid, (err: unknown, session: unknown) => {
-          if (!err && (session as { userId?: string } | null)?.userId !== user) loggedOut();
-        });
-      }, 30_000);
-      recheck.unref();
-      void stream.closed.then(() => {
-        clearInterval(recheck);
-        return off();
-      });
-    }),
-  );
+  mountSessionRoutes(app, { sessions, pubsub, channelOf: userChannel, signedIn });
 
   // What the page's live panel shows.
   app.get(
