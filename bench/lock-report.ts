@@ -2,7 +2,7 @@
  * The lock benchmark's report: per-variant summaries, targets, comparisons, raw runs.
  */
 import { config } from "./config.js";
-import type { LockRun } from "./lock-suite.js";
+import type { LockRun } from "./lock-run.js";
 import type { LockVariant } from "./lock-variants.js";
 import { fmt, fmtInt, median, percent, type RunFailure } from "./stats.js";
 

@@ -1,6 +1,6 @@
 /**
- * The lock benchmark's variants and settings, shared by the runner (`lock-suite.ts`) and the
- * worker processes (`lock-worker.ts`).
+ * The lock benchmark's variants and settings, shared by the runner (`lock-run.ts`,
+ * `lock-processes.ts`) and the worker processes (`lock-worker.ts`).
  */
 
 /** Every lock variant, in the order the table lists them. */

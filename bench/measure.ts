@@ -155,7 +155,7 @@ export async function redisCpuUs(admin: Redis): Promise<number> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Other load on the server's core.
+// Other load on a core.
 
 const CLOCK_TICKS = (() => {
   const ticks = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout?.trim());
@@ -185,18 +185,21 @@ export function cpuBusyUs(cpu: number): number | undefined {
 }
 
 /**
- * Starts watching CPU 0, the server's core, over a measured window. The function returned, given
- * the server's CPU time in the window (µs), gives the share of CPU 0 that other processes (and
- * interrupts) used, 0-1; undefined when not pinned, or where there is no /proc/stat.
+ * Starts watching CPU `cpu` over a measured window. Calling the function returned ends the
+ * window; the function that returns, given the CPU time (µs) the measured processes used there,
+ * gives the share of the core other processes (and interrupts) used, 0-1; undefined when not
+ * pinned, or where there is no /proc/stat.
  */
-export function watchServerCore(): (serverCpuUs: number) => number | undefined {
-  const busyBefore = pinning ? cpuBusyUs(0) : undefined;
+export function watchCpu(cpu: number): () => (ownCpuUs: number) => number | undefined {
+  const busyBefore = pinning ? cpuBusyUs(cpu) : undefined;
   const wallBefore = performance.now();
-  return (serverCpuUs) => {
-    const busyAfter = pinning ? cpuBusyUs(0) : undefined;
+  return () => {
+    const busyAfter = pinning ? cpuBusyUs(cpu) : undefined;
     const wallUs = (performance.now() - wallBefore) * 1000;
-    if (busyBefore === undefined || busyAfter === undefined) return undefined;
-    return Math.max(0, busyAfter - busyBefore - serverCpuUs) / wallUs;
+    return (ownCpuUs) =>
+      busyBefore === undefined || busyAfter === undefined
+        ? undefined
+        : Math.max(0, busyAfter - busyBefore - ownCpuUs) / wallUs;
   };
 }
 
@@ -243,13 +246,13 @@ export async function measureLoad<T extends HttpSample = CpuSample>(
   { path, request, watchCore = false }: LoadOptions = {},
 ): Promise<LoadWindow<T>> {
   const before = await readCpu<T>(port);
-  const serverCore = watchCore ? watchServerCore() : undefined;
+  const serverCore = watchCore ? watchCpu(0) : undefined;
   const statsBefore = await commandStats(admin);
   const load = await autocannon(port, config.durationS, path, request);
   const after = await readCpu<T>(port);
   const statsAfter = await commandStats(admin);
   // CPU 0 is the server's: what else ran there while it was measured.
-  const otherCore0 = serverCore?.(cpuUs(before, after));
+  const otherCore0 = serverCore?.()(cpuUs(before, after));
   return { load, before, after, statsBefore, statsAfter, otherCore0 };
 }
 
