@@ -95,3 +95,30 @@ export function ttlSeconds(found: Lookup): number {
 export function snapshot(res: ServerResponse): Map<string, unknown> {
   return new Map(Object.entries(res.getHeaders()));
 }
+
+/**
+ * Answers an error (5xx or `next(err)`) with a stale entry (RFC 5861 stale-if-error): drops
+ * what the error path set, keeps what earlier middleware set (`before`: CORS, rate limits).
+ */
+export function replayStaleForError(
+  req: Request,
+  res: Response,
+  found: Lookup,
+  originals: Originals,
+  before: Map<string, unknown>,
+): void {
+  const status = res.statusCode;
+  for (const name of res.getHeaderNames()) {
+    if (!before.has(name) || before.get(name) !== res.getHeader(name)) res.removeHeader(name);
+  }
+  for (const [name, value] of before)
+    if (!res.hasHeader(name)) res.setHeader(name, value as string);
+  replay(
+    req,
+    res,
+    found,
+    "STALE",
+    `hit; ttl=${ttlSeconds(found)}; fwd-status=${status}; detail=stale-if-error`,
+    originals,
+  );
+}

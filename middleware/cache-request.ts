@@ -4,7 +4,6 @@
  * user), the request's values of the Vary fields, and the tags (its URL among them).
  */
 import type { Request, Response } from "express";
-import { urlTag } from "../stores/cache/cache.js";
 import { InvalidOptionError, toError } from "../stores/core/errors.js";
 import { warnOnce } from "../stores/core/logger.js";
 import { show } from "../stores/core/options.js";
@@ -211,4 +210,9 @@ export function checkPurgeTags(tags: unknown): readonly string[] {
 export function requestUrlTag(req: Request, config: CacheConfig): string {
   const { path, query } = splitUrl(req.originalUrl, routingOf(req), config.keepParam);
   return urlTag(path, query);
+}
+
+/** The tag every entry of one URL carries, so `purge(url)` finds its variants. */
+function urlTag(path: string, query: string): string {
+  return `url:${path}${query === "" ? "" : `?${query}`}`;
 }

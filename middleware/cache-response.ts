@@ -7,12 +7,13 @@
 import etag from "etag";
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 import { LRUCache } from "lru-cache";
-import {
-  ResponseCache as Engine,
-  type FillClaim,
-  type ResponseCacheStats,
-} from "../stores/cache/cache.js";
-import type { Lookup, StoredResponse } from "../stores/cache/types.js";
+import { ResponseCache as Engine } from "../stores/cache/cache.js";
+import type {
+  FillClaim,
+  Lookup,
+  ResponseCacheStats,
+  StoredResponse,
+} from "../stores/cache/types.js";
 import { toError } from "../stores/core/errors.js";
 import { ResponseCapture } from "./cache-capture.js";
 import {
@@ -22,7 +23,14 @@ import {
   storedHeaders,
   varyNames,
 } from "./cache-policy.js";
-import { markResponse, replay, residentMs, snapshot, ttlSeconds } from "./cache-replay.js";
+import {
+  markResponse,
+  replay,
+  replayStaleForError,
+  residentMs,
+  snapshot,
+  ttlSeconds,
+} from "./cache-replay.js";
 import {
   checkPurgeTags,
   collectTags,
@@ -35,7 +43,7 @@ import {
 } from "./cache-request.js";
 import { type CacheResponseOptions, parseCacheOptions, SCOPE } from "./cache-response-options.js";
 
-export type { ResponseCacheStats } from "../stores/cache/cache.js";
+export type { ResponseCacheStats } from "../stores/cache/types.js";
 export type { CacheResponseOptions } from "./cache-response-options.js";
 
 declare global {
@@ -175,36 +183,12 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
       const before = snapshot(res);
       new ResponseCapture(res, 0, (originals) => {
         if (res.statusCode < 500) return "pass";
-        serveStaleForError(res.req as Request, res, staleForError, originals, before);
+        cache.counters.stale++;
+        replayStaleForError(res.req as Request, res, staleForError, originals, before);
         return "replace";
       });
     }
     next();
-  }
-
-  function serveStaleForError(
-    req: Request,
-    res: Response,
-    found: Lookup,
-    originals: ResponseCapture["originals"],
-    before: Map<string, unknown>,
-  ): void {
-    cache.counters.stale++;
-    const status = res.statusCode;
-    // Drop what the error path set; keep what earlier middleware set (CORS, rate limits).
-    for (const name of res.getHeaderNames()) {
-      if (!before.has(name) || before.get(name) !== res.getHeader(name)) res.removeHeader(name);
-    }
-    for (const [name, value] of before)
-      if (!res.hasHeader(name)) res.setHeader(name, value as string);
-    replay(
-      req,
-      res,
-      found,
-      "STALE",
-      `hit; ttl=${ttlSeconds(found)}; fwd-status=${status}; detail=stale-if-error`,
-      originals,
-    );
   }
 
   /** Runs the handler as the filler of `key`, captures the response and stores it. */
@@ -233,7 +217,8 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
     const capture = new ResponseCapture(res, config.maxBodyBytes, (originals) => {
       status = res.statusCode;
       if (staleForError !== undefined && status >= 500) {
-        serveStaleForError(req, res, staleForError, originals, before);
+        cache.counters.stale++;
+        replayStaleForError(req, res, staleForError, originals, before);
         return "replace";
       }
       dateIsNow = !res.hasHeader("date");

@@ -1,7 +1,7 @@
 /**
  * The response cache engine under `cacheResponse()`: two tiers (optional in-process first
  * tier, then Redis or the memory store), fill locks that coalesce misses across processes,
- * purges, and the pub/sub messages that keep every process's first tier coherent.
+ * and purges. The messages that keep every process's first tier coherent are coherence.ts.
  *
  * Coalescing: the first request of a process to miss a key creates a local "flight" and asks
  * the store for the key's fill lock. Later requests of the process join the flight without a
@@ -19,12 +19,19 @@ import { BackendSwitch, withTimeout } from "../core/fallback.js";
 import type { Logger } from "../core/logger.js";
 import { track, untrack } from "../core/registry.js";
 import type { RedisClient } from "../core/scripts.js";
-import { createPubSub, type Envelope, type PubSub } from "../pubsub/pubsub.js";
+import { Coherence } from "./coherence.js";
 import { Flights } from "./flights.js";
 import { MemoryCacheStore } from "./memory.js";
 import { PurgeLog } from "./purge-log.js";
 import { RedisCacheStore } from "./redis.js";
-import type { CacheStore, Lookup, StoredResponse } from "./types.js";
+import type {
+  CacheStore,
+  Claim,
+  FillClaim,
+  Lookup,
+  ResponseCacheStats,
+  StoredResponse,
+} from "./types.js";
 
 /** Settings of the engine (resolved by the middleware's option parsing). */
 export interface ResponseCacheSettings {
@@ -36,41 +43,6 @@ export interface ResponseCacheSettings {
   logger: Logger;
 }
 
-/** Counters since the cache was created. */
-export interface ResponseCacheStats {
-  hits: number;
-  misses: number;
-  stale: number;
-  bypasses: number;
-  /** Requests that waited for another request's fill. */
-  coalesced: number;
-  /** Responses stored. */
-  stored: number;
-  /** Redis calls that failed or timed out (each answered as a miss). */
-  errors: number;
-  /** `"redis"`, `"memory"` (no Redis given) or `"degraded"` (Redis failing). */
-  state: "redis" | "memory" | "degraded";
-  /** Entries in the in-process tier (or the memory backend). */
-  memoryEntries: number;
-}
-
-/** What a filler holds: its lock token and the purge sequence when it began. */
-export interface FillClaim {
-  token: string;
-  since: number;
-}
-
-/** The answer of `claim()`. */
-export type Claim = ({ kind: "fill" } & FillClaim) | { kind: "busy" } | { kind: "filled" };
-
-type Message =
-  | { kind: "fill"; key: string }
-  | { kind: "tags"; tags: string[] }
-  | { kind: "all"; generation: number };
-
-/** Tags per purge message, so a message stays far below the pub/sub size cap. */
-const TAGS_PER_MESSAGE = 100;
-
 /** See the module comment. */
 export class ResponseCache {
   readonly counters = { hits: 0, misses: 0, stale: 0, bypasses: 0, coalesced: 0, stored: 0 };
@@ -78,21 +50,14 @@ export class ResponseCache {
   private readonly redisStore: RedisCacheStore | undefined;
   private readonly memoryStore: MemoryCacheStore | undefined;
   private readonly tier1: MemoryCacheStore | undefined;
-  private readonly pubsub: PubSub | undefined;
-  private readonly channel: string;
+  private readonly coherence: Coherence;
   private readonly flights: Flights;
   private readonly pending = new Set<Promise<boolean>>();
-  private generation = 0;
-  private generationLoaded: Promise<boolean> | undefined;
-  private generationKnown = false;
-  private lastLoadAttempt = 0;
-  private subscribed: Promise<boolean> | undefined;
   /** Purges seen, so fills begun before one of them are not stored. */
   private readonly purges = new PurgeLog();
 
   constructor(private readonly settings: ResponseCacheSettings) {
     const { redis, prefix, memory, timeoutMs, logger } = settings;
-    this.channel = `${prefix}events`;
     this.flights = new Flights(settings.coalesceWaitMs);
     const limits = memory ?? { maxEntries: 10_000, maxBytes: 64 * 1024 * 1024 };
     if (redis === undefined) this.memoryStore = new MemoryCacheStore(limits);
@@ -112,69 +77,48 @@ export class ResponseCache {
       // Redis is in trouble, and the process stops waiting on it for a second.
       failuresToDegrade: 3,
     });
-    track("cache", prefix, this, redis);
-    if (redis !== undefined) {
-      this.pubsub = createPubSub({ redis, logger, onResubscribed: () => this.resync() });
-      this.subscribed = this.subscribe();
-    } else {
-      this.generationKnown = true;
-    }
-  }
-
-  private subscribe(): Promise<boolean> {
-    return this.pubsub!.subscribe<Message>(this.channel, (message) => this.onMessage(message)).then(
-      () => true,
-      (err: unknown) => {
-        this.settings.logger.warn(
-          `cacheResponse: cannot subscribe to ${this.channel} (${toError(err).message}); bypassing the cache until it can`,
-        );
-        return false;
+    this.coherence = new Coherence(
+      {
+        redis,
+        prefix,
+        timeoutMs,
+        logger,
+        readGeneration: async () => {
+          const answer = await this.store.run((store) => store.generation());
+          return answer?.backend === "redis" ? answer.value : undefined;
+        },
+      },
+      {
+        filled: (key, own) => {
+          if (!own) this.tier1?.delete(key);
+          this.flights.land(key);
+        },
+        purged: (tags) => {
+          this.purges.record(tags);
+          for (const tag of tags) void this.tier1?.purgeTag(tag);
+        },
+        purgedAll: () => {
+          this.purges.record("all");
+          this.tier1?.clear();
+        },
+        resync: () => {
+          this.purges.record("all");
+          this.tier1?.clear();
+        },
       },
     );
+    track("cache", prefix, this, redis);
   }
 
-  /**
-   * True when the cache can be used: subscribed to purge messages and the generation known.
-   * On Redis both happen once (again after a failure, at most once a second); until then
-   * requests bypass the cache, since a process that cannot hear purges, or does not know the
-   * generation `purgeAll()` set, could serve purged entries.
-   */
+  /** See `Coherence.ready`: false (or resolving false) while the cache must be bypassed. */
   ready(): boolean | Promise<boolean> {
-    if (this.generationKnown) return true;
-    if (this.generationLoaded === undefined) {
-      if (Date.now() - this.lastLoadAttempt < 1000) return false;
-      this.lastLoadAttempt = Date.now();
-      this.generationLoaded = this.loadGeneration();
-    }
-    return this.generationLoaded;
-  }
-
-  private async loadGeneration(): Promise<boolean> {
-    try {
-      const wait = Math.max(this.settings.timeoutMs * 20, 1000);
-      let subscribed = await withTimeout(this.subscribed!, wait);
-      if (!subscribed) {
-        this.subscribed = this.subscribe();
-        subscribed = await withTimeout(this.subscribed, wait);
-      }
-      if (!subscribed) return false;
-      const answer = await this.store.run((store) => store.generation());
-      if (answer !== undefined && answer.backend === "redis") {
-        this.generation = Math.max(this.generation, answer.value);
-        this.generationKnown = true;
-        return true;
-      }
-    } catch {
-    } finally {
-      this.generationLoaded = undefined;
-    }
-    return false;
+    return this.coherence.ready();
   }
 
   /** The entry key of a request: `prefix{hash}` with `parts` (and the generation) hashed. */
   keyFor(parts: readonly unknown[]): string {
     const hash = createHash("sha256")
-      .update(JSON.stringify([this.generation, parts]))
+      .update(JSON.stringify([this.coherence.generation, parts]))
       .digest("base64url")
       .slice(0, 27);
     return `${this.settings.prefix}{${hash}}`;
@@ -323,9 +267,7 @@ export class ResponseCache {
 
   private release(key: string, handover?: Lookup): void {
     this.flights.land(key, handover);
-    if (this.pubsub !== undefined && this.store.state === "redis") {
-      this.pubsub.publish(this.channel, { kind: "fill", key }, "cache.fill").catch(() => {});
-    }
+    if (this.store.state === "redis") this.coherence.announceFill(key);
   }
 
   /** Deletes the entries tagged with any of `tags`, everywhere; resolves with how many. */
@@ -334,7 +276,7 @@ export class ResponseCache {
     let deleted = 0;
     for (const tag of tags) deleted += await this.direct((store) => store.purgeTag(tag));
     for (const tag of tags) await this.tier1?.purgeTag(tag);
-    await this.broadcastTags(tags);
+    await this.coherence.announceTags(tags);
     return deleted;
   }
 
@@ -349,16 +291,16 @@ export class ResponseCache {
       for (const tag of tags) await store.purgeTag(tag);
       return true;
     });
-    if (done?.backend === "redis") await this.broadcastTags(tags);
+    if (done?.backend === "redis") await this.coherence.announceTags(tags);
   }
 
   /** Retires every entry by bumping the generation; resolves with the new generation. */
   async purgeAll(): Promise<number> {
     this.purges.record("all");
     const generation = await this.direct((store) => store.bumpGeneration());
-    this.generation = Math.max(this.generation, generation);
+    this.coherence.raise(generation);
     this.tier1?.clear();
-    await this.broadcast({ kind: "all", generation });
+    await this.coherence.announceAll(generation);
     return generation;
   }
 
@@ -380,7 +322,7 @@ export class ResponseCache {
   /** Closes the subscriber connection. */
   async close(): Promise<void> {
     untrack(this);
-    await this.pubsub?.close();
+    await this.coherence.close();
   }
 
   /** Runs an admin operation on the store itself: Redis failures reject. */
@@ -394,52 +336,4 @@ export class ResponseCache {
       });
     }
   }
-
-  private async broadcastTags(tags: readonly string[]): Promise<void> {
-    for (let i = 0; i < tags.length; i += TAGS_PER_MESSAGE) {
-      await this.broadcast({ kind: "tags", tags: tags.slice(i, i + TAGS_PER_MESSAGE) });
-    }
-  }
-
-  private async broadcast(message: Message): Promise<void> {
-    if (this.pubsub === undefined) return;
-    await this.pubsub.publish(this.channel, message, `cache.${message.kind}`).catch((err) => {
-      this.settings.logger.warn(
-        `cacheResponse: purge done in Redis, but the message to other processes failed (${toError(err).message})`,
-      );
-    });
-  }
-
-  private onMessage(envelope: Envelope<Message>): void {
-    const message = envelope.data;
-    const own = envelope.origin === this.pubsub?.origin;
-    if (message.kind === "fill") {
-      if (!own) this.tier1?.delete(message.key);
-      this.flights.land(message.key);
-    } else if (message.kind === "tags" && !own) {
-      this.purges.record(message.tags);
-      for (const tag of message.tags) void this.tier1?.purgeTag(tag);
-    } else if (message.kind === "all" && !own) {
-      this.purges.record("all");
-      this.generation = Math.max(this.generation, message.generation);
-      this.tier1?.clear();
-    }
-  }
-
-  /**
-   * After the subscriber reconnected, messages may have been missed: forget the first tier,
-   * treat everything as purged for fills in flight, re-read the generation before serving.
-   */
-  private resync(): void {
-    this.purges.record("all");
-    this.tier1?.clear();
-    this.generationKnown = false;
-    this.generationLoaded = undefined;
-    this.lastLoadAttempt = 0;
-  }
-}
-
-/** The tag every entry of one URL carries, so `purge(url)` finds its variants. */
-export function urlTag(path: string, query: string): string {
-  return `url:${path}${query === "" ? "" : `?${query}`}`;
 }

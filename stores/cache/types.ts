@@ -63,3 +63,30 @@ export interface CacheStore {
   /** Increments the generation; resolves with the new value. */
   bumpGeneration(): Promise<number>;
 }
+
+/** Counters since the cache was created. */
+export interface ResponseCacheStats {
+  hits: number;
+  misses: number;
+  stale: number;
+  bypasses: number;
+  /** Requests that waited for another request's fill. */
+  coalesced: number;
+  /** Responses stored. */
+  stored: number;
+  /** Redis calls that failed or timed out (each answered as a miss). */
+  errors: number;
+  /** `"redis"`, `"memory"` (no Redis given) or `"degraded"` (Redis failing). */
+  state: "redis" | "memory" | "degraded";
+  /** Entries in the in-process tier (or the memory backend). */
+  memoryEntries: number;
+}
+
+/** What a filler holds: its lock token and the purge sequence when it began. */
+export interface FillClaim {
+  token: string;
+  since: number;
+}
+
+/** The answer of `claim()`. */
+export type Claim = ({ kind: "fill" } & FillClaim) | { kind: "busy" } | { kind: "filled" };
