@@ -13,12 +13,12 @@ import {
   type CacheResponseOptions,
   cacheResponse,
 } from "../index.js";
-import { newCluster, newRedis } from "./helpers.js";
+import { newCluster, newRedis, quiet } from "./helpers.js";
 
 /** Where a test's cache lives. */
 export type CacheBackend = "memory" | "standalone" | "cluster";
 
-export const quiet = { info() {}, warn() {}, error() {} };
+export { quiet } from "./helpers.js";
 
 /** A client for `backend` (undefined for memory). */
 export function clientFor(backend: CacheBackend): Redis | Cluster | undefined {

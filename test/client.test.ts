@@ -1,9 +1,8 @@
 /** createRedisClient(): URL and Cluster from options or environment, timeouts, failing fast. */
 import { createRedisClient, isCluster, type RedisClient } from "../index.js";
 import { freePort } from "./harness/redis-server.ts";
-import { clusterNodes, redisUrl, testPrefix } from "./helpers.js";
+import { clusterNodes, quiet, redisUrl, testPrefix } from "./helpers.js";
 
-const quiet = { info() {}, warn() {}, error() {} };
 const made: RedisClient[] = [];
 const make = (...args: Parameters<typeof createRedisClient>) => {
   const client = createRedisClient(...args);

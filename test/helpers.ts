@@ -9,6 +9,29 @@ import { Cluster, Redis, type RedisOptions } from "ioredis";
 
 const clients: (Redis | Cluster)[] = [];
 
+/** A logger that says nothing (features log transitions the tests cause on purpose). */
+export const quiet = { info() {}, warn() {}, error() {} };
+
+/** A promise with its resolve function, for waiting on an event a handler reports. */
+export function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T) => void } {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+/** Calls of `commands` counted by the server's INFO commandstats so far. */
+export async function commandCalls(redis: Redis, ...commands: string[]): Promise<number> {
+  const info = await redis.info("commandstats");
+  let total = 0;
+  for (const command of commands) {
+    const match = new RegExp(`^cmdstat_${command}:calls=(\\d+)`, "m").exec(info);
+    total += match ? Number(match[1]) : 0;
+  }
+  return total;
+}
+
 /** URL of the standalone test server. */
 export function redisUrl(): string {
   const url = process.env.ERK_TEST_REDIS_URL;

@@ -19,12 +19,13 @@ import { type RedisServer, startRedisServer } from "./harness/redis-server.ts";
 import {
   closeClients,
   collectUnhandledRejections,
+  commandCalls,
   newRedis,
+  quiet,
   ready,
   testPrefix,
 } from "./helpers.js";
 
-const quiet = { info() {}, warn() {}, error() {} };
 const prefix = testPrefix(__filename);
 let server: RedisServer;
 let admin: Redis;
@@ -119,10 +120,7 @@ it("a contended waiter costs one try when it arrives and one per wake-up (INFO c
   const warm = await locks.acquire("rt", { waitMs: 1000 }); // also starts hearing releases
   await warm.release();
   const holder = await locks.acquire("rt", { ttlMs: 20_000 });
-  const evalsha = async () => {
-    const stats = (await admin.info("commandstats")) as string;
-    return Number(/cmdstat_evalsha:calls=(\d+)/.exec(stats)?.[1] ?? 0);
-  };
+  const evalsha = () => commandCalls(admin, "evalsha");
   const before = await evalsha();
   const waiting = locks.acquire("rt", { waitMs: 5000 });
   await holder.release();

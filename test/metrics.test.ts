@@ -14,9 +14,8 @@ import {
   createSessionStore,
   metrics,
 } from "../index.js";
-import { closeClients, newRedis, testPrefix } from "./helpers.js";
+import { closeClients, newRedis, quiet, testPrefix } from "./helpers.js";
 
-const quiet = { info() {}, warn() {}, error() {} };
 afterAll(closeClients);
 
 /** The value of the sample `name{labels}` in `text`, or undefined. */

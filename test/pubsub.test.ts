@@ -5,10 +5,9 @@
  */
 import { globToRegExp } from "../stores/pubsub/local.js";
 import { createPubSub, type Envelope, type PubSub } from "../stores/pubsub/pubsub.js";
-import { closeClients, newCluster, newRedis, testPrefix } from "./helpers.js";
+import { closeClients, deferred, newCluster, newRedis, quiet, testPrefix } from "./helpers.js";
 
 const prefix = testPrefix(__filename);
-const quiet = { info() {}, warn() {}, error() {} };
 const opened: PubSub[] = [];
 afterAll(async () => {
   for (const p of opened) await p.close();
@@ -89,13 +88,10 @@ describe.each(["memory", "standalone", "cluster"] as const)("pub/sub on %s", (ba
     const a = make();
     const b = make();
     const got: string[] = [];
-    let done!: () => void;
-    const all = new Promise<void>((resolve) => {
-      done = resolve;
-    });
+    const four = deferred();
     const push = (tag: string) => (m: Envelope) => {
       got.push(`${tag}:${m.data}`);
-      if (got.length === 4) done();
+      if (got.length === 4) four.resolve();
     };
     const offs = await Promise.all([
       b.subscribe(channel("both"), push("1")),
@@ -106,7 +102,7 @@ describe.each(["memory", "standalone", "cluster"] as const)("pub/sub on %s", (ba
     const receivers = await a.publish(channel("both"), "x");
     if (backend !== "cluster") expect(receivers).toBe(1);
     await a.publish(channel("both"), "y");
-    await all;
+    await four.promise;
     expect(got.sort()).toEqual(["1:x", "1:y", "2:x", "2:y"]);
     for (const off of offs) await off();
     await b.close();
@@ -117,21 +113,22 @@ describe.each(["memory", "standalone", "cluster"] as const)("pub/sub on %s", (ba
     const a = make();
     const b = make();
     const got: string[] = [];
-    let done!: () => void;
-    const all = new Promise<void>((resolve) => {
-      done = resolve;
-    });
+    const two = deferred();
     const off = await b.psubscribe(`${channel("user")}:*:events`, (message, name) => {
       got.push(`${name} ${message.data}`);
-      if (got.length === 2) done();
+      if (got.length === 2) two.resolve();
     });
     await a.publish(`${channel("user")}:1:events`, "one");
     await a.publish(`${channel("user")}:1:other`, "not matched");
     await a.publish(`${channel("user")}:2:events`, "two");
-    await all;
+    await two.promise;
     expect(got).toEqual([`${channel("user")}:1:events one`, `${channel("user")}:2:events two`]);
     await off();
-    expect(await a.publish(`${channel("user")}:3:events`, "after unsubscribe")).toBe(0);
+    // A fence still subscribed to the pattern: once it has the message, b would have too.
+    const fence = deferred();
+    await make().psubscribe(`${channel("user")}:*:events`, () => fence.resolve());
+    await a.publish(`${channel("user")}:3:events`, "after unsubscribe");
+    await fence.promise;
     expect(got).toHaveLength(2);
   });
 

@@ -18,10 +18,9 @@ import {
   rateLimit,
 } from "../index.js";
 import { resetWarnings } from "../stores/core/logger.js";
-import { closeClients, createApp, newRedis, testPrefix } from "./helpers.js";
+import { closeClients, createApp, newRedis, quiet, testPrefix } from "./helpers.js";
 
 const prefix = testPrefix(__filename);
-const quiet = { info() {}, warn() {}, error() {} };
 let n = 0;
 afterAll(closeClients);
 

@@ -9,12 +9,11 @@ import {
   type RateLimiter,
   type RateLimiterOptions,
 } from "../index.js";
-import { closeClients, newCluster, newRedis, testPrefix, wait } from "./helpers.js";
+import { closeClients, newCluster, newRedis, quiet, testPrefix, wait } from "./helpers.js";
 
 type Backend = "memory" | "standalone" | "cluster";
 const BACKENDS: Backend[] = ["memory", "standalone", "cluster"];
 const ALGORITHMS: Algorithm[] = ["fixed-window", "sliding-window", "token-bucket", "gcra"];
-const quiet = { info() {}, warn() {}, error() {} };
 // These tests are about what Redis (or memory) computes, not about failing over: a slow call
 // under load must fail the test, not be answered by a per-process fallback.
 const strict = { logger: quiet, timeoutMs: 5000, onRedisError: "closed" } as const;

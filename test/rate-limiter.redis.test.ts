@@ -8,9 +8,8 @@ import type { Redis } from "ioredis";
 import { createRateLimiter, type RateLimitResult } from "../index.js";
 import { parseInfo } from "../stores/core/health.js";
 import { type RedisServer, startRedisServer } from "./harness/redis-server.ts";
-import { closeClients, newRedis, testPrefix } from "./helpers.js";
+import { closeClients, newRedis, quiet, testPrefix } from "./helpers.js";
 
-const quiet = { info() {}, warn() {}, error() {} };
 // Counting tests: a slow call under load must fail the test, not fall back to memory.
 const strict = { logger: quiet, timeoutMs: 5000, onRedisError: "closed" } as const;
 let server: RedisServer;

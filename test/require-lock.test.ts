@@ -14,9 +14,8 @@ import {
   type RequireLockOptions,
   requireLock,
 } from "../index.js";
-import { closeClients, newCluster, newRedis, testPrefix, wait } from "./helpers.js";
+import { closeClients, newCluster, newRedis, quiet, testPrefix, wait } from "./helpers.js";
 
-const quiet = { info() {}, warn() {}, error() {} };
 const servers: Server[] = [];
 afterAll(async () => {
   for (const s of servers) {

@@ -6,10 +6,9 @@ import type express from "express";
 import request from "supertest";
 import { createRedisClient, metrics, UserSessionStore } from "../index.js";
 import { type RedisServer, startRedisServer } from "./harness/redis-server.ts";
-import { collectUnhandledRejections, ready, testPrefix } from "./helpers.js";
+import { collectUnhandledRejections, quiet, ready, testPrefix } from "./helpers.js";
 import { sessionApp } from "./session-helpers.js";
 
-const quiet = { info() {}, warn() {}, error() {} };
 const unhandled = collectUnhandledRejections();
 let server: RedisServer;
 

@@ -15,11 +15,17 @@ import {
   sse,
   sseStats,
 } from "../index.js";
-import { closeClients, collectUnhandledRejections, newRedis, testPrefix } from "./helpers.js";
+import {
+  closeClients,
+  collectUnhandledRejections,
+  deferred,
+  newRedis,
+  quiet,
+  testPrefix,
+} from "./helpers.js";
 import { openStream as open } from "./sse-client.js";
 
 const prefix = testPrefix(__filename);
-const quiet = { info() {}, warn() {}, error() {} };
 const rejections = collectUnhandledRejections();
 const servers: http.Server[] = [];
 const pubsubs: PubSub[] = [];
@@ -156,24 +162,15 @@ test("a client that left before sse() was called leaves nothing open", async () 
   const pubsub = createPubSub({ redis: newRedis(), logger: quiet });
   pubsubs.push(pubsub);
   const channel = `${prefix}early`;
-  let arrived!: () => void;
-  const reached = new Promise<void>((resolve) => {
-    arrived = resolve;
-  });
-  let release!: () => void;
-  const gate = new Promise<void>((resolve) => {
-    release = resolve;
-  });
+  const reached = deferred();
+  const gate = deferred();
+  const closed = deferred();
   let stream!: Promise<SseConnection>;
-  let sawClose!: () => void;
-  const closed = new Promise<void>((resolve) => {
-    sawClose = resolve;
-  });
   const app = express();
   app.get("/events", async (req, res) => {
-    res.once("close", sawClose);
-    arrived();
-    await gate; // e.g. a session lookup, during which the client leaves
+    res.once("close", () => closed.resolve());
+    reached.resolve();
+    await gate.promise; // e.g. a session lookup, during which the client leaves
     stream = sse(req, res, { pubsub, channels: [channel] });
   });
   const server = app.listen(0, "127.0.0.1");
@@ -184,12 +181,12 @@ test("a client that left before sse() was called leaves nothing open", async () 
     req.on("error", () => {});
     resolve(req);
   });
-  await reached;
+  await reached.promise;
   client.destroy();
-  await closed; // the server has seen the client leave, before sse() runs
+  await closed.promise; // the server has seen the client leave, before sse() runs
   const openBefore = sseStats().open;
-  release();
-  await gate;
+  gate.resolve();
+  await gate.promise;
   expect(await (await stream).closed).toBe("client");
   expect(sseStats().open).toBe(openBefore);
   expect(await admin.pubsub("NUMSUB", channel)).toEqual([channel, 0]);
