@@ -23,7 +23,8 @@ export interface MemoryCacheLimits {
 export class MemoryCacheStore implements CacheStore {
   private readonly entries: LRUCache<string, Held>;
   private readonly locks = new Map<string, { token: string; until: number }>();
-  private readonly tags = new Map<string, Map<string, number>>();
+  /** Tag → keys of the entries carrying it (kept by `put` and `dispose`, so purges never scan). */
+  private readonly tags = new Map<string, Set<string>>();
   private gen = 0;
   private clock = 0;
 
@@ -70,6 +71,16 @@ export class MemoryCacheStore implements CacheStore {
   put(key: string, entry: StoredResponse, storedAt: number, ttlMs: number, offset = 0): void {
     if (ttlMs <= 0) return;
     this.entries.set(key, { entry, storedAt, offset }, { ttl: ttlMs });
+    for (const tag of entry.tags) this.index(tag, key);
+  }
+
+  private index(tag: string, key: string): void {
+    let keys = this.tags.get(tag);
+    if (keys === undefined) {
+      keys = new Set();
+      this.tags.set(tag, keys);
+    }
+    keys.add(key);
   }
 
   async lock(key: string, token: string, ttlMs: number, seen?: number): Promise<LockAnswer> {
@@ -87,25 +98,16 @@ export class MemoryCacheStore implements CacheStore {
     if (this.locks.get(key)?.token === token) this.locks.delete(key);
   }
 
-  async tag(tag: string, key: string, ttlMs: number): Promise<void> {
-    let keys = this.tags.get(tag);
-    if (keys === undefined) {
-      keys = new Map();
-      this.tags.set(tag, keys);
-    }
-    const now = Date.now();
-    keys.set(key, now + ttlMs);
+  /** Entries are indexed by their own tags when stored; this records a tag given apart. */
+  async tag(tag: string, key: string, _ttlMs: number): Promise<void> {
+    this.index(tag, key);
   }
 
   async purgeTag(tag: string): Promise<number> {
     const keys = this.tags.get(tag);
     this.tags.delete(tag);
     let deleted = 0;
-    for (const key of keys?.keys() ?? []) if (this.entries.delete(key)) deleted++;
-    // Entries tagged only in this tier (the first tier mirrors Redis entries with their tags).
-    for (const [key, held] of this.entries.entries()) {
-      if (held.entry.tags.includes(tag) && this.entries.delete(key)) deleted++;
-    }
+    for (const key of keys ?? []) if (this.entries.delete(key)) deleted++;
     return deleted;
   }
 
