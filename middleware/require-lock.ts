@@ -15,16 +15,9 @@ import {
   toError,
 } from "../stores/core/errors.js";
 import { consoleLogger, type Logger } from "../stores/core/logger.js";
-import {
-  bool,
-  fail,
-  nonNegativeInt,
-  oneOf,
-  optionalFunction,
-  positiveInt,
-  rejectUnknown,
-} from "../stores/core/options.js";
+import { bool, fail, oneOf, optionalFunction, rejectUnknown } from "../stores/core/options.js";
 import type { RedisClient } from "../stores/core/scripts.js";
+import { duration, ttl } from "../stores/lock/held-lock.js";
 import { createLockManager, type Lock, type LockManager } from "../stores/lock/lock.js";
 
 const SCOPE = "requireLock";
@@ -107,13 +100,13 @@ export function requireLock(options: RequireLockOptions): RequireLockMiddleware 
   ]);
   const key = optionalFunction<RequireLockOptions["key"]>(SCOPE, "key", options.key);
   if (key === undefined) fail(SCOPE, "key", "a function of the request", undefined);
-  const ttlMs = positiveInt(SCOPE, "ttlMs", options.ttlMs, 30_000);
-  const waitMs = nonNegativeInt(SCOPE, "waitMs", options.waitMs, 0);
+  // Checked here with the bounds acquire() applies, so a bad value fails at start-up, not
+  // on every request.
+  const ttlMs = options.ttlMs === undefined ? 30_000 : ttl(SCOPE, options.ttlMs);
+  const waitMs = options.waitMs === undefined ? 0 : duration(SCOPE, "waitMs", options.waitMs, true);
   const autoExtend = bool(SCOPE, "autoExtend", options.autoExtend, true);
   const maxHoldMs =
-    options.maxHoldMs === undefined
-      ? undefined
-      : positiveInt(SCOPE, "maxHoldMs", options.maxHoldMs);
+    options.maxHoldMs === undefined ? undefined : duration(SCOPE, "maxHoldMs", options.maxHoldMs);
   const status = options.status ?? 409;
   if (status !== 409 && status !== 423) fail(SCOPE, "status", "409 or 423", status);
   const onLocked = optionalFunction<NonNullable<RequireLockOptions["onLocked"]>>(

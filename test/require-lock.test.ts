@@ -270,6 +270,11 @@ it("options are validated at construction", () => {
     /status must be 409 or 423/,
   );
   expect(() => requireLock({ key: () => "x", ttlMs: 0 })).toThrow(/ttlMs/);
+  // Past Node's timer range: refused at construction, not by every request.
+  expect(() => requireLock({ key: () => "x", waitMs: 3e9 })).toThrow(
+    /requireLock: waitMs must be a non-negative integer of at most 2147483647/,
+  );
+  expect(() => requireLock({ key: () => "x", maxHoldMs: 3e9 })).toThrow(/maxHoldMs/);
   expect(() => requireLock({ key: () => "x", waitMS: 5 } as RequireLockOptions)).toThrow(
     /did you mean "waitMs"/,
   );

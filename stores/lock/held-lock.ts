@@ -21,17 +21,24 @@ export interface LockHost {
   call<T>(op: (store: LockStore) => Promise<T>): Promise<T>;
 }
 
-/** A TTL (or wait) in ms: a positive integer within the range of Node's timers. */
-export function ttl(scope: string, value: unknown): number {
+/** A duration option in ms within the range of Node's timers: positive, or 0 too with `zero`. */
+export function duration(scope: string, name: string, value: unknown, zero = false): number {
+  const min = zero ? 0 : 1;
   if (
     typeof value !== "number" ||
     !Number.isSafeInteger(value) ||
-    value <= 0 ||
+    value < min ||
     value > MAX_TTL_MS
   ) {
-    fail(scope, "ttlMs", `a positive integer of at most ${MAX_TTL_MS}`, value);
+    const kind = zero ? "a non-negative integer" : "a positive integer";
+    fail(scope, name, `${kind} of at most ${MAX_TTL_MS}`, value);
   }
   return value;
+}
+
+/** A TTL in ms (see `duration`). */
+export function ttl(scope: string, value: unknown): number {
+  return duration(scope, "ttlMs", value);
 }
 
 /** See the module comment. */

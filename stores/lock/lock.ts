@@ -24,7 +24,7 @@ import { consoleLogger, type Logger } from "../core/logger.js";
 import { fail, positiveInt, rejectUnknown } from "../core/options.js";
 import { track, untrack } from "../core/registry.js";
 import type { RedisClient } from "../core/scripts.js";
-import { HeldLock, type LockHost, MAX_TTL_MS, ttl } from "./held-lock.js";
+import { duration, HeldLock, type LockHost, ttl } from "./held-lock.js";
 import { MemoryLockStore } from "./memory.js";
 import {
   type AcquireOptions,
@@ -127,9 +127,7 @@ class Manager implements LockManager, LockHost {
     rejectUnknown("acquire", options, ["ttlMs", "waitMs", "signal"]);
     const ttlMs = options.ttlMs === undefined ? this.defaultTtlMs : ttl("acquire", options.ttlMs);
     const waitMs = options.waitMs ?? 0;
-    if (!Number.isSafeInteger(waitMs) || waitMs < 0 || waitMs > MAX_TTL_MS) {
-      fail("acquire", "waitMs", `a non-negative integer of at most ${MAX_TTL_MS}`, waitMs);
-    }
+    duration("acquire", "waitMs", waitMs, true);
     const signal = options.signal;
     if (signal !== undefined && !(signal instanceof AbortSignal)) {
       fail("acquire", "signal", "an AbortSignal", signal);
@@ -281,7 +279,7 @@ class Manager implements LockManager, LockHost {
       throw new InvalidOptionError(`${SCOPE}: autoExtend() takes a lock from this package`, "lock");
     }
     const maxHoldMs = options.maxHoldMs;
-    if (maxHoldMs !== undefined) positiveInt("autoExtend", "maxHoldMs", maxHoldMs);
+    if (maxHoldMs !== undefined) duration("autoExtend", "maxHoldMs", maxHoldMs);
     const startedAt = Date.now();
     const every = Math.max(1, Math.floor(lock.ttlMs / 3));
     let stopped = false;
@@ -316,7 +314,7 @@ class Manager implements LockManager, LockHost {
   ): Promise<T> {
     if (typeof fn !== "function") fail("withLock", "fn", "a function", fn);
     const { maxHoldMs, ...acquireOptions } = options;
-    if (maxHoldMs !== undefined) positiveInt("withLock", "maxHoldMs", maxHoldMs);
+    if (maxHoldMs !== undefined) duration("withLock", "maxHoldMs", maxHoldMs);
     const lock = await this.acquire(resource, acquireOptions);
     const stop = this.autoExtend(lock, { maxHoldMs });
     try {
