@@ -3,8 +3,8 @@
  * a standalone Redis and a Cluster: one suite, the same expectations.
  */
 import request from "supertest";
-import { sessionHandle, trackSessions } from "../index.js";
-import { closeClients, collectUnhandledRejections, wait } from "./helpers.js";
+import { createSessionStore, sessionHandle, trackSessions } from "../index.js";
+import { closeClients, collectUnhandledRejections, newRedis, wait } from "./helpers.js";
 import { BACKENDS, gate, makeStore, type StoreUnderTest, sessionApp } from "./session-helpers.js";
 
 const rejections = collectUnhandledRejections();
@@ -254,6 +254,9 @@ describe("trackSessions() options", () => {
   test("rejects a store without the index API and bad options", () => {
     const { store } = makeStore("memory", __filename);
     expect(() => trackSessions({} as never)).toThrow(/trackSessions: store must be/);
+    expect(() => createSessionStore({ redis: newRedis(), maxSessions: 5 })).toThrow(
+      /createSessionStore: maxSessions must be left out with redis/,
+    );
     expect(() => trackSessions(store, { activityIntervalMs: 0 })).toThrow(
       /activityIntervalMs must be a positive integer/,
     );

@@ -116,6 +116,48 @@ export async function settle<T>(
   return cb ? cb(null, result) : result;
 }
 
+/** Shortest life of a tombstone (it otherwise lives as long as the session could have). */
+export const TOMBSTONE_MS = 60_000;
+
+/** True for what `sessionHandle()` returns (22 base64url characters). */
+export function isHandle(id: unknown): id is string {
+  return typeof id === "string" && /^[A-Za-z0-9_-]{22}$/.test(id);
+}
+
+/** The checked arguments of `revokeUserSessions()`: the user id, and `except` ("" for none). */
+export function revokeArgs(
+  userId: unknown,
+  options: RevokeSessionsOptions,
+): { uid: string; except: string } {
+  const uid = checkUserId("revokeUserSessions", userId);
+  const except =
+    options.except === undefined ? "" : checkSessionId("revokeUserSessions", options.except);
+  return { uid, except };
+}
+
+/** The message published when session `sid` of `userId` is revoked. */
+export function revokedEvent(
+  userId: string,
+  sid: string,
+  reason: SessionRevokedEvent["reason"],
+): SessionRevokedEvent {
+  return { userId, sessionId: sessionHandle(sid), reason };
+}
+
+/**
+ * The TTL in ms of a session being written, as connect-redis computes it: `ttl(session)` when
+ * `ttl` is a function, else whole seconds to `cookie.expires`, else `ttl` seconds.
+ */
+export function ttlMsOf(
+  ttl: number | ((session: SessionData) => number),
+  session: SessionData,
+): number {
+  if (typeof ttl === "function") return Math.ceil(ttl(session) * 1000);
+  const expires = session?.cookie?.expires;
+  if (expires) return Math.ceil((Number(new Date(expires)) - Date.now()) / 1000) * 1000;
+  return ttl * 1000;
+}
+
 /** The envelope type revocations are published with. */
 export const REVOKED_TYPE = "session.revoked";
 

@@ -1,10 +1,10 @@
 /**
  * `createSessionStore()`: the Redis store when a client is given, the memory store otherwise.
  */
-import { rejectUnknown } from "../core/options.js";
+import { fail, rejectUnknown } from "../core/options.js";
 import type { RedisClient } from "../core/scripts.js";
 import { MemorySessionStore } from "./memory.js";
-import type { MemorySessionStoreOptions, UserSessionStoreOptions } from "./options.js";
+import { COMMON, type MemorySessionStoreOptions, type UserSessionStoreOptions } from "./options.js";
 import { UserSessionStore } from "./redis.js";
 
 /** Options of `createSessionStore()`. */
@@ -16,7 +16,6 @@ export interface SessionStoreOptions
 }
 
 const REDIS_ONLY = ["prefix", "indexPrefix", "scanCount", "disableTTL", "serializer"] as const;
-const COMMON = ["ttl", "disableTouch", "userId", "maxSessionsPerUser", "logger"] as const;
 
 /**
  * A session store for express-session with the per-user index API: `UserSessionStore` on
@@ -30,7 +29,12 @@ export function createSessionStore(
   const { redis, maxSessions, ...rest } = options;
   if (redis !== undefined) {
     if (maxSessions !== undefined) {
-      rejectUnknown("createSessionStore (with redis)", { maxSessions }, []);
+      fail(
+        "createSessionStore",
+        "maxSessions",
+        "left out with redis (it bounds the memory store)",
+        maxSessions,
+      );
     }
     return new UserSessionStore({ ...rest, client: redis });
   }

@@ -14,23 +14,26 @@ import {
   byActivity,
   checkSessionId,
   checkUserId,
+  isHandle,
   isValidSessionId,
   type ListSessionsOptions,
   ownerOf,
   REVOKED_TYPE,
   type RevokeSessionsOptions,
+  revokeArgs,
+  revokedEvent,
   type SessionInfo,
   type SessionRevokedEvent,
   type SessionStoreStats,
   type StoreCallback,
   sessionHandle,
   settle,
+  TOMBSTONE_MS,
   toInfo,
+  ttlMsOf,
   type UserSessionIndex,
 } from "./common.js";
 import { type MemorySessionStoreOptions, parseMemorySessionStoreOptions } from "./options.js";
-
-const TOMBSTONE_MS = 60_000;
 
 interface Entry {
   json: string;
@@ -70,15 +73,6 @@ export class MemorySessionStore extends Store implements UserSessionIndex {
     if (ids?.size === 0) this.index.delete(owner);
   }
 
-  /** TTL in ms of a session being written (as `UserSessionStore` computes it). */
-  private ttlMs(sess: SessionData): number {
-    const ttl = this.cfg.ttl;
-    if (typeof ttl === "function") return Math.ceil(ttl(sess) * 1000);
-    const expires = sess?.cookie?.expires;
-    if (expires) return Math.ceil((Number(new Date(expires)) - Date.now()) / 1000) * 1000;
-    return ttl * 1000;
-  }
-
   /** TTL in ms a read refreshes to (what express-session's touch would send). */
   private touchMs(sess: SessionData): number {
     const ttl = this.cfg.ttl;
@@ -111,7 +105,7 @@ export class MemorySessionStore extends Store implements UserSessionIndex {
   override set(sid: string, sess: SessionData, cb?: StoreCallback): Promise<unknown> {
     return settle(cb, () => {
       checkSessionId("MemorySessionStore.set", sid);
-      const ttl = this.ttlMs(sess);
+      const ttl = ttlMsOf(this.cfg.ttl, sess);
       if (ttl <= 0) {
         this.kill(sid);
         return null;
@@ -141,7 +135,7 @@ export class MemorySessionStore extends Store implements UserSessionIndex {
   private evictPast(owner: string, ids: Set<string>, keep: string): void {
     for (const sid of ids) if (!this.sessions.has(sid)) ids.delete(sid);
     const max = this.cfg.maxSessionsPerUser;
-    if (max === 0 || ids.size <= max) return;
+    if (ids.size <= max) return;
     const oldest = [...ids]
       .filter((sid) => sid !== keep)
       .sort((a, b) => this.sessions.getRemainingTTL(a) - this.sessions.getRemainingTTL(b))
@@ -193,6 +187,7 @@ export class MemorySessionStore extends Store implements UserSessionIndex {
   /** See `UserSessionIndex.revokeSession`. */
   async revokeSession(userId: string | number, id: string): Promise<boolean> {
     const uid = checkUserId("revokeSession", userId);
+    if (!isHandle(id)) return false;
     for (const sid of this.index.get(uid) ?? []) {
       if (sessionHandle(sid) === id) return this.revokeId(uid, sid, "revoked");
     }
@@ -206,8 +201,9 @@ export class MemorySessionStore extends Store implements UserSessionIndex {
     }
     this.kill(sid);
     this.counters.revoked++;
-    const event: SessionRevokedEvent = { userId: uid, sessionId: sessionHandle(sid), reason };
-    this.events?.publish(this.channel, event, REVOKED_TYPE).catch(() => {});
+    this.events
+      ?.publish(this.channel, revokedEvent(uid, sid, reason), REVOKED_TYPE)
+      .catch(() => {});
     return true;
   }
 
@@ -216,9 +212,7 @@ export class MemorySessionStore extends Store implements UserSessionIndex {
     userId: string | number,
     options: RevokeSessionsOptions = {},
   ): Promise<number> {
-    const uid = checkUserId("revokeUserSessions", userId);
-    const except =
-      options.except === undefined ? "" : checkSessionId("revokeUserSessions", options.except);
+    const { uid, except } = revokeArgs(userId, options);
     let count = 0;
     for (const sid of [...(this.index.get(uid) ?? [])]) {
       if (sid !== except && this.revokeId(uid, sid, "revoked")) count++;
@@ -245,15 +239,12 @@ export class MemorySessionStore extends Store implements UserSessionIndex {
 
   /** Live session ids. */
   ids(cb?: StoreCallback): Promise<unknown> {
-    return settle(cb, () => [...this.sessions.keys()].filter((sid) => this.sessions.has(sid)));
+    return settle(cb, () => [...this.sessions.keys()]); // keys() skips expired entries
   }
 
   /** Number of live sessions. */
   override length(cb?: StoreCallback): Promise<unknown> {
-    return settle(
-      cb,
-      () => [...this.sessions.keys()].filter((sid) => this.sessions.has(sid)).length,
-    );
+    return settle(cb, () => [...this.sessions.keys()].length);
   }
 
   /** Every live session, each with its `id`. */

@@ -70,7 +70,8 @@ export interface ResolvedIndexOptions {
   logger: Logger;
 }
 
-const COMMON = ["ttl", "disableTouch", "userId", "maxSessionsPerUser", "logger"] as const;
+/** The options both session stores take. */
+export const COMMON = ["ttl", "disableTouch", "userId", "maxSessionsPerUser", "logger"] as const;
 const PREFIX = /^[A-Za-z0-9_.:/@-]{1,64}$/;
 
 function parseCommon(scope: string, o: SessionIndexOptions): ResolvedIndexOptions {

@@ -12,15 +12,18 @@ import type { RedisClient } from "../core/scripts.js";
 import type { PubSub } from "../pubsub/pubsub.js";
 import {
   byActivity,
-  checkSessionId,
   checkUserId,
+  isHandle,
   type ListSessionsOptions,
   REVOKED_TYPE,
   type RevokeSessionsOptions,
+  revokeArgs,
+  revokedEvent,
   type SessionInfo,
   type SessionRevokedEvent,
   type SessionStoreStats,
   sessionHandle,
+  TOMBSTONE_MS,
   toInfo,
 } from "./common.js";
 import { KILL, KILL_ALL, PEEK } from "./scripts.js";
@@ -29,8 +32,6 @@ import { KILL, KILL_ALL, PEEK } from "./scripts.js";
 export const GRACE_MS = 60_000;
 /** A read moves the index forward once it lags the session's expiry by more than this. */
 export const LAG_MS = 30_000;
-/** Shortest life of a tombstone (it otherwise lives as long as the session could have). */
-const TOMBSTONE_MS = 60_000;
 
 /** What the index needs of its store. */
 export interface IndexContext {
@@ -132,7 +133,7 @@ export class RedisIndex {
   /** See `UserSessionIndex.revokeSession`; `id` is the handle a listing shows. */
   async revokeSession(userId: string | number, id: string): Promise<boolean> {
     const uid = checkUserId("revokeSession", userId);
-    if (typeof id !== "string" || !/^[A-Za-z0-9_-]{22}$/.test(id)) return false;
+    if (!isHandle(id)) return false;
     const ids = await this.c.redis.zrange(this.indexKey(uid), 0, "-1");
     const sid = ids.find((candidate) => sessionHandle(candidate) === id);
     return sid === undefined ? false : this.revokeId(uid, sid, "revoked");
@@ -157,9 +158,7 @@ export class RedisIndex {
     userId: string | number,
     options: RevokeSessionsOptions = {},
   ): Promise<number> {
-    const uid = checkUserId("revokeUserSessions", userId);
-    const except =
-      options.except === undefined ? "" : checkSessionId("revokeUserSessions", options.except);
+    const { uid, except } = revokeArgs(userId, options);
     const index = this.indexKey(uid);
     const full = this.c.keyPrefix + index;
     let revoked: string[] = [];
@@ -192,9 +191,8 @@ export class RedisIndex {
 
   private async announce(uid: string, sids: string[], reason: SessionRevokedEvent["reason"]) {
     for (const sid of sids) {
-      const event: SessionRevokedEvent = { userId: uid, sessionId: sessionHandle(sid), reason };
       try {
-        await this.c.events.publish(this.c.channel, event, REVOKED_TYPE);
+        await this.c.events.publish(this.c.channel, revokedEvent(uid, sid, reason), REVOKED_TYPE);
       } catch (err) {
         this.c.logger.warn(`UserSessionStore: revocation not published: ${toError(err).message}`);
       }

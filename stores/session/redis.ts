@@ -24,6 +24,7 @@ import {
   type SessionStoreStats,
   type StoreCallback,
   settle,
+  ttlMsOf,
   type UserSessionIndex,
 } from "./common.js";
 import { parseUserSessionStoreOptions, type UserSessionStoreOptions } from "./options.js";
@@ -77,15 +78,6 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
     track("sessions", cfg.prefix, this, cfg.client);
   }
 
-  /** TTL in ms as connect-redis computes it (seconds, from `cookie.expires` or `ttl`). */
-  private ttlMs(sess: SessionData): number {
-    const ttl = this.ttl;
-    if (typeof ttl === "function") return Math.ceil(ttl(sess) * 1000);
-    const expires = sess?.cookie?.expires;
-    if (expires) return Math.ceil((Number(new Date(expires)) - Date.now()) / 1000) * 1000;
-    return ttl * 1000;
-  }
-
   /** The owner of `session` per the `userId` option (checked), or undefined. */
   userIdOf(session: Partial<SessionData>): string | undefined {
     return ownerOf(this.cfg.userId, session);
@@ -122,7 +114,7 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
   override set(sid: string, sess: SessionData, cb?: StoreCallback): Promise<unknown> {
     return settle(cb, async () => {
       checkSessionId("UserSessionStore.set", sid);
-      const ttl = this.ttlMs(sess);
+      const ttl = ttlMsOf(this.ttl, sess);
       if (ttl <= 0) {
         await this.index.kill(sid, ""); // connect-redis destroys a session that has expired
         return null;
@@ -180,7 +172,7 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
       const reply = (await READ.run(
         this.redis,
         [this.index.sessionKey(sid), this.index.metaKey(sid)],
-        ["fixed", this.ttlMs(sess), LAG_MS, GRACE_MS, this.index.inline, 0, sid],
+        ["fixed", ttlMsOf(this.ttl, sess), LAG_MS, GRACE_MS, this.index.inline, 0, sid],
       )) as [null, string | null, number | null, string | null] | null;
       if (reply?.[1] && reply[2] !== null) await this.bump(reply[1], sid, reply[2], reply[3] ?? "");
       return null;

@@ -40,12 +40,10 @@ local function index_put(idx, sid, exp, now, grace, max)
   redis.call('ZREMRANGEBYSCORE', idx, '-inf', '(' .. (now - grace))
   redis.call('ZADD', idx, exp, sid)
   local evict = {}
-  if max > 0 then
-    local over = redis.call('ZCARD', idx) - max
-    if over > 0 then
-      for _, id in ipairs(redis.call('ZRANGE', idx, 0, over)) do
-        if id ~= sid and #evict < over then evict[#evict + 1] = id end
-      end
+  local over = redis.call('ZCARD', idx) - max
+  if over > 0 then
+    for _, id in ipairs(redis.call('ZRANGE', idx, 0, over)) do
+      if id ~= sid and #evict < over then evict[#evict + 1] = id end
     end
   end
   index_expire(idx, grace)
