@@ -11,6 +11,7 @@ import {
   fail,
   nonNegativeInt,
   optionalFunction,
+  optionalRedis,
   positiveInt,
   rejectUnknown,
 } from "../stores/core/options.js";
@@ -151,13 +152,7 @@ const KNOWN = [
 export function parseCacheOptions(options: CacheResponseOptions): CacheConfig {
   if (typeof options !== "object" || options === null) fail(SCOPE, "options", "an object", options);
   rejectUnknown(SCOPE, options, KNOWN);
-  const redis = options.redis;
-  if (
-    redis !== undefined &&
-    (typeof redis !== "object" || redis === null || !("defineCommand" in redis))
-  ) {
-    fail(SCOPE, "redis", "an ioredis Redis or Cluster client", redis);
-  }
+  const redis = optionalRedis(SCOPE, "redis", options.redis);
   const statuses = options.statuses ?? DEFAULT_STATUSES;
   if (!Array.isArray(statuses)) fail(SCOPE, "statuses", "an array of HTTP statuses", statuses);
   for (const status of statuses) {

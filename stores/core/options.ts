@@ -3,6 +3,7 @@
  * with a message naming the factory, the option and the offending value.
  */
 import { InvalidOptionError } from "./errors.js";
+import type { RedisClient } from "./scripts.js";
 
 /** Renders a rejected value for an error message without dumping huge strings. */
 export function show(value: unknown): string {
@@ -68,6 +69,23 @@ export function optionalFunction<F>(scope: string, name: string, value: unknown)
   if (value === undefined) return undefined;
   if (typeof value !== "function") fail(scope, name, "a function", value);
   return value as F;
+}
+
+/** An ioredis `Redis` or `Cluster` client, or `undefined` (the memory backend). */
+export function optionalRedis(
+  scope: string,
+  name: string,
+  value: unknown,
+): RedisClient | undefined {
+  if (value === undefined) return undefined;
+  if (
+    typeof value !== "object" ||
+    value === null ||
+    typeof (value as { defineCommand?: unknown }).defineCommand !== "function"
+  ) {
+    fail(scope, name, "an ioredis Redis or Cluster client", value);
+  }
+  return value as RedisClient;
 }
 
 /** A boolean (or `undefined` → `fallback`). */

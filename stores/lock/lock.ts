@@ -21,7 +21,7 @@ import {
 import { withTimeout } from "../core/fallback.js";
 import { parsePrefix, taggedKey } from "../core/keys.js";
 import { consoleLogger, type Logger } from "../core/logger.js";
-import { fail, positiveInt, rejectUnknown } from "../core/options.js";
+import { fail, optionalRedis, positiveInt, rejectUnknown } from "../core/options.js";
 import { track, untrack } from "../core/registry.js";
 import type { RedisClient } from "../core/scripts.js";
 import { duration, HeldLock, type LockHost, ttl } from "./held-lock.js";
@@ -341,13 +341,7 @@ class Manager implements LockManager, LockHost {
 export function createLockManager(options: LockManagerOptions = {}): LockManager {
   if (typeof options !== "object" || options === null) fail(SCOPE, "options", "an object", options);
   rejectUnknown(SCOPE, options, ["redis", "prefix", "defaultTtlMs", "timeoutMs", "logger"]);
-  const redis = options.redis;
-  if (
-    redis !== undefined &&
-    (typeof redis !== "object" || redis === null || !("defineCommand" in redis))
-  ) {
-    fail(SCOPE, "redis", "an ioredis Redis or Cluster client", redis);
-  }
+  const redis = optionalRedis(SCOPE, "redis", options.redis);
   return new Manager(
     redis,
     parsePrefix(SCOPE, options.prefix, "lock:"),

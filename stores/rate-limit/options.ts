@@ -7,7 +7,14 @@ import { resendsUnanswered } from "../core/client.js";
 import type { OnRedisError } from "../core/fallback.js";
 import { parsePrefix } from "../core/keys.js";
 import { consoleLogger, type Logger, warnOnce } from "../core/logger.js";
-import { fail, nonNegativeInt, oneOf, positiveInt, rejectUnknown } from "../core/options.js";
+import {
+  fail,
+  nonNegativeInt,
+  oneOf,
+  optionalRedis,
+  positiveInt,
+  rejectUnknown,
+} from "../core/options.js";
 import type { RedisClient } from "../core/scripts.js";
 import { ALGORITHMS, type Algorithm, type Policy } from "./types.js";
 
@@ -116,13 +123,7 @@ export function parseRateLimiterOptions(
 ): RateLimiterConfig {
   if (typeof options !== "object" || options === null) fail(scope, "options", "an object", options);
   rejectUnknown(scope, options, KNOWN);
-  const redis = options.redis;
-  if (
-    redis !== undefined &&
-    typeof (redis as { defineCommand?: unknown }).defineCommand !== "function"
-  ) {
-    fail(scope, "redis", "an ioredis Redis or Cluster client", redis);
-  }
+  const redis = optionalRedis(scope, "redis", options.redis);
   if (redis !== undefined && resendsUnanswered(redis)) {
     warnOnce(
       options.logger ?? consoleLogger,

@@ -5,7 +5,15 @@ import type { SessionData } from "express-session";
 import { isCluster } from "../core/client.js";
 import { InvalidOptionError } from "../core/errors.js";
 import { consoleLogger, type Logger } from "../core/logger.js";
-import { bool, fail, optionalFunction, positiveInt, rejectUnknown, show } from "../core/options.js";
+import {
+  bool,
+  fail,
+  optionalFunction,
+  optionalRedis,
+  positiveInt,
+  rejectUnknown,
+  show,
+} from "../core/options.js";
 import type { RedisClient } from "../core/scripts.js";
 import { defaultUserId } from "./common.js";
 
@@ -111,10 +119,8 @@ export function parseUserSessionStoreOptions(options: UserSessionStoreOptions) {
     "disableTTL",
     "serializer",
   ]);
-  const client = options.client as RedisClient | undefined;
-  if (typeof client !== "object" || client === null || typeof client.defineCommand !== "function") {
-    fail(scope, "client", "an ioredis Redis or Cluster client", client);
-  }
+  const client = optionalRedis(scope, "client", options.client);
+  if (client === undefined) fail(scope, "client", "an ioredis Redis or Cluster client", client);
   const keyPrefix = (isCluster(client) ? client.options.keyPrefix : client.options.keyPrefix) ?? "";
   if (typeof keyPrefix !== "string" || /[{}*?[\]\\\s]/.test(keyPrefix)) {
     throw new InvalidOptionError(
