@@ -21,7 +21,7 @@ export interface Target {
 
 /** Most tags one response may carry, and the longest tag. */
 export const MAX_TAGS = 32;
-export const MAX_TAG_LENGTH = 256;
+export const MAX_CACHE_TAG_LENGTH = 256;
 
 /**
  * The request's cache target, or why it bypasses the cache (`Cache-Status` detail): `range`,
@@ -83,12 +83,14 @@ export function collectTags(
   }
   if (
     all.length > MAX_TAGS ||
-    !all.every((tag) => typeof tag === "string" && tag.length > 0 && tag.length <= MAX_TAG_LENGTH)
+    !all.every(
+      (tag) => typeof tag === "string" && tag.length > 0 && tag.length <= MAX_CACHE_TAG_LENGTH,
+    )
   ) {
     warnOnce(
       config.logger,
       "ERK_CACHE_TAGS",
-      `${SCOPE}: a response had invalid tags (at most ${MAX_TAGS} non-empty strings of at most ${MAX_TAG_LENGTH} characters); it was not stored`,
+      `${SCOPE}: a response had invalid tags (at most ${MAX_TAGS} non-empty strings of at most ${MAX_CACHE_TAG_LENGTH} characters); it was not stored`,
     );
     return undefined;
   }
@@ -191,12 +193,14 @@ export function purgeUrlTag(
 
 /**
  * `purgeTags()`'s argument, checked.
- * @throws InvalidOptionError unless an array of non-empty tags of at most `MAX_TAG_LENGTH`
+ * @throws InvalidOptionError unless an array of non-empty tags of at most `MAX_CACHE_TAG_LENGTH`
  */
 export function checkPurgeTags(tags: unknown): readonly string[] {
   const ok =
     Array.isArray(tags) &&
-    tags.every((tag) => typeof tag === "string" && tag.length > 0 && tag.length <= MAX_TAG_LENGTH);
+    tags.every(
+      (tag) => typeof tag === "string" && tag.length > 0 && tag.length <= MAX_CACHE_TAG_LENGTH,
+    );
   if (!ok) {
     throw new InvalidOptionError(
       `${SCOPE}: purgeTags() takes an array of non-empty tag strings (got ${show(tags)})`,

@@ -3,6 +3,7 @@
  * once and resolves a config with nothing optional.
  */
 import type { Request, Response } from "express";
+import { DEFAULT_MEMORY_LIMITS } from "../stores/cache/types.js";
 import { InvalidOptionError } from "../stores/core/errors.js";
 import { parsePrefix } from "../stores/core/keys.js";
 import { consoleLogger, type Logger } from "../stores/core/logger.js";
@@ -174,7 +175,7 @@ export function parseCacheOptions(options: CacheResponseOptions): CacheConfig {
     rejectUnknown(`${SCOPE}: memory`, m, ["maxEntries", "maxBytes"]);
     memory = {
       maxEntries: positiveInt(SCOPE, "memory.maxEntries", m.maxEntries),
-      maxBytes: positiveInt(SCOPE, "memory.maxBytes", m.maxBytes, 64 * 1024 * 1024),
+      maxBytes: positiveInt(SCOPE, "memory.maxBytes", m.maxBytes, DEFAULT_MEMORY_LIMITS.maxBytes),
     };
   }
   let targetedField: string | undefined = "cdn-cache-control";

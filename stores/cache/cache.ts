@@ -24,13 +24,14 @@ import { Flights } from "./flights.js";
 import { MemoryCacheStore } from "./memory.js";
 import { PurgeLog } from "./purge-log.js";
 import { RedisCacheStore } from "./redis.js";
-import type {
-  CacheStore,
-  Claim,
-  FillClaim,
-  Lookup,
-  ResponseCacheStats,
-  StoredResponse,
+import {
+  type CacheStore,
+  type Claim,
+  DEFAULT_MEMORY_LIMITS,
+  type FillClaim,
+  type Lookup,
+  type ResponseCacheStats,
+  type StoredResponse,
 } from "./types.js";
 
 /** Settings of the engine (resolved by the middleware's option parsing). */
@@ -59,7 +60,7 @@ export class ResponseCache {
   constructor(private readonly settings: ResponseCacheSettings) {
     const { redis, prefix, memory, timeoutMs, logger } = settings;
     this.flights = new Flights(settings.coalesceWaitMs);
-    const limits = memory ?? { maxEntries: 10_000, maxBytes: 64 * 1024 * 1024 };
+    const limits = memory ?? DEFAULT_MEMORY_LIMITS;
     if (redis === undefined) this.memoryStore = new MemoryCacheStore(limits);
     else {
       this.redisStore = new RedisCacheStore(redis, prefix);
@@ -219,7 +220,6 @@ export class ResponseCache {
     ttlMs: number,
   ): Promise<boolean> {
     const tags = [...new Set(items.flatMap((item) => item.entry.tags))];
-    let unlocked = false;
     let handover: Lookup | undefined;
     let stored = false;
     try {
@@ -231,7 +231,6 @@ export class ResponseCache {
         const tagged = pairs.map(([tag, k]) => store.tag(tag!, k!, ttlMs));
         const sets = items.map((item) => {
           const own = item.key === key;
-          if (own) unlocked = true;
           return store.set(item.key, item.entry, ttlMs, own ? claim.token : undefined);
         });
         return Promise.all([...tagged, ...sets]).then(() => Promise.all(sets));
@@ -252,7 +251,8 @@ export class ResponseCache {
       });
       return true;
     } finally {
-      if (unlocked && stored) this.release(key, handover);
+      // The entry under `key` released the lock when it was stored.
+      if (stored && items.some((item) => item.key === key)) this.release(key, handover);
       else this.abandon(key, claim.token, handover);
     }
   }

@@ -64,6 +64,9 @@ export interface CacheStore {
   bumpGeneration(): Promise<number>;
 }
 
+/** Memory limits of a memory store or first tier when none are given. */
+export const DEFAULT_MEMORY_LIMITS = { maxEntries: 10_000, maxBytes: 64 * 1024 * 1024 } as const;
+
 /** Counters since the cache was created. */
 export interface ResponseCacheStats {
   hits: number;

@@ -141,7 +141,7 @@ async function probe(
     status: error === undefined ? "ok" : "degraded",
     latencyMs: Math.round(latencyMs * 100) / 100,
     version: answers[0]?.info.redis_version ?? null,
-    usedMemoryBytes: sum("used_memory"),
+    usedMemoryBytes: used,
     connectedClients: sum("connected_clients"),
     memory: {
       usedBytes: used,

@@ -25,6 +25,7 @@ class SharedSubscriber {
     logger: Logger,
     private readonly onEmpty: () => void,
   ) {
+    // Two branches for the type checker only: the two duplicate() signatures do not unify.
     this.connection = isCluster(redis) ? redis.duplicate() : redis.duplicate();
     this.connection.on("message", (channel: string, payload: string) => {
       for (const deliver of this.channels.get(channel) ?? []) deliver(channel, payload);
