@@ -7,19 +7,9 @@
  * Redis script latency is measured where scripts run; connection state per Redis client.
  */
 import type { RequestHandler } from "express";
-import type { Cluster, Redis } from "ioredis";
-import { isCluster } from "../stores/core/client.js";
 import { fail, nonNegativeInt, rejectUnknown } from "../stores/core/options.js";
-import {
-  type FeatureKind,
-  LATENCY_BUCKETS,
-  scriptLatency,
-  statsOf,
-  tracked,
-} from "../stores/core/registry.js";
-import type { RedisClient } from "../stores/core/scripts.js";
-import type { SseStats } from "./sse.js";
-import { sseStats } from "./sse.js";
+import { tracked } from "../stores/core/registry.js";
+import { metricDefinitions, num, type Sample, scraping } from "./metrics-definitions.js";
 
 /** The part of a prom-client `Registry` `metrics()` uses. */
 export interface MetricsRegistry {
@@ -50,39 +40,6 @@ export interface MetricsMiddleware extends RequestHandler {
 
 /** The registration made in each given registry (metric names can be registered once). */
 const registrations = new WeakMap<MetricsRegistry, Promise<MetricsRegistry>>();
-
-type Labels = Record<string, string>;
-type Sample = { labels: Labels; value: number; metricName?: string };
-type Stats = Record<string, unknown>;
-
-/** Sums `read(stats)` per prefix over every instance of `kind`, live or gone. */
-function perPrefix(kind: FeatureKind, read: (stats: Stats) => [Labels, number][]): Sample[] {
-  const sums = new Map<string, Sample>();
-  for (const { label, stats } of statsOf(kind)) {
-    for (const [labels, value] of read(stats)) {
-      const all = { prefix: label, ...labels };
-      const key = JSON.stringify(all);
-      const sample = sums.get(key) ?? { labels: all, value: 0 };
-      sample.value += value;
-      sums.set(key, sample);
-    }
-  }
-  return [...sums.values()];
-}
-
-const num = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : 0);
-
-/** Where a client connects, for the `client` label (no credentials). */
-function address(redis: RedisClient): string {
-  if (isCluster(redis)) {
-    const names = (redis as Cluster)
-      .nodes("master")
-      .map((n) => `${n.options.host}:${n.options.port}`);
-    return `cluster ${names.sort()[0] ?? "(not connected)"}`;
-  }
-  const { host, port, path } = (redis as Redis).options;
-  return path ? `unix ${path}` : `${host}:${port}`;
-}
 
 /** The metrics handler; see the module comment. */
 export function metrics(options: MetricsOptions = {}): MetricsMiddleware {
@@ -130,168 +87,7 @@ export function metrics(options: MetricsOptions = {}): MetricsMiddleware {
     counted = { at: Date.now(), value };
   };
 
-  const definitions: [string, string, string, () => Sample[] | Promise<Sample[]>][] = [
-    [
-      "rate_limit_requests_total",
-      "Rate-limited requests by result.",
-      "counter",
-      () =>
-        perPrefix("rateLimiter", (s) => [
-          [{ result: "allowed" }, num(s.allowed)],
-          [{ result: "blocked" }, num(s.blocked)],
-        ]),
-    ],
-    [
-      "rate_limit_fallbacks_total",
-      "Rate-limit calls answered by the failure mode instead of Redis.",
-      "counter",
-      () => perPrefix("rateLimiter", (s) => [[{}, num(s.fallbacks)]]),
-    ],
-    [
-      "cache_requests_total",
-      "Cached-route requests by result.",
-      "counter",
-      () =>
-        perPrefix("cache", (s) =>
-          ["hit", "miss", "stale", "bypass"].map((r) => [
-            { result: r },
-            num(
-              s[
-                r === "bypass"
-                  ? "bypasses"
-                  : r === "hit"
-                    ? "hits"
-                    : r === "miss"
-                      ? "misses"
-                      : "stale"
-              ],
-            ),
-          ]),
-        ),
-    ],
-    [
-      "cache_hit_ratio",
-      "Hits (fresh or stale) over hits and misses, since start.",
-      "gauge",
-      () => {
-        // From the sums per prefix (a ratio summed over instances would mean nothing).
-        const served = perPrefix("cache", (s) => [[{}, num(s.hits) + num(s.stale)]]);
-        const misses = perPrefix("cache", (s) => [[{}, num(s.misses)]]);
-        return served.map((sample, i) => {
-          const total = sample.value + (misses[i]?.value ?? 0);
-          return { labels: sample.labels, value: total === 0 ? 0 : sample.value / total };
-        });
-      },
-    ],
-    [
-      "lock_acquisitions_total",
-      "Locks acquired.",
-      "counter",
-      () => perPrefix("lock", (s) => [[{}, num(s.acquired)]]),
-    ],
-    [
-      "lock_contended_total",
-      "Acquisitions that found the lock held.",
-      "counter",
-      () => perPrefix("lock", (s) => [[{}, num(s.contended)]]),
-    ],
-    [
-      "lock_lost_total",
-      "Locks lost while held.",
-      "counter",
-      () => perPrefix("lock", (s) => [[{}, num(s.lost)]]),
-    ],
-    [
-      "lock_wait_seconds_total",
-      "Time spent waiting for locks.",
-      "counter",
-      () => perPrefix("lock", (s) => [[{}, num(s.waitMs) / 1000]]),
-    ],
-    [
-      "sessions_created_total",
-      "Sessions that gained an owner (logins).",
-      "counter",
-      () => perPrefix("sessions", (s) => [[{}, num(s.created)]]),
-    ],
-    [
-      "sessions_revoked_total",
-      "Sessions revoked.",
-      "counter",
-      () => perPrefix("sessions", (s) => [[{}, num(s.revoked)]]),
-    ],
-    [
-      "sessions_active",
-      "Live sessions (counted at most once per sessionCountIntervalMs).",
-      "gauge",
-      activeSessions,
-    ],
-    [
-      "pubsub_messages_total",
-      "Pub/sub messages by direction.",
-      "counter",
-      () =>
-        perPrefix("pubsub", (s) => [
-          [{ direction: "published" }, num(s.published)],
-          [{ direction: "received" }, num(s.received)],
-          [{ direction: "dropped" }, num(s.dropped)],
-        ]),
-    ],
-    [
-      "sse_clients",
-      "Open Server-Sent Events streams.",
-      "gauge",
-      () => [{ labels: {}, value: sseStats().open }],
-    ],
-    [
-      "sse_dropped_total",
-      "SSE clients dropped for not reading.",
-      "counter",
-      () => [{ labels: {}, value: (sseStats() as SseStats).dropped }],
-    ],
-    [
-      "redis_connected",
-      "1 when the Redis client is ready.",
-      "gauge",
-      () => {
-        // One series per address: 1 only when every client to it is ready.
-        const up = new Map<string, number>();
-        for (const { redis } of tracked()) {
-          if (redis === undefined) continue;
-          const client = address(redis);
-          up.set(client, Math.min(up.get(client) ?? 1, redis.status === "ready" ? 1 : 0));
-        }
-        return [...up].map(([client, value]) => ({ labels: { client }, value }));
-      },
-    ],
-    [
-      "redis_script_duration_seconds",
-      "Lua script calls, from send to reply.",
-      "histogram",
-      () => {
-        const samples: Sample[] = [];
-        const name = `${prefix}redis_script_duration_seconds`;
-        for (const [script, h] of scriptLatency()) {
-          let cumulative = 0;
-          LATENCY_BUCKETS.forEach((bound, i) => {
-            cumulative += h.buckets[i]!;
-            samples.push({
-              labels: { script, le: String(bound) },
-              value: cumulative,
-              metricName: `${name}_bucket`,
-            });
-          });
-          samples.push({
-            labels: { script, le: "+Inf" },
-            value: h.count,
-            metricName: `${name}_bucket`,
-          });
-          samples.push({ labels: { script }, value: h.sum, metricName: `${name}_sum` });
-          samples.push({ labels: { script }, value: h.count, metricName: `${name}_count` });
-        }
-        return samples;
-      },
-    ],
-  ];
+  const definitions = metricDefinitions(prefix, activeSessions);
 
   let ready: Promise<MetricsRegistry> | undefined;
   const load = () => {
@@ -323,11 +119,14 @@ export function metrics(options: MetricsOptions = {}): MetricsMiddleware {
     return ready;
   };
 
-  const text = async () => (await load()).metrics();
+  const text = async () => {
+    const registry = await load();
+    return scraping(() => registry.metrics());
+  };
   const handler: RequestHandler = function metricsMiddleware(_req, res, next) {
     load()
       .then(async (registry) => {
-        const body = await registry.metrics();
+        const body = await scraping(() => registry.metrics());
         res.setHeader("Content-Type", registry.contentType);
         res.end(body);
       })
