@@ -6,25 +6,18 @@ import { once } from "node:events";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import express from "express";
-import type { Cluster, Redis } from "ioredis";
 import request from "supertest";
 import {
   type CacheResponseMiddleware,
   type CacheResponseOptions,
   cacheResponse,
 } from "../index.js";
-import { newCluster, newRedis, quiet } from "./helpers.js";
+import { type Backend, quiet } from "./helpers.js";
 
 /** Where a test's cache lives. */
-export type CacheBackend = "memory" | "standalone" | "cluster";
+export type CacheBackend = Backend;
 
-export { quiet } from "./helpers.js";
-
-/** A client for `backend` (undefined for memory). */
-export function clientFor(backend: CacheBackend): Redis | Cluster | undefined {
-  if (backend === "memory") return undefined;
-  return backend === "cluster" ? newCluster() : newRedis();
-}
+export { clientFor, quiet } from "./helpers.js";
 
 /** A running app: `get(path)` etc. go to one listening server; `calls` counts handler runs. */
 export interface CacheApp {

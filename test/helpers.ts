@@ -70,6 +70,15 @@ export function newCluster(): Cluster {
   return client;
 }
 
+/** Where a test runs: in process, on the standalone test server, or on the test Cluster. */
+export type Backend = "memory" | "standalone" | "cluster";
+
+/** A new client for `backend` (undefined for memory; closed by `closeClients()`). */
+export function clientFor(backend: Backend): Redis | Cluster | undefined {
+  if (backend === "memory") return undefined;
+  return backend === "cluster" ? newCluster() : newRedis();
+}
+
 /** Disconnects every client made by the helpers (no QUIT: some servers are stopped by then). */
 export async function closeClients(): Promise<void> {
   for (const client of clients.splice(0)) client.disconnect();

@@ -11,9 +11,8 @@ import {
   type LockManager,
   LockNotAcquiredError,
 } from "../index.js";
-import { closeClients, newCluster, newRedis, quiet, testPrefix, wait } from "./helpers.js";
+import { type Backend, clientFor, closeClients, quiet, testPrefix, wait } from "./helpers.js";
 
-type Backend = "memory" | "standalone" | "cluster";
 const managers: LockManager[] = [];
 afterAll(async () => {
   for (const m of managers) await m.close();
@@ -43,8 +42,7 @@ const increasing = (xs: number[]) => xs.every((x, i) => i === 0 || x > xs[i - 1]
 describe.each(["memory", "standalone", "cluster"] as Backend[])("locks on %s", (backend) => {
   const prefix = testPrefix(`${__filename}-${backend}`);
   let n = 0;
-  const client = (): Redis | Cluster | undefined =>
-    backend === "memory" ? undefined : backend === "cluster" ? newCluster() : newRedis();
+  const client = (): Redis | Cluster | undefined => clientFor(backend);
   const shared = client();
   const manager = (redis = shared, p = `${prefix}${n++}:`) => {
     const m = createLockManager({ redis, prefix: p, logger: quiet });

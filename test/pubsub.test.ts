@@ -5,7 +5,7 @@
  */
 import { globToRegExp } from "../stores/pubsub/local.js";
 import { createPubSub, type Envelope, type PubSub } from "../stores/pubsub/pubsub.js";
-import { closeClients, deferred, newCluster, newRedis, quiet, testPrefix } from "./helpers.js";
+import { clientFor, closeClients, deferred, newRedis, quiet, testPrefix } from "./helpers.js";
 
 const prefix = testPrefix(__filename);
 const opened: PubSub[] = [];
@@ -29,8 +29,7 @@ async function collect(pubsub: PubSub, channel: string, count: number) {
 }
 
 describe.each(["memory", "standalone", "cluster"] as const)("pub/sub on %s", (backend) => {
-  const client = () =>
-    backend === "memory" ? undefined : backend === "cluster" ? newCluster() : newRedis();
+  const client = () => clientFor(backend);
   const make = () => {
     const p = createPubSub({ redis: client(), logger: quiet });
     opened.push(p);

@@ -9,9 +9,16 @@ import {
   type RateLimiter,
   type RateLimiterOptions,
 } from "../index.js";
-import { closeClients, newCluster, newRedis, quiet, testPrefix, wait } from "./helpers.js";
+import {
+  type Backend,
+  closeClients,
+  newCluster,
+  newRedis,
+  quiet,
+  testPrefix,
+  wait,
+} from "./helpers.js";
 
-type Backend = "memory" | "standalone" | "cluster";
 const BACKENDS: Backend[] = ["memory", "standalone", "cluster"];
 const ALGORITHMS: Algorithm[] = ["fixed-window", "sliding-window", "token-bucket", "gcra"];
 // These tests are about what Redis (or memory) computes, not about failing over: a slow call

@@ -14,7 +14,7 @@ import {
   type RequireLockOptions,
   requireLock,
 } from "../index.js";
-import { closeClients, newCluster, newRedis, quiet, testPrefix, wait } from "./helpers.js";
+import { clientFor, closeClients, quiet, testPrefix, wait } from "./helpers.js";
 
 const servers: Server[] = [];
 afterAll(async () => {
@@ -26,8 +26,7 @@ afterAll(async () => {
 });
 
 describe.each(["memory", "standalone", "cluster"] as const)("requireLock() on %s", (backend) => {
-  const redis =
-    backend === "memory" ? undefined : backend === "cluster" ? newCluster() : newRedis();
+  const redis = clientFor(backend);
   const prefix = testPrefix(`${__filename}-${backend}`);
   let n = 0;
 

@@ -13,9 +13,9 @@ import {
   trackSessions,
   type UserSessionStore,
 } from "../index.js";
-import { newCluster, newRedis, testPrefix } from "./helpers.js";
+import { type Backend, clientFor, testPrefix } from "./helpers.js";
 
-export type Backend = "memory" | "standalone" | "cluster";
+export type { Backend } from "./helpers.js";
 export const BACKENDS: Backend[] = ["memory", "standalone", "cluster"];
 
 export interface StoreUnderTest {
@@ -34,8 +34,7 @@ export function makeStore(
   const base = testPrefix(file);
   const prefix = `${base}s:`;
   const indexPrefix = `${base}u:`;
-  const redis =
-    backend === "memory" ? undefined : backend === "cluster" ? newCluster() : newRedis();
+  const redis = clientFor(backend);
   const store = createSessionStore({ ...options, redis, prefix, indexPrefix });
   return { store, redis, prefix, indexPrefix };
 }
