@@ -35,6 +35,7 @@ import {
   type LockManagerStats,
   type WithLockOptions,
 } from "./options.js";
+import { type Queue, Waiter } from "./queue.js";
 import { RedisLockStore } from "./redis.js";
 import { type LockStore, WAITER_LEASE_MS } from "./types.js";
 
@@ -49,40 +50,6 @@ export {
 } from "./options.js";
 
 const SCOPE = "createLockManager";
-
-/** Per-process queue of one resource's waiters. */
-/** A caller waiting in this process; a wake before it sleeps is kept, not lost. */
-class Waiter {
-  private resolve: (() => void) | undefined;
-  private pending = false;
-
-  wake(): void {
-    const resolve = this.resolve;
-    this.resolve = undefined;
-    if (resolve) resolve();
-    else this.pending = true;
-  }
-
-  /** Resolves after `ms`, or at the next `wake()` (at once if one came meanwhile). */
-  sleep(ms: number): Promise<void> {
-    if (this.pending) {
-      this.pending = false;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => this.wake(), Math.max(1, ms));
-      this.resolve = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-  }
-}
-
-/** The callers of this process waiting for one key, in arrival order: only the first tries. */
-interface Queue {
-  waiters: Waiter[];
-}
 
 class Manager implements LockManager, LockHost {
   readonly counters: LockManagerStats = { acquired: 0, contended: 0, lost: 0, waitMs: 0 };
