@@ -44,11 +44,14 @@ export {
 export { type TrackSessionsOptions, trackSessions } from "./middleware/track-sessions.js";
 // Connection, health, errors, logging
 export {
+  closeRedisClient,
   createRedisClient,
   DEFAULT_REDIS_TIMEOUT_MS,
   isCluster,
+  type NodeAddress,
   type RedisClientOptions,
 } from "./stores/core/client.js";
+export type { ClientFamily, Topology } from "./stores/core/driver.js";
 export {
   ExpressRedisKitError,
   InvalidOptionError,

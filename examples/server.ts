@@ -1,13 +1,24 @@
 /**
- * `npm start`: the example app on PORT (default 3000) against REDIS_URL (default
- * redis://127.0.0.1:6379), or on the in-process memory backend, said in one line, when no
- * Redis answers.
+ * `npm start`: the example app on PORT (default 3000) against the Redis that REDIS_URL,
+ * REDIS_CLUSTER_NODES or REDIS_SENTINELS names (default redis://127.0.0.1:6379), built with
+ * REDIS_CLIENT (ioredis, the default, or node-redis); or on the in-process memory backend,
+ * said in one line, when no Redis answers.
  */
-import { createRedisClient, type RedisClient } from "../index.js";
+import {
+  checkRedisHealth,
+  closeRedisClient,
+  createRedisClient,
+  type RedisClient,
+} from "../index.js";
 import { createExampleApp } from "./app.js";
 
-/** The URL without credentials, for logs. */
-function safeUrl(url: string): string {
+/** Where the app looks for Redis, without credentials, for logs. */
+function target(): string {
+  if (process.env.REDIS_SENTINELS) {
+    return `Sentinel ${process.env.REDIS_SENTINELS} (master ${process.env.REDIS_SENTINEL_NAME || "mymaster"})`;
+  }
+  if (process.env.REDIS_CLUSTER_NODES) return `Cluster ${process.env.REDIS_CLUSTER_NODES}`;
+  const url = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
   try {
     const parsed = new URL(url);
     parsed.username = "";
@@ -19,31 +30,30 @@ function safeUrl(url: string): string {
 }
 
 async function connect(): Promise<RedisClient | undefined> {
-  const url = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
-  const quiet = { info() {}, warn() {}, error() {} };
-  const probe = createRedisClient({
-    url,
-    logger: quiet,
-    redisOptions: { retryStrategy: () => null, lazyConnect: true },
+  let cause: string | undefined; // the connection's own error says more than a failed PING
+  const logger = {
+    info() {},
+    warn(line: string) {
+      cause ??= /(?:error|failed): (.*) \(retrying\)$/.exec(line)?.[1];
+    },
+    error() {},
+  };
+  const redis = createRedisClient({ logger, timeoutMs: 1000 });
+  const health = await checkRedisHealth(redis, {
+    timeoutMs: 2000,
+    degradedLatencyMs: 1000,
   });
-  let cause: Error | undefined;
-  probe.once("error", (err: Error) => {
-    cause = err;
-  });
-  try {
-    await probe.connect();
-    await probe.ping();
-  } catch (err) {
-    probe.disconnect();
-    const reason = (cause ?? (err as Error)).message;
+  const family = process.env.REDIS_CLIENT || "ioredis";
+  if (health.status === "down") {
+    closeRedisClient(redis);
     console.log(
-      `express-redis-kit example: no Redis at ${safeUrl(url)} (${reason}); running on the in-process memory backend`,
+      `express-redis-kit example: no Redis at ${target()} (${cause ?? health.error}); running on the in-process memory backend`,
     );
     return undefined;
   }
-  probe.disconnect();
-  console.log(`express-redis-kit example: using Redis at ${safeUrl(url)}`);
-  return createRedisClient({ url });
+  closeRedisClient(redis);
+  console.log(`express-redis-kit example: using Redis at ${target()} through ${family}`);
+  return createRedisClient();
 }
 
 const redis = await connect();
@@ -59,6 +69,6 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, () => {
     server.closeAllConnections(); // event streams never end by themselves
     server.close();
-    void app.close().finally(() => redis?.disconnect());
+    void app.close().finally(() => redis && closeRedisClient(redis));
   });
 }

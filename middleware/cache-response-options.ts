@@ -2,8 +2,10 @@
  * `cacheResponse()` options: the public type and `parseCacheOptions()`, which validates them
  * once and resolves a config with nothing optional.
  */
+
 import type { Request, Response } from "express";
 import { DEFAULT_MEMORY_LIMITS } from "../stores/cache/types.js";
+import type { RedisDriver } from "../stores/core/driver.js";
 import { InvalidOptionError } from "../stores/core/errors.js";
 import { parsePrefix } from "../stores/core/keys.js";
 import { consoleLogger, type Logger } from "../stores/core/logger.js";
@@ -24,7 +26,7 @@ export const SCOPE = "cacheResponse";
 
 /** Options of `cacheResponse()`. */
 export interface CacheResponseOptions {
-  /** ioredis client (standalone or Cluster). Omitted: the in-process memory backend. */
+  /** Redis client (ioredis, iovalkey or node-redis; standalone, Cluster or Sentinel). Omitted: the in-process memory backend. */
   redis?: RedisClient;
   /**
    * Key prefix in Redis (and pub/sub channel prefix).
@@ -111,7 +113,7 @@ export interface CacheResponseOptions {
 
 /** `CacheResponseOptions` resolved: what the handler reads. */
 export interface CacheConfig extends PolicyConfig {
-  redis: RedisClient | undefined;
+  redis: RedisDriver | undefined;
   prefix: string;
   key: CacheResponseOptions["key"];
   varyBy: CacheResponseOptions["varyBy"];

@@ -4,7 +4,7 @@
  */
 import type { Request, Response } from "express";
 import { checkRedisHealth } from "../stores/core/health.js";
-import { fail, positiveInt, rejectUnknown } from "../stores/core/options.js";
+import { fail, optionalRedis, positiveInt, rejectUnknown } from "../stores/core/options.js";
 import type { RedisClient } from "../stores/core/scripts.js";
 
 /** Options of `redisHealth()`. */
@@ -35,9 +35,9 @@ export function redisHealth(options: RedisHealthOptions = {}) {
     timeoutMs: positiveInt(scope, "timeoutMs", options.timeoutMs, 1000),
     degradedLatencyMs: positiveInt(scope, "degradedLatencyMs", options.degradedLatencyMs, 100),
   };
-  const redis = options.redis;
+  const redis = optionalRedis(scope, "redis", options.redis);
   return async function redisHealthMiddleware(_req: Request, res: Response) {
-    const health = await checkRedisHealth(redis, check);
+    const health = await checkRedisHealth(redis?.client as RedisClient | undefined, check);
     res.setHeader("Cache-Control", "no-store");
     res.status(health.status === "ok" ? 200 : 503).json(health);
   };

@@ -2,8 +2,8 @@
  * What `metrics()` exports: one entry per metric (name, help, type, and how to read its samples
  * at scrape time from every instance of a feature, live or gone, summed per prefix).
  */
-import type { Cluster, Redis } from "ioredis";
-import { isCluster } from "../stores/core/client.js";
+
+import type { RedisDriver } from "../stores/core/driver.js";
 import {
   type FeatureKind,
   LATENCY_BUCKETS,
@@ -11,7 +11,6 @@ import {
   statsOf,
   tracked,
 } from "../stores/core/registry.js";
-import type { RedisClient } from "../stores/core/scripts.js";
 import { sseStats } from "./sse.js";
 
 /** Labels of a sample. */
@@ -63,15 +62,8 @@ function snapshot(kind: FeatureKind): ReturnType<typeof statsOf> {
 export const num = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : 0);
 
 /** Where a client connects, for the `client` label (no credentials). */
-function address(redis: RedisClient): string {
-  if (isCluster(redis)) {
-    const names = (redis as Cluster)
-      .nodes("master")
-      .map((n) => `${n.options.host}:${n.options.port}`);
-    return `cluster ${names.sort()[0] ?? "(not connected)"}`;
-  }
-  const { host, port, path } = (redis as Redis).options;
-  return path ? `unix ${path}` : `${host}:${port}`;
+function address(redis: RedisDriver): string {
+  return redis.topology === "standalone" ? redis.address : `${redis.topology} ${redis.address}`;
 }
 
 /** Name (without prefix), help, type, and a reader of the samples of every metric. */
@@ -218,7 +210,7 @@ export function metricDefinitions(
         for (const { redis } of tracked()) {
           if (redis === undefined) continue;
           const client = address(redis);
-          up.set(client, Math.min(up.get(client) ?? 1, redis.status === "ready" ? 1 : 0));
+          up.set(client, Math.min(up.get(client) ?? 1, redis.ready ? 1 : 0));
         }
         return [...up].map(([client, value]) => ({ labels: { client }, value }));
       },

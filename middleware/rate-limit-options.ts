@@ -3,9 +3,9 @@
  * and resolves them into the config the handler reads.
  */
 import type { NextFunction, Request, Response } from "express";
+import type { RedisDriver } from "../stores/core/driver.js";
 import { type Logger, warnOnce } from "../stores/core/logger.js";
 import { bool, fail, oneOf, optionalFunction, positiveInt, show } from "../stores/core/options.js";
-import type { RedisClient } from "../stores/core/scripts.js";
 import {
   parseRateLimiterOptions,
   type RateLimiterConfig,
@@ -118,7 +118,7 @@ const HTTP_OPTIONS = [
   "statusCode",
   "handler",
 ] as const;
-const sharedPrefixes = new WeakMap<RedisClient, Set<string>>();
+const sharedPrefixes = new WeakMap<RedisDriver, Set<string>>();
 
 /** Validates `rateLimit()` options once; throws `InvalidOptionError` naming the option. */
 export function parseRateLimitOptions(options: RateLimitOptions): RateLimitConfig {

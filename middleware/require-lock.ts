@@ -45,7 +45,7 @@ export interface RequestLock extends Omit<Lock, "signal"> {
 
 /** Options of `requireLock()`. */
 export interface RequireLockOptions {
-  /** ioredis client (standalone or Cluster). Omitted: the in-process memory backend. */
+  /** Redis client (ioredis, iovalkey or node-redis; standalone, Cluster or Sentinel). Omitted: the in-process memory backend. */
   redis?: RedisClient;
   /** A manager to share (instead of `redis`/`prefix`). */
   locks?: LockManager;

@@ -18,12 +18,12 @@ const unhandled = collectUnhandledRejections();
 
 beforeAll(async () => {
   server = await startRedisServer();
-  redis = createRedisClient({
+  redis = createRedisClient<Redis>({
     url: server.url,
     logger: quiet,
     redisOptions: { disconnectTimeout: 100 },
   }) as Redis;
-  admin = createRedisClient({ url: server.url, logger: quiet }) as Redis;
+  admin = createRedisClient<Redis>({ url: server.url, logger: quiet }) as Redis;
 });
 afterAll(async () => {
   await closeServers();

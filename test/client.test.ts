@@ -1,11 +1,12 @@
 /** createRedisClient(): URL and Cluster from options or environment, timeouts, failing fast. */
-import { createRedisClient, isCluster, type RedisClient } from "../index.js";
+import type { Redis } from "ioredis";
+import { createRedisClient, isCluster, type RedisClientOptions } from "../index.js";
 import { freePort } from "./harness/redis-server.ts";
 import { clusterNodes, quiet, redisUrl, testPrefix } from "./helpers.js";
 
-const made: RedisClient[] = [];
-const make = (...args: Parameters<typeof createRedisClient>) => {
-  const client = createRedisClient(...args);
+const made: Redis[] = [];
+const make = (options?: RedisClientOptions) => {
+  const client = createRedisClient<Redis>(options);
   made.push(client);
   return client;
 };
@@ -59,7 +60,7 @@ it("builds a Cluster client from REDIS_CLUSTER_NODES, and from cluster.nodes", a
   expect(isCluster(fromOption)).toBe(true);
   expect(await fromOption.get(key)).toBe("1");
   expect(() => createRedisClient({ cluster: { nodes: ["nope"] } })).toThrow(
-    /cluster node must be "host:port" \(got "nope"\)/,
+    /each of cluster.nodes must be "host:port" or \{ host, port \} \(got "nope"\)/,
   );
 });
 

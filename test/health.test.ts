@@ -1,8 +1,12 @@
-/** redisHealth() against a standalone server, the Cluster, a sleeping and a stopped server. */
+/**
+ * redisHealth() against a standalone server and the Cluster (through ioredis and node-redis),
+ * a sleeping and a stopped server.
+ */
+import type { Redis } from "ioredis";
 import request from "supertest";
 import { createRedisClient, redisHealth } from "../index.js";
 import { type RedisServer, startRedisServer } from "./harness/redis-server.ts";
-import { closeClients, createApp, newCluster, newRedis } from "./helpers.js";
+import { clientFor, closeClients, createApp, newRedis } from "./helpers.js";
 
 let own: RedisServer;
 beforeAll(async () => {
@@ -19,22 +23,37 @@ const app = (options: Parameters<typeof redisHealth>[0]) => {
   return a;
 };
 
-it("standalone: 200 with version, memory and clients", async () => {
-  const res = await request(app({ redis: newRedis() })).get("/health");
-  expect(res.status).toBe(200);
-  expect(res.body).toMatchObject({ status: "ok", mode: "standalone" });
-  expect(res.body.version).toMatch(/^\d+\.\d+\.\d+$/);
-  expect(res.body.usedMemoryBytes).toBeGreaterThan(0);
-  expect(res.body.connectedClients).toBeGreaterThanOrEqual(1);
-  expect(res.body.latencyMs).toBeGreaterThanOrEqual(0);
-});
+it.each([
+  ["standalone", "ioredis"],
+  ["node-redis", "node-redis"],
+] as const)(
+  "%s: 200 with version, server flavour, client family, memory and clients",
+  async (backend, family) => {
+    const res = await request(app({ redis: clientFor(backend) })).get("/health");
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({
+      status: "ok",
+      mode: "standalone",
+      client: family,
+      server: "redis",
+      master: null,
+    });
+    expect(res.body.version).toMatch(/^\d+\.\d+\.\d+$/);
+    expect(res.body.usedMemoryBytes).toBeGreaterThan(0);
+    expect(res.body.connectedClients).toBeGreaterThanOrEqual(1);
+    expect(res.body.latencyMs).toBeGreaterThanOrEqual(0);
+  },
+);
 
-it("cluster: 200, numbers summed over the masters", async () => {
-  const cluster = newCluster();
+it.each([
+  ["cluster", "ioredis"],
+  ["node-redis-cluster", "node-redis"],
+] as const)("%s: 200, numbers summed over the masters", async (backend, family) => {
+  const cluster = clientFor(backend);
   const single = await request(app({ redis: newRedis() })).get("/health");
   const res = await request(app({ redis: cluster })).get("/health");
   expect(res.status).toBe(200);
-  expect(res.body).toMatchObject({ status: "ok", mode: "cluster" });
+  expect(res.body).toMatchObject({ status: "ok", mode: "cluster", client: family });
   expect(res.body.connectedClients).toBeGreaterThanOrEqual(3);
   expect(res.body.usedMemoryBytes).toBeGreaterThan(single.body.usedMemoryBytes);
 });
@@ -46,7 +65,10 @@ it("no redis: reports the memory backend", async () => {
 });
 
 it("a slow server is degraded (503), a stopped one is down (503) within the timeout", async () => {
-  const redis = createRedisClient({ url: own.url, logger: { info() {}, warn() {}, error() {} } });
+  const redis = createRedisClient<Redis>({
+    url: own.url,
+    logger: { info() {}, warn() {}, error() {} },
+  });
   try {
     const health = app({ redis, timeoutMs: 600, degradedLatencyMs: 100 });
     expect((await request(health).get("/health")).body.status).toBe("ok");

@@ -6,8 +6,11 @@ import { randomBytes } from "node:crypto";
 import { basename } from "node:path";
 import express, { type RequestHandler } from "express";
 import { Cluster, Redis, type RedisOptions } from "ioredis";
+import { Redis as Iovalkey } from "iovalkey";
+import { createClient, createCluster } from "redis";
+import type { RedisClient } from "../index.js";
 
-const clients: (Redis | Cluster)[] = [];
+const clients: { disconnect(): unknown }[] = [];
 
 /** A logger that says nothing (features log transitions the tests cause on purpose). */
 export const quiet = { info() {}, warn() {}, error() {} };
@@ -70,13 +73,85 @@ export function newCluster(): Cluster {
   return client;
 }
 
-/** Where a test runs: in process, on the standalone test server, or on the test Cluster. */
-export type Backend = "memory" | "standalone" | "cluster";
+/** A new node-redis client on the standalone test server, connecting (closed by `closeClients()`). */
+export function newNodeRedis(url = redisUrl(), options: { name?: string } = {}) {
+  const client = createClient({ url, ...options });
+  client.on("error", () => {}); // failures reach the features as rejected commands
+  client.connect().catch(() => {});
+  clients.push({ disconnect: () => client.isOpen && client.destroy() });
+  return client;
+}
+
+/** A new node-redis Cluster client on the test Cluster, connecting (closed by `closeClients()`). */
+export function newNodeRedisCluster() {
+  const client = createCluster({ rootNodes: clusterNodes().map((socket) => ({ socket })) });
+  client.on("error", () => {});
+  client.connect().catch(() => {});
+  clients.push({ disconnect: () => client.isOpen && client.destroy() });
+  return client;
+}
+
+/** A new iovalkey client (the ioredis fork for Valkey) on the standalone test server. */
+export function newIovalkey(url = redisUrl()): RedisClient {
+  const client = new Iovalkey(url, {
+    maxRetriesPerRequest: 1,
+    autoResendUnfulfilledCommands: false,
+  });
+  clients.push(client);
+  return client;
+}
+
+/** A node-redis standalone client, as the tests make them. */
+export type NodeRedisClient = ReturnType<typeof newNodeRedis>;
+/** A node-redis Cluster client, as the tests make them. */
+export type NodeRedisCluster = ReturnType<typeof newNodeRedisCluster>;
+
+/**
+ * Where a test runs: in process, or on the standalone test server or the test Cluster through
+ * ioredis (`standalone`, `cluster`) or node-redis (`node-redis`, `node-redis-cluster`).
+ */
+export type Backend =
+  | "memory"
+  | "standalone"
+  | "cluster"
+  | "node-redis"
+  | "node-redis-cluster"
+  | "iovalkey";
+
+/** Every backend, for the conformance suites. */
+export const ALL_BACKENDS: Backend[] = [
+  "memory",
+  "standalone",
+  "cluster",
+  "node-redis",
+  "node-redis-cluster",
+];
 
 /** A new client for `backend` (undefined for memory; closed by `closeClients()`). */
-export function clientFor(backend: Backend): Redis | Cluster | undefined {
+export function clientFor(backend: Backend): RedisClient | undefined {
+  switch (backend) {
+    case "memory":
+      return undefined;
+    case "standalone":
+      return newRedis();
+    case "cluster":
+      return newCluster();
+    case "node-redis":
+      return newNodeRedis();
+    case "node-redis-cluster":
+      return newNodeRedisCluster();
+    case "iovalkey":
+      return newIovalkey();
+  }
+}
+
+/**
+ * An ioredis client on the servers of `backend`, for checking Redis state after the fact
+ * (undefined for memory), whichever client the features under test use.
+ */
+export function inspectorFor(backend: Backend): Redis | Cluster | undefined {
   if (backend === "memory") return undefined;
-  return backend === "cluster" ? newCluster() : newRedis();
+  return backend === "cluster" || backend === "node-redis-cluster" ? newCluster() : newRedis();
 }
 
 /** Disconnects every client made by the helpers (no QUIT: some servers are stopped by then). */

@@ -1,9 +1,9 @@
 /**
- * Distributed locks, the same assertions on memory, a standalone Redis and a 3-master Cluster:
+ * Distributed locks, the same assertions on memory, a standalone Redis and a 3-master Cluster
+ * (each through ioredis and node-redis):
  * mutual exclusion under contention from 20 connections (with a negative control), fences,
  * expiry and takeover, waiting (bounded, FIFO, woken by releases), bad input.
  */
-import type { Cluster, Redis } from "ioredis";
 import {
   createLockManager,
   InvalidOptionError,
@@ -11,7 +11,16 @@ import {
   type LockManager,
   LockNotAcquiredError,
 } from "../index.js";
-import { type Backend, clientFor, closeClients, quiet, testPrefix, wait } from "./helpers.js";
+import {
+  ALL_BACKENDS,
+  type Backend,
+  clientFor,
+  closeClients,
+  inspectorFor,
+  quiet,
+  testPrefix,
+  wait,
+} from "./helpers.js";
 
 const managers: LockManager[] = [];
 afterAll(async () => {
@@ -39,10 +48,12 @@ function tracker() {
 
 const increasing = (xs: number[]) => xs.every((x, i) => i === 0 || x > xs[i - 1]!);
 
-describe.each(["memory", "standalone", "cluster"] as Backend[])("locks on %s", (backend) => {
+// iovalkey (the ioredis fork for Valkey) on the standalone server, too.
+describe.each([...ALL_BACKENDS, "iovalkey"] as Backend[])("locks on %s", (backend) => {
   const prefix = testPrefix(`${__filename}-${backend}`);
   let n = 0;
-  const client = (): Redis | Cluster | undefined => clientFor(backend);
+  const client = () => clientFor(backend);
+  const inspector = inspectorFor(backend);
   const shared = client();
   const manager = (redis = shared, p = `${prefix}${n++}:`) => {
     const m = createLockManager({ redis, prefix: p, logger: quiet });
@@ -91,8 +102,8 @@ describe.each(["memory", "standalone", "cluster"] as Backend[])("locks on %s", (
     expect(t.state.overlaps).toBe(0);
     expect(t.state.fences).toHaveLength(1000);
     expect(increasing(t.state.fences)).toBe(true);
-    if (backend === "standalone") {
-      const redis = shared as Redis;
+    if (inspector !== undefined) {
+      const redis = inspector;
       expect(await redis.exists(`${p}{shared}`)).toBe(0);
       expect(await redis.pttl(`${p}{shared}:fence`)).toBeGreaterThan(0); // the fence outlives, with a TTL
     }

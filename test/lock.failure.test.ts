@@ -131,7 +131,7 @@ it("a contended waiter costs one try when it arrives and one per wake-up (INFO c
 });
 
 it("Redis down: acquire fails with StoreUnavailableError; requireLock answers 503, or lets through when open", async () => {
-  const redis = createRedisClient({
+  const redis = createRedisClient<Redis>({
     url: server.url,
     logger: quiet,
     redisOptions: { disconnectTimeout: 100 },

@@ -6,6 +6,7 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import express from "express";
+import type { Redis } from "ioredis";
 import request from "supertest";
 import {
   createRateLimiter,
@@ -462,7 +463,10 @@ describe("options are validated once, naming the option and the value", () => {
       /onRedisError must be one of "memory", "open", "closed"/,
     ],
     [{ limit: 1, windowMs: 1000, prefix: "a{b}" }, /prefix must be a string .* without braces/],
-    [{ limit: 1, windowMs: 1000, redis: {} }, /redis must be an ioredis Redis or Cluster client/],
+    [
+      { limit: 1, windowMs: 1000, redis: {} },
+      /redis must be an ioredis 5\/6 or iovalkey Redis or Cluster client, or a connected node-redis/,
+    ],
     [{ limit: 1, windowMs: 1000, statusCode: 200 }, /statusCode must be an HTTP error status/],
     [{ policies: [] }, /policies must be an array of 1 to 16 policies/],
     [
@@ -495,7 +499,7 @@ describe("coded warnings and redaction", () => {
   it("ERK_AUTO_RESEND: a client that would resend an unanswered script", () => {
     resetWarnings();
     const { lines, logger } = capture();
-    const safe = createRedisClient({ url: process.env.ERK_TEST_REDIS_URL, logger });
+    const safe = createRedisClient<Redis>({ url: process.env.ERK_TEST_REDIS_URL, logger });
     createRateLimiter({ redis: safe, limit: 1, windowMs: 1000, logger });
     expect(lines).toEqual([]); // createRedisClient turns resending off
     safe.disconnect();
@@ -520,11 +524,11 @@ describe("coded warnings and redaction", () => {
   });
 
   it("credentials in a rejected URL never reach the error message", () => {
-    expect(() => createRedisClient({ url: "valkey://user:hunter2@cache.internal:6379" })).toThrow(
-      /url must start with redis:\/\/ or rediss:\/\/ \(got "valkey:\/\/\*\*\*@cache/,
-    );
     expect(() =>
-      createRedisClient({ url: "valkey://user:hunter2@cache.internal:6379" }),
+      createRedisClient<Redis>({ url: "valkey://user:hunter2@cache.internal:6379" }),
+    ).toThrow(/url must start with redis:\/\/ or rediss:\/\/ \(got "valkey:\/\/\*\*\*@cache/);
+    expect(() =>
+      createRedisClient<Redis>({ url: "valkey://user:hunter2@cache.internal:6379" }),
     ).not.toThrow(/hunter2/);
     expect(() =>
       rateLimit({ redis: "redis://:hunter2@cache.internal" as never, limit: 1, windowMs: 1 }),

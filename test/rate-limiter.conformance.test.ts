@@ -1,8 +1,7 @@
 /**
  * The rate limiter's conformance suite: the same assertions against the memory backend, a
- * standalone Redis and a 3-master Redis Cluster.
+ * standalone Redis and a 3-master Redis Cluster, each through ioredis and node-redis.
  */
-import type { Cluster, Redis } from "ioredis";
 import {
   type Algorithm,
   createRateLimiter,
@@ -10,16 +9,17 @@ import {
   type RateLimiterOptions,
 } from "../index.js";
 import {
+  ALL_BACKENDS,
   type Backend,
+  clientFor,
   closeClients,
-  newCluster,
-  newRedis,
   quiet,
   testPrefix,
   wait,
 } from "./helpers.js";
 
-const BACKENDS: Backend[] = ["memory", "standalone", "cluster"];
+// iovalkey (the ioredis fork for Valkey) on the standalone server, too.
+const BACKENDS: Backend[] = [...ALL_BACKENDS, "iovalkey"];
 const ALGORITHMS: Algorithm[] = ["fixed-window", "sliding-window", "token-bucket", "gcra"];
 // These tests are about what Redis (or memory) computes, not about failing over: a slow call
 // under load must fail the test, not be answered by a per-process fallback.
@@ -30,14 +30,8 @@ afterAll(closeClients);
 describe.each(BACKENDS)("rate limiter on %s", (backend) => {
   const prefix = testPrefix(`${__filename}-${backend}`);
   let n = 0;
-  const clients: (Redis | Cluster)[] = [];
   /** A client of this backend (a new connection each call), or undefined for memory. */
-  const client = () => {
-    if (backend === "memory") return undefined;
-    const c = backend === "cluster" ? newCluster() : newRedis();
-    clients.push(c);
-    return c;
-  };
+  const client = () => clientFor(backend);
   const shared = backend === "memory" ? undefined : client();
   /** A limiter with its own key prefix, so tests never share state. */
   const limiter = (options: Omit<RateLimiterOptions, "redis" | "prefix">, redis = shared) =>

@@ -4,13 +4,13 @@
  * timeoutMs plus a margin, in the configured mode, with each transition logged once and no
  * unhandled rejection.
  */
+import type { Redis } from "ioredis";
 import request from "supertest";
 import {
   createRateLimiter,
   createRedisClient,
   type OnRedisError,
   type RateLimitResult,
-  type RedisClient,
   rateLimit,
   StoreUnavailableError,
 } from "../index.js";
@@ -29,12 +29,12 @@ const TIMEOUT_MS = 100;
 const MARGIN_MS = 250; // scheduling noise on a shared 2-core machine
 const prefix = testPrefix(__filename);
 let server: RedisServer;
-let redis: RedisClient;
+let redis: Redis;
 const unhandled = collectUnhandledRejections();
 
 beforeAll(async () => {
   server = await startRedisServer();
-  redis = createRedisClient({
+  redis = createRedisClient<Redis>({
     url: server.url,
     logger: { info() {}, warn() {}, error() {} },
     redisOptions: { disconnectTimeout: 100 },

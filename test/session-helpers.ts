@@ -8,18 +8,22 @@ import type { Cluster, Redis } from "ioredis";
 import {
   createSessionStore,
   type MemorySessionStore,
+  type RedisClient,
   type SessionStoreOptions,
   type TrackSessionsOptions,
   trackSessions,
   type UserSessionStore,
 } from "../index.js";
-import { type Backend, clientFor, testPrefix } from "./helpers.js";
+import { ALL_BACKENDS, type Backend, clientFor, inspectorFor, testPrefix } from "./helpers.js";
 
 export type { Backend } from "./helpers.js";
-export const BACKENDS: Backend[] = ["memory", "standalone", "cluster"];
+export const BACKENDS: Backend[] = ALL_BACKENDS;
 
 export interface StoreUnderTest {
   store: UserSessionStore | MemorySessionStore;
+  /** The client the store uses (ioredis or node-redis), or undefined for memory. */
+  client: RedisClient | undefined;
+  /** An ioredis client on the same servers, for checking Redis state (undefined for memory). */
   redis: Redis | Cluster | undefined;
   prefix: string;
   indexPrefix: string;
@@ -34,9 +38,9 @@ export function makeStore(
   const base = testPrefix(file);
   const prefix = `${base}s:`;
   const indexPrefix = `${base}u:`;
-  const redis = clientFor(backend);
-  const store = createSessionStore({ ...options, redis, prefix, indexPrefix });
-  return { store, redis, prefix, indexPrefix };
+  const client = clientFor(backend);
+  const store = createSessionStore({ ...options, redis: client, prefix, indexPrefix });
+  return { store, client, redis: inspectorFor(backend), prefix, indexPrefix };
 }
 
 /** A gate a route waits on: `reached` resolves when a request arrives, `open()` lets it go. */

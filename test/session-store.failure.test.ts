@@ -2,7 +2,9 @@
  * The session store when its Redis stops: every request is answered (by the app's error
  * handler) within the client's timeouts, no unhandled rejection, and it works again after.
  */
+
 import type express from "express";
+import type { Redis } from "ioredis";
 import request from "supertest";
 import { createRedisClient, metrics, UserSessionStore } from "../index.js";
 import { type RedisServer, startRedisServer } from "./harness/redis-server.ts";
@@ -20,7 +22,7 @@ afterAll(async () => {
 });
 
 test("Redis stopped mid-traffic: errors answered within the timeouts; back after a restart", async () => {
-  const redis = createRedisClient({ url: server.url, logger: quiet });
+  const redis = createRedisClient<Redis>({ url: server.url, logger: quiet });
   const store = new UserSessionStore({
     client: redis,
     prefix: testPrefix(__filename),

@@ -13,12 +13,13 @@
  * sequence number per tag. A fill remembers the sequence when it began and is not stored when
  * one of its tags (or everything) was purged since.
  */
+
 import { createHash, randomUUID } from "node:crypto";
+import type { RedisDriver } from "../core/driver.js";
 import { StoreUnavailableError, toError } from "../core/errors.js";
 import { BackendSwitch, withTimeout } from "../core/fallback.js";
 import type { Logger } from "../core/logger.js";
 import { track, untrack } from "../core/registry.js";
-import type { RedisClient } from "../core/scripts.js";
 import { Coherence } from "./coherence.js";
 import { Flights } from "./flights.js";
 import { MemoryCacheStore } from "./memory.js";
@@ -36,7 +37,7 @@ import {
 
 /** Settings of the engine (resolved by the middleware's option parsing). */
 export interface ResponseCacheSettings {
-  redis: RedisClient | undefined;
+  redis: RedisDriver | undefined;
   prefix: string;
   memory: { maxEntries: number; maxBytes: number } | undefined;
   timeoutMs: number;

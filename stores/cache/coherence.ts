@@ -6,6 +6,7 @@
  * knows the generation; after its subscriber reconnects (messages may have been missed) it
  * forgets what it may have missed and re-reads the generation first.
  */
+import type { RedisDriver } from "../core/driver.js";
 import { toError } from "../core/errors.js";
 import { withTimeout } from "../core/fallback.js";
 import type { Logger } from "../core/logger.js";
@@ -35,7 +36,7 @@ export interface CoherenceHandlers {
 /** Settings of `Coherence`. */
 export interface CoherenceSettings {
   /** Undefined: a memory-only cache, alone in its process, always ready. */
-  redis: RedisClient | undefined;
+  redis: RedisDriver | undefined;
   prefix: string;
   timeoutMs: number;
   logger: Logger;
@@ -61,7 +62,7 @@ export class Coherence {
     this.known = settings.redis === undefined;
     if (settings.redis !== undefined) {
       this.pubsub = createPubSub({
-        redis: settings.redis,
+        redis: settings.redis.client as RedisClient,
         logger: settings.logger,
         onResubscribed: () => this.resync(),
       });

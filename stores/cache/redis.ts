@@ -9,9 +9,10 @@
  *   Pt:{tag}       a sorted set of entry keys carrying `tag`, scored by their expiry
  *   Pgen           the generation counter bumped by `purgeAll`
  */
-import { isCluster } from "../core/client.js";
+
+import type { RedisDriver } from "../core/driver.js";
 import { taggedKey } from "../core/keys.js";
-import { defineScript, type RedisClient } from "../core/scripts.js";
+import { defineScript } from "../core/scripts.js";
 import type { CacheStore, LockAnswer, Lookup, StoredResponse } from "./types.js";
 
 /**
@@ -100,7 +101,7 @@ return members
 /** See the module comment. */
 export class RedisCacheStore implements CacheStore {
   constructor(
-    private readonly redis: RedisClient,
+    private readonly redis: RedisDriver,
     private readonly prefix: string,
   ) {}
 
@@ -140,23 +141,24 @@ export class RedisCacheStore implements CacheStore {
     const keys = (await TAKE_TAG.run(this.redis, [this.tagKey(tag)], [])) as string[];
     if (keys.length === 0) return 0;
     const redis = this.redis;
-    if (isCluster(redis)) {
-      // Entries live in many slots: one UNLINK per key, routed by ioredis.
-      const counts = await Promise.all(keys.map((key) => redis.unlink(key)));
-      return counts.reduce((a, b) => a + b, 0);
+    if (redis.isCluster) {
+      // Entries live in many slots: one UNLINK per key, each routed to its node.
+      const counts = await Promise.all(keys.map((key) => redis.command("UNLINK", [key])));
+      return counts.reduce((a: number, b) => a + Number(b), 0);
     }
     let deleted = 0;
-    for (let i = 0; i < keys.length; i += 500)
-      deleted += await redis.unlink(...keys.slice(i, i + 500));
+    for (let i = 0; i < keys.length; i += 500) {
+      deleted += Number(await redis.command("UNLINK", keys.slice(i, i + 500)));
+    }
     return deleted;
   }
 
   async generation(): Promise<number> {
-    return Number((await this.redis.get(`${this.prefix}gen`)) ?? 0);
+    return Number((await this.redis.command("GET", [`${this.prefix}gen`])) ?? 0);
   }
 
   async bumpGeneration(): Promise<number> {
-    return this.redis.incr(`${this.prefix}gen`);
+    return Number(await this.redis.command("INCR", [`${this.prefix}gen`]));
   }
 
   private tagKey(tag: string): string {

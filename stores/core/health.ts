@@ -2,10 +2,11 @@
  * `checkRedisHealth()`: PING latency plus the INFO numbers an operator looks at first, for a
  * standalone server or every master of a Cluster, bounded by a timeout.
  */
-import { isCluster } from "./client.js";
+
+import type { ClientFamily, NodeHandle, RedisDriver } from "./driver.js";
+import { driverOf, type RedisClient } from "./drivers.js";
 import { toError } from "./errors.js";
 import { withTimeout } from "./fallback.js";
-import type { RedisClient } from "./scripts.js";
 
 /** What `checkRedisHealth()` and `redisHealth()` report. */
 export interface RedisHealth {
@@ -13,8 +14,14 @@ export interface RedisHealth {
   status: "ok" | "degraded" | "down";
   /** PING round trip in milliseconds (the slowest master on a Cluster), or null when down. */
   latencyMs: number | null;
-  /** `redis_version`, or null when down. */
+  /** The server's version (`valkey_version` on Valkey, else `redis_version`), or null when down. */
   version: string | null;
+  /** `valkey` when INFO reports `server_name:valkey`, else `redis`; null when down or memory. */
+  server: "redis" | "valkey" | null;
+  /** The client library: `ioredis` (also iovalkey) or `node-redis`; null in memory mode. */
+  client: ClientFamily | null;
+  /** On Sentinel, the current master's `host:port`; null otherwise. */
+  master: string | null;
   /** `used_memory` in bytes (summed over masters), or null when down. */
   usedMemoryBytes: number | null;
   /** `connected_clients` (summed over masters), or null when down. */
@@ -43,8 +50,8 @@ export interface RedisHealth {
     /** keyspace_hits / (hits + misses) since start, or null before any lookup. */
     hitRatio: number | null;
   } | null;
-  /** `standalone`, `cluster`, or `memory` when no Redis is configured. */
-  mode: "standalone" | "cluster" | "memory";
+  /** `standalone`, `cluster`, `sentinel`, or `memory` when no Redis is configured. */
+  mode: "standalone" | "cluster" | "sentinel" | "memory";
   /** Why the status is not `ok`. */
   error?: string;
 }
@@ -57,18 +64,20 @@ export interface HealthCheckOptions {
   degradedLatencyMs: number;
 }
 
-type Node = { ping(): Promise<string>; info(section: string): Promise<string> };
-
 /** Checks `redis` (or reports `memory` mode when undefined); never rejects. */
 export async function checkRedisHealth(
-  redis: RedisClient | undefined,
+  client: RedisClient | undefined,
   options: HealthCheckOptions,
 ): Promise<RedisHealth> {
+  const redis = client === undefined ? undefined : driverOf(client, "checkRedisHealth", "redis");
   if (redis === undefined) {
     return {
       status: "ok",
       latencyMs: null,
       version: null,
+      server: null,
+      client: null,
+      master: null,
       usedMemoryBytes: null,
       connectedClients: null,
       memory: null,
@@ -76,14 +85,17 @@ export async function checkRedisHealth(
       mode: "memory",
     };
   }
-  const mode = isCluster(redis) ? "cluster" : "standalone";
+  const mode = redis.topology;
   try {
-    return await withTimeout(probe(redis, mode, options.degradedLatencyMs), options.timeoutMs);
+    return await withTimeout(probe(redis, options.degradedLatencyMs), options.timeoutMs);
   } catch (err) {
     return {
       status: "down",
       latencyMs: null,
       version: null,
+      server: null,
+      client: redis.family,
+      master: null,
       usedMemoryBytes: null,
       connectedClients: null,
       memory: null,
@@ -94,37 +106,33 @@ export async function checkRedisHealth(
   }
 }
 
-async function probe(
-  redis: RedisClient,
-  mode: "standalone" | "cluster",
-  degradedMs: number,
-): Promise<RedisHealth> {
-  const nodes: Node[] = isCluster(redis) ? redis.nodes("master") : [redis];
+async function probe(redis: RedisDriver, degradedMs: number): Promise<RedisHealth> {
+  const nodes: NodeHandle[] = await redis.masters();
   if (nodes.length === 0) throw new Error("no Cluster master is known");
   const answers = await Promise.all(
     nodes.map(async (node) => {
       const started = performance.now();
-      await node.ping();
+      await node.command(["PING"]);
       const latencyMs = performance.now() - started;
-      return { latencyMs, info: parseInfo(await node.info("default")) };
+      return { latencyMs, info: parseInfo(String(await node.command(["INFO", "default"]))) };
     }),
   );
   const latencyMs = Math.max(...answers.map((a) => a.latencyMs));
   const sum = (field: string) =>
     answers.reduce((total, a) => total + Number(a.info[field] ?? 0), 0);
   let error: string | undefined;
-  if (isCluster(redis)) {
-    const state = await (redis as unknown as { cluster(sub: "INFO"): Promise<string> }).cluster(
-      "INFO",
-    );
+  if (redis.isCluster) {
+    const state = String(await nodes[0]!.command(["CLUSTER", "INFO"]));
     if (!/cluster_state:ok/.test(state)) error = "cluster_state is not ok";
   }
+  const master = await redis.sentinelMaster();
   const used = sum("used_memory");
   const max = sum("maxmemory");
   const usedRatio = max > 0 ? round(used / max) : null;
   // Near the limit matters with noeviction (writes start failing); with an eviction policy a
   // cache normally sits there.
-  const policy = answers[0]?.info.maxmemory_policy ?? "unknown";
+  const first = answers[0]!.info;
+  const policy = first.maxmemory_policy ?? "unknown";
   if (usedRatio !== null && usedRatio > 0.9 && policy === "noeviction") {
     error = `used memory is ${Math.round(usedRatio * 100)} % of maxmemory (policy noeviction)`;
   }
@@ -140,7 +148,10 @@ async function probe(
   return {
     status: error === undefined ? "ok" : "degraded",
     latencyMs: Math.round(latencyMs * 100) / 100,
-    version: answers[0]?.info.redis_version ?? null,
+    version: first.valkey_version ?? first.redis_version ?? null,
+    server: first.server_name === "valkey" ? "valkey" : "redis",
+    client: redis.family,
+    master,
     usedMemoryBytes: used,
     connectedClients: sum("connected_clients"),
     memory: {
@@ -160,7 +171,7 @@ async function probe(
       expiredKeys: sum("expired_keys"),
       hitRatio: hits + misses === 0 ? null : round(hits / (hits + misses)),
     },
-    mode,
+    mode: redis.topology,
     ...(error === undefined ? {} : { error }),
   };
 }
@@ -180,7 +191,7 @@ function parseList(value: string): Record<string, number> {
 /** Parses `INFO` text into a field → value record. */
 export function parseInfo(text: string): Record<string, string> {
   const fields: Record<string, string> = {};
-  for (const line of text.split("\r\n")) {
+  for (const line of text.split(/\r?\n/)) {
     const at = line.indexOf(":");
     if (at > 0 && !line.startsWith("#")) fields[line.slice(0, at)] = line.slice(at + 1);
   }

@@ -2,8 +2,10 @@
  * Small validators used by every `parseXOptions()` step. Each throws `InvalidOptionError`
  * with a message naming the factory, the option and the offending value.
  */
+
+import type { RedisDriver } from "./driver.js";
+import { driverOf } from "./drivers.js";
 import { InvalidOptionError } from "./errors.js";
-import type { RedisClient } from "./scripts.js";
 
 /** Renders a rejected value for an error message without dumping huge strings. */
 export function show(value: unknown): string {
@@ -71,21 +73,17 @@ export function optionalFunction<F>(scope: string, name: string, value: unknown)
   return value as F;
 }
 
-/** An ioredis `Redis` or `Cluster` client, or `undefined` (the memory backend). */
+/**
+ * The driver of an accepted Redis client (see `RedisClient`), or `undefined` (the memory
+ * backend). Throws `InvalidOptionError` naming the option for anything else.
+ */
 export function optionalRedis(
   scope: string,
   name: string,
   value: unknown,
-): RedisClient | undefined {
+): RedisDriver | undefined {
   if (value === undefined) return undefined;
-  if (
-    typeof value !== "object" ||
-    value === null ||
-    typeof (value as { defineCommand?: unknown }).defineCommand !== "function"
-  ) {
-    fail(scope, name, "an ioredis Redis or Cluster client", value);
-  }
-  return value as RedisClient;
+  return driverOf(value, scope, name);
 }
 
 /** A boolean (or `undefined` → `fallback`). */

@@ -2,7 +2,7 @@
  * What `metrics()` reads: every live feature instance (weakly held, so tracking never keeps one
  * alive) and the latency of every Lua script call, measured where scripts are run.
  */
-import type { RedisClient } from "./scripts.js";
+import type { RedisDriver } from "./driver.js";
 
 /** The feature kinds `metrics()` reports. */
 export type FeatureKind = "rateLimiter" | "cache" | "lock" | "sessions" | "pubsub";
@@ -17,7 +17,7 @@ interface Entry {
   /** The instance's key prefix (or channel prefix): the `prefix` label. */
   label: string;
   ref: WeakRef<HasStats>;
-  redis: WeakRef<RedisClient> | undefined;
+  redis: WeakRef<RedisDriver> | undefined;
   /** The counters as last read, kept for when the instance is collected without `close()`. */
   last: object | undefined;
 }
@@ -53,7 +53,7 @@ const finalizer = new FinalizationRegistry<Entry>((entry) => {
 });
 
 /** Records a feature instance for `metrics()`; it is forgotten when collected or `untrack`ed. */
-export function track(kind: FeatureKind, label: string, instance: HasStats, redis?: RedisClient) {
+export function track(kind: FeatureKind, label: string, instance: HasStats, redis?: RedisDriver) {
   const entry: Entry = {
     kind,
     label,
@@ -100,7 +100,7 @@ export function tracked(): {
   kind: FeatureKind;
   label: string;
   instance: HasStats;
-  redis?: RedisClient;
+  redis?: RedisDriver;
 }[] {
   const out = [];
   for (const entry of entries) {

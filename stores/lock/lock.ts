@@ -12,6 +12,7 @@
  * `LockLostError`; nothing is thrown from a timer.
  */
 import { randomUUID } from "node:crypto";
+import type { RedisDriver } from "../core/driver.js";
 import {
   InvalidOptionError,
   LockNotAcquiredError,
@@ -23,7 +24,6 @@ import { parsePrefix, taggedKey } from "../core/keys.js";
 import { consoleLogger, type Logger } from "../core/logger.js";
 import { fail, optionalRedis, positiveInt, rejectUnknown } from "../core/options.js";
 import { track, untrack } from "../core/registry.js";
-import type { RedisClient } from "../core/scripts.js";
 import { duration, HeldLock, type LockHost, ttl } from "./held-lock.js";
 import { MemoryLockStore } from "./memory.js";
 import {
@@ -60,7 +60,7 @@ class Manager implements LockManager, LockHost {
   private heard = false;
 
   constructor(
-    redis: RedisClient | undefined,
+    redis: RedisDriver | undefined,
     private readonly prefix: string,
     private readonly defaultTtlMs: number,
     private readonly timeoutMs: number,

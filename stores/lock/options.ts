@@ -12,7 +12,7 @@ export const MAX_RESOURCE_LENGTH = 1024;
 
 /** Options of `createLockManager()`. */
 export interface LockManagerOptions {
-  /** ioredis client (standalone or Cluster). Omitted: the in-process memory backend. */
+  /** Redis client (ioredis, iovalkey or node-redis; standalone, Cluster or Sentinel). Omitted: the in-process memory backend. */
   redis?: RedisClient;
   /**
    * Key prefix in Redis (and pub/sub channel prefix).

@@ -9,8 +9,10 @@
  * Releases PUBLISH on `<prefix>released` (from inside the script), so waiters wake at once.
  */
 
+import type { RedisDriver } from "../core/driver.js";
 import type { Logger } from "../core/logger.js";
-import { defineScript, type RedisClient } from "../core/scripts.js";
+import type { RedisClient } from "../core/scripts.js";
+import { defineScript } from "../core/scripts.js";
 import { createPubSub, type PubSub } from "../pubsub/pubsub.js";
 import { type AcquireAnswer, type LockStore, WAITER_LEASE_MS } from "./types.js";
 
@@ -89,11 +91,11 @@ export class RedisLockStore implements LockStore {
   private readonly channel: string;
 
   constructor(
-    private readonly redis: RedisClient,
+    private readonly redis: RedisDriver,
     prefix: string,
     logger: Logger,
   ) {
-    this.pubsub = createPubSub({ redis, logger });
+    this.pubsub = createPubSub({ redis: redis.client as RedisClient, logger });
     this.channel = `${prefix}released`;
   }
 

@@ -9,7 +9,7 @@
 import { randomUUID } from "node:crypto";
 import { toError } from "../core/errors.js";
 import { consoleLogger, type Logger } from "../core/logger.js";
-import { positiveInt, rejectUnknown } from "../core/options.js";
+import { optionalRedis, positiveInt, rejectUnknown } from "../core/options.js";
 import { track, untrack } from "../core/registry.js";
 import type { RedisClient } from "../core/scripts.js";
 import { LocalTransport } from "./local.js";
@@ -105,6 +105,7 @@ export function createPubSub(options: PubSubOptions = {}): PubSub {
   const scope = "createPubSub";
   rejectUnknown(scope, options, ["redis", "maxMessageBytes", "onResubscribed", "logger"]);
   const maxBytes = positiveInt(scope, "maxMessageBytes", options.maxMessageBytes, 65_536);
+  const redis = optionalRedis(scope, "redis", options.redis);
   const logger = options.logger ?? consoleLogger;
   const origin = randomUUID();
   const channels = new Map<string, Set<MessageHandler>>();
@@ -141,9 +142,9 @@ export function createPubSub(options: PubSubOptions = {}): PubSub {
     }
   };
   const transport: Transport =
-    options.redis === undefined
+    redis === undefined
       ? new LocalTransport(onMessage)
-      : new RedisTransport(options.redis, onMessage, logger, options.onResubscribed);
+      : new RedisTransport(redis, onMessage, logger, options.onResubscribed);
 
   /** Adds a handler for a channel or pattern, listening on the first; returns its remover. */
   const add = async (
@@ -219,7 +220,7 @@ export function createPubSub(options: PubSubOptions = {}): PubSub {
     },
     stats: () => ({ ...stats }),
   };
-  track("pubsub", "", instance, options.redis);
+  track("pubsub", "", instance, redis);
   return instance;
 }
 

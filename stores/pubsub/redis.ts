@@ -1,49 +1,43 @@
 /**
- * The Redis transport of `createPubSub()`. Publishing uses the caller's client (on a Cluster,
- * always through one master, so one publisher's messages keep their order). Subscribing
- * uses one dedicated duplicate connection per client, shared (reference-counted per channel
- * and per pattern) by every pub/sub instance on that client, created on the first
- * subscription and closed when the last one is released or the caller's client ends. ioredis subscribes again
- * after a reconnect; each `ready` after the first calls every `onResubscribed` hook.
+ * The Redis transport of `createPubSub()`. Publishing goes through the driver (on a Cluster,
+ * so that one channel's messages keep their order; see the drivers). Subscribing uses one
+ * dedicated connection per client, shared (reference-counted per channel and per pattern) by
+ * every pub/sub instance on that client, created on the first subscription and closed when the
+ * last one is released or the caller's client ends. The driver resubscribes it after a
+ * reconnect or failover; each `ready` after the first calls every `onResubscribed` hook.
  */
-import type { Cluster, Redis } from "ioredis";
-import { isCluster } from "../core/client.js";
+import type { RedisDriver, Subscriber } from "../core/driver.js";
 import type { Logger } from "../core/logger.js";
-import type { RedisClient } from "../core/scripts.js";
 import type { Deliver, Transport } from "./pubsub.js";
 
 /** The subscriber connection of one client, and who listens on which channel. */
 class SharedSubscriber {
-  readonly connection: RedisClient;
+  readonly connection: Subscriber;
   readonly channels = new Map<string, Set<Deliver>>();
   readonly patterns = new Map<string, Set<Deliver>>();
   readonly resubscribed = new Set<() => void>();
   private down = false;
 
   constructor(
-    readonly redis: RedisClient,
+    readonly redis: RedisDriver,
     logger: Logger,
     private readonly onEmpty: () => void,
   ) {
-    // Two branches for the type checker only: the two duplicate() signatures do not unify.
-    this.connection = isCluster(redis) ? redis.duplicate() : redis.duplicate();
-    this.connection.on("message", (channel: string, payload: string) => {
-      for (const deliver of this.channels.get(channel) ?? []) deliver(channel, payload);
-    });
-    this.connection.on("pmessage", (pattern: string, channel: string, payload: string) => {
-      for (const deliver of this.patterns.get(pattern) ?? []) deliver(channel, payload, pattern);
-    });
-    this.connection.on("error", (err: Error) => {
-      if (this.down) return;
-      this.down = true;
-      logger.warn(`pubsub: subscriber connection failed (${err.message}); reconnecting`);
-    });
-    let readyOnce = false;
-    this.connection.on("ready", () => {
-      if (readyOnce && this.down) logger.info("pubsub: subscriber reconnected");
-      this.down = false;
-      if (readyOnce) for (const hook of this.resubscribed) hook();
-      readyOnce = true;
+    this.connection = redis.subscriber({
+      message: (channel, payload, pattern) => {
+        const map = pattern === undefined ? this.channels : this.patterns;
+        for (const deliver of map.get(pattern ?? channel) ?? []) deliver(channel, payload, pattern);
+      },
+      error: (err) => {
+        if (this.down) return;
+        this.down = true;
+        logger.warn(`pubsub: subscriber connection failed (${err.message}); reconnecting`);
+      },
+      ready: (again) => {
+        if (again && this.down) logger.info("pubsub: subscriber reconnected");
+        this.down = false;
+        if (again) for (const hook of this.resubscribed) hook();
+      },
     });
   }
 
@@ -80,41 +74,26 @@ class SharedSubscriber {
     this.channels.clear();
     this.patterns.clear();
     this.resubscribed.clear();
-    this.connection.disconnect();
+    this.connection.close();
     this.onEmpty();
   }
 }
 
-const shared = new WeakMap<RedisClient, SharedSubscriber>();
+const shared = new WeakMap<RedisDriver, SharedSubscriber>();
 
-function subscriberOf(redis: RedisClient, logger: Logger): SharedSubscriber {
+function subscriberOf(redis: RedisDriver, logger: Logger): SharedSubscriber {
   let subscriber = shared.get(redis);
   if (subscriber === undefined) {
     const created = new SharedSubscriber(redis, logger, () => {
       if (shared.get(redis) === created) shared.delete(redis);
-      redis.off("end", onEnd);
+      off();
     });
     // The subscriber lives as long as the caller's client: closing that closes this one too.
-    const onEnd = () => created.close();
-    redis.once("end", onEnd);
+    const off = redis.on("end", () => created.close());
     shared.set(redis, created);
     subscriber = created;
   }
   return subscriber;
-}
-
-/** The master every publish of a Cluster client goes through (the same while it is known). */
-function publisherOf(cluster: Cluster): Redis | undefined {
-  let first: Redis | undefined;
-  let firstName = "";
-  for (const node of cluster.nodes("master")) {
-    const name = `${node.options.host}:${node.options.port}`;
-    if (first === undefined || name < firstName) {
-      first = node;
-      firstName = name;
-    }
-  }
-  return first;
 }
 
 /** See the module comment. */
@@ -125,7 +104,7 @@ export class RedisTransport implements Transport {
   private readonly hook: () => void;
 
   constructor(
-    private readonly redis: RedisClient,
+    private readonly redis: RedisDriver,
     onMessage: Deliver,
     private readonly logger: Logger,
     private readonly onResubscribed: (() => void) | undefined,
@@ -138,15 +117,7 @@ export class RedisTransport implements Transport {
   }
 
   publish(channel: string, payload: string): Promise<number> {
-    if (!isCluster(this.redis)) return this.redis.publish(channel, payload);
-    // A Cluster client sends a command without keys to a random node, and messages that
-    // entered the bus at different nodes can overtake each other: publish on one node.
-    // A master whose connection has ended: the Cluster client's own routing (and retries).
-    // One still connecting queues the message, in order.
-    const node = publisherOf(this.redis);
-    return node === undefined || node.status === "end" || node.status === "close"
-      ? this.redis.publish(channel, payload)
-      : node.publish(channel, payload);
+    return this.redis.publish(channel, payload);
   }
 
   async listen(name: string, pattern: boolean): Promise<void> {

@@ -3,7 +3,7 @@
  * into a config with nothing optional.
  */
 
-import { resendsUnanswered } from "../core/client.js";
+import type { RedisDriver } from "../core/driver.js";
 import type { OnRedisError } from "../core/fallback.js";
 import { parsePrefix } from "../core/keys.js";
 import { consoleLogger, type Logger, warnOnce } from "../core/logger.js";
@@ -37,7 +37,7 @@ export interface PolicyOptions {
 
 /** Options of `createRateLimiter()`. Give `limit` + `windowMs`, or `policies`. */
 export interface RateLimiterOptions {
-  /** ioredis client (standalone or Cluster). Omitted: the in-process memory backend. */
+  /** Redis client (ioredis, iovalkey or node-redis; standalone, Cluster or Sentinel). Omitted: the in-process memory backend. */
   redis?: RedisClient;
   /** Units per window, for a single policy. */
   limit?: number;
@@ -90,7 +90,7 @@ export interface RateLimiterOptions {
 
 /** `RateLimiterOptions` resolved: nothing optional but `redis`. */
 export interface RateLimiterConfig {
-  redis: RedisClient | undefined;
+  redis: RedisDriver | undefined;
   policies: readonly Policy[];
   prefix: string;
   blockDurationMs: number;
@@ -124,7 +124,7 @@ export function parseRateLimiterOptions(
   if (typeof options !== "object" || options === null) fail(scope, "options", "an object", options);
   rejectUnknown(scope, options, KNOWN);
   const redis = optionalRedis(scope, "redis", options.redis);
-  if (redis !== undefined && resendsUnanswered(redis)) {
+  if (redis?.resendsUnanswered) {
     warnOnce(
       options.logger ?? consoleLogger,
       "ERK_AUTO_RESEND",

@@ -9,8 +9,10 @@
  *                are the algorithm's numbers (see each branch below). A string with SET PX
  *                costs one command where a hash needs HSET + PEXPIRE.
  */
+
+import type { RedisDriver } from "../core/driver.js";
 import { taggedKey } from "../core/keys.js";
-import { defineScript, type RedisClient } from "../core/scripts.js";
+import { defineScript } from "../core/scripts.js";
 import {
   ALGORITHMS,
   type Policy,
@@ -172,7 +174,7 @@ const refundScript = defineScript("ratelimit_refund", REFUND);
 /** Rate limit state in Redis (standalone or Cluster). */
 export class RedisRateLimitStore implements RateLimitStore {
   constructor(
-    private readonly redis: RedisClient,
+    private readonly redis: RedisDriver,
     private readonly prefix: string,
   ) {}
 
@@ -200,11 +202,11 @@ export class RedisRateLimitStore implements RateLimitStore {
     const base = taggedKey(this.prefix, key);
     const keys = [`${base}:block`];
     for (let i = 0; i < policyCount; i++) keys.push(`${base}:${i}`);
-    await this.redis.del(...keys);
+    await this.redis.command("DEL", keys);
   }
 
   async block(key: string, ms: number) {
-    await this.redis.set(`${taggedKey(this.prefix, key)}:block`, "1", "PX", ms);
+    await this.redis.command("SET", [`${taggedKey(this.prefix, key)}:block`], ["1", "PX", ms]);
   }
 
   private evaluate(

@@ -11,7 +11,7 @@ import { UserSessionStore } from "./redis.js";
 export interface SessionStoreOptions
   extends Omit<UserSessionStoreOptions, "client">,
     Pick<MemorySessionStoreOptions, "maxSessions"> {
-  /** ioredis client (standalone or Cluster). Omitted: the in-process memory store. */
+  /** Redis client (ioredis, iovalkey or node-redis; standalone, Cluster or Sentinel). Omitted: the in-process memory store. */
   redis?: RedisClient;
 }
 

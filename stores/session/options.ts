@@ -2,7 +2,7 @@
  * Options of the session stores, checked once at construction.
  */
 import type { SessionData } from "express-session";
-import { isCluster } from "../core/client.js";
+import { ACCEPTED_CLIENTS } from "../core/drivers.js";
 import { InvalidOptionError } from "../core/errors.js";
 import { consoleLogger, type Logger } from "../core/logger.js";
 import {
@@ -120,8 +120,8 @@ export function parseUserSessionStoreOptions(options: UserSessionStoreOptions) {
     "serializer",
   ]);
   const client = optionalRedis(scope, "client", options.client);
-  if (client === undefined) fail(scope, "client", "an ioredis Redis or Cluster client", client);
-  const keyPrefix = (isCluster(client) ? client.options.keyPrefix : client.options.keyPrefix) ?? "";
+  if (client === undefined) fail(scope, "client", ACCEPTED_CLIENTS, client);
+  const keyPrefix = client.keyPrefix;
   if (typeof keyPrefix !== "string" || /[{}*?[\]\\\s]/.test(keyPrefix)) {
     throw new InvalidOptionError(
       `${scope}: the client's keyPrefix must be a string without braces, glob characters or whitespace (got ${show(keyPrefix)})`,

@@ -3,12 +3,11 @@
  * revoking one or all of a user's sessions, and publishing revocations. The order of steps on
  * Cluster is explained in scripts.ts.
  */
-import type { Cluster } from "ioredis";
-import { isCluster } from "../core/client.js";
+
+import type { RedisDriver } from "../core/driver.js";
 import { toError } from "../core/errors.js";
 import { taggedKey } from "../core/keys.js";
 import type { Logger } from "../core/logger.js";
-import type { RedisClient } from "../core/scripts.js";
 import type { PubSub } from "../pubsub/pubsub.js";
 import {
   byActivity,
@@ -35,8 +34,8 @@ export const LAG_MS = 30_000;
 
 /** What the index needs of its store. */
 export interface IndexContext {
-  redis: RedisClient;
-  /** The client's ioredis `keyPrefix` ("" without). */
+  redis: RedisDriver;
+  /** The client's `keyPrefix` ("" without). */
   keyPrefix: string;
   prefix: string;
   indexPrefix: string;
@@ -54,7 +53,7 @@ export class RedisIndex {
   readonly inline: 0 | 1;
 
   constructor(private readonly c: IndexContext) {
-    this.inline = isCluster(c.redis) ? 0 : 1;
+    this.inline = c.redis.isCluster ? 0 : 1;
   }
 
   sessionKey(sid: string): string {
@@ -86,7 +85,7 @@ export class RedisIndex {
       [this.sessionKey(sid), this.metaKey(sid)],
       [owner, TOMBSTONE_MS, sid, this.inline],
     )) as [number, string?];
-    if (!this.inline && index) await this.c.redis.zrem(this.strip(index), sid);
+    if (!this.inline && index) await this.c.redis.command("ZREM", [this.strip(index)], [sid]);
     return done;
   }
 
@@ -99,7 +98,7 @@ export class RedisIndex {
     const current = options.currentSessionId;
     const index = this.indexKey(uid);
     const full = this.c.keyPrefix + index;
-    const ids = await this.c.redis.zrange(index, 0, "-1");
+    const ids = await this.members(index);
     const now = Date.now();
     const found = await Promise.all(
       ids.map(async (sid) => {
@@ -134,7 +133,7 @@ export class RedisIndex {
   async revokeSession(userId: string | number, id: string): Promise<boolean> {
     const uid = checkUserId("revokeSession", userId);
     if (!isHandle(id)) return false;
-    const ids = await this.c.redis.zrange(this.indexKey(uid), 0, "-1");
+    const ids = await this.members(this.indexKey(uid));
     const sid = ids.find((candidate) => sessionHandle(candidate) === id);
     return sid === undefined ? false : this.revokeId(uid, sid, "revoked");
   }
@@ -146,7 +145,7 @@ export class RedisIndex {
   ): Promise<boolean> {
     const index = this.indexKey(uid);
     const done = await this.kill(sid, this.c.keyPrefix + index);
-    if (done === 2) await this.c.redis.zrem(index, sid); // no owner: tombstoned, a dead entry
+    if (done === 2) await this.c.redis.command("ZREM", [index], [sid]); // no owner: tombstoned, a dead entry
     if (done !== 1) return false; // 0: someone else's now; their revoke, not this one
     this.c.counters.revoked++;
     await this.announce(uid, [sid], reason);
@@ -172,12 +171,12 @@ export class RedisIndex {
       // Sessions written while this runs are indexed first, so a second pass catches them.
       const foreign = new Set<string>([except]);
       for (let pass = 0; pass < 3; pass++) {
-        const ids = await this.c.redis.zrange(index, 0, "-1");
+        const ids = await this.members(index);
         const targets = ids.filter((sid) => !foreign.has(sid));
         if (!targets.length) break;
         const done = await Promise.all(targets.map((sid) => this.kill(sid, full)));
         const dead = targets.filter((_, i) => done[i] === 2);
-        if (dead.length) await this.c.redis.zrem(index, ...dead);
+        if (dead.length) await this.c.redis.command("ZREM", [index], dead);
         for (const [i, sid] of targets.entries()) {
           if (done[i] === 1) revoked.push(sid);
           if (done[i] === 0) foreign.add(sid); // someone else's now: left to score pruning
@@ -199,19 +198,28 @@ export class RedisIndex {
     }
   }
 
+  /** The session ids in index `key`. */
+  private async members(key: string): Promise<string[]> {
+    return ((await this.c.redis.command("ZRANGE", [key], [0, -1])) as unknown[]).map(String);
+  }
+
   /** Every key matching `pattern` (without keyPrefix) on every master, keyPrefix stripped. */
   async scanKeys(pattern: string): Promise<string[]> {
-    const nodes = isCluster(this.c.redis)
-      ? (this.c.redis as Cluster).nodes("master")
-      : [this.c.redis];
     const match = this.c.keyPrefix + pattern;
     const keys: string[] = [];
-    for (const node of nodes) {
+    for (const node of await this.c.redis.masters()) {
       let cursor = "0";
       do {
-        const [next, batch] = await node.scan(cursor, "MATCH", match, "COUNT", this.c.scanCount);
-        cursor = next;
-        for (const key of batch) keys.push(this.strip(key));
+        const reply = (await node.command([
+          "SCAN",
+          cursor,
+          "MATCH",
+          match,
+          "COUNT",
+          this.c.scanCount,
+        ])) as [unknown, unknown[]];
+        cursor = String(reply[0]);
+        for (const key of reply[1]) keys.push(this.strip(String(key)));
       } while (cursor !== "0");
     }
     return keys;

@@ -10,6 +10,7 @@
  */
 import { RedisStore } from "connect-redis";
 import type { SessionData } from "express-session";
+import type { RedisDriver } from "../core/driver.js";
 import { track, untrack } from "../core/registry.js";
 import type { RedisClient } from "../core/scripts.js";
 import { createPubSub, type MessageHandler, type PubSub } from "../pubsub/pubsub.js";
@@ -33,8 +34,9 @@ import { BUMP, INDEX_PUT, READ, SEEN, WRITE } from "./scripts.js";
 
 /** A session store for express-session with "list / revoke / log out everywhere" per user. */
 export class UserSessionStore extends RedisStore implements UserSessionIndex {
-  /** The ioredis client given as `client`. */
+  /** The client given as `client`. */
   readonly redis: RedisClient;
+  private readonly driver: RedisDriver;
   private readonly cfg: ReturnType<typeof parseUserSessionStoreOptions>;
   /** `json` when reads refresh the TTL themselves (touch free), `none` otherwise. */
   private readonly readMode: "json" | "none";
@@ -47,7 +49,7 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
   constructor(options: UserSessionStoreOptions) {
     const cfg = parseUserSessionStoreOptions(options);
     super({
-      client: cfg.client,
+      client: cfg.client.client,
       prefix: cfg.prefix,
       scanCount: cfg.scanCount,
       serializer: cfg.serializer,
@@ -56,12 +58,13 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
       disableTouch: cfg.disableTouch,
     });
     this.cfg = cfg;
-    this.redis = cfg.client;
+    this.driver = cfg.client;
+    this.redis = cfg.client.client as RedisClient;
     const touchable = !cfg.disableTouch && !cfg.disableTTL;
     this.readMode =
       touchable && cfg.serializer === undefined && typeof cfg.ttl === "number" ? "json" : "none";
-    this.events = createPubSub({ redis: cfg.client, logger: cfg.logger });
-    // Channels are not keyPrefixed by ioredis: apps sharing a Redis keep their events apart.
+    this.events = createPubSub({ redis: this.redis, logger: cfg.logger });
+    // Channels are not keyPrefixed by the clients: apps sharing a Redis keep their events apart.
     this.channel = `${cfg.keyPrefix}${cfg.indexPrefix}revoked`;
     this.index = new RedisIndex({
       redis: cfg.client,
@@ -89,7 +92,7 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
       if (!isValidSessionId(sid)) return null;
       const ttl = typeof this.ttl === "number" ? this.ttl * 1000 : 0;
       const reply = (await READ.run(
-        this.redis,
+        this.driver,
         [this.index.sessionKey(sid), this.index.metaKey(sid)],
         [this.readMode, ttl, LAG_MS, GRACE_MS, this.index.inline, 1, sid],
       )) as [string, string | null, number | null, string | null] | null;
@@ -103,8 +106,8 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
 
   /** Cluster: moves a lagging index entry forward, index first, then the companion. */
   private async bump(index: string, sid: string, expiry: number, before: string) {
-    await BUMP.run(this.redis, [this.index.strip(index)], [sid, expiry, GRACE_MS]);
-    await SEEN.run(this.redis, [this.index.metaKey(sid)], [expiry, before]);
+    await BUMP.run(this.driver, [this.index.strip(index)], [sid, expiry, GRACE_MS]);
+    await SEEN.run(this.driver, [this.index.metaKey(sid)], [expiry, before]);
   }
 
   /**
@@ -129,13 +132,13 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
       let evict: string[] = [];
       if (index !== undefined && !this.index.inline) {
         evict = (await INDEX_PUT.run(
-          this.redis,
+          this.driver,
           [index],
           [sid, ttlArg, GRACE_MS, max],
         )) as string[];
       }
       const keys = index !== undefined && this.index.inline ? [...sessionKeys, index] : sessionKeys;
-      const reply = (await WRITE.run(this.redis, keys, [
+      const reply = (await WRITE.run(this.driver, keys, [
         value,
         ttlArg,
         full,
@@ -148,11 +151,12 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
       const [written, previous] = reply;
       if (this.index.inline) evict = reply.slice(2) as string[];
       if (!this.index.inline && previous && previous !== full) {
-        await this.redis.zrem(this.index.strip(previous), sid);
+        await this.driver.command("ZREM", [this.index.strip(previous)], [sid]);
       }
       if (written === 0) {
         this.counters.refusedWrites++;
-        if (index !== undefined && !this.index.inline) await this.redis.zrem(index, sid);
+        if (index !== undefined && !this.index.inline)
+          await this.driver.command("ZREM", [index], [sid]);
         return null;
       }
       if (owner !== undefined && previous !== full) this.counters.created++;
@@ -170,7 +174,7 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
       if (this.disableTouch || this.disableTTL || this.readMode === "json") return null;
       if (!isValidSessionId(sid)) return null;
       const reply = (await READ.run(
-        this.redis,
+        this.driver,
         [this.index.sessionKey(sid), this.index.metaKey(sid)],
         ["fixed", ttlMsOf(this.ttl, sess), LAG_MS, GRACE_MS, this.index.inline, 0, sid],
       )) as [null, string | null, number | null, string | null] | null;
@@ -235,11 +239,13 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
   override all(cb?: StoreCallback): Promise<unknown> {
     return settle(cb, async () => {
       const keys = await this.index.scanKeys(`${this.prefix}*`);
-      const values = await Promise.all(keys.map((key) => this.redis.get(key)));
+      const values = await Promise.all(keys.map((key) => this.driver.command("GET", [key])));
       const sessions: unknown[] = [];
       for (const [i, value] of values.entries()) {
         if (value === null) continue;
-        const session = (await this.serializer.parse(value)) as SessionData & { id?: string };
+        const session = (await this.serializer.parse(String(value))) as SessionData & {
+          id?: string;
+        };
         session.id = keys[i]!.slice(this.prefix.length);
         sessions.push(session);
       }
@@ -255,7 +261,7 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
         ...(await this.index.scanKeys(`{${this.cfg.keyPrefix}${this.prefix}*`)),
         ...(await this.index.scanKeys(`${this.cfg.indexPrefix}*`)),
       ];
-      await Promise.all(keys.map((key) => this.redis.unlink(key)));
+      await Promise.all(keys.map((key) => this.driver.command("UNLINK", [key])));
       return null;
     });
   }

@@ -3,7 +3,7 @@
  * server or a small Cluster, on free ports, from the binary on PATH.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { accessSync, constants, mkdtempSync } from "node:fs";
+import { accessSync, constants, mkdtempSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
@@ -71,14 +71,27 @@ export interface RedisServer {
   stop(): Promise<void>;
   /** Starts it again on the same port. */
   start(): Promise<void>;
+  /** Sends `signal` (SIGKILL: dies at once; SIGSTOP/SIGCONT: freezes, thaws); resolves after a SIGKILL'd exit. */
+  signal(signal: NodeJS.Signals): Promise<void>;
 }
 
 /** Starts a standalone `redis-server` with persistence off and DEBUG allowed locally. */
-export async function startRedisServer(extraArgs: string[] = []): Promise<RedisServer> {
+export async function startRedisServer(
+  extraArgs: string[] = [],
+  config?: { file: string; text: string; readyText: string },
+): Promise<RedisServer> {
   const binary = await requireBinary("redis-server");
   const port = await freePort(extraArgs.includes("--cluster-enabled"));
   const dir = mkdtempSync(join(tmpdir(), `erk-redis-${port}-`));
+  const configArgs: string[] = [];
+  if (config !== undefined) {
+    // Sentinel needs a configuration file it can rewrite.
+    const file = join(dir, config.file);
+    writeFileSync(file, `port ${port}\n${config.text}`);
+    configArgs.push(file);
+  }
   const args = [
+    ...configArgs,
     "--port",
     String(port),
     "--bind",
@@ -99,7 +112,7 @@ export async function startRedisServer(extraArgs: string[] = []): Promise<RedisS
     url: `redis://127.0.0.1:${port}`,
     async start() {
       if (child !== undefined) return;
-      child = await spawnReady(binary, args);
+      child = await spawnReady(binary, args, config?.readyText);
       child.once("exit", () => {
         child = undefined;
       });
@@ -108,8 +121,16 @@ export async function startRedisServer(extraArgs: string[] = []): Promise<RedisS
       const running = child;
       if (running === undefined) return;
       const exited = new Promise((resolve) => running.once("exit", resolve));
+      running.kill("SIGCONT"); // a frozen server could not act on SIGTERM
       running.kill("SIGTERM");
       await exited;
+    },
+    async signal(signal) {
+      const running = child;
+      if (running === undefined) return;
+      const exited = new Promise((resolve) => running.once("exit", resolve));
+      running.kill(signal);
+      if (signal === "SIGKILL") await exited;
     },
   };
   await handle.start();
@@ -123,13 +144,17 @@ async function majorVersion(binary: string): Promise<number> {
 }
 
 /** Spawns redis-server and resolves once it logs "Ready to accept connections". */
-function spawnReady(binary: string, args: string[]): Promise<ChildProcess> {
+function spawnReady(
+  binary: string,
+  args: string[],
+  readyText = "Ready to accept connections",
+): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
     const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
-      if (output.includes("Ready to accept connections")) {
+      if (output.includes(readyText)) {
         child.stdout?.off("data", onData);
         child.stdout?.resume();
         child.stderr?.resume();
@@ -188,4 +213,114 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
       await Promise.all(servers.map((s) => s.stop()));
     },
   };
+}
+
+/** A Sentinel-managed group: one master, one replica and three sentinels. */
+export interface RedisSentinelGroup {
+  /** The master group's name (`mymaster`). */
+  readonly name: string;
+  /** The sentinels' addresses. */
+  readonly sentinels: { host: string; port: number }[];
+  /** The two data servers (the first is the master at start). */
+  readonly servers: RedisServer[];
+  /** The port of the master the sentinels report now. */
+  masterPort(): Promise<number>;
+  /** Resolves once the sentinels report a master other than `port` and it accepts writes. */
+  waitForNewMaster(port: number, timeoutMs?: number): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a master, a replica of it and three sentinels (quorum 2, down after 1 s), and waits
+ * until the replica is in sync and every sentinel knows the replica and the other sentinels.
+ */
+export async function startRedisSentinel(name = "mymaster"): Promise<RedisSentinelGroup> {
+  const cli = await requireBinary("redis-cli");
+  const master = await startRedisServer();
+  const replica = await startRedisServer(["--replicaof", "127.0.0.1", String(master.port)]);
+  const servers = [master, replica];
+  const sentinelServers: RedisServer[] = [];
+  const query = async (port: number, ...args: string[]) =>
+    (await run(cli, ["-p", String(port), ...args])).stdout;
+  try {
+    for (let i = 0; i < 3; i++) {
+      sentinelServers.push(
+        await startRedisServer(["--sentinel"], {
+          file: "sentinel.conf",
+          text: [
+            "bind 127.0.0.1",
+            `sentinel monitor ${name} 127.0.0.1 ${master.port} 2`,
+            `sentinel down-after-milliseconds ${name} 1000`,
+            `sentinel failover-timeout ${name} 4000`,
+            `sentinel parallel-syncs ${name} 1`,
+            "",
+          ].join("\n"),
+          readyText: "+monitor master",
+        }),
+      );
+    }
+    await until(20_000, "the replica to sync and the sentinels to meet", async () => {
+      if (!(await query(replica.port, "info", "replication")).includes("master_link_status:up")) {
+        return false;
+      }
+      for (const s of sentinelServers) {
+        const replicas = await query(s.port, "sentinel", "replicas", name);
+        const others = await query(s.port, "sentinel", "sentinels", name);
+        if (!replicas.includes(String(replica.port))) return false;
+        if ((others.match(/^runid$/gm) ?? []).length < 2) return false;
+      }
+      return true;
+    });
+  } catch (err) {
+    await Promise.all([...servers, ...sentinelServers].map((s) => s.stop()));
+    throw err;
+  }
+  const masterPort = async () => {
+    const reply = await query(
+      sentinelServers[0]!.port,
+      "sentinel",
+      "get-master-addr-by-name",
+      name,
+    );
+    return Number(reply.trim().split("\n")[1]);
+  };
+  return {
+    name,
+    sentinels: sentinelServers.map((s) => ({ host: "127.0.0.1", port: s.port })),
+    servers,
+    masterPort,
+    async waitForNewMaster(port, timeoutMs = 30_000) {
+      let found = port;
+      await until(timeoutMs, `a master other than ${port}`, async () => {
+        const ports = await Promise.all(
+          sentinelServers.map(async (s) => {
+            const reply = await query(s.port, "sentinel", "get-master-addr-by-name", name);
+            return Number(reply.trim().split("\n")[1]);
+          }),
+        );
+        found = ports[0]!;
+        if (found === port || ports.some((p) => p !== found)) return false;
+        return (await query(found, "info", "replication")).includes("role:master");
+      });
+      return found;
+    },
+    async stop() {
+      await Promise.all([...sentinelServers, ...servers].map((s) => s.stop()));
+    },
+  };
+}
+
+/** Polls `check` until it is true (no event tells when gossip or an election is done). */
+async function until(timeoutMs: number, what: string, check: () => Promise<boolean>) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch {
+      // a server not answering yet: try again
+    }
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }

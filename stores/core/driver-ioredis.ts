@@ -1,0 +1,215 @@
+/**
+ * The `RedisDriver` of ioredis 5/6 and iovalkey (its fork, same API): a `Redis` (standalone,
+ * or built with `sentinels`) or a `Cluster`. Recognised by shape: `defineCommand` and
+ * `duplicate` functions.
+ *
+ * Scripts are registered with `defineCommand`, which sends EVALSHA and falls back to EVAL only
+ * on NOSCRIPT, per connection and per Cluster node. Publishing on a Cluster goes through one
+ * master so one publisher's messages keep their order. ioredis resubscribes a subscriber
+ * connection after each reconnect, and a Sentinel-built one reconnects to the new master.
+ */
+import {
+  type Arg,
+  type NodeHandle,
+  normalizeReply,
+  type RedisDriver,
+  type ScriptSource,
+  type Subscriber,
+  type SubscriberEvents,
+} from "./driver.js";
+import { InvalidOptionError } from "./errors.js";
+
+/** The part of an ioredis (or iovalkey) node connection this adapter uses. */
+interface IoNode {
+  status: string;
+  options: {
+    host?: string;
+    port?: number;
+    keyPrefix?: string;
+    path?: string;
+    autoResendUnfulfilledCommands?: boolean;
+    sentinels?: { host?: string; port?: number }[] | null;
+    name?: string;
+  };
+  call(...args: Arg[]): Promise<unknown>;
+  publish(channel: string, payload: string): Promise<number>;
+  defineCommand(name: string, definition: { lua: string }): void;
+  duplicate(): IoConnection;
+  on(event: string, listener: (...args: never[]) => void): unknown;
+  off(event: string, listener: (...args: never[]) => void): unknown;
+}
+
+/** A connection or Cluster as far as subscribing goes. */
+interface IoConnection {
+  subscribe(channel: string): Promise<unknown>;
+  psubscribe(pattern: string): Promise<unknown>;
+  unsubscribe(channel: string): Promise<unknown>;
+  punsubscribe(pattern: string): Promise<unknown>;
+  disconnect(): void;
+  on(event: string, listener: (...args: never[]) => void): unknown;
+}
+
+interface IoCluster extends IoNode {
+  isCluster: true;
+  options: IoNode["options"] & { redisOptions?: IoNode["options"] };
+  startupNodes: ({ host?: string; port?: number } | string | number)[];
+  nodes(role: "master"): IoNode[];
+}
+
+type ScriptMethod = (numKeys: number, ...keysAndArgs: Arg[]) => Promise<unknown>;
+
+class IoredisDriver implements RedisDriver {
+  readonly family = "ioredis" as const;
+  readonly topology;
+  readonly isCluster: boolean;
+  readonly keyPrefix: string;
+  readonly resendsUnanswered: boolean;
+  /** Script command names already registered with `defineCommand` on this client. */
+  private readonly defined = new Set<string>();
+  private readonly methods: Record<string, ScriptMethod>;
+
+  constructor(readonly client: IoNode) {
+    this.isCluster = (client as IoCluster).isCluster === true;
+    const options = this.isCluster
+      ? ((client as IoCluster).options.redisOptions ?? {})
+      : client.options;
+    this.topology = this.isCluster
+      ? ("cluster" as const)
+      : (client.options.sentinels?.length ?? 0) > 0
+        ? ("sentinel" as const)
+        : ("standalone" as const);
+    this.keyPrefix = (this.isCluster ? client.options.keyPrefix : options.keyPrefix) ?? "";
+    this.resendsUnanswered = options.autoResendUnfulfilledCommands !== false;
+    this.methods = client as unknown as Record<string, ScriptMethod>;
+  }
+
+  get address(): string {
+    if (!this.isCluster) return nodeName(this.client);
+    const names = (this.client as IoCluster).nodes("master").map(nodeName).sort();
+    return names[0] ?? seedAddress(this.client as IoCluster);
+  }
+
+  get ready(): boolean {
+    return this.client.status === "ready";
+  }
+
+  script(
+    script: ScriptSource,
+    keys: readonly string[],
+    args: readonly Arg[],
+    buffers = false,
+  ): Promise<unknown> {
+    const { command } = script;
+    if (!this.defined.has(command)) {
+      this.client.defineCommand(command, { lua: script.lua });
+      this.defined.add(command);
+    }
+    const flat: Arg[] = [keys.length];
+    for (const key of keys) flat.push(key);
+    for (const arg of args) flat.push(arg);
+    const method = this.methods[buffers ? `${command}Buffer` : command]!;
+    const reply = method.apply(this.client, flat as [number, ...Arg[]]);
+    // ioredis 6 / iovalkey speak RESP2 only, where a reply needs no normalising; a client made
+    // to speak RESP3 would send booleans.
+    return reply.then(normalizeReply);
+  }
+
+  command(name: string, keys: readonly string[], args: readonly Arg[] = []): Promise<unknown> {
+    return this.client.call(name, ...keys, ...args);
+  }
+
+  publish(channel: string, payload: string): Promise<number> {
+    if (!this.isCluster) return this.client.publish(channel, payload);
+    // A Cluster client sends a command without keys to a random node, and messages that
+    // entered the bus at different nodes can overtake each other: publish on one master.
+    // A master whose connection has ended: the Cluster client's own routing (and retries).
+    const node = publisherOf(this.client as IoCluster);
+    return node === undefined || node.status === "end" || node.status === "close"
+      ? this.client.publish(channel, payload)
+      : node.publish(channel, payload);
+  }
+
+  subscriber(events: SubscriberEvents): Subscriber {
+    const connection = this.client.duplicate();
+    connection.on("message", (channel: string, payload: string) =>
+      events.message(channel, payload),
+    );
+    connection.on("pmessage", (pattern: string, channel: string, payload: string) =>
+      events.message(channel, payload, pattern),
+    );
+    connection.on("error", (err: Error) => events.error(err));
+    let readyOnce = false;
+    connection.on("ready", () => {
+      events.ready(readyOnce);
+      readyOnce = true;
+    });
+    return {
+      subscribe: async (channel) => void (await connection.subscribe(channel)),
+      psubscribe: async (pattern) => void (await connection.psubscribe(pattern)),
+      unsubscribe: async (channel) => void (await connection.unsubscribe(channel)),
+      punsubscribe: async (pattern) => void (await connection.punsubscribe(pattern)),
+      close: () => connection.disconnect(),
+    };
+  }
+
+  async masters(): Promise<NodeHandle[]> {
+    const nodes = this.isCluster ? (this.client as IoCluster).nodes("master") : [this.client];
+    return nodes.map((node) => ({
+      name: nodeName(node),
+      command: (args: readonly Arg[]) => node.call(...args),
+    }));
+  }
+
+  async sentinelMaster(): Promise<string | null> {
+    if (this.topology !== "sentinel") return null;
+    // The connection's own options hold the address it resolved through Sentinel.
+    const info = String(await this.client.call("INFO", "server"));
+    const port = /^tcp_port:(\d+)/m.exec(info)?.[1];
+    const stream = (this.client as unknown as { stream?: { remoteAddress?: string } }).stream;
+    return port === undefined ? null : `${stream?.remoteAddress ?? "?"}:${port}`;
+  }
+
+  on(event: "ready" | "end" | "error", listener: (err: Error) => void): () => void {
+    this.client.on(event, listener);
+    return () => void this.client.off(event, listener);
+  }
+}
+
+function nodeName(node: IoNode): string {
+  if (node.options.path) return `unix ${node.options.path}`;
+  return `${node.options.host ?? "127.0.0.1"}:${node.options.port ?? 6379}`;
+}
+
+function seedAddress(cluster: IoCluster): string {
+  const seed = cluster.startupNodes[0];
+  if (typeof seed === "object" && seed !== null)
+    return `${seed.host ?? "127.0.0.1"}:${seed.port ?? 6379}`;
+  return String(seed ?? "cluster");
+}
+
+/** The master every publish of a Cluster client goes through (the same while it is known). */
+function publisherOf(cluster: IoCluster): IoNode | undefined {
+  let first: IoNode | undefined;
+  let firstName = "";
+  for (const node of cluster.nodes("master")) {
+    const name = nodeName(node);
+    if (first === undefined || name < firstName) {
+      first = node;
+      firstName = name;
+    }
+  }
+  return first;
+}
+
+/** The driver of an ioredis or iovalkey client, or undefined for another shape. */
+export function ioredisDriver(client: object): RedisDriver | undefined {
+  const c = client as Partial<IoNode>;
+  if (typeof c.defineCommand !== "function" || typeof c.duplicate !== "function") return undefined;
+  if (c.status === "end") {
+    throw new InvalidOptionError(
+      "the ioredis client was closed (status end): pass an open client",
+      "redis",
+    );
+  }
+  return new IoredisDriver(client as IoNode);
+}

@@ -1,0 +1,303 @@
+/**
+ * The `RedisDriver` of node-redis 5/6 (the `redis` package): `createClient()`,
+ * `createCluster()` or `createSentinel()`, recognised by shape (`sendCommand` and `isOpen`;
+ * a Cluster also has `nodeClient`, a Sentinel `getMasterNode`). The client must have been
+ * `connect()`ed: node-redis rejects every command of a client that is not open.
+ *
+ * Scripts go out as EVALSHA with the whole command in one `sendCommand`, and as EVAL only when
+ * the server answers NOSCRIPT; a Cluster routes both by the first key, so the fallback happens
+ * per node. Replies are made protocol-independent (node-redis 6 speaks RESP3 by default).
+ * node-redis does not apply `keyPrefix` to a raw `sendCommand`, so this driver adds it to keys.
+ * On a Cluster, every PUBLISH goes through one master, so messages keep their order.
+ */
+import {
+  type Arg,
+  type NodeHandle,
+  normalizeReply,
+  type RedisDriver,
+  type ScriptSource,
+  type Subscriber,
+  type SubscriberEvents,
+  type Topology,
+} from "./driver.js";
+import { InvalidOptionError } from "./errors.js";
+
+type Raw = string | Buffer;
+/** `{ typeMapping: { [BLOB_STRING]: Buffer } }`: `$` (36) is RESP's bulk string type. */
+const AS_BUFFERS = { typeMapping: { 36: Buffer } };
+
+type Listener = (message: string, channel: string) => void;
+
+/** What this adapter uses of a node-redis client, Cluster or Sentinel. */
+interface NodeRedisLike {
+  isOpen: boolean;
+  isReady: boolean;
+  options?: { url?: string; socket?: { host?: string; port?: number }; keyPrefix?: Raw };
+  _keyPrefix?: Raw;
+  sendCommand(...args: unknown[]): Promise<unknown>;
+  duplicate(): NodeRedisLike;
+  connect(): Promise<unknown>;
+  destroy?(): unknown;
+  disconnect?(): Promise<unknown>;
+  subscribe(channel: string, listener: Listener): Promise<unknown>;
+  pSubscribe(pattern: string, listener: Listener): Promise<unknown>;
+  unsubscribe(channel: string, listener?: Listener): Promise<unknown>;
+  pUnsubscribe(pattern: string, listener?: Listener): Promise<unknown>;
+  on(event: string, listener: (...args: never[]) => void): unknown;
+  off(event: string, listener: (...args: never[]) => void): unknown;
+  // Cluster
+  masters?: { host: string; port: number }[];
+  nodeClient?(node: unknown): Promise<NodeRedisLike> | NodeRedisLike;
+  // Sentinel
+  getMasterNode?(): { host: string; port: number } | undefined;
+}
+
+class NodeRedisDriver implements RedisDriver {
+  readonly family = "node-redis" as const;
+  readonly topology: Topology;
+  readonly isCluster: boolean;
+  readonly keyPrefix: string;
+  /** node-redis never resends a command whose reply a disconnect lost. */
+  readonly resendsUnanswered = false;
+  private send: (firstKey: string | undefined, args: Raw[], buffers: boolean) => Promise<unknown>;
+
+  constructor(readonly client: NodeRedisLike) {
+    const c = client;
+    this.topology =
+      typeof c.nodeClient === "function"
+        ? "cluster"
+        : typeof c.getMasterNode === "function"
+          ? "sentinel"
+          : "standalone";
+    this.isCluster = this.topology === "cluster";
+    const prefix = c._keyPrefix ?? c.options?.keyPrefix;
+    this.keyPrefix = prefix === undefined ? "" : String(prefix);
+    // One closure per topology, chosen once: the three sendCommand signatures differ.
+    let send: typeof this.send;
+    if (this.topology === "cluster") {
+      send = (key, args, buffers) =>
+        c.sendCommand(key, false, args, buffers ? AS_BUFFERS : undefined);
+    } else if (this.topology === "sentinel") {
+      send = (_key, args, buffers) => c.sendCommand(false, args, buffers ? AS_BUFFERS : undefined);
+    } else {
+      send = (_key, args, buffers) => c.sendCommand(args, buffers ? AS_BUFFERS : undefined);
+    }
+    // A standalone client queues commands while it connects; a Cluster or Sentinel refuses
+    // them ("The client is offline") until its first connection is made. Until then, commands
+    // wait for it (the features' deadlines bound the wait); afterwards they go straight out.
+    if (this.topology !== "standalone" && !c.isReady) {
+      const first = new Promise<void>((resolve) => {
+        const done = () => {
+          c.off(this.topology === "cluster" ? "connect" : "ready", done);
+          this.send = send;
+          resolve();
+        };
+        c.on(this.topology === "cluster" ? "connect" : "ready", done);
+      });
+      this.send = (key, args, buffers) =>
+        c.isReady ? send(key, args, buffers) : first.then(() => send(key, args, buffers));
+    } else {
+      this.send = send;
+    }
+  }
+
+  get address(): string {
+    return addressOf(this.client, this.topology);
+  }
+
+  get ready(): boolean {
+    return this.client.isReady;
+  }
+
+  script(
+    script: ScriptSource,
+    keys: readonly string[],
+    args: readonly Arg[],
+    buffers = false,
+  ): Promise<unknown> {
+    const argv: Raw[] = ["EVALSHA", script.sha, String(keys.length)];
+    const prefix = this.keyPrefix;
+    for (const key of keys) argv.push(prefix + key);
+    for (const arg of args) argv.push(typeof arg === "number" ? String(arg) : arg);
+    const first = argv[3] as string | undefined;
+    return this.send(first, argv, buffers).then(normalizeReply, (err: unknown) => {
+      if (!(err instanceof Error) || !err.message.startsWith("NOSCRIPT")) throw err;
+      argv[0] = "EVAL";
+      argv[1] = script.lua;
+      return this.send(first, argv, buffers).then(normalizeReply);
+    });
+  }
+
+  command(name: string, keys: readonly string[], args: readonly Arg[] = []): Promise<unknown> {
+    const argv: Raw[] = [name];
+    for (const key of keys) argv.push(this.keyPrefix + key);
+    for (const arg of args) argv.push(typeof arg === "number" ? String(arg) : arg);
+    return this.send(argv[1] as string | undefined, argv, false);
+  }
+
+  publish(channel: string, payload: string): Promise<number> {
+    const args = ["PUBLISH", channel, payload];
+    if (this.topology !== "cluster") return this.send(undefined, args, false) as Promise<number>;
+    // A Cluster client sends a keyless command to any node, and messages that entered the bus
+    // at different nodes can overtake each other: publish through one master.
+    return this.publisher().then((node) => node.sendCommand(args)) as Promise<number>;
+  }
+
+  private publishing: { name: string; client: Promise<NodeRedisLike> } | undefined;
+
+  /** The master every publish goes through: the first by address, the same while it is known. */
+  private async publisher(): Promise<NodeRedisLike> {
+    const c = this.client;
+    if (!c.isReady) await this.send(undefined, ["PING"], false); // waits for the first connection
+    const masters = [...(c.masters ?? [])].sort((a, b) =>
+      `${a.host}:${a.port}` < `${b.host}:${b.port}` ? -1 : 1,
+    );
+    const master = masters[0];
+    if (master === undefined) throw new Error("no Cluster master is known");
+    const name = `${master.host}:${master.port}`;
+    if (this.publishing?.name !== name) {
+      const client = Promise.resolve(c.nodeClient!(master));
+      client.catch(() => {
+        this.publishing = undefined; // try again (and maybe another master) next time
+      });
+      this.publishing = { name, client };
+    }
+    return this.publishing.client;
+  }
+
+  subscriber(events: SubscriberEvents): Subscriber {
+    const connection = this.client.duplicate();
+    let readyOnce = false;
+    const onReady = () => {
+      events.ready(readyOnce);
+      readyOnce = true;
+    };
+    connection.on("error", (err: Error) => events.error(err));
+    if (this.topology === "cluster") {
+      // A Cluster has no `ready` event: the connection is ready once connected, and ready
+      // again after a node it uses (re)connects, when node-redis has resubscribed.
+      connection.on("connect", onReady);
+      connection.on("node-ready", () => {
+        if (readyOnce) events.ready(true);
+      });
+    } else {
+      connection.on("ready", onReady);
+    }
+    const opened = connection.connect();
+    opened.catch((err: unknown) => events.error(err as Error));
+    const onMessage: Listener = (payload, channel) => events.message(channel, payload);
+    const patterns = new Map<string, Listener>();
+    return {
+      subscribe: async (channel) => {
+        await opened;
+        await connection.subscribe(channel, onMessage);
+      },
+      psubscribe: async (pattern) => {
+        await opened;
+        let listener = patterns.get(pattern);
+        if (listener === undefined) {
+          listener = (payload, channel) => events.message(channel, payload, pattern);
+          patterns.set(pattern, listener);
+        }
+        await connection.pSubscribe(pattern, listener);
+      },
+      unsubscribe: async (channel) => {
+        await connection.unsubscribe(channel, onMessage);
+      },
+      punsubscribe: async (pattern) => {
+        const listener = patterns.get(pattern);
+        patterns.delete(pattern);
+        await connection.pUnsubscribe(pattern, listener);
+      },
+      close: () => {
+        opened.then(close, () => {}).catch(() => {});
+        function close() {
+          if (typeof connection.destroy === "function") return connection.destroy();
+          return connection.disconnect?.();
+        }
+      },
+    };
+  }
+
+  async masters(): Promise<NodeHandle[]> {
+    const c = this.client;
+    if (this.topology === "cluster") {
+      return Promise.all(
+        (c.masters ?? []).map(async (node) => {
+          const client = await c.nodeClient!(node);
+          return {
+            name: `${node.host}:${node.port}`,
+            command: (args: readonly Arg[]) => client.sendCommand(args.map(raw)),
+          };
+        }),
+      );
+    }
+    const master = this.topology === "sentinel" ? c.getMasterNode?.() : undefined;
+    return [
+      {
+        name: master === undefined ? this.address : `${master.host}:${master.port}`,
+        command: (args: readonly Arg[]) => this.send(undefined, args.map(raw), false),
+      },
+    ];
+  }
+
+  async sentinelMaster(): Promise<string | null> {
+    if (this.topology !== "sentinel") return null;
+    const master = this.client.getMasterNode?.();
+    return master === undefined ? null : `${master.host}:${master.port}`;
+  }
+
+  on(event: "ready" | "end" | "error", listener: (err: Error) => void): () => void {
+    // A Cluster says `connect` / `disconnect` where a client says `ready` / `end`.
+    const name =
+      this.topology === "cluster" && event !== "error"
+        ? event === "ready"
+          ? "connect"
+          : "disconnect"
+        : event;
+    this.client.on(name, listener);
+    return () => void this.client.off(name, listener);
+  }
+}
+
+function raw(arg: Arg): Raw {
+  return typeof arg === "number" ? String(arg) : arg;
+}
+
+function addressOf(c: NodeRedisLike, topology: Topology): string {
+  if (topology === "cluster") {
+    const names = (c.masters ?? []).map((m) => `${m.host}:${m.port}`).sort();
+    return names[0] ?? "(not connected)";
+  }
+  if (topology === "sentinel") {
+    const master = c.getMasterNode?.();
+    return master === undefined ? "sentinel" : `${master.host}:${master.port}`;
+  }
+  const socket = c.options?.socket;
+  if (socket?.host !== undefined || socket?.port !== undefined) {
+    return `${socket.host ?? "localhost"}:${socket.port ?? 6379}`;
+  }
+  const url = c.options?.url;
+  if (url !== undefined) {
+    try {
+      const parsed = new URL(url);
+      return `${parsed.hostname}:${parsed.port || 6379}`; // never the credentials
+    } catch {
+      // not a URL: fall through
+    }
+  }
+  return "localhost:6379";
+}
+
+/** The driver of a node-redis client, Cluster or Sentinel, or undefined for another shape. */
+export function nodeRedisDriver(client: object): RedisDriver | undefined {
+  const c = client as Partial<NodeRedisLike>;
+  if (typeof c.sendCommand !== "function" || typeof c.isOpen !== "boolean") return undefined;
+  if (!c.isOpen) {
+    throw new InvalidOptionError(
+      "the node-redis client is not connected (isOpen is false): call `await client.connect()` before passing it, and do not pass a client after `close()`",
+      "redis",
+    );
+  }
+  return new NodeRedisDriver(client as NodeRedisLike);
+}
