@@ -7,17 +7,17 @@ import { resolve } from "node:path";
 import request from "supertest";
 import { createExampleApp, type ExampleApp } from "../examples/app.js";
 import { freePort } from "./harness/redis-server.ts";
-import { closeClients, newRedis, testPrefix } from "./helpers.js";
+import { clientFor, closeClients, redisUrl, testPrefix } from "./helpers.js";
 import { openStream } from "./sse-client.js";
 
 afterAll(closeClients);
 
-describe.each(["memory", "standalone"] as const)("example app on %s", (backend) => {
+describe.each(["memory", "standalone", "node-redis"] as const)("example app on %s", (backend) => {
   let app: ExampleApp;
   let server: Server;
   let base: string;
   beforeEach(async () => {
-    app = createExampleApp(backend === "memory" ? undefined : newRedis(), testPrefix(__filename));
+    app = createExampleApp(clientFor(backend), testPrefix(`${__filename}-${backend}`));
     server = app.listen(0, "127.0.0.1");
     await once(server, "listening");
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -189,6 +189,33 @@ it("npm start without a reachable Redis runs on memory and says so in one line",
     expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
     await fetch(`http://127.0.0.1:${port}/api/limits/reset`, { method: "POST" });
     expect((await fetch(`http://127.0.0.1:${port}/api/hello`)).status).toBe(200);
+  } finally {
+    child.kill("SIGTERM");
+    await once(child, "exit");
+  }
+}, 30_000);
+
+it("REDIS_CLIENT=node-redis npm start runs on node-redis and says so", async () => {
+  const port = await freePort();
+  const child = spawn(process.execPath, ["--import", "tsx", "examples/server.ts"], {
+    cwd: resolve(__dirname, ".."),
+    env: { ...process.env, REDIS_URL: redisUrl(), REDIS_CLIENT: "node-redis", PORT: String(port) },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  try {
+    let output = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    while (!output.includes("listening on")) await once(child.stdout, "data");
+    expect(output).toContain(`using Redis at ${redisUrl()}`);
+    expect(output).toContain("through node-redis");
+    const res = await fetch(`http://127.0.0.1:${port}/health/redis`);
+    expect(await res.json()).toMatchObject({
+      status: "ok",
+      mode: "standalone",
+      client: "node-redis",
+    });
   } finally {
     child.kill("SIGTERM");
     await once(child, "exit");

@@ -56,6 +56,20 @@ it("require() works", () => {
   expect(out.trim()).toBe("function function function");
 });
 
+it("no client library is installed with it: each is an optional peer, loaded only when asked for", () => {
+  const out = run("node", [
+    "-e",
+    [
+      "const k = require('express-redis-kit');",
+      "let caught; try { k.createRedisClient({ client: 'node-redis' }) } catch (e) { caught = e }",
+      "console.log(require('fs').existsSync('node_modules/ioredis'), require('fs').existsSync('node_modules/redis'), caught.code, caught.message)",
+    ].join("\n"),
+  ]);
+  expect(out.trim()).toBe(
+    'false false ERK_INVALID_OPTION createRedisClient: client "node-redis" needs the redis package, which is not installed: npm install redis',
+  );
+});
+
 it("import works, and shares one copy of the code with require()", () => {
   const out = run("node", [
     "--input-type=module",

@@ -74,14 +74,10 @@ describe.each(["ioredis", "node-redis"] as const)("Sentinel through %s", (family
       timeoutMs: 2000,
       logger: quiet,
     });
-    app.get(
-      "/c/:id",
-      cache,
-      (_req, res) => {
-        calls++;
-        res.json({ calls });
-      },
-    );
+    app.get("/c/:id", cache, (_req, res) => {
+      calls++;
+      res.json({ calls });
+    });
     return { limiter, locks, sessions, pubsub, received, app, cache };
   }
 

@@ -192,6 +192,9 @@ function buildIoredis(topology: Topology, timeoutMs: number, extra?: object): Re
       sentinels: topology.nodes,
       name: topology.name,
       sentinelRetryStrategy: backoff,
+      // Listen on the sentinels for +switch-master and reconnect at once, instead of finding out
+      // from a failed command or a dropped connection.
+      failoverDetector: true,
       ...tuned,
       ...topology.options,
     });
