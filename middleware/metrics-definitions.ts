@@ -4,6 +4,7 @@
  */
 
 import type { RedisDriver } from "../stores/core/driver.js";
+import { learnServer } from "../stores/core/health.js";
 import {
   type FeatureKind,
   LATENCY_BUCKETS,
@@ -213,6 +214,26 @@ export function metricDefinitions(
           up.set(client, Math.min(up.get(client) ?? 1, redis.ready ? 1 : 0));
         }
         return [...up].map(([client, value]) => ({ labels: { client }, value }));
+      },
+    ],
+    [
+      "redis_client_info",
+      "Each Redis client in use: its address, library, topology and server (redis or valkey, once known).",
+      "gauge",
+      () => {
+        const seen = new Map<string, Sample>();
+        for (const { redis } of tracked()) {
+          if (redis === undefined) continue;
+          learnServer(redis);
+          const labels = {
+            client: address(redis),
+            family: redis.family,
+            topology: redis.topology,
+            server: redis.server ?? "unknown",
+          };
+          seen.set(JSON.stringify(labels), { labels, value: 1 });
+        }
+        return [...seen.values()];
       },
     ],
     [

@@ -5,6 +5,7 @@
 import type { Redis } from "ioredis";
 import request from "supertest";
 import { createRedisClient, redisHealth } from "../index.js";
+import { parseInfo, serverFlavour } from "../stores/core/health.js";
 import { type RedisServer, startRedisServer } from "./harness/redis-server.ts";
 import { clientFor, closeClients, createApp, newRedis } from "./helpers.js";
 

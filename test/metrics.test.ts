@@ -90,6 +90,22 @@ test.each(["standalone", "cluster", "node-redis", "node-redis-cluster"] as const
       sample(text, "erk_pubsub_messages_total", { prefix: "", direction: "published" }),
     ).toBeGreaterThanOrEqual(1);
     expect(sample(text, "erk_redis_connected", { client: label(backend) })).toBe(1);
+    // The library, the topology, and the server flavour once a background INFO has told it.
+    const info = {
+      client: label(backend),
+      family: backend.startsWith("node-redis") ? "node-redis" : "ioredis",
+      topology: backend.includes("cluster") ? "cluster" : "standalone",
+    };
+    let later = text;
+    for (
+      let i = 0;
+      i < 200 && sample(later, "erk_redis_client_info", { ...info, server: "redis" }) === undefined;
+      i++
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      later = await handler.text();
+    }
+    expect(sample(later, "erk_redis_client_info", { ...info, server: "redis" })).toBe(1);
     const count = sample(text, "erk_redis_script_duration_seconds_count", {
       script: "erk_session_write",
     });

@@ -62,6 +62,7 @@ class IoredisDriver implements RedisDriver {
   readonly family = "ioredis" as const;
   readonly topology;
   readonly isCluster: boolean;
+  server: "redis" | "valkey" | undefined;
   readonly keyPrefix: string;
   readonly resendsUnanswered: boolean;
   /** Script command names already registered with `defineCommand` on this client. */

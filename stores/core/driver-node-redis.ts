@@ -56,6 +56,7 @@ class NodeRedisDriver implements RedisDriver {
   readonly family = "node-redis" as const;
   readonly topology: Topology;
   readonly isCluster: boolean;
+  server: "redis" | "valkey" | undefined;
   readonly keyPrefix: string;
   /** node-redis never resends a command whose reply a disconnect lost. */
   readonly resendsUnanswered = false;

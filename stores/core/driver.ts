@@ -79,8 +79,10 @@ export interface RedisDriver {
   readonly resendsUnanswered: boolean;
   /** True while the client is connected and ready for commands. */
   readonly ready: boolean;
-  /** `host:port` of the server (the first seed node on a Cluster), for metrics labels. */
+  /** `host:port` of the server (the first master on a Cluster), for metrics labels. */
   readonly address: string;
+  /** The server's flavour as INFO last said (`valkey` or `redis`), unknown until asked. */
+  server: "redis" | "valkey" | undefined;
   /**
    * Runs `script` with `keys` as KEYS and `args` as ARGV: EVALSHA, and EVAL only when the
    * server answers NOSCRIPT (per node on a Cluster). Never retried on any other error. With

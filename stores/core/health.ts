@@ -126,6 +126,7 @@ async function probe(redis: RedisDriver, degradedMs: number): Promise<RedisHealt
     if (!/cluster_state:ok/.test(state)) error = "cluster_state is not ok";
   }
   const master = await redis.sentinelMaster();
+  redis.server = serverFlavour(answers[0]!.info);
   const used = sum("used_memory");
   const max = sum("maxmemory");
   const usedRatio = max > 0 ? round(used / max) : null;
@@ -149,7 +150,7 @@ async function probe(redis: RedisDriver, degradedMs: number): Promise<RedisHealt
     status: error === undefined ? "ok" : "degraded",
     latencyMs: Math.round(latencyMs * 100) / 100,
     version: first.valkey_version ?? first.redis_version ?? null,
-    server: first.server_name === "valkey" ? "valkey" : "redis",
+    server: redis.server,
     client: redis.family,
     master,
     usedMemoryBytes: used,
@@ -197,3 +198,28 @@ export function parseInfo(text: string): Record<string, string> {
   }
   return fields;
 }
+
+/** `valkey` when INFO says `server_name:valkey`, else `redis`. */
+export function serverFlavour(info: Record<string, string>): "redis" | "valkey" {
+  return info.server_name === "valkey" ? "valkey" : "redis";
+}
+
+/**
+ * Learns `redis.server` from one `INFO server` in the background, for `metrics()` (which must
+ * answer at once, even while Redis is down). Never rejects.
+ */
+export function learnServer(redis: RedisDriver): void {
+  if (redis.server !== undefined || learning.has(redis)) return;
+  learning.add(redis);
+  redis
+    .masters()
+    .then(async (nodes) => {
+      const node = nodes[0];
+      if (node !== undefined)
+        redis.server = serverFlavour(parseInfo(String(await node.command(["INFO", "server"]))));
+    })
+    .catch(() => {})
+    .finally(() => learning.delete(redis));
+}
+
+const learning = new WeakSet<RedisDriver>();
