@@ -144,6 +144,7 @@ class IoredisDriver implements RedisDriver {
       events.ready(readyOnce);
       readyOnce = true;
     });
+    if (this.isCluster) watchClusterSubscriber(connection, events);
     return {
       subscribe: async (channel) => void (await connection.subscribe(channel)),
       psubscribe: async (pattern) => void (await connection.psubscribe(pattern)),
@@ -174,6 +175,38 @@ class IoredisDriver implements RedisDriver {
     this.client.on(event, listener);
     return () => void this.client.off(event, listener);
   }
+}
+
+/**
+ * A Cluster client subscribes through one node's connection, and when that connection ends (its
+ * node died) it silently picks another node and subscribes there again: the Cluster emits no
+ * `ready`. Watch each such connection; once a replacement has sent its SUBSCRIBEs (a PING queued
+ * behind them has its answer), report `ready(true)`, so `onResubscribed` runs.
+ */
+function watchClusterSubscriber(connection: IoConnection, events: SubscriberEvents): void {
+  type Instance = {
+    once(event: "end", listener: () => void): unknown;
+    ping(): Promise<unknown>;
+  };
+  const inner = connection as unknown as { subscriber?: { getInstance?(): Instance | null } };
+  const seen = new WeakSet<Instance>();
+  let first = true;
+  const watch = () => {
+    const instance = inner.subscriber?.getInstance?.();
+    if (instance === null || instance === undefined || seen.has(instance)) return;
+    seen.add(instance);
+    // ioredis replaces an ended subscriber in its own "end" listener, registered before this one.
+    instance.once("end", watch);
+    if (first) {
+      first = false;
+      return;
+    }
+    instance.ping().then(
+      () => events.ready(true),
+      () => {},
+    );
+  };
+  connection.on("ready", watch);
 }
 
 function nodeName(node: IoNode): string {

@@ -170,7 +170,7 @@ function spawnReady(
   });
 }
 
-/** A local Redis Cluster of `masters` nodes (no replicas). */
+/** A local Redis Cluster of `masters` nodes, each with `replicas` replicas. */
 export interface RedisCluster {
   readonly nodes: { host: string; port: number }[];
   readonly servers: RedisServer[];
@@ -178,10 +178,10 @@ export interface RedisCluster {
 }
 
 /** Starts `masters` cluster-enabled servers and joins them with `redis-cli --cluster create`. */
-export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
+export async function startRedisCluster(masters = 3, replicas = 0): Promise<RedisCluster> {
   const cli = await requireBinary("redis-cli");
   const servers: RedisServer[] = [];
-  for (let i = 0; i < masters; i++) {
+  for (let i = 0; i < masters * (1 + replicas); i++) {
     servers.push(
       await startRedisServer([
         "--cluster-enabled",
@@ -189,19 +189,39 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
         "--cluster-config-file",
         `nodes-${i}.conf`,
         "--cluster-node-timeout",
-        "2000",
+        // Short where replicas take over, so a failover takes a second or two.
+        replicas > 0 ? "1000" : "2000",
       ]),
     );
   }
   const addresses = servers.map((s) => `127.0.0.1:${s.port}`);
-  await run(cli, ["--cluster", "create", ...addresses, "--cluster-replicas", "0", "--cluster-yes"]);
+  await run(cli, [
+    "--cluster",
+    "create",
+    ...addresses,
+    "--cluster-replicas",
+    String(replicas),
+    "--cluster-yes",
+  ]);
   const port = servers[0]!.port;
   const deadline = Date.now() + 20_000;
   for (;;) {
     const states = await Promise.all(
       servers.map((s) => run(cli, ["-p", String(s.port), "cluster", "info"]).then((r) => r.stdout)),
     );
-    if (states.every((info) => info.includes("cluster_state:ok"))) break;
+    const synced = await Promise.all(
+      servers.map((s) =>
+        run(cli, ["-p", String(s.port), "info", "replication"]).then((r) =>
+          r.stdout.includes("master_link_status:up"),
+        ),
+      ),
+    );
+    if (
+      states.every((info) => info.includes("cluster_state:ok")) &&
+      synced.filter(Boolean).length === masters * replicas
+    ) {
+      break;
+    }
     if (Date.now() > deadline)
       throw new Error(`cluster on port ${port} did not reach cluster_state:ok`);
     await new Promise((resolve) => setTimeout(resolve, 100)); // no event tells when gossip converges
