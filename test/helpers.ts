@@ -74,7 +74,10 @@ export function newCluster(): Cluster {
 }
 
 /** A new node-redis client on the standalone test server, connecting (closed by `closeClients()`). */
-export function newNodeRedis(url = redisUrl(), options: { name?: string } = {}) {
+export function newNodeRedis(
+  url = redisUrl(),
+  options: { name?: string; keyPrefix?: string } = {},
+) {
   const client = createClient({ url, ...options });
   client.on("error", () => {}); // failures reach the features as rejected commands
   client.connect().catch(() => {});

@@ -6,19 +6,22 @@ import { RedisStore } from "connect-redis";
 import express from "express";
 import session from "express-session";
 import { Cluster, type Redis } from "ioredis";
+import { createCluster } from "redis";
 import request from "supertest";
-import { sessionHandle, UserSessionStore } from "../index.js";
+import { type RedisClient, sessionHandle, UserSessionStore } from "../index.js";
 import {
   closeClients,
   clusterNodes,
   collectUnhandledRejections,
+  newCluster,
+  newNodeRedis,
   newRedis,
   testPrefix,
 } from "./helpers.js";
 import { makeStore, type StoreUnderTest, sessionApp } from "./session-helpers.js";
 
 const rejections = collectUnhandledRejections();
-const extra: Cluster[] = [];
+const extra: { disconnect(): unknown }[] = [];
 afterAll(async () => {
   for (const c of extra) c.disconnect();
   await closeClients();
@@ -249,19 +252,37 @@ describe.each(["standalone", "cluster"] as const)("UserSessionStore on %s", (bac
   });
 });
 
-describe.each(["standalone", "cluster"] as const)(
+describe.each(["standalone", "cluster", "node-redis", "node-redis-cluster"] as const)(
   "all/ids/length/clear on %s with keyPrefix",
   (backend) => {
     test("scan every master, strip keyPrefix, leave other keys alone", async () => {
       const base = testPrefix(__filename);
-      let client: Redis | Cluster;
+      const keyPrefix = `${base}kp:`;
+      let client: {
+        set(key: string, value: string): Promise<unknown>;
+        del(key: string): Promise<unknown>;
+      };
       if (backend === "cluster") {
-        client = new Cluster(clusterNodes(), { keyPrefix: `${base}kp:` });
-        extra.push(client);
+        client = new Cluster(clusterNodes(), { keyPrefix });
+        extra.push(client as Cluster);
+      } else if (backend === "standalone") {
+        client = newRedis(undefined, { keyPrefix });
+      } else if (backend === "node-redis") {
+        client = newNodeRedis(undefined, { keyPrefix });
       } else {
-        client = newRedis(undefined, { keyPrefix: `${base}kp:` });
+        const cluster = createCluster({
+          rootNodes: clusterNodes().map((socket) => ({ socket })),
+          keyPrefix,
+        });
+        await cluster.connect();
+        extra.push({ disconnect: () => cluster.destroy() });
+        client = cluster;
       }
-      const store = new UserSessionStore({ client, prefix: "s:", indexPrefix: "u:" });
+      const store = new UserSessionStore({
+        client: client as unknown as RedisClient,
+        prefix: "s:",
+        indexPrefix: "u:",
+      });
       const cookie = {
         originalMaxAge: 60_000,
         expires: new Date(Date.now() + 60_000).toISOString(),
@@ -290,7 +311,9 @@ describe.each(["standalone", "cluster"] as const)(
 
       await store.clear();
       const left: string[] = [];
-      const nodes = client instanceof Cluster ? client.nodes("master") : [newRedis()];
+      const inspector = backend.includes("cluster") ? newCluster() : newRedis();
+      await inspector.ping(); // connected: a Cluster client knows its masters
+      const nodes = inspector instanceof Cluster ? inspector.nodes("master") : [inspector];
       for (const node of nodes) left.push(...(await node.keys(`${base}*`)));
       expect(left).toEqual([`${base}kp:other`]);
       await client.del("other");
