@@ -4,7 +4,7 @@
  * never connected, and a closed client; createRedisClient({ client: "node-redis" }).
  */
 import { Redis as Ioredis5 } from "ioredis5";
-import { createClient } from "redis";
+import { createClient, createCluster } from "redis";
 import { createClient as createClient5 } from "redis5";
 import request from "supertest";
 import {
@@ -17,7 +17,9 @@ import {
   type RedisClient,
   rateLimit,
   redisHealth,
+  StoreUnavailableError,
 } from "../index.js";
+import { freePort } from "./harness/redis-server.ts";
 import {
   closeClients,
   createApp,
@@ -154,6 +156,28 @@ describe("clear errors", () => {
       /createRateLimiter: redis: the ioredis client was closed \(status end\)/,
     );
   });
+});
+
+it("a node-redis Cluster that never connects: calls fail within the deadline, never hang", async () => {
+  const cluster = createCluster({
+    rootNodes: [
+      { socket: { host: "127.0.0.1", port: await freePort(), reconnectStrategy: false } },
+    ],
+  });
+  cluster.on("error", () => {});
+  const connecting = cluster.connect().catch(() => {});
+  const limiter = createRateLimiter({
+    redis: cluster,
+    limit: 5,
+    windowMs: 1000,
+    onRedisError: "closed",
+    timeoutMs: 200,
+    logger: quiet,
+  });
+  const started = performance.now();
+  await expect(limiter.consume("k")).rejects.toThrow(StoreUnavailableError);
+  expect(performance.now() - started).toBeLessThan(1000);
+  await connecting;
 });
 
 describe('createRedisClient({ client: "node-redis" })', () => {

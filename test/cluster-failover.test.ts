@@ -5,7 +5,7 @@
  * reconnects elsewhere, subscribes again, `onResubscribed` runs and delivery resumes; the rate
  * limiter answers from Redis again once the replica took over.
  */
-import { Cluster } from "ioredis";
+import { Cluster, Redis } from "ioredis";
 import { createCluster } from "redis";
 import {
   closeRedisClient,
@@ -103,10 +103,10 @@ describe.each(["ioredis", "node-redis"] as const)("Cluster failover through %s",
     // The node holding this test's subscriber connection (by its connection name).
     const owners = await Promise.all(
       cluster.servers.map(async (server) => {
-        const probe = new Cluster([{ host: "127.0.0.1", port: server.port }]);
+        const probe = new Redis(server.port, { lazyConnect: true });
         try {
-          const node = probe.nodes()[0] ?? (await probe.ping(), probe.nodes()[0]);
-          const list = String(await node!.call("CLIENT", "LIST", "TYPE", "pubsub"));
+          await probe.connect();
+          const list = String(await probe.call("CLIENT", "LIST", "TYPE", "pubsub"));
           // ioredis names its Cluster subscriber `ioredis-cluster(subscriber):<name>`.
           return list.includes(`${name} `) ? server : undefined;
         } finally {

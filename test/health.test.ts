@@ -138,3 +138,12 @@ it("rejects bad options", () => {
     /unknown option "timeout"; did you mean "timeoutMs"\?/,
   );
 });
+
+it("tells Valkey from Redis by INFO's server_name (Valkey 8 INFO server, abridged)", () => {
+  const valkey = parseInfo(
+    "# Server\r\nredis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:8.0.1\r\nredis_mode:standalone\r\n",
+  );
+  expect(serverFlavour(valkey)).toBe("valkey");
+  expect(valkey.valkey_version).toBe("8.0.1");
+  expect(serverFlavour(parseInfo("# Server\r\nredis_version:7.0.15\r\n"))).toBe("redis");
+});

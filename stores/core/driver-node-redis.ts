@@ -85,18 +85,35 @@ class NodeRedisDriver implements RedisDriver {
     }
     // A standalone client queues commands while it connects; a Cluster or Sentinel refuses
     // them ("The client is offline") until its first connection is made. Until then, commands
-    // wait for it (the features' deadlines bound the wait); afterwards they go straight out.
+    // wait for it, like a standalone client's offline queue, but boundedly: at most
+    // FIRST_CONNECT_WAIT_MS each (past it a command is failed, never sent late) and at most
+    // FIRST_CONNECT_QUEUE of them. Afterwards they go straight out.
     if (this.topology !== "standalone" && !c.isReady) {
-      const first = new Promise<void>((resolve) => {
-        const done = () => {
-          c.off(this.topology === "cluster" ? "connect" : "ready", done);
-          this.send = send;
-          resolve();
-        };
-        c.on(this.topology === "cluster" ? "connect" : "ready", done);
-      });
-      this.send = (key, args, buffers) =>
-        c.isReady ? send(key, args, buffers) : first.then(() => send(key, args, buffers));
+      const event = this.topology === "cluster" ? "connect" : "ready";
+      const waiting = new Set<() => void>();
+      const connected = () => {
+        c.off(event, connected);
+        this.send = send;
+        for (const go of waiting) go();
+        waiting.clear();
+      };
+      c.on(event, connected);
+      this.send = (key, args, buffers) => {
+        if (c.isReady) return send(key, args, buffers);
+        if (waiting.size >= FIRST_CONNECT_QUEUE) return Promise.reject(notConnected(this.topology));
+        return new Promise((resolve, reject) => {
+          const go = () => {
+            clearTimeout(timer);
+            waiting.delete(go);
+            send(key, args, buffers).then(resolve, reject);
+          };
+          const timer = setTimeout(() => {
+            waiting.delete(go);
+            reject(notConnected(this.topology));
+          }, FIRST_CONNECT_WAIT_MS);
+          waiting.add(go);
+        });
+      };
     } else {
       this.send = send;
     }
@@ -259,6 +276,17 @@ class NodeRedisDriver implements RedisDriver {
     this.client.on(name, listener);
     return () => void this.client.off(name, listener);
   }
+}
+
+/** How long a command may wait for a Cluster's or Sentinel's first connection. */
+const FIRST_CONNECT_WAIT_MS = 5000;
+/** How many commands may wait for it at once. */
+const FIRST_CONNECT_QUEUE = 1000;
+
+function notConnected(topology: Topology): Error {
+  return new Error(
+    `the node-redis ${topology === "cluster" ? "Cluster" : "Sentinel"} client has not connected yet`,
+  );
 }
 
 function raw(arg: Arg): Raw {
