@@ -15,24 +15,9 @@ import {
   type RedisClient,
 } from "../index.js";
 import { type RedisCluster, startRedisCluster } from "./harness/redis-server.ts";
-import { collectUnhandledRejections, quiet, testPrefix } from "./helpers.js";
+import { collectUnhandledRejections, eventually, quiet, testPrefix } from "./helpers.js";
 
 const unhandled = collectUnhandledRejections();
-
-/** Retries `check` until it passes: a failover takes the time the Cluster needs, no event says when. */
-async function eventually(what: string, check: () => Promise<void>, timeoutMs = 30_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      await check();
-      return;
-    } catch (err) {
-      if (Date.now() > deadline)
-        throw new Error(`${what}: still failing: ${(err as Error).message}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-  }
-}
 
 describe.each(["ioredis", "node-redis"] as const)("Cluster failover through %s", (family) => {
   let cluster: RedisCluster;

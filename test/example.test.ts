@@ -158,15 +158,18 @@ describe.each(["memory", "standalone", "node-redis"] as const)("example app on %
   });
 });
 
-it("npm start without a reachable Redis runs on memory and says so in one line", async () => {
+/**
+ * Runs `npm start`'s server with `env` on a free port until it listens, then `check(output,
+ * base)`; stops it after.
+ */
+async function withServer(
+  env: Record<string, string>,
+  check: (output: string, base: string) => Promise<void>,
+) {
   const port = await freePort();
   const child = spawn(process.execPath, ["--import", "tsx", "examples/server.ts"], {
     cwd: resolve(__dirname, ".."),
-    env: {
-      ...process.env,
-      REDIS_URL: `redis://:secret@127.0.0.1:${await freePort()}`,
-      PORT: String(port),
-    },
+    env: { ...process.env, ...env, PORT: String(port) },
     stdio: ["ignore", "pipe", "pipe"],
   });
   try {
@@ -175,49 +178,41 @@ it("npm start without a reachable Redis runs on memory and says so in one line",
       output += chunk.toString();
     });
     while (!output.includes("listening on")) await once(child.stdout, "data");
-    expect(output).toMatch(
-      /no Redis at redis:\/\/127\.0\.0\.1:\d+\/? \(.*ECONNREFUSED.*\); running on the in-process memory backend/,
-    );
-    expect(output).not.toContain("secret");
-    const res = await fetch(`http://127.0.0.1:${port}/health/redis`);
-    expect(await res.json()).toMatchObject({ status: "ok", mode: "memory" });
-    // The server listens on every interface, so req.ip is IPv4-mapped IPv6 (::ffff:127.0.0.1):
-    // reset must still clear the key the limiter counts under.
-    const statuses = [];
-    for (let i = 0; i < 6; i++)
-      statuses.push((await fetch(`http://127.0.0.1:${port}/api/hello`)).status);
-    expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
-    await fetch(`http://127.0.0.1:${port}/api/limits/reset`, { method: "POST" });
-    expect((await fetch(`http://127.0.0.1:${port}/api/hello`)).status).toBe(200);
+    await check(output, `http://127.0.0.1:${port}`);
   } finally {
     child.kill("SIGTERM");
     await once(child, "exit");
   }
+}
+
+it("npm start without a reachable Redis runs on memory and says so in one line", async () => {
+  const env = { REDIS_URL: `redis://:secret@127.0.0.1:${await freePort()}` };
+  await withServer(env, async (output, base) => {
+    expect(output).toMatch(
+      /no Redis at redis:\/\/127\.0\.0\.1:\d+\/? \(.*ECONNREFUSED.*\); running on the in-process memory backend/,
+    );
+    expect(output).not.toContain("secret");
+    const res = await fetch(`${base}/health/redis`);
+    expect(await res.json()).toMatchObject({ status: "ok", mode: "memory" });
+    // The server listens on every interface, so req.ip is IPv4-mapped IPv6 (::ffff:127.0.0.1):
+    // reset must still clear the key the limiter counts under.
+    const statuses = [];
+    for (let i = 0; i < 6; i++) statuses.push((await fetch(`${base}/api/hello`)).status);
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
+    await fetch(`${base}/api/limits/reset`, { method: "POST" });
+    expect((await fetch(`${base}/api/hello`)).status).toBe(200);
+  });
 }, 30_000);
 
 it("REDIS_CLIENT=node-redis npm start runs on node-redis and says so", async () => {
-  const port = await freePort();
-  const child = spawn(process.execPath, ["--import", "tsx", "examples/server.ts"], {
-    cwd: resolve(__dirname, ".."),
-    env: { ...process.env, REDIS_URL: redisUrl(), REDIS_CLIENT: "node-redis", PORT: String(port) },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  try {
-    let output = "";
-    child.stdout.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    while (!output.includes("listening on")) await once(child.stdout, "data");
+  await withServer({ REDIS_URL: redisUrl(), REDIS_CLIENT: "node-redis" }, async (output, base) => {
     expect(output).toContain(`using Redis at ${redisUrl()}`);
     expect(output).toContain("through node-redis");
-    const res = await fetch(`http://127.0.0.1:${port}/health/redis`);
+    const res = await fetch(`${base}/health/redis`);
     expect(await res.json()).toMatchObject({
       status: "ok",
       mode: "standalone",
       client: "node-redis",
     });
-  } finally {
-    child.kill("SIGTERM");
-    await once(child, "exit");
-  }
+  });
 }, 30_000);

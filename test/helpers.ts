@@ -208,3 +208,21 @@ export function ready(client: { status: string; once(event: "ready", fn: () => v
   if (client.status === "ready") return Promise.resolve();
   return new Promise<void>((resolve) => client.once("ready", resolve));
 }
+
+/**
+ * Retries `check` until it passes or `timeoutMs` is over. Only for waiting on a failover, which
+ * takes the time the Cluster or Sentinel needs and tells no event when it is done.
+ */
+export async function eventually(what: string, check: () => Promise<void>, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await check();
+      return;
+    } catch (err) {
+      if (Date.now() > deadline)
+        throw new Error(`${what}: still failing: ${(err as Error).message}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+}

@@ -20,25 +20,10 @@ import {
   type RedisClient,
 } from "../index.js";
 import { type RedisSentinelGroup, startRedisSentinel } from "./harness/redis-server.ts";
-import { collectUnhandledRejections, quiet, testPrefix } from "./helpers.js";
+import { collectUnhandledRejections, eventually, quiet, testPrefix } from "./helpers.js";
 
 const run = promisify(execFile);
 const unhandled = collectUnhandledRejections();
-
-/** Retries `check` until it passes: a failover takes the time Sentinel needs, no event says when. */
-async function eventually(what: string, check: () => Promise<void>, timeoutMs = 30_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      await check();
-      return;
-    } catch (err) {
-      if (Date.now() > deadline)
-        throw new Error(`${what}: still failing: ${(err as Error).message}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-  }
-}
 
 describe.each(["ioredis", "node-redis"] as const)("Sentinel through %s", (family) => {
   let group: RedisSentinelGroup;
