@@ -6,7 +6,14 @@ import {
   parseEntry,
 } from "./cache-variants.js";
 import { config } from "./config.js";
-import { fmt, fmtInt, percent, type RunResult, type VariantSummary } from "./stats.js";
+import {
+  fmt,
+  fmtInt,
+  nodeRedisTargetLine,
+  percent,
+  type RunResult,
+  type VariantSummary,
+} from "./stats.js";
 
 export function summaryTable(
   summaries: readonly VariantSummary[],
@@ -55,6 +62,7 @@ export function comparisonPairs(): [string, string][] {
   const has = new Set(config.cacheVariants);
   const pairs: [CacheVariant, CacheVariant][] = [
     ["erk-redis", "apicache"],
+    ["erk-redis-nr", "erk-redis"],
     ["erk-2tier", "apicache"],
     ["erk-memory", "apicache"],
     ["erk-2tier", "erk-redis"],
@@ -67,8 +75,14 @@ export function comparisonPairs(): [string, string][] {
   );
 }
 
-/** The targets, and the Redis round trips of a hit, against the measured medians. */
-export function targetLines(summaries: readonly VariantSummary[]): string[] {
+/**
+ * The issue's targets, the Redis round trips of a hit, and the node-redis bar (a node-redis hit
+ * against an ioredis hit), against the measured medians.
+ */
+export function targetLines(
+  summaries: readonly VariantSummary[],
+  runs: readonly RunResult[],
+): string[] {
   const find = (entry: string) => summaries.find((s) => s.variant === entry);
   const lines: string[] = [];
   const throughput = (variant: CacheVariant, handler: CacheHandler, min: number, what: string) => {
@@ -111,5 +125,12 @@ export function targetLines(summaries: readonly VariantSummary[]): string[] {
   };
   lines.push(trips("erk-redis", 1, "Redis hit"));
   lines.push(trips("erk-2tier", 0, "memory-tier hit"));
+  if (config.cacheVariants.includes("erk-redis-nr")) {
+    lines.push(trips("erk-redis-nr", 1, "Redis hit on node-redis"));
+    for (const h of config.cacheHandlers)
+      lines.push(
+        nodeRedisTargetLine(runs, entryName("erk-redis-nr", h), entryName("erk-redis", h)),
+      );
+  }
   return lines;
 }

@@ -5,12 +5,13 @@
  * Serves the same ~1 KB JSON body from two handlers, GET /now (at once) and GET /slow (after a
  * 20 ms timer), each behind the variant's cache, and GET /__cpu (no cache, not counted)
  * answering this process's `process.cpuUsage()`, the requests received on the cached paths, how
- * many times each handler ran, the commands its Redis client sent, and `cacheResponse()` stats.
+ * many times each handler ran, the commands its Redis client (ioredis; node-redis for
+ * `erk-redis-nr`) sent, and `cacheResponse()` stats.
  * Prints `READY` on stdout once it listens, and exits when its standard input closes (so it
  * never outlives the runner), on SIGTERM or on SIGINT.
  */
 import express, { type RequestHandler } from "express";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../index.js";
 import { BODY } from "./body.js";
 import {
   CACHE_HANDLERS,
@@ -21,7 +22,7 @@ import {
   isCacheVariant,
   REDIS_CACHE_VARIANTS,
 } from "./cache-variants.js";
-import { countingRedis, serverArgs, serveUntilStopped } from "./serve.js";
+import { countingClient, serverArgs, serveUntilStopped } from "./serve.js";
 
 /** What GET /__cpu answers. */
 export interface CacheServerSample {
@@ -42,7 +43,7 @@ type Stats = () => NonNullable<CacheServerSample["cache"]>;
 /** Builds the variant's cache middleware (undefined for `bare`). */
 async function cacheFor(
   variant: CacheVariant,
-  redis: Redis | undefined,
+  redis: RedisClient | undefined,
 ): Promise<{ middleware?: RequestHandler; stats?: Stats }> {
   switch (variant) {
     case "bare":
@@ -52,6 +53,7 @@ async function cacheFor(
       return { middleware: apicache.middleware("5 minutes") };
     }
     case "erk-redis":
+    case "erk-redis-nr":
     case "erk-2tier":
     case "erk-memory": {
       const { cacheResponse } = await import("../index.js");
@@ -70,7 +72,7 @@ async function cacheFor(
 
 async function main(): Promise<void> {
   const { variant, url, port } = serverArgs("cache-server.ts", isCacheVariant);
-  const client = REDIS_CACHE_VARIANTS.has(variant) ? await countingRedis(url) : undefined;
+  const client = REDIS_CACHE_VARIANTS.has(variant) ? await countingClient(url, variant) : undefined;
   const redis = client?.redis;
   const { middleware, stats } = await cacheFor(variant, redis);
 
@@ -101,7 +103,7 @@ async function main(): Promise<void> {
     });
   }
 
-  await serveUntilStopped(app, port, redis);
+  await serveUntilStopped(app, port, client?.close);
 }
 
 main().catch((error: unknown) => {

@@ -1,7 +1,8 @@
 /**
- * The response-cache benchmark: `cacheResponse()` hits (Redis, Redis behind the in-process
- * tier, memory only) against apicache (memory) and bare Express, each on a handler that
- * answers ~1 KB of JSON at once (`0ms`) and one that answers it after a 20 ms timer (`20ms`).
+ * The response-cache benchmark: `cacheResponse()` hits (Redis on ioredis and on node-redis,
+ * Redis behind the in-process tier, memory only) against apicache (memory) and bare Express,
+ * each on a handler that answers ~1 KB of JSON at once (`0ms`) and one that answers it after a
+ * 20 ms timer (`20ms`).
  * See bench/README.md.
  *
  * Every run warms the cache with one request, checks that the next request is a hit (and did
@@ -161,7 +162,7 @@ export const cacheSuite: SuiteDefinition = {
     const summaries = summarize(runs, ENTRIES, baselineOf);
     const comparisons: Comparison[] = compare(runs, comparisonPairs());
     const table = summaryTable(summaries, runs);
-    const targets = targetLines(summaries);
+    const targets = targetLines(summaries, runs);
     const bad = summaries.filter((s) => s.non2xx + s.errors + s.timeouts > 0);
     const missed = runs.filter(tooManyRuns);
     const cacheErrors = runs.filter((r) => (r.cacheErrors ?? 0) > 0);

@@ -4,7 +4,14 @@
  */
 
 /** Every cache variant, in the order the table lists them. `bare` is the baseline of every ratio. */
-export const CACHE_VARIANTS = ["bare", "apicache", "erk-redis", "erk-2tier", "erk-memory"] as const;
+export const CACHE_VARIANTS = [
+  "bare",
+  "apicache",
+  "erk-redis",
+  "erk-redis-nr",
+  "erk-2tier",
+  "erk-memory",
+] as const;
 
 export type CacheVariant = (typeof CACHE_VARIANTS)[number];
 
@@ -13,6 +20,8 @@ export const CACHE_DESCRIPTIONS: Record<CacheVariant, string> = {
   bare: "Express 5, no cache: the handler runs for every request",
   apicache: 'apicache 1.6 in memory, `apicache.middleware("5 minutes")`',
   "erk-redis": 'express-redis-kit cacheResponse({ redis, prefix: "bench:" }): Redis hits',
+  "erk-redis-nr":
+    "`erk-redis` on node-redis 6 `createClient({ url })` (RESP3, same-tick pipelining): Redis hits",
   "erk-2tier":
     "cacheResponse with the in-process first tier, `memory: { maxEntries: 1000 }`, in front of Redis",
   "erk-memory": "cacheResponse() without `redis`: the memory-only backend",
@@ -33,11 +42,16 @@ export const HANDLER_PATHS: Record<CacheHandler, string> = {
 export const HANDLER_DELAY_MS: Record<CacheHandler, number> = { "0ms": 0, "20ms": 20 };
 
 /** Variants whose server connects to Redis. */
-export const REDIS_CACHE_VARIANTS: ReadonlySet<CacheVariant> = new Set(["erk-redis", "erk-2tier"]);
+export const REDIS_CACHE_VARIANTS: ReadonlySet<CacheVariant> = new Set([
+  "erk-redis",
+  "erk-redis-nr",
+  "erk-2tier",
+]);
 
 /** Variants of this library (their hits answer `X-Cache: HIT`). */
 export const ERK_CACHE_VARIANTS: ReadonlySet<CacheVariant> = new Set([
   "erk-redis",
+  "erk-redis-nr",
   "erk-2tier",
   "erk-memory",
 ]);

@@ -1,6 +1,6 @@
 /**
  * The lock benchmark's worker processes: one run's `lockWaiters` `lock-worker.ts` processes for
- * one variant (pinned to CPU 0, each with its own ioredis connection), the commands the runner
+ * one variant (pinned to CPU 0, each with its own connection), the commands the runner
  * sends them and their replies (the protocol in `lock-variants.ts`), and their log.
  */
 import { config } from "./config.js";

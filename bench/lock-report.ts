@@ -3,8 +3,16 @@
  */
 import { config } from "./config.js";
 import type { LockRun } from "./lock-run.js";
-import type { LockVariant } from "./lock-variants.js";
-import { fmt, fmtInt, median, percent, type RunFailure } from "./stats.js";
+import { ERK_LOCK_VARIANTS, type LockVariant } from "./lock-variants.js";
+import {
+  fmt,
+  fmtInt,
+  median,
+  NODE_REDIS_MIN_RATIO,
+  nodeRedisVerdict,
+  percent,
+  type RunFailure,
+} from "./stats.js";
 
 /** Share of CPU 0 used by other processes above which a run is called noisy. */
 export const NOISY_SHARE = 0.2;
@@ -16,6 +24,7 @@ export const NUMERIC = [
   "cycleMedianUs",
   "cycleP99Us",
   "roundTripsPerCycle",
+  "cpuUsPerCycle",
   "redisCmdsPerCycle",
   "handoffMedianMs",
   "handoffP99Ms",
@@ -71,13 +80,13 @@ export function roundRatio(runs: readonly LockRun[], a: string, b: string, key: 
 
 export function summaryTable(summaries: readonly LockSummary[]): string {
   const lines = [
-    "| variant | acquire+release µs | p99 µs | round trips / acquire+release | hand-off ms | p99 ms | acquisitions/s | round trips / acquisition (contended) | failed acquisitions |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| variant | acquire+release µs | p99 µs | CPU µs / acquire+release | round trips / acquire+release | hand-off ms | p99 ms | acquisitions/s | round trips / acquisition (contended) | failed acquisitions |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
   for (const s of summaries) {
     const m = s.median;
     lines.push(
-      `| ${s.variant} | ${fmt(m.cycleMedianUs, 0)} | ${fmt(m.cycleP99Us, 0)} | ${fmt(m.roundTripsPerCycle, 2)} | ` +
+      `| ${s.variant} | ${fmt(m.cycleMedianUs, 0)} | ${fmt(m.cycleP99Us, 0)} | ${fmt(m.cpuUsPerCycle, 1)} | ${fmt(m.roundTripsPerCycle, 2)} | ` +
         `${fmt(m.handoffMedianMs, 2)} | ${fmt(m.handoffP99Ms, 2)} | ${fmtInt(m.acquisitionsPerSec)} | ` +
         `${fmt(m.roundTripsPerAcquisition, 2)} | ${s.failedAcquisitions} of ${s.acquisitions + s.failedAcquisitions} |`,
     );
@@ -89,13 +98,26 @@ export function targetLines(summaries: readonly LockSummary[], runs: readonly Lo
   const find = (v: LockVariant) => summaries.find((s) => s.variant === v);
   const erk = find("erk-lock");
   const lines: string[] = [];
-  if (erk === undefined) return ["- erk-lock not measured: no target checked"];
-  const trips = runs.filter((r) => r.variant === "erk-lock").map((r) => r.roundTripsPerCycle);
-  const worst = Math.max(...trips);
-  lines.push(
-    `- round trips per uncontended acquire+release (target ≤ ${MAX_ROUND_TRIPS}): median ${fmt(erk.median.roundTripsPerCycle, 2)}, ` +
-      `worst round ${fmt(worst, 2)} → ${worst <= MAX_ROUND_TRIPS + 1e-9 ? "**met**" : "**NOT met**"}`,
-  );
+  for (const variant of ERK_LOCK_VARIANTS) {
+    const s = find(variant);
+    if (s === undefined) continue;
+    const trips = runs.filter((r) => r.variant === variant).map((r) => r.roundTripsPerCycle);
+    const worst = Math.max(...trips);
+    lines.push(
+      `- round trips per uncontended acquire+release, ${variant} (target ≤ ${MAX_ROUND_TRIPS}): median ${fmt(s.median.roundTripsPerCycle, 2)}, ` +
+        `worst round ${fmt(worst, 2)} → ${worst <= MAX_ROUND_TRIPS + 1e-9 ? "**met**" : "**NOT met**"}`,
+    );
+  }
+  if (erk === undefined) return [...lines, "- erk-lock not measured: no other target checked"];
+  if (find("erk-lock-nr") !== undefined) {
+    // Throughput of sequential cycles is 1 / their time: ioredis µs / node-redis µs.
+    const speed = roundRatio(runs, "erk-lock", "erk-lock-nr", "cycleMedianUs");
+    const cpu = roundRatio(runs, "erk-lock-nr", "erk-lock", "cpuUsPerCycle");
+    lines.push(
+      `- node-redis ≥ ${NODE_REDIS_MIN_RATIO}× ioredis, erk-lock-nr / erk-lock (uncontended acquire+release per second, i.e. 1 / median µs; CPU µs per cycle): ` +
+        nodeRedisVerdict(speed, cpu),
+    );
+  }
   const redlock = find("redlock");
   if (redlock === undefined) {
     lines.push("- hand-off against node-redlock's defaults: redlock not measured");
@@ -119,7 +141,8 @@ export function comparisonLines(runs: readonly LockRun[]): string {
       (v) =>
         `- ${v} / erk-lock: hand-off ×${fmt(roundRatio(runs, v, "erk-lock", "handoffMedianMs"), 1)}, ` +
         `acquisitions/s ×${fmt(roundRatio(runs, v, "erk-lock", "acquisitionsPerSec"), 2)}, ` +
-        `uncontended acquire+release ×${fmt(roundRatio(runs, v, "erk-lock", "cycleMedianUs"), 2)}`,
+        `uncontended acquire+release ×${fmt(roundRatio(runs, v, "erk-lock", "cycleMedianUs"), 2)}, ` +
+        `its CPU ×${fmt(roundRatio(runs, v, "erk-lock", "cpuUsPerCycle"), 2)}`,
     )
     .join("\n");
 }
@@ -141,12 +164,12 @@ export function commandMix(runs: readonly LockRun[], pick: (r: LockRun) => Recor
 
 export function rawTable(runs: readonly LockRun[]): string {
   const lines = [
-    "| round | order | variant | acq+rel µs | p99 µs | round trips | hand-offs | hand-off ms | p99 ms | max ms | acq/s | round trips / acq | hold ms | failed | overlaps | other load on CPU 0 / CPU 1 | ended |",
-    "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    "| round | order | variant | acq+rel µs | p99 µs | CPU µs | round trips | hand-offs | hand-off ms | p99 ms | max ms | acq/s | round trips / acq | hold ms | failed | overlaps | other load on CPU 0 / CPU 1 | ended |",
+    "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
   ];
   for (const r of runs) {
     lines.push(
-      `| ${r.round} | ${r.order} | ${r.variant} | ${fmt(r.cycleMedianUs, 0)} | ${fmt(r.cycleP99Us, 0)} | ${fmt(r.roundTripsPerCycle, 2)} | ` +
+      `| ${r.round} | ${r.order} | ${r.variant} | ${fmt(r.cycleMedianUs, 0)} | ${fmt(r.cycleP99Us, 0)} | ${fmt(r.cpuUsPerCycle, 1)} | ${fmt(r.roundTripsPerCycle, 2)} | ` +
         `${r.handoffs} | ${fmt(r.handoffMedianMs, 3)} | ${fmt(r.handoffP99Ms, 2)} | ${fmt(r.handoffMaxMs, 1)} | ${fmtInt(r.acquisitionsPerSec)} | ` +
         `${fmt(r.roundTripsPerAcquisition, 2)} | ${fmt(r.holdMedianMs, 2)} | ${r.failedAcquisitions} | ${r.overlaps} | ` +
         `${percent(r.otherLoadOnWorkerCore)} / ${percent(r.otherLoadOnRedisCore)} | ${r.at} |`,
@@ -168,11 +191,11 @@ export function problemLines(
       lines.push(
         `- ${s.variant}: ${s.failedAcquisitions} of ${s.acquisitions + s.failedAcquisitions} contended acquisitions gave up` +
           (sample === undefined ? "" : ` (${sample.failureSample})`) +
-          (s.variant === "erk-lock"
+          (ERK_LOCK_VARIANTS.has(s.variant)
             ? ""
             : "; the library's own limit, not counted as a benchmark failure"),
       );
-      if (s.variant === "erk-lock") failing = true;
+      if (ERK_LOCK_VARIANTS.has(s.variant)) failing = true;
     }
     if (s.overlaps > 0) {
       lines.push(

@@ -3,7 +3,8 @@
  * processes (`lock-processes.ts`) for the variant, then:
  *
  * 1. uncontended: worker 0 alone runs a warm-up loop, then `lockIterations` sequential
- *    acquire+release cycles on the resource, each timed, counting the commands its client sent;
+ *    acquire+release cycles on the resource, each timed, counting the commands its client sent
+ *    and the worker's CPU time;
  * 2. contended: batches. In each, every worker is told at once to acquire the resource (waiting
  *    as the variant waits), hold it `lockHoldMs` and release it, once; so each batch has
  *    `lockWaiters` acquisitions and `lockWaiters - 1` hand-offs. A worker that has had its turn
@@ -51,6 +52,8 @@ export interface LockRun extends MeasuredRun {
   cycleMeanUs: number;
   /** Commands the worker's client sent per acquire+release (round trips). */
   roundTripsPerCycle: number;
+  /** The worker's CPU time (user + system) per acquire+release, µs. */
+  cpuUsPerCycle: number;
   /** INFO commandstats calls per acquire+release (script calls and the commands they ran). */
   redisCmdsPerCycle: number;
   /** INFO commandstats calls per acquire+release, by command. */
@@ -215,6 +218,7 @@ export async function runOnce(
       cycleP99Us: quantile(samples, 0.99),
       cycleMeanUs: samples.reduce((a, b) => a + b, 0) / samples.length,
       roundTripsPerCycle: cycles.sent / samples.length,
+      cpuUsPerCycle: cycles.cpuUs / samples.length,
       redisCmdsPerCycle: cycleCalls / samples.length,
       cycleCommands: perUnit(cycleDelta, samples.length),
       waiters: workers.length,

@@ -1,7 +1,8 @@
 /**
- * The lock benchmark: this library's `createLockManager()` against node-redlock (its default
- * retry settings, and tuned to retry every 5-15 ms) and redis-semaphore's `Mutex`, all on
- * ioredis against the runner's redis-server. See bench/README.md.
+ * The lock benchmark: this library's `createLockManager()` (on ioredis, and on node-redis:
+ * `erk-lock-nr`) against node-redlock (its default retry settings, and tuned to retry every
+ * 5-15 ms) and redis-semaphore's `Mutex`, on ioredis, against the runner's redis-server. See
+ * bench/README.md.
  *
  * What one run does and records is `lock-run.ts`; its worker processes, `lock-processes.ts`; the
  * report's parts, `lock-report.ts`. Here: the suite the runner (`run.ts`) runs, its progress
@@ -35,7 +36,7 @@ export const lockSuite: SuiteDefinition<LockRun> = {
   runOnce,
   progress(run) {
     const parts = [
-      `acquire+release ${fmt(run.cycleMedianUs, 0)} µs (p99 ${fmt(run.cycleP99Us, 0)}), ${fmt(run.roundTripsPerCycle, 2)} round trips`,
+      `acquire+release ${fmt(run.cycleMedianUs, 0)} µs (p99 ${fmt(run.cycleP99Us, 0)}, CPU ${fmt(run.cpuUsPerCycle, 1)}), ${fmt(run.roundTripsPerCycle, 2)} round trips`,
       `hand-off ${fmt(run.handoffMedianMs, 3)} ms (p99 ${fmt(run.handoffP99Ms, 2)}), ${fmtInt(run.acquisitionsPerSec)} acq/s, ${fmt(run.roundTripsPerAcquisition, 2)} round trips/acq`,
     ];
     if (run.otherLoadOnWorkerCore !== undefined)
@@ -61,11 +62,12 @@ export const lockSuite: SuiteDefinition<LockRun> = {
       intro: [
         `${config.rounds} round(s). Per run: ${WARMUP_ITERATIONS} warm-up then ${config.lockIterations} sequential acquire+release cycles by one worker; ` +
           `then ${WARMUP_BATCHES} warm-up and ${config.lockBatches} measured batches in which ${config.lockWaiters} worker processes ` +
-          `(one ioredis connection each) all ask for the one resource at once, and each holds it ${config.lockHoldMs} ms once ` +
+          `(one connection each: ioredis, node-redis for erk-lock-nr) all ask for the one resource at once, and each holds it ${config.lockHoldMs} ms once ` +
           `(${config.lockWaiters - 1} hand-offs per batch). Lock TTL 10 s. ` +
           machineLine(env),
         "Medians over rounds of each run's figure (the p99 columns: median of the per-run p99s). " +
-          "Round trips: commands the worker's ioredis client sent (its `sendCommand` wrapped with a counter). " +
+          "Round trips: commands the worker's client sent (its `sendCommand` wrapped with a counter). " +
+          "CPU µs / acquire+release: the worker's user + system CPU time over the measured cycles, per cycle. " +
           "Hand-off: from one holder's release() call to the next holder's acquisition resolving, " +
           "both stamped with `process.hrtime.bigint()` (CLOCK_MONOTONIC, shared by every process on the machine). " +
           "Acquisitions/s: 1 / mean time between consecutive acquisitions within a batch. " +

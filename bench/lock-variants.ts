@@ -4,9 +4,18 @@
  */
 
 /** Every lock variant, in the order the table lists them. */
-export const LOCK_VARIANTS = ["erk-lock", "redlock", "redlock-tuned", "redis-semaphore"] as const;
+export const LOCK_VARIANTS = [
+  "erk-lock",
+  "erk-lock-nr",
+  "redlock",
+  "redlock-tuned",
+  "redis-semaphore",
+] as const;
 
 export type LockVariant = (typeof LOCK_VARIANTS)[number];
+
+/** This library's variants: their failures fail the run (the peers' are their own limits). */
+export const ERK_LOCK_VARIANTS: ReadonlySet<LockVariant> = new Set(["erk-lock", "erk-lock-nr"]);
 
 /** The one resource every variant locks (each library adds its own key prefix). */
 export const RESOURCE = "bench-resource";
@@ -30,6 +39,8 @@ export const LOCK_DESCRIPTIONS: Record<LockVariant, string> = {
   "erk-lock":
     'express-redis-kit `createLockManager({ redis, prefix: "bench:lock:" })`, `acquire(resource, { ttlMs: 10000, waitMs: 30000 })`: ' +
     "waiters woken by the release script's PUBLISH",
+  "erk-lock-nr":
+    "`erk-lock` with every worker on node-redis 6 `createClient({ url })` (RESP3, same-tick pipelining)",
   redlock:
     "node-redlock 5 (`redlock@5.0.0-beta.2`) on one client, `acquire([resource], 10000)` with its default settings " +
     "(retryCount 10, retryDelay 200 ms, retryJitter 100 ms: polls every 100-300 ms)",
@@ -68,6 +79,8 @@ export interface UncontendedReply {
   samplesUs: number[];
   /** Commands the worker's client sent during the measured iterations. */
   sent: number;
+  /** The worker's CPU time (user + system) over the measured iterations, µs. */
+  cpuUs: number;
   /** Iterations where release() said the lock was no longer held (must be 0). */
   releaseNotHeld: number;
 }

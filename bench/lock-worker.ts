@@ -1,14 +1,14 @@
 /**
  * One lock benchmark worker: `node --import tsx bench/lock-worker.ts <variant> <redisUrl>`.
  *
- * Connects its own ioredis client (`countingRedis()` from `serve.ts`, which counts the
- * commands it sends), builds the variant's lock, prints READY, then answers the runner's
- * commands, one JSON line each on stdin (see `WorkerCommand` in `lock-variants.ts`), with one
- * line on stdout starting with `REPLY_MARK`:
+ * Connects its own client (`countingClient()` from `serve.ts`, which counts the commands it
+ * sends: ioredis, node-redis for `erk-lock-nr`), builds the variant's lock, prints READY, then
+ * answers the runner's commands, one JSON line each on stdin (see `WorkerCommand` in
+ * `lock-variants.ts`), with one line on stdout starting with `REPLY_MARK`:
  *
  * - `cpu`: this process's CPU time;
- * - `uncontended`: a sequential loop of acquire+release on the resource, timed per iteration
- *   (the runner sends a first one as warm-up);
+ * - `uncontended`: a sequential loop of acquire+release on the resource, timed per iteration,
+ *   with the CPU time of the whole loop (the runner sends a first one as warm-up);
  * - `batch`: one acquire (waiting while another worker holds the lock), a hold of `holdMs`,
  *   one release, with the times of each step on the machine-wide monotonic clock.
  *
@@ -31,7 +31,7 @@ import {
   type WorkerCommand,
   type WorkerReply,
 } from "./lock-variants.js";
-import { countingRedis } from "./serve.js";
+import { countingClient, ioredisOf, type NodeRedis } from "./serve.js";
 
 /** Acquires the resource (waiting as the variant waits); resolves with its release. */
 type Acquire = () => Promise<() => Promise<boolean>>;
@@ -41,9 +41,10 @@ interface Locker {
   close(): Promise<void>;
 }
 
-async function lockerFor(variant: LockVariant, redis: Redis): Promise<Locker> {
+async function lockerFor(variant: LockVariant, redis: Redis | NodeRedis): Promise<Locker> {
   switch (variant) {
-    case "erk-lock": {
+    case "erk-lock":
+    case "erk-lock-nr": {
       const { createLockManager } = await import("../index.js");
       const locks = createLockManager({ redis, prefix: ERK_PREFIX });
       return {
@@ -57,7 +58,10 @@ async function lockerFor(variant: LockVariant, redis: Redis): Promise<Locker> {
     case "redlock":
     case "redlock-tuned": {
       const { default: Redlock } = await import("redlock");
-      const redlock = new Redlock([redis], variant === "redlock-tuned" ? REDLOCK_TUNED : {});
+      const redlock = new Redlock(
+        [ioredisOf(redis)],
+        variant === "redlock-tuned" ? REDLOCK_TUNED : {},
+      );
       return {
         acquire: async () => {
           const lock = await redlock.acquire([RESOURCE], TTL_MS);
@@ -73,7 +77,7 @@ async function lockerFor(variant: LockVariant, redis: Redis): Promise<Locker> {
       const { Mutex } = await import("redis-semaphore");
       return {
         acquire: async () => {
-          const mutex = new Mutex(redis, RESOURCE, { lockTimeout: TTL_MS });
+          const mutex = new Mutex(ioredisOf(redis), RESOURCE, { lockTimeout: TTL_MS });
           await mutex.acquire();
           return async () => {
             await mutex.release();
@@ -96,7 +100,7 @@ async function main(): Promise<void> {
     );
   }
   // Counts what the client sends: one command per round trip (scripts count once).
-  const { redis, sent } = await countingRedis(url);
+  const { redis, sent, close } = await countingClient(url, variant);
   const locker = await lockerFor(variant, redis);
 
   const reply = (message: WorkerReply) => {
@@ -107,6 +111,7 @@ async function main(): Promise<void> {
     let releaseNotHeld = 0;
     const samplesUs: number[] = [];
     const sentBefore = sent();
+    const cpuBefore = process.cpuUsage();
     for (let i = 0; i < iterations; i++) {
       const started = now();
       const release = await locker.acquire();
@@ -114,7 +119,14 @@ async function main(): Promise<void> {
       samplesUs.push(Math.round(Number(now() - started) / 100) / 10);
       if (!held) releaseNotHeld++;
     }
-    return { type: "uncontended", samplesUs, sent: sent() - sentBefore, releaseNotHeld };
+    const cpu = process.cpuUsage(cpuBefore);
+    return {
+      type: "uncontended",
+      samplesUs,
+      sent: sent() - sentBefore,
+      cpuUs: cpu.user + cpu.system,
+      releaseNotHeld,
+    };
   };
 
   const batch = async (holdMs: number): Promise<BatchReply> => {
@@ -155,7 +167,7 @@ async function main(): Promise<void> {
       .close()
       .catch(() => {})
       .finally(() => {
-        redis.disconnect();
+        close();
         process.exit(code);
       });
   };

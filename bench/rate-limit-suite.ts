@@ -1,7 +1,7 @@
 /**
- * The rate-limit benchmark: this library's limiter against express-rate-limit +
- * rate-limit-redis, rate-limiter-flexible, a one-EVALSHA floor and bare Express, on GET /api of
- * `bench/server.ts`. See bench/README.md.
+ * The rate-limit benchmark: this library's limiter (on ioredis, and on node-redis: `erk-nr`)
+ * against express-rate-limit + rate-limit-redis, rate-limiter-flexible, a one-EVALSHA floor and
+ * bare Express, on GET /api of `bench/server.ts`. See bench/README.md.
  */
 import type { Redis } from "ioredis";
 import { config } from "./config.js";
@@ -13,6 +13,7 @@ import {
   compare,
   comparisonLines,
   httpProgress,
+  nodeRedisTargetLine,
   type RunResult,
   rawTable,
   summarize,
@@ -70,6 +71,9 @@ export const rateLimitSuite: SuiteDefinition = {
         "Medians over rounds; ×bare is the median of per-round ratios to `bare`.",
       ],
       table,
+      ...(config.variants.includes("erk-nr")
+        ? { targets: [nodeRedisTargetLine(runs, "erk-nr", "erk")] }
+        : {}),
       comparisons: comparisonLines(comparisons),
       problems,
       noProblems: "None: non-2xx responses 0 in every run.",

@@ -1,9 +1,10 @@
 /**
  * One benchmark server: `node --import tsx bench/server.ts <variant> <redisUrl> <port>`.
  *
- * Serves GET /api (the same ~1 KB JSON body for every variant) behind the variant's limiter,
- * and GET /__cpu (not limited, no Redis) answering this process's `process.cpuUsage()` and the
- * number of /api responses sent so far. Prints `READY` on stdout once it listens, and exits when
+ * Serves GET /api (the same ~1 KB JSON body for every variant) behind the variant's limiter
+ * on its own client (ioredis; node-redis `createClient()` for `erk-nr`), and GET /__cpu (not
+ * limited, no Redis) answering this process's `process.cpuUsage()` and the number of /api
+ * responses sent so far. Prints `READY` on stdout once it listens, and exits when
  * its standard input closes (so it never outlives the runner), on SIGTERM or on SIGINT.
  */
 import express, {
@@ -14,7 +15,14 @@ import express, {
 } from "express";
 import { Redis } from "ioredis";
 import { BODY } from "./body.js";
-import { serverArgs, serveUntilStopped } from "./serve.js";
+import {
+  ioredisOf,
+  type NodeRedis,
+  nodeRedisClient,
+  serverArgs,
+  serveUntilStopped,
+  usesNodeRedis,
+} from "./serve.js";
 import { HUGE_LIMIT, isVariant, type Variant, WINDOW_MS } from "./variants.js";
 
 const FLOOR_LUA = `local n = redis.call('INCR', KEYS[1])
@@ -27,8 +35,13 @@ function clientKey(req: Request): string {
   return req.ip ?? "unknown";
 }
 
-/** Builds the variant's limiter middleware (undefined for `bare`) on `redis`. */
-async function limiterFor(variant: Variant, redis: Redis): Promise<RequestHandler | undefined> {
+/** Builds the variant's limiter middleware (undefined for `bare`) on `client`. */
+async function limiterFor(
+  variant: Variant,
+  client: Redis | NodeRedis,
+): Promise<RequestHandler | undefined> {
+  // The peers (and the floor) take an ioredis client: only this library's variants take either.
+  const redis = () => ioredisOf(client);
   switch (variant) {
     case "bare":
       return undefined;
@@ -36,6 +49,7 @@ async function limiterFor(variant: Variant, redis: Redis): Promise<RequestHandle
       const { rateLimit } = await import("express-rate-limit");
       const { RedisStore } = await import("rate-limit-redis");
       type RedisReply = import("rate-limit-redis").RedisReply;
+      const io = redis();
       return rateLimit({
         windowMs: WINDOW_MS,
         limit: HUGE_LIMIT,
@@ -43,14 +57,14 @@ async function limiterFor(variant: Variant, redis: Redis): Promise<RequestHandle
         legacyHeaders: false,
         store: new RedisStore({
           sendCommand: (command: string, ...args: string[]) =>
-            redis.call(command, ...args) as Promise<RedisReply>,
+            io.call(command, ...args) as Promise<RedisReply>,
         }),
       });
     }
     case "rlf": {
       const { RateLimiterRedis } = await import("rate-limiter-flexible");
       const limiter = new RateLimiterRedis({
-        storeClient: redis,
+        storeClient: redis(),
         useRedisPackage: false,
         keyPrefix: "rlf",
         points: HUGE_LIMIT,
@@ -67,8 +81,9 @@ async function limiterFor(variant: Variant, redis: Redis): Promise<RequestHandle
       };
     }
     case "floor": {
-      redis.defineCommand("benchFloor", { numberOfKeys: 1, lua: FLOOR_LUA });
-      const floor = redis as unknown as FloorClient;
+      const io = redis();
+      io.defineCommand("benchFloor", { numberOfKeys: 1, lua: FLOOR_LUA });
+      const floor = io as unknown as FloorClient;
       return (req: Request, res: Response, next: NextFunction) => {
         floor.benchFloor(`floor:${clientKey(req)}`, WINDOW_MS).then((count) => {
           if (count > HUGE_LIMIT) res.status(429).end();
@@ -77,18 +92,19 @@ async function limiterFor(variant: Variant, redis: Redis): Promise<RequestHandle
       };
     }
     case "erk":
-    case "erk-ap": {
+    case "erk-ap":
+    case "erk-nr": {
       const { rateLimit } = await import("../index.js");
-      return rateLimit({ redis, limit: HUGE_LIMIT, windowMs: WINDOW_MS });
+      return rateLimit({ redis: client, limit: HUGE_LIMIT, windowMs: WINDOW_MS });
     }
     case "erk-nh": {
       const { rateLimit } = await import("../index.js");
-      return rateLimit({ redis, limit: HUGE_LIMIT, windowMs: WINDOW_MS, headers: false });
+      return rateLimit({ redis: client, limit: HUGE_LIMIT, windowMs: WINDOW_MS, headers: false });
     }
     case "erk-2p": {
       const { rateLimit } = await import("../index.js");
       return rateLimit({
-        redis,
+        redis: client,
         policies: [
           { limit: HUGE_LIMIT, windowMs: 1000, name: "burst" },
           { limit: HUGE_LIMIT, windowMs: 86_400_000, name: "daily" },
@@ -101,9 +117,15 @@ async function limiterFor(variant: Variant, redis: Redis): Promise<RequestHandle
 async function main(): Promise<void> {
   const { variant, url, port } = serverArgs("server.ts", isVariant);
 
-  const redis = new Redis(url, { enableAutoPipelining: variant === "erk-ap", lazyConnect: true });
-  await redis.connect();
-  const limiter = await limiterFor(variant, redis);
+  let client: Redis | NodeRedis;
+  if (usesNodeRedis(variant)) {
+    client = await nodeRedisClient(url);
+  } else {
+    const redis = new Redis(url, { enableAutoPipelining: variant === "erk-ap", lazyConnect: true });
+    await redis.connect();
+    client = redis;
+  }
+  const limiter = await limiterFor(variant, client);
 
   let served = 0;
   const app = express();
@@ -116,7 +138,10 @@ async function main(): Promise<void> {
     res.json(BODY);
   });
 
-  await serveUntilStopped(app, port, redis);
+  await serveUntilStopped(app, port, () => {
+    if (client instanceof Redis) client.disconnect();
+    else void client.destroy();
+  });
 }
 
 main().catch((error: unknown) => {

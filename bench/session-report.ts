@@ -20,6 +20,7 @@ import {
   fmtInt,
   median,
   medianRatio,
+  nodeRedisTargetLine,
   outsideLoadLine,
   percent,
   type RunFailure,
@@ -101,10 +102,19 @@ function rawTable(runs: readonly SessionRun[]): string {
   return lines.join("\n");
 }
 
-/** erk against connect-redis on each scenario: median of per-round ratios. */
+/** erk / connect-redis and erk-nr / erk on each scenario: medians of per-round ratios. */
 function comparisonLines(runs: readonly SessionRun[]): string[] {
-  return config.sessionScenarios
-    .map((scenario) => [sessionEntry("erk", scenario), sessionEntry("connect-redis", scenario)])
+  const pairs: [SessionVariant, SessionVariant][] = [
+    ["erk", "connect-redis"],
+    ["erk-nr", "erk"],
+  ];
+  return pairs
+    .flatMap(([a, b]) =>
+      config.sessionScenarios.map((scenario) => [
+        sessionEntry(a, scenario),
+        sessionEntry(b, scenario),
+      ]),
+    )
     .filter(([a, b]) => runs.some((r) => r.variant === a) && runs.some((r) => r.variant === b))
     .map(
       ([a, b]) =>
@@ -176,6 +186,9 @@ function targetLines(summaries: readonly VariantSummary[], runs: readonly Sessio
     lines.push(
       `- context, connect-redis (the issue: an unmodified read costs GET + EXPIRE, about 0.70× bare): ${context.join("; ")}`,
     );
+  if (config.sessionVariants.includes("erk-nr"))
+    for (const s of config.sessionScenarios)
+      lines.push(nodeRedisTargetLine(runs, sessionEntry("erk-nr", s), sessionEntry("erk", s)));
   return lines;
 }
 

@@ -7,15 +7,16 @@
  * from the session, leaving it unmodified) and POST /write (increments `req.session.counter`, so
  * the session is saved), and GET /__cpu (no session, not counted) answering this process's
  * `process.cpuUsage()`, the /read and /write requests received, the commands its Redis client
- * sent, and per store method the calls and the commands sent between each call and its callback
- * (exact only while requests come one at a time: the suite's sequential probe). Prints `READY`
+ * (ioredis; node-redis for `erk-nr`) sent, and per store method the calls and the commands sent
+ * between each call and its callback (exact only while requests come one at a time: the
+ * suite's sequential probe). Prints `READY`
  * on stdout once it listens, and exits when its standard input closes (so it never outlives the
  * runner), on SIGTERM or on SIGINT.
  */
 import express, { type RequestHandler } from "express";
 import session, { type Store } from "express-session";
-import type { Redis } from "ioredis";
-import { countingRedis, serverArgs, serveUntilStopped } from "./serve.js";
+import type { RedisClient } from "../index.js";
+import { countingClient, serverArgs, serveUntilStopped } from "./serve.js";
 import {
   BENCH_USER,
   COOKIE_MAX_AGE_MS,
@@ -85,7 +86,7 @@ function countOps(store: Store, ops: Record<StoreOp, OpCount>, sent: () => numbe
 }
 
 /** The variant's session middleware chain (empty for `bare`) on `redis`. */
-async function sessionFor(variant: SessionVariant, redis: Redis | undefined) {
+async function sessionFor(variant: SessionVariant, redis: RedisClient | undefined) {
   const chain: RequestHandler[] = [];
   let store: Store | undefined;
   switch (variant) {
@@ -97,6 +98,7 @@ async function sessionFor(variant: SessionVariant, redis: Redis | undefined) {
       break;
     }
     case "erk":
+    case "erk-nr":
     case "erk-tracked": {
       const { UserSessionStore } = await import("../index.js");
       store = new UserSessionStore({ client: redis! });
@@ -121,7 +123,7 @@ async function sessionFor(variant: SessionVariant, redis: Redis | undefined) {
 
 async function main(): Promise<void> {
   const { variant, url, port } = serverArgs("session-server.ts", isSessionVariant);
-  const client = variant === "bare" ? undefined : await countingRedis(url);
+  const client = variant === "bare" ? undefined : await countingClient(url, variant);
   const redis = client?.redis;
   const redisSent = () => client?.sent() ?? 0;
   const { chain, store } = await sessionFor(variant, redis);
@@ -165,7 +167,7 @@ async function main(): Promise<void> {
     res.json({ userId: s.userId ?? null, counter: s.counter });
   });
 
-  await serveUntilStopped(app, port, redis);
+  await serveUntilStopped(app, port, client?.close);
 }
 
 main().catch((error: unknown) => {

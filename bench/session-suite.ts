@@ -1,7 +1,7 @@
 /**
- * The session benchmark: express-session on this library's `UserSessionStore` (with
- * `trackSessions()`) against plain connect-redis and bare Express, on one logged-in session,
- * for an unmodified read (`GET /read`) and a write (`POST /write`). See bench/README.md.
+ * The session benchmark: express-session on this library's `UserSessionStore` (on ioredis and
+ * node-redis; with `trackSessions()`) against plain connect-redis and bare Express, on one
+ * logged-in session, for an unmodified read (`GET /read`) and a write (`POST /write`). See bench/README.md.
  *
  * Every run logs in once (a fresh session), checks that a read sees the user and a write
  * counts, then sends `PROBE_REQUESTS` requests one at a time so the server can tell how many

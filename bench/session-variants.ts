@@ -4,7 +4,7 @@
  */
 
 /** Every session variant, in the order the table lists them. `bare` is the baseline of every ratio. */
-export const SESSION_VARIANTS = ["bare", "connect-redis", "erk", "erk-tracked"] as const;
+export const SESSION_VARIANTS = ["bare", "connect-redis", "erk", "erk-nr", "erk-tracked"] as const;
 
 export type SessionVariant = (typeof SESSION_VARIANTS)[number];
 
@@ -14,6 +14,8 @@ export const SESSION_DESCRIPTIONS: Record<SessionVariant, string> = {
   "connect-redis":
     "express-session 1.19 with connect-redis 8.1 `new RedisStore({ client })` on ioredis (GET to read, EXPIRE to touch, SET to save)",
   erk: "express-session 1.19 with express-redis-kit `new UserSessionStore({ client })` on ioredis (the store alone: the comparison with connect-redis)",
+  "erk-nr":
+    "as `erk`, with the store on node-redis 6 `createClient({ url })` (RESP3, same-tick pipelining)",
   "erk-tracked":
     "as `erk`, plus `trackSessions(store)` mounted after `session()` (login metadata, activity at most once a minute)",
 };

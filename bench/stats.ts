@@ -170,7 +170,44 @@ export const COMPARISONS: readonly [string, string][] = [
   ["erk-nh", "rlf"],
   ["erk-2p", "erk"],
   ["erk-ap", "erk"],
+  ["erk-nr", "erk"],
+  ["erk-nr", "erk-ap"],
 ];
+
+/**
+ * The bar node-redis must clear: its path at least this × the ioredis path's throughput, and
+ * its CPU per request at most 1 / this × the ioredis path's (the same bar on requests per
+ * CPU-second).
+ */
+export const NODE_REDIS_MIN_RATIO = 0.95;
+
+/** The node-redis bar's verdicts on a throughput and a CPU-per-unit ratio (node-redis / ioredis). */
+export function nodeRedisVerdict(throughput: number, cpu: number): string {
+  const verdict = (value: number, met: boolean) =>
+    Number.isFinite(value) ? (met ? "**met**" : "**NOT met**") : "n/a";
+  const maxCpu = 1 / NODE_REDIS_MIN_RATIO;
+  return (
+    `throughput ×${fmt(throughput, 2)} (target ≥ ${NODE_REDIS_MIN_RATIO}) → ${verdict(throughput, throughput >= NODE_REDIS_MIN_RATIO)}; ` +
+    `CPU ×${fmt(cpu, 2)} (target ≤ ${fmt(maxCpu, 3)}) → ${verdict(cpu, cpu <= maxCpu)}`
+  );
+}
+
+/**
+ * The node-redis bar between two HTTP entries (`nodeRedis` / `ioredis`): medians of the
+ * per-round ratios of req/s and CPU µs/req.
+ */
+export function nodeRedisTargetLine(
+  runs: readonly RunResult[],
+  nodeRedis: string,
+  ioredis: string,
+): string {
+  const ran = (v: string) => runs.some((r) => r.variant === v);
+  if (!ran(nodeRedis) || !ran(ioredis))
+    return `- node-redis ≥ ${NODE_REDIS_MIN_RATIO}× ioredis, ${nodeRedis} / ${ioredis}: not measured`;
+  const rps = medianRatio(runs, nodeRedis, ioredis, "reqPerSec");
+  const cpu = medianRatio(runs, nodeRedis, ioredis, "cpuUsPerReq");
+  return `- node-redis ≥ ${NODE_REDIS_MIN_RATIO}× ioredis, ${nodeRedis} / ${ioredis} (req/s; CPU µs/req): ${nodeRedisVerdict(rps, cpu)}`;
+}
 
 export interface Comparison {
   numerator: string;

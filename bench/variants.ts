@@ -12,6 +12,7 @@ export const VARIANTS = [
   "erk-nh",
   "erk-2p",
   "erk-ap",
+  "erk-nr",
 ] as const;
 
 export type Variant = (typeof VARIANTS)[number];
@@ -26,6 +27,8 @@ export const DESCRIPTIONS: Record<Variant, string> = {
   "erk-nh": "express-redis-kit rateLimit, one policy, headers: false (like rlf and floor)",
   "erk-2p": "express-redis-kit rateLimit, two policies (1 s burst + 1 day)",
   "erk-ap": "express-redis-kit rateLimit, one policy, ioredis enableAutoPipelining",
+  "erk-nr":
+    "express-redis-kit rateLimit, one policy, on node-redis 6 `createClient({ url })` (RESP3, same-tick pipelining)",
 };
 
 /** A limit no run can reach, so nothing is ever rejected. */
