@@ -106,6 +106,17 @@ describe.each(["ioredis", "node-redis"] as const)("Sentinel through %s", (family
     });
   }
 
+  /** `work`, failing with the client's connection state added to the message. */
+  async function withState(work: Promise<void>) {
+    try {
+      await work;
+    } catch (err) {
+      const c = redis as { status?: string; isReady?: boolean };
+      const state = family === "ioredis" ? `status ${c.status}` : `isReady ${c.isReady}`;
+      throw new Error(`${(err as Error).message} [client ${state}]`);
+    }
+  }
+
   beforeAll(async () => {
     group = await startRedisSentinel();
     redis = createRedisClient({
@@ -144,7 +155,7 @@ describe.each(["ioredis", "node-redis"] as const)("Sentinel through %s", (family
       group.name,
     ]);
     const after = await group.waitForNewMaster(before);
-    await eventually("features after SENTINEL FAILOVER", () => basics(after));
+    await eventually("features after SENTINEL FAILOVER", () => withState(basics(after)));
     expect(resubscribed).toBeGreaterThan(resubscribedBefore);
   }, 60_000);
 
@@ -154,7 +165,7 @@ describe.each(["ioredis", "node-redis"] as const)("Sentinel through %s", (family
     const victim = group.servers.find((s) => s.port === before)!;
     await victim.signal("SIGKILL");
     const after = await group.waitForNewMaster(before);
-    await eventually("features after SIGKILL", () => basics(after));
+    await eventually("features after SIGKILL", () => withState(basics(after)));
     expect(resubscribed).toBeGreaterThan(resubscribedBefore);
     expect(unhandled).toEqual([]);
   }, 60_000);

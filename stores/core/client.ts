@@ -188,18 +188,70 @@ function buildIoredis(topology: Topology, timeoutMs: number, extra?: object): Re
     });
   }
   if (topology.kind === "sentinel") {
-    return new Redis({
+    const options = { sentinelRetryStrategy: backoff, ...tuned, ...topology.options };
+    const client = new Redis({
       sentinels: topology.nodes,
       name: topology.name,
-      sentinelRetryStrategy: backoff,
-      // Listen on the sentinels for +switch-master and reconnect at once, instead of finding out
-      // from a failed command or a dropped connection.
-      failoverDetector: true,
-      ...tuned,
-      ...topology.options,
+      // After a failover the old master is a replica that refuses writes (READONLY): reconnect,
+      // which asks the sentinels for the new master. The refused command did not run; it fails
+      // and is not resent.
+      reconnectOnError: (err: Error) => (err.message.startsWith("READONLY") ? 1 : false),
+      ...options,
     });
+    followSwitches(Redis, client as unknown as IoSentinelClient, topology, topology.options ?? {});
+    return client;
   }
   return new Redis(topology.url, tuned);
+}
+
+/** What `followSwitches()` uses of an ioredis client. */
+interface IoSentinelClient {
+  status: string;
+  stream?: { remotePort?: number };
+  disconnect(reconnect?: boolean): void;
+  once(event: "end", listener: () => void): unknown;
+}
+
+/**
+ * A graceful failover (SENTINEL FAILOVER) leaves the old master accepting writes until Sentinel
+ * reconfigures it, up to ~10 s later, and those writes are then lost. So listen on every sentinel
+ * for `+switch-master` of this group and, when the client is connected elsewhere, reconnect at
+ * once: the reconnection asks the sentinels for the new master. Only a ready client is told to
+ * reconnect (one still connecting asks the sentinels anyway). ioredis's own `failoverDetector`
+ * does the same but, once in a few SIGKILL failovers here, left the client ended for good.
+ */
+function followSwitches(
+  Redis: Ctor,
+  client: IoSentinelClient,
+  topology: Extract<Topology, { kind: "sentinel" }>,
+  options: { sentinelUsername?: string; sentinelPassword?: string; sentinelTLS?: object },
+): void {
+  const watchers = topology.nodes.map((node) => {
+    const watcher = new Redis({
+      ...node,
+      username: options.sentinelUsername,
+      password: options.sentinelPassword,
+      tls: options.sentinelTLS,
+      retryStrategy: backoff,
+      maxRetriesPerRequest: null,
+    }) as unknown as {
+      subscribe(channel: string): Promise<unknown>;
+      on(event: string, listener: (...args: string[]) => void): unknown;
+      disconnect(): void;
+    };
+    watcher.on("error", () => {}); // a sentinel down: the others still tell
+    watcher.subscribe("+switch-master").catch(() => {});
+    watcher.on("message", (_channel, message) => {
+      // "<name> <old host> <old port> <new host> <new port>"
+      const [name, , , , port] = (message ?? "").split(" ");
+      if (name !== topology.name || client.status !== "ready") return;
+      if (String(client.stream?.remotePort) !== port) client.disconnect(true);
+    });
+    return watcher;
+  });
+  client.once("end", () => {
+    for (const watcher of watchers) watcher.disconnect();
+  });
 }
 
 interface NodeRedisModule {

@@ -45,7 +45,7 @@ interface IoConnection {
   psubscribe(pattern: string): Promise<unknown>;
   unsubscribe(channel: string): Promise<unknown>;
   punsubscribe(pattern: string): Promise<unknown>;
-  disconnect(): void;
+  disconnect(reconnect?: boolean): void;
   on(event: string, listener: (...args: never[]) => void): unknown;
 }
 
@@ -55,6 +55,9 @@ interface IoCluster extends IoNode {
   startupNodes: ({ host?: string; port?: number } | string | number)[];
   nodes(role: "master"): IoNode[];
 }
+
+/** A connection's socket, for where it is connected. */
+type IoStreamed = { stream?: { remotePort?: number } };
 
 type ScriptMethod = (numKeys: number, ...keysAndArgs: Arg[]) => Promise<unknown>;
 
@@ -145,6 +148,19 @@ class IoredisDriver implements RedisDriver {
       readyOnce = true;
     });
     if (this.isCluster) watchClusterSubscriber(connection, events);
+    if (this.topology === "sentinel") {
+      // After a failover the main connection finds the new master first (on +switch-master or
+      // READONLY); the subscriber, which sends no writes, would stay on the old master until
+      // Sentinel demotes it, seconds later, missing every message: follow the main connection.
+      const moved = () => {
+        const here = (connection as unknown as IoStreamed).stream?.remotePort;
+        const there = (this.client as unknown as IoStreamed).stream?.remotePort;
+        if (here !== undefined && there !== undefined && here !== there)
+          connection.disconnect(true);
+      };
+      this.client.on("ready", moved);
+      connection.on("end", () => this.client.off("ready", moved));
+    }
     return {
       subscribe: async (channel) => void (await connection.subscribe(channel)),
       psubscribe: async (pattern) => void (await connection.psubscribe(pattern)),
