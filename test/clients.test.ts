@@ -4,12 +4,14 @@
  * never connected, and a closed client; createRedisClient({ client: "node-redis" }).
  */
 import { Redis as Ioredis5 } from "ioredis5";
+import { Redis as Iovalkey } from "iovalkey";
 import { createClient, createCluster } from "redis";
-import { createClient as createClient5 } from "redis5";
+import { createClient as createClient5, createCluster as createCluster5 } from "redis5";
 import request from "supertest";
 import {
   closeRedisClient,
   createLockManager,
+  createPubSub,
   createRateLimiter,
   createRedisClient,
   InvalidOptionError,
@@ -22,6 +24,7 @@ import {
 import { freePort } from "./harness/redis-server.ts";
 import {
   closeClients,
+  clusterNodes,
   createApp,
   inspectorFor,
   newRedis,
@@ -231,4 +234,41 @@ describe('createRedisClient({ client: "node-redis" })', () => {
     expect(lines.length).toBeGreaterThanOrEqual(1);
     expect(lines.length).toBeLessThanOrEqual(2); // the failed connect and the error event
   });
+});
+
+it("iovalkey with keyPrefix: block() and reset() reach the keys consume() uses", async () => {
+  const redis = new Iovalkey(redisUrl(), { keyPrefix: `${prefix}kp:` });
+  made.push(redis);
+  const limiter = createRateLimiter({
+    redis,
+    prefix: "rl:",
+    limit: 5,
+    windowMs: 60_000,
+    logger: quiet,
+  });
+  await limiter.block("k", 60_000);
+  expect((await limiter.consume("k")).allowed).toBe(false);
+  await limiter.reset("k");
+  expect((await limiter.consume("k")).allowed).toBe(true);
+  expect(await inspectorFor("standalone")!.exists(`${prefix}kp:rl:{k}:0`)).toBe(1);
+});
+
+it("node-redis 5 Cluster (no isReady getter): scripts, commands and publish work", async () => {
+  const cluster = createCluster5({ rootNodes: clusterNodes().map((socket) => ({ socket })) });
+  await cluster.connect();
+  made.push(cluster as unknown as RedisClient);
+  const limiter = createRateLimiter({
+    redis: cluster as unknown as RedisClient,
+    prefix: `${prefix}${n++}:`,
+    limit: 5,
+    windowMs: 60_000,
+    onRedisError: "closed",
+    timeoutMs: 2000,
+    logger: quiet,
+  });
+  expect(await limiter.consume("k")).toMatchObject({ allowed: true, backend: "redis" });
+  await limiter.reset("k");
+  const pubsub = createPubSub({ redis: cluster as unknown as RedisClient, logger: quiet });
+  expect(await pubsub.publish(`${prefix}ch`, 1)).toBeGreaterThanOrEqual(0);
+  await pubsub.close();
 });

@@ -226,6 +226,7 @@ function followSwitches(
   topology: Extract<Topology, { kind: "sentinel" }>,
   options: { sentinelUsername?: string; sentinelPassword?: string; sentinelTLS?: object },
 ): void {
+  let handled: string | undefined;
   const watchers = topology.nodes.map((node) => {
     const watcher = new Redis({
       ...node,
@@ -244,8 +245,11 @@ function followSwitches(
     watcher.on("message", (_channel, message) => {
       // "<name> <old host> <old port> <new host> <new port>"
       const [name, , , , port] = (message ?? "").split(" ");
-      if (name !== topology.name || client.status !== "ready") return;
-      if (String(client.stream?.remotePort) !== port) client.disconnect(true);
+      // Every sentinel announces the switch: act once per switch. Ports alone cannot tell
+      // nodes apart (all on 6379 in most deployments), so reconnect on any switch.
+      if (name !== topology.name || message === handled) return;
+      handled = message;
+      if (client.status === "ready" && port !== undefined) client.disconnect(true);
     });
     return watcher;
   });

@@ -57,7 +57,7 @@ interface IoCluster extends IoNode {
 }
 
 /** A connection's socket, for where it is connected. */
-type IoStreamed = { stream?: { remotePort?: number } };
+type IoStreamed = { stream?: { remoteAddress?: string; remotePort?: number } };
 
 type ScriptMethod = (numKeys: number, ...keysAndArgs: Arg[]) => Promise<unknown>;
 
@@ -119,7 +119,8 @@ class IoredisDriver implements RedisDriver {
   }
 
   command(name: string, keys: readonly string[], args: readonly Arg[] = []): Promise<unknown> {
-    return this.client.call(name, ...keys, ...args);
+    // Lower case: iovalkey applies keyPrefix only to command names it knows in lower case.
+    return this.client.call(name.toLowerCase(), ...keys, ...args);
   }
 
   publish(channel: string, payload: string): Promise<number> {
@@ -153,8 +154,12 @@ class IoredisDriver implements RedisDriver {
       // READONLY); the subscriber, which sends no writes, would stay on the old master until
       // Sentinel demotes it, seconds later, missing every message: follow the main connection.
       const moved = () => {
-        const here = (connection as unknown as IoStreamed).stream?.remotePort;
-        const there = (this.client as unknown as IoStreamed).stream?.remotePort;
+        const where = (c: unknown) => {
+          const s = (c as IoStreamed).stream;
+          return s?.remotePort === undefined ? undefined : `${s.remoteAddress}:${s.remotePort}`;
+        };
+        const here = where(connection);
+        const there = where(this.client);
         if (here !== undefined && there !== undefined && here !== there)
           connection.disconnect(true);
       };

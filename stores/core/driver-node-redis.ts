@@ -25,6 +25,8 @@ import { InvalidOptionError } from "./errors.js";
 type Raw = string | Buffer;
 /** `{ typeMapping: { [BLOB_STRING]: Buffer } }`: `$` (36) is RESP's bulk string type. */
 const AS_BUFFERS = { typeMapping: { 36: Buffer } };
+/** No type mapping: replies as the kit expects them, whatever mapping the client was given. */
+const AS_STRINGS = { typeMapping: {} };
 
 type Listener = (message: string, channel: string) => void;
 
@@ -77,18 +79,18 @@ class NodeRedisDriver implements RedisDriver {
     let send: typeof this.send;
     if (this.topology === "cluster") {
       send = (key, args, buffers) =>
-        c.sendCommand(key, false, args, buffers ? AS_BUFFERS : undefined);
+        c.sendCommand(key, false, args, buffers ? AS_BUFFERS : AS_STRINGS);
     } else if (this.topology === "sentinel") {
-      send = (_key, args, buffers) => c.sendCommand(false, args, buffers ? AS_BUFFERS : undefined);
+      send = (_key, args, buffers) => c.sendCommand(false, args, buffers ? AS_BUFFERS : AS_STRINGS);
     } else {
-      send = (_key, args, buffers) => c.sendCommand(args, buffers ? AS_BUFFERS : undefined);
+      send = (_key, args, buffers) => c.sendCommand(args, buffers ? AS_BUFFERS : AS_STRINGS);
     }
     // A standalone client queues commands while it connects; a Cluster or Sentinel refuses
     // them ("The client is offline") until its first connection is made. Until then, commands
     // wait for it, like a standalone client's offline queue, but boundedly: at most
     // FIRST_CONNECT_WAIT_MS each (past it a command is failed, never sent late) and at most
     // FIRST_CONNECT_QUEUE of them. Afterwards they go straight out.
-    if (this.topology !== "standalone" && !c.isReady) {
+    if (this.topology !== "standalone" && !isReady(c)) {
       const event = this.topology === "cluster" ? "connect" : "ready";
       const waiting = new Set<() => void>();
       const connected = () => {
@@ -99,7 +101,7 @@ class NodeRedisDriver implements RedisDriver {
       };
       c.on(event, connected);
       this.send = (key, args, buffers) => {
-        if (c.isReady) return send(key, args, buffers);
+        if (isReady(c)) return send(key, args, buffers);
         if (waiting.size >= FIRST_CONNECT_QUEUE) return Promise.reject(notConnected(this.topology));
         return new Promise((resolve, reject) => {
           const go = () => {
@@ -124,7 +126,7 @@ class NodeRedisDriver implements RedisDriver {
   }
 
   get ready(): boolean {
-    return this.client.isReady;
+    return isReady(this.client);
   }
 
   script(
@@ -137,7 +139,7 @@ class NodeRedisDriver implements RedisDriver {
     const prefix = this.keyPrefix;
     for (const key of keys) argv.push(prefix + key);
     for (const arg of args) argv.push(typeof arg === "number" ? String(arg) : arg);
-    const first = argv[3] as string | undefined;
+    const first = keys.length > 0 ? (argv[3] as string) : undefined;
     return this.send(first, argv, buffers).then(normalizeReply, (err: unknown) => {
       if (!(err instanceof Error) || !err.message.startsWith("NOSCRIPT")) throw err;
       argv[0] = "EVAL";
@@ -150,7 +152,7 @@ class NodeRedisDriver implements RedisDriver {
     const argv: Raw[] = [name];
     for (const key of keys) argv.push(this.keyPrefix + key);
     for (const arg of args) argv.push(typeof arg === "number" ? String(arg) : arg);
-    return this.send(argv[1] as string | undefined, argv, false);
+    return this.send(keys.length > 0 ? (argv[1] as string) : undefined, argv, false);
   }
 
   publish(channel: string, payload: string): Promise<number> {
@@ -161,26 +163,17 @@ class NodeRedisDriver implements RedisDriver {
     return this.publisher().then((node) => node.sendCommand(args)) as Promise<number>;
   }
 
-  private publishing: { name: string; client: Promise<NodeRedisLike> } | undefined;
-
   /** The master every publish goes through: the first by address, the same while it is known. */
   private async publisher(): Promise<NodeRedisLike> {
     const c = this.client;
-    if (!c.isReady) await this.send(undefined, ["PING"], false); // waits for the first connection
+    if (!isReady(c)) await this.send(undefined, ["PING"], false); // waits for the first connection
     const masters = [...(c.masters ?? [])].sort((a, b) =>
       `${a.host}:${a.port}` < `${b.host}:${b.port}` ? -1 : 1,
     );
     const master = masters[0];
     if (master === undefined) throw new Error("no Cluster master is known");
-    const name = `${master.host}:${master.port}`;
-    if (this.publishing?.name !== name) {
-      const client = Promise.resolve(c.nodeClient!(master));
-      client.catch(() => {
-        this.publishing = undefined; // try again (and maybe another master) next time
-      });
-      this.publishing = { name, client };
-    }
-    return this.publishing.client;
+    // nodeClient() hands back the node's current client (cheap), so a recreated one is used.
+    return c.nodeClient!(master);
   }
 
   subscriber(events: SubscriberEvents): Subscriber {
@@ -228,6 +221,11 @@ class NodeRedisDriver implements RedisDriver {
         await connection.pUnsubscribe(pattern, listener);
       },
       close: () => {
+        // node-redis lets a connecting client be destroyed: no retrying connection left behind.
+        if (connection.isOpen) {
+          close();
+          return;
+        }
         opened.then(close, () => {}).catch(() => {});
         function close() {
           if (typeof connection.destroy === "function") return connection.destroy();
@@ -287,6 +285,11 @@ function notConnected(topology: Topology): Error {
   return new Error(
     `the node-redis ${topology === "cluster" ? "Cluster" : "Sentinel"} client has not connected yet`,
   );
+}
+
+/** node-redis 5's Cluster has no `isReady`: there, open means ready. */
+function isReady(c: NodeRedisLike): boolean {
+  return typeof c.isReady === "boolean" ? c.isReady : c.isOpen;
 }
 
 function raw(arg: Arg): Raw {
