@@ -7,11 +7,13 @@
  * client is created, and a missing one is reported with the command that installs it.
  */
 import { createRequire } from "node:module";
+import { nodesOf, parseList } from "./client-nodes.js";
 import { driverOf } from "./drivers.js";
 import { InvalidOptionError } from "./errors.js";
 import { consoleLogger, type Logger } from "./logger.js";
 import { oneOf, rejectUnknown, show } from "./options.js";
 import type { RedisClient } from "./scripts.js";
+import { followSwitches, type IoSentinelClient } from "./sentinel-switch.js";
 
 /** A server address: `"host:port"` or `{ host, port }`. */
 export type NodeAddress = string | { host: string; port: number };
@@ -66,7 +68,8 @@ export const DEFAULT_REDIS_TIMEOUT_MS = 500;
 
 const SCOPE = "createRedisClient";
 const KNOWN = ["client", "url", "cluster", "sentinel", "timeoutMs", "redisOptions", "logger"];
-const backoff = (times: number) => Math.min(times * 100, 2000);
+/** Reconnect back-off: 100 ms per attempt, at most 2 s. */
+export const backoff = (times: number) => Math.min(times * 100, 2000);
 
 /**
  * Creates a client: a Cluster when `cluster.nodes` or `REDIS_CLUSTER_NODES` is given, a
@@ -110,7 +113,8 @@ export function createRedisClient<C extends RedisClient = RedisClient>(
   return client as C;
 }
 
-type Topology =
+/** Where the client connects, as parsed from the options. */
+export type Topology =
   | { kind: "standalone"; url: string }
   | { kind: "cluster"; nodes: { host: string; port: number }[]; options?: object }
   | { kind: "sentinel"; name: string; nodes: { host: string; port: number }[]; options?: object };
@@ -162,7 +166,8 @@ function parseTopology(options: RedisClientOptions): Topology {
   return { kind: "standalone", url };
 }
 
-type Ctor = new (...args: unknown[]) => RedisClient;
+/** A client library's constructor. */
+export type Ctor = new (...args: unknown[]) => RedisClient;
 
 /** ioredis: `Redis` (standalone or with `sentinels`) or `Cluster`. */
 function buildIoredis(topology: Topology, timeoutMs: number, extra?: object): RedisClient {
@@ -202,60 +207,6 @@ function buildIoredis(topology: Topology, timeoutMs: number, extra?: object): Re
     return client;
   }
   return new Redis(topology.url, tuned);
-}
-
-/** What `followSwitches()` uses of an ioredis client. */
-interface IoSentinelClient {
-  status: string;
-  stream?: { remotePort?: number };
-  disconnect(reconnect?: boolean): void;
-  once(event: "end", listener: () => void): unknown;
-}
-
-/**
- * A graceful failover (SENTINEL FAILOVER) leaves the old master accepting writes until Sentinel
- * reconfigures it, up to ~10 s later, and those writes are then lost. So listen on every sentinel
- * for `+switch-master` of this group and, when the client is connected elsewhere, reconnect at
- * once: the reconnection asks the sentinels for the new master. Only a ready client is told to
- * reconnect (one still connecting asks the sentinels anyway). ioredis's own `failoverDetector`
- * does the same but, once in a few SIGKILL failovers here, left the client ended for good.
- */
-function followSwitches(
-  Redis: Ctor,
-  client: IoSentinelClient,
-  topology: Extract<Topology, { kind: "sentinel" }>,
-  options: { sentinelUsername?: string; sentinelPassword?: string; sentinelTLS?: object },
-): void {
-  let handled: string | undefined;
-  const watchers = topology.nodes.map((node) => {
-    const watcher = new Redis({
-      ...node,
-      username: options.sentinelUsername,
-      password: options.sentinelPassword,
-      tls: options.sentinelTLS,
-      retryStrategy: backoff,
-      maxRetriesPerRequest: null,
-    }) as unknown as {
-      subscribe(channel: string): Promise<unknown>;
-      on(event: string, listener: (...args: string[]) => void): unknown;
-      disconnect(): void;
-    };
-    watcher.on("error", () => {}); // a sentinel down: the others still tell
-    watcher.subscribe("+switch-master").catch(() => {});
-    watcher.on("message", (_channel, message) => {
-      // "<name> <old host> <old port> <new host> <new port>"
-      const [name, , , , port] = (message ?? "").split(" ");
-      // Every sentinel announces the switch: act once per switch. Ports alone cannot tell
-      // nodes apart (all on 6379 in most deployments), so reconnect on any switch.
-      if (name !== topology.name || message === handled) return;
-      handled = message;
-      if (client.status === "ready" && port !== undefined) client.disconnect(true);
-    });
-    return watcher;
-  });
-  client.once("end", () => {
-    for (const watcher of watchers) watcher.disconnect();
-  });
 }
 
 interface NodeRedisModule {
@@ -354,39 +305,6 @@ function parseTimeout(value: number | undefined): number {
     );
   }
   return Math.ceil(seconds * 1000);
-}
-
-function parseList(env: string | undefined): string[] | undefined {
-  if (env === undefined || env.trim() === "") return undefined;
-  return env
-    .split(",")
-    .map((s) => s.trim())
-    .filter(Boolean);
-}
-
-function nodesOf(name: string, nodes: unknown): { host: string; port: number }[] {
-  if (!Array.isArray(nodes) || nodes.length === 0) {
-    throw new InvalidOptionError(
-      `${SCOPE}: ${name} must be a non-empty array of "host:port"`,
-      name,
-    );
-  }
-  return nodes.map((node) => parseNode(name, node));
-}
-
-function parseNode(name: string, node: unknown): { host: string; port: number } {
-  if (typeof node === "object" && node !== null) {
-    const { host, port } = node as { host?: unknown; port?: unknown };
-    if (typeof host === "string" && Number.isInteger(port)) return { host, port: port as number };
-  }
-  const match = typeof node === "string" ? /^(.+):(\d{1,5})$/.exec(node) : null;
-  if (match === null) {
-    throw new InvalidOptionError(
-      `${SCOPE}: each of ${name} must be "host:port" or { host, port } (got ${show(node)})`,
-      name,
-    );
-  }
-  return { host: match[1]!.replace(/^\[|\]$/g, ""), port: Number(match[2]) };
 }
 
 /** True when `redis` is a Cluster client (ioredis `Cluster` or node-redis `createCluster()`). */
