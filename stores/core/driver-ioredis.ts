@@ -113,8 +113,8 @@ class IoredisDriver implements RedisDriver {
     for (const arg of args) flat.push(arg);
     const method = this.methods[buffers ? `${command}Buffer` : command]!;
     const reply = method.apply(this.client, flat as [number, ...Arg[]]);
-    // ioredis 6 / iovalkey speak RESP2 only, where a reply needs no normalising; a client made
-    // to speak RESP3 would send booleans.
+    // ioredis 6 may speak RESP3 (its `protocol` option), where a Lua boolean arrives as a
+    // boolean: normalised as for node-redis.
     return reply.then(normalizeReply);
   }
 
