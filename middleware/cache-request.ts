@@ -5,7 +5,6 @@
  */
 import type { Request, Response } from "express";
 import { InvalidOptionError, toError } from "../stores/core/errors.js";
-import { warnOnce } from "../stores/core/logger.js";
 import { show } from "../stores/core/options.js";
 import { type CacheConfig, SCOPE } from "./cache-response-options.js";
 
@@ -87,8 +86,7 @@ export function collectTags(
       (tag) => typeof tag === "string" && tag.length > 0 && tag.length <= MAX_CACHE_TAG_LENGTH,
     )
   ) {
-    warnOnce(
-      config.logger,
+    config.warnings.once(
       "ERK_CACHE_TAGS",
       `${SCOPE}: a response had invalid tags (at most ${MAX_TAGS} non-empty strings of at most ${MAX_CACHE_TAG_LENGTH} characters); it was not stored`,
     );

@@ -8,7 +8,7 @@ import { DEFAULT_MEMORY_LIMITS } from "../stores/cache/types.js";
 import type { RedisDriver } from "../stores/core/driver.js";
 import { InvalidOptionError } from "../stores/core/errors.js";
 import { parsePrefix } from "../stores/core/keys.js";
-import { consoleLogger, type Logger } from "../stores/core/logger.js";
+import { consoleLogger, type Logger, Warnings } from "../stores/core/logger.js";
 import {
   bool,
   fail,
@@ -126,6 +126,8 @@ export interface CacheConfig extends PolicyConfig {
   timeoutMs: number;
   keepParam: (name: string) => boolean;
   logger: Logger;
+  /** This instance's coded warnings (each logged once). */
+  warnings: Warnings;
 }
 
 const DEFAULT_STATUSES = [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501];
@@ -219,6 +221,7 @@ export function parseCacheOptions(options: CacheResponseOptions): CacheConfig {
     timeoutMs: positiveInt(SCOPE, "timeoutMs", options.timeoutMs, 50),
     keepParam: queryFilter(options.query),
     logger: options.logger ?? consoleLogger,
+    warnings: new Warnings(options.logger ?? consoleLogger),
   };
 }
 

@@ -7,8 +7,7 @@
 import { isIP } from "node:net";
 import type { Request } from "express";
 import ipaddr from "ipaddr.js";
-import type { Logger } from "../stores/core/logger.js";
-import { warnOnce } from "../stores/core/logger.js";
+import type { Warnings } from "../stores/core/logger.js";
 
 /** Normalises an IP address: IPv4-mapped IPv6 → IPv4; IPv6 → its `/subnet` network. */
 export function normalizeIp(ip: string, subnet: number | false): string {
@@ -28,20 +27,27 @@ export function normalizeIp(ip: string, subnet: number | false): string {
   return `${ipaddr.fromByteArray(bytes).toString()}/${subnet}`;
 }
 
+/**
+ * express-rate-limit's helper, same contract: the key of one IP address, IPv4-mapped IPv6
+ * unwrapped and IPv6 grouped by its `/ipv6Subnet` network. Use it in a custom `key` that mixes
+ * the IP with something else: `key: (req) => \`${req.params.tenant}:${ipKeyGenerator(req.ip!)}\``.
+ */
+export function ipKeyGenerator(ip: string, ipv6Subnet: number | false = 56): string {
+  return normalizeIp(ip, ipv6Subnet);
+}
+
 /** Builds the default `key(req)`: the normalised client IP, with misuse warnings logged once. */
-export function ipKeyGenerator(subnet: number | false, logger: Logger): (req: Request) => string {
+export function clientIpKey(subnet: number | false, warnings: Warnings): (req: Request) => string {
   return function ipKey(req: Request): string {
     if (req.headers["x-forwarded-for"] !== undefined && req.app?.get("trust proxy") === false) {
-      warnOnce(
-        logger,
+      warnings.once(
         "ERK_XFF_IGNORED",
         "a request carries X-Forwarded-For but Express's `trust proxy` is off, so every client behind the proxy shares one rate limit key; set app.set('trust proxy', <hops>) (see README: Guidance)",
       );
     }
     const ip = req.ip ?? req.socket?.remoteAddress;
     if (ip === undefined || ip === "") {
-      warnOnce(
-        logger,
+      warnings.once(
         "ERK_NO_IP",
         "req.ip is undefined (the socket closed?); such requests share the key 'unknown-ip'",
       );

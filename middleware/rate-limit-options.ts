@@ -4,15 +4,24 @@
  */
 import type { NextFunction, Request, Response } from "express";
 import type { RedisDriver } from "../stores/core/driver.js";
-import { type Logger, warnOnce } from "../stores/core/logger.js";
-import { bool, fail, oneOf, optionalFunction, positiveInt, show } from "../stores/core/options.js";
+import type { Logger } from "../stores/core/logger.js";
 import {
+  bool,
+  fail,
+  oneOf,
+  optionalFunction,
+  positiveInt,
+  rejectUnknown,
+  show,
+} from "../stores/core/options.js";
+import {
+  LIMITER_OPTIONS,
   parseRateLimiterOptions,
   type RateLimiterConfig,
   type RateLimiterOptions,
 } from "../stores/rate-limit/options.js";
 import type { Algorithm, RateLimitResult } from "../stores/rate-limit/types.js";
-import { ipKeyGenerator } from "./client-key.js";
+import { clientIpKey } from "./client-key.js";
 import { type HeaderStyle, PROCESS_PARTITION_SECRET } from "./rate-limit-headers.js";
 
 /** A value, or a function of the request giving it (sync or async). */
@@ -123,6 +132,7 @@ const sharedPrefixes = new WeakMap<RedisDriver, Set<string>>();
 /** Validates `rateLimit()` options once; throws `InvalidOptionError` naming the option. */
 export function parseRateLimitOptions(options: RateLimitOptions): RateLimitConfig {
   if (typeof options !== "object" || options === null) fail(SCOPE, "options", "an object", options);
+  rejectUnknown(SCOPE, options, [...LIMITER_OPTIONS, ...HTTP_OPTIONS]);
   const http: Record<string, unknown> = {};
   const rest: Record<string, unknown> = { ...options };
   for (const name of HTTP_OPTIONS) {
@@ -170,8 +180,7 @@ export function parseRateLimitOptions(options: RateLimitOptions): RateLimitConfi
     const seen = sharedPrefixes.get(limiter.redis) ?? new Set<string>();
     sharedPrefixes.set(limiter.redis, seen);
     if (seen.has(limiter.prefix)) {
-      warnOnce(
-        limiter.logger,
+      limiter.warnings.once(
         "ERK_PREFIX_SHARED",
         `two rateLimit() instances use the prefix ${show(limiter.prefix)} on one Redis client, so they count into the same keys; give each its own prefix`,
       );
@@ -183,7 +192,7 @@ export function parseRateLimitOptions(options: RateLimitOptions): RateLimitConfi
     dynamic,
     key:
       optionalFunction<RateLimitConfig["key"]>(SCOPE, "key", http.key) ??
-      ipKeyGenerator((subnet as number | false | undefined) ?? 56, limiter.logger),
+      clientIpKey((subnet as number | false | undefined) ?? 56, limiter.warnings),
     cost: cost as PerRequest<number>,
     skip: optionalFunction(SCOPE, "skip", http.skip),
     skipSuccessfulRequests: bool(

@@ -8,7 +8,7 @@
  * between leave the session unmodified, so express-session does not save it.
  */
 import type { NextFunction, Request, RequestHandler, Response } from "express";
-import { consoleLogger, type Logger, warnOnce } from "../stores/core/logger.js";
+import { consoleLogger, type Logger, Warnings } from "../stores/core/logger.js";
 import { fail, positiveInt, rejectUnknown } from "../stores/core/options.js";
 import {
   type SessionTracking,
@@ -38,6 +38,7 @@ export function trackSessions(
   }
   rejectUnknown(scope, options, ["activityIntervalMs", "maxUserAgentLength", "logger"]);
   const logger = options.logger ?? consoleLogger;
+  const warnings = new Warnings(logger);
   const interval = positiveInt(scope, "activityIntervalMs", options.activityIntervalMs, 60_000);
   const maxAgent = positiveInt(scope, "maxUserAgentLength", options.maxUserAgentLength, 256);
 
@@ -72,8 +73,7 @@ export function trackSessions(
 
   return function trackSessionsMiddleware(req: Request, res: Response, next: NextFunction) {
     if (!req.session) {
-      warnOnce(
-        logger,
+      warnings.once(
         "ERK_TRACK_WITHOUT_SESSION",
         "trackSessions() found no req.session: mount it after express-session's session()",
       );

@@ -18,7 +18,8 @@ import {
   type RateLimitResult,
   rateLimit,
 } from "../index.js";
-import { resetWarnings } from "../stores/core/logger.js";
+import { clientIpKey } from "../middleware/client-key.js";
+import { Warnings } from "../stores/core/logger.js";
 import { closeClients, createApp, newRedis, quiet, testPrefix } from "./helpers.js";
 
 const prefix = testPrefix(__filename);
@@ -213,7 +214,6 @@ describe.each(["memory", "standalone"] as const)("rateLimit() on %s", (backend) 
   });
 
   it("keys by client IP honouring trust proxy; warns once when X-Forwarded-For is ignored", async () => {
-    resetWarnings();
     const lines: string[] = [];
     const logger = { info() {}, warn: (m: string) => lines.push(m), error() {} };
     const untrusted = createApp(limiter({ limit: 1, windowMs: 60_000, logger }));
@@ -487,7 +487,6 @@ describe("coded warnings and redaction", () => {
   };
 
   it("ERK_PREFIX_SHARED: two limiters counting into the same keys", () => {
-    resetWarnings();
     const { lines, logger } = capture();
     const redis = newRedis(undefined, { autoResendUnfulfilledCommands: false });
     rateLimit({ redis, limit: 1, windowMs: 1000, logger, prefix: `${prefix}same:` });
@@ -497,7 +496,6 @@ describe("coded warnings and redaction", () => {
   });
 
   it("ERK_AUTO_RESEND: a client that would resend an unanswered script", () => {
-    resetWarnings();
     const { lines, logger } = capture();
     const safe = createRedisClient<Redis>({ url: process.env.ERK_TEST_REDIS_URL, logger });
     createRateLimiter({ redis: safe, limit: 1, windowMs: 1000, logger });
@@ -512,12 +510,31 @@ describe("coded warnings and redaction", () => {
     expect(lines.filter((l) => l.includes("ERK_AUTO_RESEND"))).toHaveLength(1);
   });
 
+  it("warnings are once per instance: a quiet first instance does not silence the next", () => {
+    const quiet = capture();
+    const loud = capture();
+    const noIp = { ip: undefined, headers: {}, socket: {} } as unknown as express.Request;
+    const first = clientIpKey(56, new Warnings(quiet.logger));
+    first(noIp);
+    first(noIp);
+    clientIpKey(56, new Warnings(loud.logger))(noIp);
+    expect(quiet.lines.filter((l) => l.includes("ERK_NO_IP"))).toHaveLength(1);
+    expect(loud.lines.filter((l) => l.includes("ERK_NO_IP"))).toHaveLength(1);
+  });
+
+  it("ipKeyGenerator has express-rate-limit's contract: (ip, ipv6Subnet = 56) => key", () => {
+    expect(ipKeyGenerator("203.0.113.7")).toBe("203.0.113.7");
+    expect(ipKeyGenerator("::ffff:203.0.113.7")).toBe("203.0.113.7");
+    expect(ipKeyGenerator("2001:db8:1:2:3::1")).toBe("2001:db8:1::/56");
+    expect(ipKeyGenerator("2001:db8:1:2:3::1", 64)).toBe("2001:db8:1:2::/64");
+    expect(ipKeyGenerator("2001:db8:1:2:3::1", false)).toBe("2001:db8:1:2:3::1");
+  });
+
   it("ERK_NO_IP: a request without an address shares one key", () => {
-    resetWarnings();
     const { lines, logger } = capture();
-    const key = ipKeyGenerator(
+    const key = clientIpKey(
       56,
-      logger,
+      new Warnings(logger),
     )({ ip: undefined, headers: {}, socket: {} } as unknown as express.Request);
     expect(key).toBe("unknown-ip");
     expect(lines.filter((l) => l.includes("ERK_NO_IP"))).toHaveLength(1);

@@ -31,8 +31,12 @@ export class InvalidOptionError extends ExpressRedisKitError {
  * feature's failure mode is not to fall back. `cause` holds the underlying error.
  */
 export class StoreUnavailableError extends ExpressRedisKitError {
-  constructor(message: string, options?: { cause?: unknown }) {
+  /** When the feature next tries Redis again, in ms from now: the 503's `Retry-After`. */
+  readonly retryAfterMs: number;
+
+  constructor(message: string, options?: { cause?: unknown; retryAfterMs?: number }) {
     super(message, "ERK_STORE_UNAVAILABLE", options);
+    this.retryAfterMs = Math.max(0, options?.retryAfterMs ?? 1000);
   }
 }
 

@@ -8,11 +8,116 @@
  * Redis: one request at a time, at most every `recheckMs`, probes it; the first success turns
  * the switch back to Redis (logged once).
  */
-import { RedisTimeoutError, StoreUnavailableError, toError } from "./errors.js";
+import { InvalidOptionError, RedisTimeoutError, StoreUnavailableError, toError } from "./errors.js";
 import type { Logger } from "./logger.js";
+import { positiveInt, show } from "./options.js";
 
-/** What a feature does when Redis fails or is slower than `timeoutMs`. */
+/**
+ * What a feature does when Redis fails or is slower than `timeoutMs`: `"memory"` serves from the
+ * in-process backend, `"open"` serves as if the feature were not there (no limit, no cache, no
+ * lock), `"closed"` answers 503 with `Retry-After` (the primitives reject with
+ * `StoreUnavailableError`).
+ */
 export type OnRedisError = "memory" | "open" | "closed";
+
+/** The failure options every feature that talks to Redis takes. */
+export interface FailureOptions {
+  /** Longest wait for Redis per call; past it, `onRedisError` applies. */
+  timeoutMs?: number;
+  /** What to do when Redis fails or misses `timeoutMs`. */
+  onRedisError?: OnRedisError;
+  /**
+   * While Redis is failing, one call per `recheckMs` probes it; the first success switches back.
+   * @default 1000
+   */
+  recheckMs?: number;
+}
+
+/** `FailureOptions` resolved. */
+export interface FailureConfig {
+  timeoutMs: number;
+  onRedisError: OnRedisError;
+  recheckMs: number;
+}
+
+/** A feature's row of the failure table: its defaults, and the modes it offers with why not others. */
+interface FailureRow {
+  timeoutMs: number;
+  onRedisError: OnRedisError;
+  /** Modes not offered, each with the reason shown when one is asked for. */
+  refused: Partial<Record<OnRedisError, string>>;
+}
+
+/**
+ * The one table of failure defaults (the README's "When Redis fails" table says the same).
+ * Deadlines: a check in front of every request waits little (its fallback is cheap); a lock or a
+ * session is worth waiting for a bit longer, since its fallback is an error.
+ */
+export const FAILURE_DEFAULTS = {
+  rateLimit: { timeoutMs: 100, onRedisError: "memory", refused: {} },
+  cacheResponse: {
+    timeoutMs: 50,
+    onRedisError: "open",
+    refused: {
+      memory:
+        "a per-process cache would keep serving entries purged or replaced in other processes; use `memory: { maxEntries }` for an in-process first tier",
+    },
+  },
+  requireLock: {
+    timeoutMs: 1000,
+    onRedisError: "closed",
+    refused: { memory: "a lock held in one process does not exclude the others" },
+  },
+  lockManager: {
+    timeoutMs: 1000,
+    onRedisError: "closed",
+    refused: {
+      memory: "a lock held in one process does not exclude the others",
+      open: "acquire() cannot hand out a lock it does not hold; requireLock() offers open",
+    },
+  },
+  sessions: {
+    timeoutMs: 1000,
+    onRedisError: "closed",
+    refused: {
+      memory: "a session kept in one process logs the user out on every other instance",
+      open: "a session store cannot answer without its sessions",
+    },
+  },
+  health: { timeoutMs: 1000, onRedisError: "closed", refused: {} },
+} as const satisfies Record<string, FailureRow>;
+
+/** The probe interval while Redis is failing, for every feature. */
+export const DEFAULT_RECHECK_MS = 1000;
+
+/** Validates `timeoutMs`, `onRedisError` and `recheckMs` of `scope` against its row of the table. */
+export function parseFailureOptions(
+  scope: string,
+  feature: keyof typeof FAILURE_DEFAULTS,
+  options: FailureOptions,
+): FailureConfig {
+  const row: FailureRow = FAILURE_DEFAULTS[feature];
+  const mode = options.onRedisError ?? row.onRedisError;
+  if (mode !== "memory" && mode !== "open" && mode !== "closed") {
+    const offered = (["memory", "open", "closed"] as const).filter((m) => !(m in row.refused));
+    throw new InvalidOptionError(
+      `${scope}: onRedisError must be one of ${offered.map((m) => `"${m}"`).join(", ")} (got ${show(mode)})`,
+      "onRedisError",
+    );
+  }
+  const refusal = row.refused[mode];
+  if (refusal !== undefined) {
+    throw new InvalidOptionError(
+      `${scope}: onRedisError "${mode}" is not offered here: ${refusal}`,
+      "onRedisError",
+    );
+  }
+  return {
+    timeoutMs: positiveInt(scope, "timeoutMs", options.timeoutMs, row.timeoutMs),
+    onRedisError: mode,
+    recheckMs: positiveInt(scope, "recheckMs", options.recheckMs, DEFAULT_RECHECK_MS),
+  };
+}
 
 /** Which backend served a call. */
 export type Backend = "redis" | "memory";
@@ -23,8 +128,8 @@ export interface BackendSwitchOptions<S> {
   scope: string;
   /** The Redis-backed store, or `undefined` for memory only. */
   redis: S | undefined;
-  /** The in-process store. */
-  memory: S;
+  /** The in-process store, needed only when `onRedisError` is `"memory"` or there is no Redis. */
+  memory: S | undefined;
   onRedisError: OnRedisError;
   timeoutMs: number;
   recheckMs: number;
@@ -38,6 +143,40 @@ export interface BackendSwitchOptions<S> {
   failuresToDegrade?: number;
 }
 
+/** One feature's state, as `redisHealth()` reports it. */
+export interface FeatureState {
+  /** The factory, e.g. `rateLimit`. */
+  scope: string;
+  /** `"redis"`, `"memory"` (no Redis configured) or `"degraded"` (serving from its fallback). */
+  state: "redis" | "memory" | "degraded";
+  onRedisError: OnRedisError;
+  /** Why Redis is failing, while degraded. */
+  error?: string;
+}
+
+const switches = new Set<{ scope: string; ref: WeakRef<BackendSwitch<unknown>> }>();
+const switchFinalizer = new FinalizationRegistry<{
+  scope: string;
+  ref: WeakRef<BackendSwitch<unknown>>;
+}>((entry) => switches.delete(entry));
+
+/** The state of every live feature instance in this process (weakly held). */
+export function featureStates(): FeatureState[] {
+  const out: FeatureState[] = [];
+  for (const { scope, ref } of switches) {
+    const sw = ref.deref();
+    if (sw === undefined) continue;
+    const error = sw.lastErrorMessage;
+    out.push({
+      scope,
+      state: sw.state,
+      onRedisError: sw.onRedisError,
+      ...(error === undefined ? {} : { error }),
+    });
+  }
+  return out;
+}
+
 /** Routes calls to Redis or memory; see the module comment. */
 export class BackendSwitch<S> {
   private degraded = false;
@@ -48,7 +187,35 @@ export class BackendSwitch<S> {
   /** Calls answered by the fallback (memory, open or closed) since creation. */
   fallbacks = 0;
 
-  constructor(private readonly options: BackendSwitchOptions<S>) {}
+  constructor(private readonly options: BackendSwitchOptions<S>) {
+    if (
+      options.memory === undefined &&
+      (options.redis === undefined || options.onRedisError === "memory")
+    ) {
+      throw new TypeError(
+        `${options.scope}: a BackendSwitch without Redis or in mode memory needs a memory store`,
+      );
+    }
+    const entry = { scope: options.scope, ref: new WeakRef(this) };
+    switches.add(entry);
+    switchFinalizer.register(this, entry, this);
+  }
+
+  /** Forgets this switch for `featureStates()` (the feature's `close()`). */
+  close(): void {
+    for (const entry of switches) if (entry.ref.deref() === this) switches.delete(entry);
+    switchFinalizer.unregister(this);
+  }
+
+  /** The failure mode this switch applies. */
+  get onRedisError(): OnRedisError {
+    return this.options.onRedisError;
+  }
+
+  /** The last Redis failure's message while degraded. */
+  get lastErrorMessage(): string | undefined {
+    return this.degraded ? this.lastError?.message : undefined;
+  }
 
   /** `"redis"`, `"memory"` (no Redis given) or `"degraded"` (Redis failing, fallback in use). */
   get state(): "redis" | "memory" | "degraded" {
@@ -87,7 +254,7 @@ export class BackendSwitch<S> {
     op: (store: S) => Promise<T>,
   ): Promise<{ value: T; backend: Backend } | undefined> {
     const { redis, memory } = this.options;
-    if (redis === undefined) return { value: await op(memory), backend: "memory" };
+    if (redis === undefined) return { value: await op(memory as S), backend: "memory" };
     if (this.probing || Date.now() < this.nextProbeAt) return this.fallback(op);
     this.probing = true;
     try {
@@ -148,12 +315,12 @@ export class BackendSwitch<S> {
   ): Promise<{ value: T; backend: Backend } | undefined> {
     this.fallbacks++;
     if (this.options.onRedisError === "memory") {
-      return { value: await op(this.options.memory), backend: "memory" };
+      return { value: await op(this.options.memory as S), backend: "memory" };
     }
     if (this.options.onRedisError === "open") return undefined;
     throw new StoreUnavailableError(
       `${this.options.scope}: Redis unavailable (${this.lastError?.message ?? "unknown error"})`,
-      { cause: this.lastError },
+      { cause: this.lastError, retryAfterMs: this.nextProbeAt - Date.now() },
     );
   }
 }

@@ -1,5 +1,5 @@
 /**
- * The logging hook every feature uses, and coded warnings that are logged once per process.
+ * The logging hook every feature uses, and coded warnings that are logged once per instance.
  */
 
 /** A pino-compatible logger: any object with `info`, `warn` and `error` methods. */
@@ -16,19 +16,20 @@ export const consoleLogger: Logger = {
   error: (message, ...rest) => console.error(message, ...rest),
 };
 
-const warned = new Set<string>();
-
 /**
- * Logs a coded warning once per process and code (e.g. `ERK_XFF_IGNORED`). Each code is
- * documented in the README under "Warning and error codes".
+ * Coded warnings of one feature instance (one `rateLimit()`, one `cacheResponse()`…): each code
+ * is logged once per instance, through that instance's logger, so a quiet logger on one instance
+ * never silences another. Each code is documented in the README under "Warning and error codes".
  */
-export function warnOnce(logger: Logger, code: string, message: string): void {
-  if (warned.has(code)) return;
-  warned.add(code);
-  logger.warn(`[express-redis-kit] ${code}: ${message}`);
-}
+export class Warnings {
+  private readonly seen = new Set<string>();
 
-/** Forgets which codes were logged (for tests). */
-export function resetWarnings(): void {
-  warned.clear();
+  constructor(readonly logger: Logger) {}
+
+  /** Logs `[express-redis-kit] CODE: message` the first time this instance meets `code`. */
+  once(code: string, message: string): void {
+    if (this.seen.has(code)) return;
+    this.seen.add(code);
+    this.logger.warn(`[express-redis-kit] ${code}: ${message}`);
+  }
 }

@@ -6,6 +6,7 @@
 import type { RedisDriver } from "./driver.js";
 import { driverOf } from "./drivers.js";
 import { InvalidOptionError } from "./errors.js";
+import { peerHint } from "./peer-names.js";
 
 /** Renders a rejected value for an error message without dumping huge strings. */
 export function show(value: unknown): string {
@@ -98,7 +99,7 @@ export function rejectUnknown(scope: string, options: object, known: readonly st
   for (const key of Object.keys(options)) {
     if (!known.includes(key)) {
       throw new InvalidOptionError(
-        `${scope}: unknown option ${JSON.stringify(key)}${didYouMean(key, known)}`,
+        `${scope}: unknown option ${JSON.stringify(key)}${peerHint(key, known) ?? didYouMean(key, known)}`,
         key,
       );
     }

@@ -6,7 +6,7 @@
 import type { RedisDriver } from "../core/driver.js";
 import type { OnRedisError } from "../core/fallback.js";
 import { parsePrefix } from "../core/keys.js";
-import { consoleLogger, type Logger, warnOnce } from "../core/logger.js";
+import { consoleLogger, type Logger, Warnings } from "../core/logger.js";
 import {
   fail,
   nonNegativeInt,
@@ -99,9 +99,12 @@ export interface RateLimiterConfig {
   recheckMs: number;
   maxKeys: number;
   logger: Logger;
+  /** This instance's coded warnings (each logged once). */
+  warnings: Warnings;
 }
 
-const KNOWN = [
+/** The options `createRateLimiter()` knows. */
+export const LIMITER_OPTIONS = [
   "redis",
   "limit",
   "windowMs",
@@ -122,20 +125,20 @@ export function parseRateLimiterOptions(
   scope = "createRateLimiter",
 ): RateLimiterConfig {
   if (typeof options !== "object" || options === null) fail(scope, "options", "an object", options);
-  rejectUnknown(scope, options, KNOWN);
+  rejectUnknown(scope, options, LIMITER_OPTIONS);
   const redis = optionalRedis(scope, "redis", options.redis);
-  if (redis?.resendsUnanswered) {
-    warnOnce(
-      options.logger ?? consoleLogger,
-      "ERK_AUTO_RESEND",
-      "the Redis client resends commands left unanswered by a disconnect (ioredis autoResendUnfulfilledCommands), so a consume can count twice; create it with autoResendUnfulfilledCommands: false, as createRedisClient() does",
-    );
-  }
   const memory = options.memory ?? {};
   if (typeof memory !== "object" || memory === null) fail(scope, "memory", "an object", memory);
   const logger = options.logger ?? consoleLogger;
   if (typeof logger?.warn !== "function" || typeof logger.info !== "function") {
     fail(scope, "logger", "an object with info, warn and error methods", logger);
+  }
+  const warnings = new Warnings(logger);
+  if (redis?.resendsUnanswered) {
+    warnings.once(
+      "ERK_AUTO_RESEND",
+      "the Redis client resends commands left unanswered by a disconnect (ioredis autoResendUnfulfilledCommands), so a consume can count twice; create it with autoResendUnfulfilledCommands: false, as createRedisClient() does",
+    );
   }
   return {
     redis,
@@ -153,6 +156,7 @@ export function parseRateLimiterOptions(
     recheckMs: positiveInt(scope, "recheckMs", options.recheckMs, 1000),
     maxKeys: positiveInt(scope, "memory.maxKeys", memory.maxKeys, 100_000),
     logger,
+    warnings,
   };
 }
 

@@ -1,0 +1,90 @@
+/**
+ * Option names of the libraries users migrate from (express-rate-limit, rate-limit-redis,
+ * rate-limiter-flexible, apicache, connect-redis, node-redlock) and of this package before 1.0,
+ * each mapped to the option that does the same here. `rejectUnknown()` turns a peer's name into
+ * a hint ("did you mean `headers`? (express-rate-limit's `standardHeaders`)") instead of a bare
+ * "unknown option".
+ */
+
+/** One peer option: our option (or `undefined` when there is none) and what to say. */
+interface PeerName {
+  /** Our option that does the same, when the factory has it. */
+  ours?: string;
+  /** Whose name it is, e.g. `express-rate-limit`. */
+  peer: string;
+  /** What else to know (units, values), shown after the hint. */
+  note?: string;
+}
+
+const ERL = "express-rate-limit";
+const RLR = "rate-limit-redis";
+const RLF = "rate-limiter-flexible";
+const APICACHE = "apicache";
+const REDLOCK = "node-redlock";
+const OURS = "express-redis-kit before 1.0";
+
+/** Peer option name → the candidates here, first match among the factory's options wins. */
+const PEER_NAMES: Record<string, readonly PeerName[]> = {
+  // express-rate-limit
+  standardHeaders: [
+    { ours: "headers", peer: ERL, note: 'the same values: "draft-6", "draft-7", "draft-8"' },
+  ],
+  legacyHeaders: [{ ours: "headers", peer: ERL, note: 'headers: "legacy" sends X-RateLimit-*' }],
+  max: [{ ours: "limit", peer: ERL }],
+  keyGenerator: [{ ours: "key", peer: ERL }],
+  message: [{ ours: "handler", peer: ERL, note: "answer the rejection in handler(req, res)" }],
+  store: [{ ours: "redis", peer: ERL, note: "pass the Redis client itself" }],
+  passOnStoreError: [{ ours: "onRedisError", peer: ERL, note: 'true is onRedisError: "open"' }],
+  identifier: [{ ours: "headers", peer: ERL, note: "the policy name comes from policies[].name" }],
+  validate: [{ peer: ERL, note: "checks run once at construction and warn with codes" }],
+  requestPropertyName: [{ peer: ERL, note: "the result is at req.rateLimit" }],
+  // rate-limit-redis
+  sendCommand: [{ ours: "redis", peer: RLR, note: "pass the Redis client itself" }],
+  resetExpiryOnChange: [{ peer: RLR, note: "windows are fixed by windowMs" }],
+  // rate-limiter-flexible
+  points: [{ ours: "limit", peer: RLF }],
+  duration: [{ ours: "windowMs", peer: RLF, note: "in milliseconds here, not seconds" }],
+  blockDuration: [{ ours: "blockDurationMs", peer: RLF, note: "in milliseconds here" }],
+  storeClient: [{ ours: "redis", peer: RLF }],
+  keyPrefix: [{ ours: "prefix", peer: RLF }],
+  insuranceLimiter: [{ ours: "onRedisError", peer: RLF, note: '"memory" is the built-in one' }],
+  inMemoryBlockOnConsumed: [{ ours: "blockDurationMs", peer: RLF }],
+  useRedisPackage: [{ ours: "redis", peer: RLF, note: "the client library is recognised" }],
+  // apicache
+  redisClient: [{ ours: "redis", peer: APICACHE }],
+  defaultDuration: [{ ours: "ttlMs", peer: APICACHE, note: "in milliseconds" }],
+  appendKey: [{ ours: "key", peer: APICACHE }],
+  statusCodes: [{ ours: "statuses", peer: APICACHE, note: "a list of statuses to store" }],
+  debug: [{ ours: "logger", peer: APICACHE }],
+  enabled: [{ peer: APICACHE, note: "mount the middleware only where it should run" }],
+  headerBlacklist: [{ peer: APICACHE, note: "Set-Cookie responses are never stored" }],
+  trackPerformance: [{ ours: "stats", peer: APICACHE, note: "see mw.stats()" }],
+  // connect-redis: `client` is accepted where a store is built; elsewhere:
+  client: [{ ours: "redis", peer: "connect-redis" }],
+  // node-redlock
+  retryCount: [{ ours: "waitMs", peer: REDLOCK, note: "wait by time, woken on release" }],
+  retryDelay: [{ ours: "waitMs", peer: REDLOCK, note: "wait by time, woken on release" }],
+  retryJitter: [{ ours: "waitMs", peer: REDLOCK }],
+  driftFactor: [{ peer: REDLOCK, note: "one Redis (or Cluster), fenced tokens; no drift" }],
+  automaticExtensionThreshold: [{ ours: "autoExtend", peer: REDLOCK }],
+  // this package before 1.0
+  status: [{ ours: "statusCode", peer: OURS }],
+  onLocked: [{ ours: "handler", peer: OURS }],
+  defaultTtlMs: [{ ours: "ttlMs", peer: OURS }],
+};
+
+/**
+ * The hint for an unknown option that is a peer's name, or `undefined`:
+ * `; did you mean "headers"? (express-rate-limit's \`standardHeaders\`: …)`.
+ */
+export function peerHint(name: string, known: readonly string[]): string | undefined {
+  const candidates = PEER_NAMES[name];
+  if (candidates === undefined) return undefined;
+  const match = candidates.find((c) => c.ours === undefined || known.includes(c.ours));
+  if (match === undefined) return undefined;
+  const note = match.note === undefined ? "" : `: ${match.note}`;
+  const whose = `${match.peer}'s \`${name}\`${note}`;
+  return match.ours === undefined
+    ? ` (${whose}; there is no equivalent option here)`
+    : `; did you mean ${JSON.stringify(match.ours)}? (${whose})`;
+}
