@@ -1,6 +1,7 @@
 /**
  * `rateLimit()`: request → key → `limiter.consume()` → headers, then `next()` or a 429.
  */
+
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 import { InvalidOptionError, StoreUnavailableError } from "../stores/core/errors.js";
 import { show } from "../stores/core/options.js";
@@ -15,6 +16,7 @@ import {
   type RateLimitOptions,
   SCOPE,
 } from "./rate-limit-options.js";
+import { answerUnavailable } from "./unavailable.js";
 
 export type { PerRequest, RateLimitOptions } from "./rate-limit-options.js";
 
@@ -141,7 +143,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
       (result) => respond(req, res, next, key, result),
       (err: unknown) => {
         if (!(err instanceof StoreUnavailableError)) return next(err);
-        res.status(503).json({ error: "Service Unavailable" }); // onRedisError: "closed"
+        answerUnavailable(res, err); // onRedisError: "closed"
       },
     );
   }
