@@ -7,6 +7,7 @@ import type { Request, Response } from "express";
 import { DEFAULT_MEMORY_LIMITS } from "../stores/cache/types.js";
 import type { RedisDriver } from "../stores/core/driver.js";
 import { InvalidOptionError } from "../stores/core/errors.js";
+import { parseFailureOptions } from "../stores/core/fallback.js";
 import { parsePrefix } from "../stores/core/keys.js";
 import { consoleLogger, type Logger, Warnings } from "../stores/core/logger.js";
 import {
@@ -92,10 +93,23 @@ export interface CacheResponseOptions {
   /** An in-process first tier (bounded), kept coherent across processes over pub/sub. */
   memory?: { maxEntries: number; maxBytes?: number };
   /**
-   * Longest wait for Redis; after it the request is a miss.
+   * Longest wait for Redis per call; past it `onRedisError` applies.
    * @default 50
    */
   timeoutMs?: number;
+  /**
+   * When Redis fails or misses `timeoutMs`: `"open"` answers as if there were no cache (the
+   * handler runs, nothing is stored); `"closed"` answers 503 with `Retry-After`, sparing the
+   * origin a flood of misses. (`"memory"` is refused: a per-process cache would serve entries
+   * purged in other processes.)
+   * @default "open"
+   */
+  onRedisError?: "open" | "closed";
+  /**
+   * While Redis is failing, one request per `recheckMs` probes it; the first success switches back.
+   * @default 1000
+   */
+  recheckMs?: number;
   /**
    * Targeted cache-control field (RFC 9213) that overrides `Cache-Control` for this cache;
    * `false` ignores targeted fields.
@@ -124,6 +138,8 @@ export interface CacheConfig extends PolicyConfig {
   coalesceWaitMs: number;
   memory: { maxEntries: number; maxBytes: number } | undefined;
   timeoutMs: number;
+  onRedisError: "open" | "closed";
+  recheckMs: number;
   keepParam: (name: string) => boolean;
   logger: Logger;
   /** This instance's coded warnings (each logged once). */
@@ -148,6 +164,8 @@ const KNOWN = [
   "coalesceWaitMs",
   "memory",
   "timeoutMs",
+  "onRedisError",
+  "recheckMs",
   "targetedField",
   "query",
   "logger",
@@ -158,6 +176,7 @@ export function parseCacheOptions(options: CacheResponseOptions): CacheConfig {
   if (typeof options !== "object" || options === null) fail(SCOPE, "options", "an object", options);
   rejectUnknown(SCOPE, options, KNOWN);
   const redis = optionalRedis(SCOPE, "redis", options.redis);
+  const failure = parseFailureOptions(SCOPE, "cacheResponse", options);
   const statuses = options.statuses ?? DEFAULT_STATUSES;
   if (!Array.isArray(statuses)) fail(SCOPE, "statuses", "an array of HTTP statuses", statuses);
   for (const status of statuses) {
@@ -218,7 +237,7 @@ export function parseCacheOptions(options: CacheResponseOptions): CacheConfig {
     coalesce: bool(SCOPE, "coalesce", options.coalesce, true),
     coalesceWaitMs: positiveInt(SCOPE, "coalesceWaitMs", options.coalesceWaitMs, 5000),
     memory,
-    timeoutMs: positiveInt(SCOPE, "timeoutMs", options.timeoutMs, 50),
+    ...(failure as { timeoutMs: number; onRedisError: "open" | "closed"; recheckMs: number }),
     keepParam: queryFilter(options.query),
     logger: options.logger ?? consoleLogger,
     warnings: new Warnings(options.logger ?? consoleLogger),

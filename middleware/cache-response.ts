@@ -14,7 +14,7 @@ import type {
   ResponseCacheStats,
   StoredResponse,
 } from "../stores/cache/types.js";
-import { toError } from "../stores/core/errors.js";
+import { StoreUnavailableError, toError } from "../stores/core/errors.js";
 import { ResponseCapture } from "./cache-capture.js";
 import {
   type Freshness,
@@ -42,6 +42,7 @@ import {
   varyValues,
 } from "./cache-request.js";
 import { type CacheResponseOptions, parseCacheOptions, SCOPE } from "./cache-response-options.js";
+import { answerUnavailable } from "./unavailable.js";
 
 export type { ResponseCacheStats } from "../stores/cache/types.js";
 export type { CacheResponseOptions } from "./cache-response-options.js";
@@ -306,12 +307,19 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
     }
     routing = t.routing;
     const go = (ready: boolean) => {
+      if (!ready && config.onRedisError === "closed" && config.redis !== undefined) {
+        return answerUnavailable(res, new StoreUnavailableError(`${SCOPE}: Redis unavailable`));
+      }
       if (!ready) {
         cache.counters.bypasses++;
         markResponse(res, "BYPASS", "fwd=bypass; detail=cache-unavailable");
         return next();
       }
-      serve(req, res, next, t).catch(next);
+      serve(req, res, next, t).catch((err: unknown) => {
+        if (err instanceof StoreUnavailableError)
+          answerUnavailable(res, err); // closed
+        else next(err);
+      });
     };
     const ready = cache.ready();
     if (typeof ready === "boolean") go(ready);

@@ -5,7 +5,7 @@
  * subscriber's reconnect: the memory tier is dropped and the generation re-read.
  */
 import type { Redis } from "ioredis";
-import { createRedisClient } from "../index.js";
+import { cacheResponse, createRedisClient } from "../index.js";
 import { type CacheApp, closeServers, quiet, serve } from "./cache-helpers.js";
 import { type RedisServer, startRedisServer } from "./harness/redis-server.ts";
 import { closeClients, collectUnhandledRejections, ready, testPrefix, wait } from "./helpers.js";
@@ -80,6 +80,40 @@ it("Redis shut down mid-traffic: every request answered by the handler, then hit
   }
   expect(res.headers["x-cache"]).toBe("HIT");
   expect(a.cache.stats().state).toBe("redis");
+});
+
+it("onRedisError closed: 503 with Retry-After while Redis is down, the handler never runs; back on Redis after a restart", async () => {
+  const a = await app("closed", { onRedisError: "closed", recheckMs: 200 });
+  await a.get("/r");
+  expect((await a.get("/r")).headers["x-cache"]).toBe("HIT");
+  await server.stop();
+  const during = await traffic(a, 10, 10);
+  expect(during.map((r) => r.status)).toEqual(Array(10).fill(503));
+  expect(Math.max(...during.map((r) => r.ms))).toBeLessThan(1000);
+  const one = await a.get("/r");
+  expect(one.status).toBe(503);
+  expect(Number(one.headers["retry-after"])).toBeGreaterThanOrEqual(1);
+  expect(one.body).toEqual({ error: "Service Unavailable", code: "ERK_STORE_UNAVAILABLE" });
+  expect(a.calls.get("/r")).toBe(1); // the origin was spared every request of the outage
+  expect(a.cache.stats().state).toBe("degraded");
+  await server.start();
+  await ready(redis);
+  let res = await a.get("/r");
+  for (let i = 0; i < 40 && res.status !== 200; i++) {
+    await wait(50); // one probe per recheckMs
+    res = await a.get("/r");
+  }
+  expect(res.status).toBe(200);
+  expect(a.cache.stats().state).toBe("redis");
+});
+
+it("onRedisError: memory is refused for the cache, with the reason", () => {
+  expect(() => cacheResponse({ redis, onRedisError: "memory" as never })).toThrow(
+    /cacheResponse: onRedisError "memory" is not offered here: a per-process cache would keep serving entries purged/,
+  );
+  expect(() => cacheResponse({ redis, onRedisError: "closd" as never })).toThrow(
+    /onRedisError must be one of "open", "closed" \(got "closd"\)/,
+  );
 });
 
 it("CLIENT PAUSE longer than timeoutMs: requests fall through to the handler within the deadline", async () => {

@@ -41,6 +41,9 @@ export interface ResponseCacheSettings {
   prefix: string;
   memory: { maxEntries: number; maxBytes: number } | undefined;
   timeoutMs: number;
+  /** `"open"`: a failing Redis makes requests misses; `"closed"`: lookups reject (503). */
+  onRedisError: "open" | "closed";
+  recheckMs: number;
   coalesceWaitMs: number;
   logger: Logger;
 }
@@ -70,10 +73,10 @@ export class ResponseCache {
     this.store = new BackendSwitch<CacheStore>({
       scope: "cacheResponse",
       redis: this.redisStore,
-      memory: this.memoryStore ?? new MemoryCacheStore({ maxEntries: 1, maxBytes: 1 }),
-      onRedisError: "open",
+      memory: this.memoryStore,
+      onRedisError: settings.onRedisError,
       timeoutMs,
-      recheckMs: 1000,
+      recheckMs: settings.recheckMs,
       logger,
       // A lone slow reply under load answers that one call as a miss; three in a row mean
       // Redis is in trouble, and the process stops waiting on it for a second.
@@ -128,7 +131,8 @@ export class ResponseCache {
 
   /**
    * Reads `key` from the first tier, then the store (only the store with `fromStore`: after
-   * another request filled it). Resolves `undefined` on a miss or failure.
+   * another request filled it). Resolves `undefined` on a miss or failure; with
+   * `onRedisError: "closed"`, a failure rejects with `StoreUnavailableError`.
    */
   lookup(key: string, fromStore = false): Promise<Lookup | undefined> | Lookup | undefined {
     if (!fromStore) {
@@ -150,7 +154,10 @@ export class ResponseCache {
           }
           return found;
         },
-        () => undefined,
+        (err: unknown) => {
+          if (err instanceof StoreUnavailableError) throw err; // closed
+          return undefined;
+        },
       );
   }
 
@@ -323,6 +330,7 @@ export class ResponseCache {
   /** Closes the subscriber connection. */
   async close(): Promise<void> {
     untrack(this);
+    this.store.close();
     await this.coherence.close();
   }
 

@@ -16,7 +16,10 @@ import { defineScript } from "../core/scripts.js";
 import type { CacheStore, LockAnswer, Lookup, StoredResponse } from "./types.js";
 
 /**
- * Read an entry. KEYS[1] entry. Returns nil, or { stored-at, metadata, body, now }.
+ * Read an entry, with Redis's clock.
+ *
+ * KEYS[1]  entry      the entry hash
+ * Returns  nil, or { stored-at ms, metadata JSON, body, now ms }
  */
 const GET = defineScript(
   "cache_get",
@@ -30,8 +33,14 @@ return { v[1], v[2], v[3], tostring(t[1] * 1000 + math.floor(t[2] / 1000)) }
 
 /**
  * Store an entry and release the fill lock if this filler still holds it.
- * KEYS[1] entry, KEYS[2] its lock. ARGV[1] metadata, ARGV[2] body, ARGV[3] ttl ms, ARGV[4]
- * lock token ('' when none). Returns the stored-at time.
+ *
+ * KEYS[1]  entry      the entry hash
+ * KEYS[2]  lock       its fill lock
+ * ARGV[1]  metadata   JSON (status, headers, freshness)
+ * ARGV[2]  body       bytes
+ * ARGV[3]  ttlMs      the entry's lifetime (fresh + stale)
+ * ARGV[4]  token      the filler's lock token ('' when it holds none)
+ * Returns  the stored-at time (Redis TIME, ms)
  */
 const SET = defineScript(
   "cache_set",
@@ -46,9 +55,14 @@ return now
 );
 
 /**
- * Take the fill lock, unless the entry was (re)stored since the caller looked. KEYS[1] entry,
- * KEYS[2] lock. ARGV[1] token, ARGV[2] ttl ms, ARGV[3] the stored-at the caller saw ('' when
- * it saw no entry). Returns 1 taken, 0 held by another filler, 2 already filled.
+ * Take the fill lock, unless the entry was (re)stored since the caller looked.
+ *
+ * KEYS[1]  entry      the entry hash
+ * KEYS[2]  lock       its fill lock
+ * ARGV[1]  token      the filler's token
+ * ARGV[2]  ttlMs      the lock's lifetime
+ * ARGV[3]  seen       the stored-at the caller saw ('' when it saw no entry)
+ * Returns  1 taken, 0 held by another filler, 2 already filled
  */
 const LOCK = defineScript(
   "cache_lock",
@@ -60,7 +74,13 @@ return 0
 `,
 );
 
-/** Delete KEYS[1] if it still holds ARGV[1] (a lock token). */
+/**
+ * Release a fill lock if it still holds the caller's token.
+ *
+ * KEYS[1]  lock       the fill lock
+ * ARGV[1]  token      the filler's token
+ * Returns  1 released, 0 not held by this token
+ */
 const UNLOCK = defineScript(
   "cache_unlock",
   `
@@ -70,8 +90,13 @@ return 0
 );
 
 /**
- * Add ARGV[1] (an entry key) to the tag index KEYS[1] until ARGV[2] ms from now; drop members
- * already expired, so the index stays as small as the live entries; extend the index's TTL.
+ * Add an entry key to a tag's index until it expires; drop members already expired, so the
+ * index stays as small as the live entries; extend the index's TTL.
+ *
+ * KEYS[1]  index      the tag's sorted set (entry key → expiry ms)
+ * ARGV[1]  entryKey   the entry's key
+ * ARGV[2]  ttlMs      the entry's lifetime
+ * Returns  1
  */
 const TAG = defineScript(
   "cache_tag",
@@ -86,7 +111,12 @@ return 1
 `,
 );
 
-/** Return the live members of the tag index KEYS[1] and delete it. */
+/**
+ * Take a tag's index: return its live members and delete it.
+ *
+ * KEYS[1]  index      the tag's sorted set
+ * Returns  the entry keys still alive
+ */
 const TAKE_TAG = defineScript(
   "cache_take_tag",
   `
