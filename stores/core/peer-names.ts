@@ -38,9 +38,11 @@ const PEER_NAMES: Record<string, readonly PeerName[]> = {
   identifier: [{ ours: "headers", peer: ERL, note: "the policy name comes from policies[].name" }],
   validate: [{ peer: ERL, note: "checks run once at construction and warn with codes" }],
   requestPropertyName: [{ peer: ERL, note: "the result is at req.rateLimit" }],
+  retryAfter: [{ peer: ERL, note: "Retry-After is always sent on a rejection" }],
   // rate-limit-redis
   sendCommand: [{ ours: "redis", peer: RLR, note: "pass the Redis client itself" }],
   resetExpiryOnChange: [{ peer: RLR, note: "windows are fixed by windowMs" }],
+  sendCommandCluster: [{ ours: "redis", peer: RLR, note: "pass the Cluster client itself" }],
   // rate-limiter-flexible
   points: [{ ours: "limit", peer: RLF }],
   duration: [{ ours: "windowMs", peer: RLF, note: "in milliseconds here, not seconds" }],
@@ -50,6 +52,11 @@ const PEER_NAMES: Record<string, readonly PeerName[]> = {
   insuranceLimiter: [{ ours: "onRedisError", peer: RLF, note: '"memory" is the built-in one' }],
   inMemoryBlockOnConsumed: [{ ours: "blockDurationMs", peer: RLF }],
   useRedisPackage: [{ ours: "redis", peer: RLF, note: "the client library is recognised" }],
+  useRedis3AndLowerPackage: [{ peer: RLF, note: "node-redis 5 and 6 are supported" }],
+  inMemoryBlockDuration: [{ ours: "blockDurationMs", peer: RLF }],
+  rejectIfRedisNotReady: [{ ours: "onRedisError", peer: RLF, note: 'true is "closed"' }],
+  execEvenly: [{ peer: RLF, note: "rejected requests are answered at once" }],
+  execEvenlyMinDelayMs: [{ peer: RLF, note: "rejected requests are answered at once" }],
   // apicache
   redisClient: [{ ours: "redis", peer: APICACHE }],
   defaultDuration: [{ ours: "ttlMs", peer: APICACHE, note: "in milliseconds" }],
@@ -58,7 +65,9 @@ const PEER_NAMES: Record<string, readonly PeerName[]> = {
   debug: [{ ours: "logger", peer: APICACHE }],
   enabled: [{ peer: APICACHE, note: "mount the middleware only where it should run" }],
   headerBlacklist: [{ peer: APICACHE, note: "Set-Cookie responses are never stored" }],
-  trackPerformance: [{ ours: "stats", peer: APICACHE, note: "see mw.stats()" }],
+  trackPerformance: [{ peer: APICACHE, note: "counters are always kept: mw.stats()" }],
+  respectCacheControl: [{ peer: APICACHE, note: "response Cache-Control is always honoured" }],
+  headers: [{ peer: APICACHE, note: "the handler sets its own Cache-Control" }],
   // connect-redis: `client` is accepted where a store is built; elsewhere:
   client: [{ ours: "redis", peer: "connect-redis" }],
   // node-redlock
