@@ -4,16 +4,20 @@
  * in order), glob patterns, isolation of failing (and rejecting) handlers, dropped payloads,
  * unsubscribe (PUBSUB NUMSUB back to 0), resubscribe after CLIENT KILL TYPE pubsub.
  */
+import { StoreUnavailableError } from "../stores/core/errors.js";
 import { globToRegExp } from "../stores/pubsub/local.js";
 import { createPubSub, type Envelope, type PubSub } from "../stores/pubsub/pubsub.js";
+import { type RedisServer, startRedisServer } from "./harness/redis-server.ts";
 import {
   ALL_BACKENDS,
   clientFor,
   closeClients,
   deferred,
+  eventually,
   newNodeRedis,
   newRedis,
   quiet,
+  ready,
   testPrefix,
 } from "./helpers.js";
 
@@ -251,4 +255,47 @@ it("Redis glob patterns match as Redis matches them", () => {
   for (const [glob, text, expected] of cases) {
     expect([glob, text, globToRegExp(glob).test(text)]).toEqual([glob, text, expected]);
   }
+});
+
+describe("pub/sub when Redis fails (its own redis-server)", () => {
+  let server: RedisServer;
+  beforeAll(async () => {
+    server = await startRedisServer();
+  });
+  afterAll(async () => {
+    await server.stop();
+  });
+
+  it("closed (default) rejects StoreUnavailableError, open resolves 0 and counts a drop; both publish on Redis again after a restart", async () => {
+    const closedClient = newRedis(server.url, { enableOfflineQueue: false });
+    const openClient = newRedis(server.url, { enableOfflineQueue: false });
+    const options = { timeoutMs: 200, recheckMs: 100, logger: quiet };
+    const closed = createPubSub({ redis: closedClient, ...options });
+    const open = createPubSub({ redis: openClient, onRedisError: "open", ...options });
+    opened.push(closed, open);
+    await Promise.all([ready(closedClient), ready(openClient)]);
+    const listener = createPubSub({ redis: newRedis(server.url), logger: quiet });
+    opened.push(listener);
+    await listener.subscribe(`${prefix}down`, () => {});
+    expect(await closed.publish(`${prefix}down`, "up")).toBe(1);
+    await server.stop();
+    const failure = await closed.publish(`${prefix}down`, "down").catch((err: unknown) => err);
+    expect(failure).toBeInstanceOf(StoreUnavailableError);
+    expect(await open.publish(`${prefix}down`, "down")).toBe(0);
+    expect(open.stats()).toMatchObject({ dropped: 1, published: 0 });
+    await server.start();
+    await Promise.all([ready(closedClient), ready(openClient)]);
+    // One publish per recheckMs probes Redis; the subscriber reconnects on its own back-off.
+    await eventually("both publish on Redis again", async () => {
+      expect(await closed.publish(`${prefix}down`, "back")).toBe(1);
+      expect(await open.publish(`${prefix}down`, "back")).toBe(1);
+    });
+    expect(open.stats().dropped).toBe(1);
+  });
+
+  it("memory is refused: in-process delivery would reach only this process", () => {
+    expect(() => createPubSub({ onRedisError: "memory" as never })).toThrow(
+      /createPubSub: onRedisError "memory" is not offered here: in-process delivery reaches only/,
+    );
+  });
 });

@@ -84,6 +84,11 @@ export const FAILURE_DEFAULTS = {
       open: "a session store cannot answer without its sessions",
     },
   },
+  pubsub: {
+    timeoutMs: 1000,
+    onRedisError: "closed",
+    refused: { memory: "in-process delivery reaches only this process's subscribers" },
+  },
   health: { timeoutMs: 1000, onRedisError: "closed", refused: {} },
 } as const satisfies Record<string, FailureRow>;
 

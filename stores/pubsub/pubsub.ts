@@ -8,6 +8,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { toError } from "../core/errors.js";
+import { BackendSwitch, parseFailureOptions } from "../core/fallback.js";
 import { consoleLogger, type Logger } from "../core/logger.js";
 import { optionalRedis, positiveInt, rejectUnknown } from "../core/options.js";
 import { track, untrack } from "../core/registry.js";
@@ -49,6 +50,24 @@ export interface PubSubOptions {
   maxMessageBytes?: number;
   /** Called after the subscriber reconnected and subscribed again (messages may have been missed). */
   onResubscribed?: () => void;
+  /**
+   * Longest wait for Redis per `publish()`; past it `onRedisError` applies.
+   * @default 1000
+   */
+  timeoutMs?: number;
+  /**
+   * When a publish fails or misses `timeoutMs`: `"closed"` rejects with
+   * `StoreUnavailableError`; `"open"` resolves 0 (no receiver: the message is dropped, counted
+   * in `stats().dropped`). (`"memory"` is refused: in-process delivery would reach only this
+   * process.)
+   * @default "closed"
+   */
+  onRedisError?: "open" | "closed";
+  /**
+   * While Redis is failing, one publish per `recheckMs` tries it; the others fail at once.
+   * @default 1000
+   */
+  recheckMs?: number;
   /** @default console */
   logger?: Logger;
 }
@@ -57,7 +76,7 @@ export interface PubSubOptions {
 export interface PubSubStats {
   published: number;
   received: number;
-  /** Messages dropped: oversized or not JSON envelopes. */
+  /** Messages dropped: received oversized or not JSON envelopes, or not published (`open`). */
   dropped: number;
   /** Handler calls that threw. */
   handlerErrors: number;
@@ -103,7 +122,16 @@ export interface Transport {
 /** Creates a pub/sub instance; see the module comment. */
 export function createPubSub(options: PubSubOptions = {}): PubSub {
   const scope = "createPubSub";
-  rejectUnknown(scope, options, ["redis", "maxMessageBytes", "onResubscribed", "logger"]);
+  rejectUnknown(scope, options, [
+    "redis",
+    "maxMessageBytes",
+    "onResubscribed",
+    "timeoutMs",
+    "onRedisError",
+    "recheckMs",
+    "logger",
+  ]);
+  const failure = parseFailureOptions(scope, "pubsub", options);
   const maxBytes = positiveInt(scope, "maxMessageBytes", options.maxMessageBytes, 65_536);
   const redis = optionalRedis(scope, "redis", options.redis);
   const logger = options.logger ?? consoleLogger;
@@ -145,6 +173,13 @@ export function createPubSub(options: PubSubOptions = {}): PubSub {
     redis === undefined
       ? new LocalTransport(onMessage)
       : new RedisTransport(redis, onMessage, logger, options.onResubscribed);
+  const publisher = new BackendSwitch<Transport>({
+    scope,
+    redis: redis === undefined ? undefined : transport,
+    memory: redis === undefined ? transport : undefined,
+    ...failure,
+    logger,
+  });
 
   /** Adds a handler for a channel or pattern, listening on the first; returns its remover. */
   const add = async (
@@ -206,14 +241,20 @@ export function createPubSub(options: PubSubOptions = {}): PubSub {
       if (Buffer.byteLength(payload) > maxBytes) {
         throw new RangeError(`pubsub: message on ${channel} exceeds maxMessageBytes (${maxBytes})`);
       }
+      const answer = await publisher.run((t) => t.publish(channel, payload));
+      if (answer === undefined) {
+        stats.dropped++; // onRedisError: "open"
+        return 0;
+      }
       stats.published++;
-      return transport.publish(channel, payload);
+      return answer.value;
     },
     subscribe: (channel, handler) => add(channels, false, channel, handler as MessageHandler),
     psubscribe: (pattern, handler) => add(patterns, true, pattern, handler as MessageHandler),
     async close() {
       closed = true;
       untrack(instance);
+      publisher.close();
       channels.clear();
       patterns.clear();
       await transport.close();
