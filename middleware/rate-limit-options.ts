@@ -20,24 +20,45 @@ import {
   type RateLimiterConfig,
   type RateLimiterOptions,
 } from "../stores/rate-limit/options.js";
-import type { Algorithm, RateLimitResult } from "../stores/rate-limit/types.js";
+import type { RateLimitResult } from "../stores/rate-limit/types.js";
 import { clientIpKey } from "./client-key.js";
 import { type HeaderStyle, PROCESS_PARTITION_SECRET } from "./rate-limit-headers.js";
 
-/** A value, or a function of the request giving it (sync or async). */
-export type PerRequest<T> = T | ((req: Request) => T | Promise<T>);
+/**
+ * A value, or a function of the request and response giving it (sync or async), like
+ * express-rate-limit's `limit(req, res)`.
+ */
+export type PerRequest<T> = T | ((req: Request, res: Response) => T | Promise<T>);
+
+/**
+ * What a custom `handler` gets as its 4th argument: this request's result plus the
+ * `statusCode` option, so express-rate-limit handlers written as
+ * `res.status(options.statusCode)...` keep working.
+ */
+export type RateLimitRejection = RateLimitResult & {
+  /** The `statusCode` option (429 unless set). */
+  readonly statusCode: number;
+};
+
+/** A request's key: a non-empty string, or `null`/`undefined` for "do not count this request". */
+export type RateLimitKey = string | null | undefined;
 
 /** Options of `rateLimit()`: those of `createRateLimiter()` plus the HTTP ones below. */
 export interface RateLimitOptions extends Omit<RateLimiterOptions, "limit" | "windowMs"> {
-  /** Requests (cost units) per window, or a function of the request (plans, tiers). */
+  /**
+   * Requests (cost units) per window, or a function of the request (plans, tiers). With a
+   * function (here or in `windowMs`) the limits are per request: `mw.limiter.policies` is
+   * empty and `mw.limiter.consume()` needs `{ limit, windowMs }`.
+   */
   limit?: PerRequest<number>;
-  /** Window in milliseconds, or a function of the request. */
+  /** Window in milliseconds, or a function of the request (each window counts apart). */
   windowMs?: PerRequest<number>;
   /**
-   * The client's key.
+   * The client's key. Returning `null` or `undefined` leaves the request alone: not counted,
+   * no headers.
    * @default the client IP (`req.ip`), IPv4-mapped IPv6 unwrapped, IPv6 grouped by `ipv6Subnet`
    */
-  key?: (req: Request, res: Response) => string | Promise<string>;
+  key?: (req: Request, res: Response) => RateLimitKey | Promise<RateLimitKey>;
   /**
    * IPv6 prefix length grouping addresses in the default key; `false` keeps whole addresses.
    * @default 56
@@ -82,24 +103,24 @@ export interface RateLimitOptions extends Omit<RateLimiterOptions, "limit" | "wi
    */
   statusCode?: number;
   /**
-   * Answers a rejected request (headers and `Retry-After` are already set).
-   * @default JSON `{ "error": "Too Many Requests", "retryAfter": <seconds | null> }`
+   * Answers a rejected request (headers and `Retry-After` are already set). The 4th argument
+   * is the result with `statusCode` added (express-rate-limit passes its options there).
+   * @default `statusCode`, JSON `{ "error": "Too Many Requests", "retryAfter": <s | null> }`
    */
   handler?: (
     req: Request,
     res: Response,
     next: NextFunction,
-    result: RateLimitResult,
+    detail: RateLimitRejection,
   ) => void | Promise<void>;
 }
 
 /** `RateLimitOptions` resolved: what the handler reads. */
 export interface RateLimitConfig {
   limiter: RateLimiterConfig;
-  dynamic:
-    | { limit: PerRequest<number>; windowMs: PerRequest<number>; algorithm?: Algorithm }
-    | undefined;
-  key: (req: Request, res: Response) => string | Promise<string>;
+  /** Set when `limit` or `windowMs` is a function: both, resolved per request. */
+  dynamic: { limit: PerRequest<number>; windowMs: PerRequest<number> } | undefined;
+  key: NonNullable<RateLimitOptions["key"]>;
   cost: PerRequest<number>;
   skip: ((req: Request, res: Response) => boolean | Promise<boolean>) | undefined;
   skipSuccessfulRequests: boolean;
@@ -142,22 +163,25 @@ export function parseRateLimitOptions(options: RateLimitOptions): RateLimitConfi
   const isFn = (v: unknown) => typeof v === "function";
   let dynamic: RateLimitConfig["dynamic"];
   if (isFn(options.limit) || isFn(options.windowMs)) {
-    if (options.policies !== undefined)
-      fail(SCOPE, "limit", "a number when policies is given", options.limit);
+    if (options.policies !== undefined) {
+      const name = isFn(options.limit) ? "limit" : "windowMs";
+      fail(SCOPE, name, "a number when policies is given", options[name]);
+    }
+    for (const name of ["limit", "windowMs"] as const) {
+      const value = options[name];
+      if (!isFn(value) && !(Number.isSafeInteger(value) && (value as number) > 0)) {
+        fail(SCOPE, name, "a positive integer or a function (req, res) => number", value);
+      }
+    }
     dynamic = {
       limit: options.limit as PerRequest<number>,
       windowMs: options.windowMs as PerRequest<number>,
-      algorithm: options.algorithm,
     };
-    if (options.windowMs === undefined)
-      fail(SCOPE, "windowMs", "a positive integer or a function", undefined);
-    if (options.limit === undefined)
-      fail(SCOPE, "limit", "a positive integer or a function", undefined);
-    // The limiter needs static numbers to validate; the real ones are resolved per request.
-    if (isFn(rest.limit)) rest.limit = 1;
-    if (isFn(rest.windowMs)) rest.windowMs = 60_000;
+    // The limiter has no limits of its own: each request brings them (no placeholders).
+    delete rest.limit;
+    delete rest.windowMs;
   }
-  const limiter = parseRateLimiterOptions(rest as RateLimiterOptions, SCOPE);
+  const limiter = parseRateLimiterOptions(rest as RateLimiterOptions, SCOPE, dynamic !== undefined);
   const subnet = http.ipv6Subnet;
   if (
     subnet !== undefined &&
@@ -241,8 +265,12 @@ function defaultHandler(status: number): RateLimitConfig["handler"] {
 }
 
 /** Resolves a `PerRequest` value; awaits only when the function returned a promise. */
-export function perRequest(value: PerRequest<number>, req: Request): number | Promise<number> {
-  return typeof value === "function" ? value(req) : value;
+export function perRequest(
+  value: PerRequest<number>,
+  req: Request,
+  res: Response,
+): number | Promise<number> {
+  return typeof value === "function" ? value(req, res) : value;
 }
 
 /** True for a thenable (an async option function's result). */

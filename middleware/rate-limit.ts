@@ -5,20 +5,29 @@
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 import { InvalidOptionError, StoreUnavailableError } from "../stores/core/errors.js";
 import { show } from "../stores/core/options.js";
-import { createLimiterFromConfig, type RateLimiter } from "../stores/rate-limit/limiter.js";
-import type { PolicyOptions } from "../stores/rate-limit/options.js";
+import {
+  type ConsumeOptions,
+  createLimiterFromConfig,
+  type RateLimiter,
+} from "../stores/rate-limit/limiter.js";
 import type { RateLimitResult } from "../stores/rate-limit/types.js";
 import { RateLimitHeaders, setRetryAfter } from "./rate-limit-headers.js";
 import {
   isPromise,
   parseRateLimitOptions,
   perRequest,
+  type RateLimitKey,
   type RateLimitOptions,
   SCOPE,
 } from "./rate-limit-options.js";
 import { answerUnavailable } from "./unavailable.js";
 
-export type { PerRequest, RateLimitOptions } from "./rate-limit-options.js";
+export type {
+  PerRequest,
+  RateLimitKey,
+  RateLimitOptions,
+  RateLimitRejection,
+} from "./rate-limit-options.js";
 
 const noop = () => {};
 
@@ -33,16 +42,23 @@ declare global {
 
 /** The handler `rateLimit()` returns, with admin methods. */
 export interface RateLimitMiddleware extends RequestHandler {
-  /** Forgets `key`'s counters and block. */
+  /** Forgets `key`'s counters (every window) and block. */
   reset(key: string): Promise<void>;
   /**
    * The current state of `key` without charging it. When `limit` or `windowMs` is a function,
-   * pass the request too, so the policy is the one that request would get.
+   * pass the request (and response, if the functions read it), so the limits are the ones
+   * that request would get.
    */
-  peek(key: string, req?: Request): Promise<RateLimitResult>;
-  /** The key this middleware counts `req` under (for `reset()` and `peek()`). */
-  keyOf(req: Request, res?: Response): Promise<string>;
-  /** The underlying limiter (for `consume()` from a handler, `block()`, `stats()`). */
+  peek(key: string, req?: Request, res?: Response): Promise<RateLimitResult>;
+  /**
+   * The key this middleware counts `req` under (for `reset()` and `peek()`); `undefined` when
+   * `key(req, res)` leaves the request uncounted.
+   */
+  keyOf(req: Request, res?: Response): Promise<string | undefined>;
+  /**
+   * The underlying limiter (for `consume()` from a handler, `block()`, `stats()`). With
+   * per-request limits it has no policies (`limiter.perRequest`): pass `{ limit, windowMs }`.
+   */
   readonly limiter: RateLimiter;
 }
 
@@ -55,40 +71,37 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
   const config = parseRateLimitOptions(options);
   const limiter = createLimiterFromConfig(config.limiter, SCOPE);
   const headers = new RateLimitHeaders(config.headers, config.partitionKeySecret);
+  const { dynamic, statusCode } = config;
 
   function checkKey(key: unknown): string {
     if (typeof key !== "string" || key.length === 0) {
       throw new InvalidOptionError(
-        `${SCOPE}: key(req) must return a non-empty string (got ${show(key)})`,
+        `${SCOPE}: key(req, res) must return a non-empty string, or null/undefined to leave the request uncounted (got ${show(key)})`,
         "key",
       );
     }
     return key;
   }
 
-  async function keyOf(req: Request, res?: Response): Promise<string> {
-    return checkKey(await config.key(req, res as Response));
+  async function keyOf(req: Request, res?: Response): Promise<string | undefined> {
+    const key = await config.key(req, res as Response);
+    return key === null || key === undefined ? undefined : checkKey(key);
   }
 
-  /** Per-request policies when `limit` or `windowMs` is a function, else the limiter's. */
-  async function policiesFor(req: Request | undefined) {
-    if (config.dynamic === undefined) return undefined;
+  /** The per-request limits of `req` for `peek()` (undefined when they are static). */
+  async function limitsFor(req: Request | undefined, res: Response | undefined) {
+    if (dynamic === undefined) return undefined;
     if (req === undefined) {
       throw new InvalidOptionError(
         `${SCOPE}: peek(key, req) needs the request when limit or windowMs is a function`,
         "req",
       );
     }
-    const { limit, windowMs, algorithm } = config.dynamic;
-    return {
-      policies: [
-        {
-          limit: await perRequest(limit, req),
-          windowMs: await perRequest(windowMs, req),
-          algorithm,
-        },
-      ],
-    };
+    const [limit, windowMs] = await Promise.all([
+      perRequest(dynamic.limit, req, res as Response),
+      perRequest(dynamic.windowMs, req, res as Response),
+    ]);
+    return { limit, windowMs };
   }
 
   // The hot path stays synchronous up to the one Redis call whenever the options are plain
@@ -109,37 +122,60 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
     }
   }
 
-  /** Resolves key, cost and per-request policies, then consumes; never throws. */
+  /** Resolves the key, then the rest; never throws. */
   function count(req: Request, res: Response, next: NextFunction): void {
+    let keyed: RateLimitKey | Promise<RateLimitKey>;
     try {
-      const keyed = config.key(req, res);
-      if (isPromise(keyed)) keyed.then(undefined, noop); // handled below, even if cost throws
-      const costed = perRequest(config.cost, req);
-      if (isPromise(keyed) || isPromise(costed) || config.dynamic !== undefined) {
-        Promise.all([keyed, costed, policiesFor(req)]).then(([key, cost, overrides]) => {
-          try {
-            consume(req, res, next, checkKey(key), cost, overrides);
-          } catch (err) {
-            next(err);
-          }
-        }, next);
+      keyed = config.key(req, res);
+    } catch (err) {
+      next(err);
+      return;
+    }
+    if (isPromise(keyed)) keyed.then((key) => withKey(req, res, next, key), next);
+    else withKey(req, res, next, keyed);
+  }
+
+  /** Resolves cost and per-request limits for `keyed`, then consumes; never throws. */
+  function withKey(req: Request, res: Response, next: NextFunction, keyed: RateLimitKey): void {
+    if (keyed === null || keyed === undefined) {
+      next(); // key(req, res) leaves this request alone: not counted, no headers
+      return;
+    }
+    try {
+      const key = checkKey(keyed);
+      const costed = perRequest(config.cost, req, res);
+      if (dynamic === undefined) {
+        if (!isPromise(costed)) consume(req, res, next, key, costed, undefined);
+        else costed.then((cost) => consume(req, res, next, key, cost, undefined), next);
         return;
       }
-      consume(req, res, next, checkKey(keyed), costed, undefined);
+      if (isPromise(costed)) costed.then(undefined, noop); // handled below, even if limit throws
+      const limit = perRequest(dynamic.limit, req, res);
+      if (isPromise(limit)) limit.then(undefined, noop);
+      const windowMs = perRequest(dynamic.windowMs, req, res);
+      if (isPromise(costed) || isPromise(limit) || isPromise(windowMs)) {
+        Promise.all([costed, limit, windowMs]).then(
+          ([c, l, w]) => consume(req, res, next, key, c, { limit: l, windowMs: w }),
+          next,
+        );
+        return;
+      }
+      consume(req, res, next, key, costed, { limit, windowMs });
     } catch (err) {
       next(err);
     }
   }
 
+  /** Counts the request; never throws (an invalid per-request limit rejects into next). */
   function consume(
     req: Request,
     res: Response,
     next: NextFunction,
     key: string,
     cost: number,
-    overrides: { policies: PolicyOptions[] } | undefined,
+    limits: ConsumeOptions | undefined,
   ): void {
-    limiter.consume(key, cost, overrides).then(
+    limiter.consume(key, cost, limits).then(
       (result) => respond(req, res, next, key, result),
       (err: unknown) => {
         if (!(err instanceof StoreUnavailableError)) return next(err);
@@ -160,7 +196,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
       headers.set(res, result, key);
       if (!result.allowed) {
         setRetryAfter(res, result);
-        const handled = config.handler(req, res, next, result);
+        const handled = config.handler(req, res, next, { ...result, statusCode });
         if (isPromise(handled)) handled.then(undefined, next);
         return;
       }
@@ -196,7 +232,8 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
 
   return Object.assign(rateLimitMiddleware, {
     reset: (key: string) => limiter.reset(key),
-    peek: async (key: string, req?: Request) => limiter.peek(key, 1, await policiesFor(req)),
+    peek: async (key: string, req?: Request, res?: Response) =>
+      limiter.peek(key, 1, await limitsFor(req, res)),
     keyOf,
     limiter,
   });

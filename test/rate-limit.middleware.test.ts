@@ -19,6 +19,7 @@ import {
   rateLimit,
 } from "../index.js";
 import { clientIpKey } from "../middleware/client-key.js";
+import type { RateLimitKey } from "../middleware/rate-limit.js";
 import { Warnings } from "../stores/core/logger.js";
 import { closeClients, createApp, newRedis, quiet, testPrefix } from "./helpers.js";
 
@@ -150,6 +151,101 @@ describe.each(["memory", "standalone"] as const)("rateLimit() on %s", (backend) 
     const pro = [];
     for (let i = 0; i < 6; i++) pro.push((await hit("u2", "pro")).status);
     expect(pro).toEqual([200, 200, 200, 200, 200, 429]);
+  });
+
+  it.each<[string, () => RateLimitKey | Promise<RateLimitKey>]>([
+    ["null", () => null],
+    ["undefined", () => undefined],
+    ["an async undefined", async () => undefined],
+  ])("a key of %s leaves the request alone: not counted, no headers", async (_n, none) => {
+    const mw = limiter({
+      limit: 1,
+      windowMs: 60_000,
+      key: (req) => (req.get("x-user") ? `u:${req.get("x-user")}` : none()),
+      cost: (_req, res) => {
+        res.setHeader("x-costed", "1"); // cost is only evaluated for counted requests
+        return 1;
+      },
+    });
+    const app = createApp(mw);
+    for (let i = 0; i < 3; i++) {
+      const res = await request(app).get("/");
+      expect(res.status).toBe(200);
+      expect(
+        Object.keys(res.headers).filter((h) => /ratelimit|retry-after|costed/.test(h)),
+      ).toEqual([]);
+    }
+    // Negative control: a keyed request is counted and gets headers.
+    const keyed = await request(app).get("/").set("x-user", "a");
+    expect(keyed.headers.ratelimit).toMatch(/r=0/);
+    expect(keyed.headers["x-costed"]).toBe("1");
+    expect((await request(app).get("/").set("x-user", "a")).status).toBe(429);
+    expect(await mw.keyOf({ get: () => undefined } as unknown as express.Request)).toBeUndefined();
+  });
+
+  it("handler gets the result plus statusCode, as express-rate-limit handlers expect", async () => {
+    const details: Record<string, unknown>[] = [];
+    const app = createApp(
+      limiter({
+        limit: 1,
+        windowMs: 60_000,
+        statusCode: 403,
+        // Written for express-rate-limit, whose 4th argument is the options used.
+        handler: (_req, res, _next, options) => {
+          details.push({ ...options });
+          res.status(options.statusCode).send("slow down");
+        },
+      }),
+    );
+    await request(app).get("/");
+    const limited = await request(app).get("/");
+    expect(limited.status).toBe(403);
+    expect(limited.text).toBe("slow down");
+    expect(details).toHaveLength(1);
+    expect(details[0]).toMatchObject({
+      statusCode: 403,
+      allowed: false,
+      limit: 1,
+      remaining: 0,
+      policy: "1-per-60000ms",
+      blockedMs: 0,
+      backend: backend === "memory" ? "memory" : "redis",
+    });
+    expect(details[0]!.retryAfterMs).toBeGreaterThan(0);
+    expect(details[0]!.resetMs).toBeGreaterThan(0);
+    expect(details[0]!.policies).toHaveLength(1);
+  });
+
+  it("limit, windowMs and cost functions get (req, res), like express-rate-limit's limit", async () => {
+    const seen: string[] = [];
+    const app = express();
+    app.use((req, res, next) => {
+      res.locals.plan = req.get("x-plan"); // set by an earlier middleware, e.g. auth
+      next();
+    });
+    app.use(
+      limiter({
+        key: (req) => req.get("x-user"),
+        limit: (_req, res) => (res.locals.plan === "pro" ? 3 : 1),
+        windowMs: (req, res) => {
+          seen.push(`${req.get("x-user")}:${res.locals.plan}`);
+          return 60_000;
+        },
+        cost: (_req, res) => (res.locals.plan === undefined ? 2 : 1),
+      }),
+    );
+    app.get("/", (req, res) => {
+      res.json({ limit: req.rateLimit?.limit });
+    });
+    const hit = (user: string, plan: string) =>
+      request(app).get("/").set("x-user", user).set("x-plan", plan);
+    const pro = [];
+    for (let i = 0; i < 4; i++) pro.push((await hit("p", "pro")).status);
+    expect(pro).toEqual([200, 200, 200, 429]);
+    expect((await hit("f", "free")).body).toEqual({ limit: 1 });
+    expect((await hit("f", "free")).status).toBe(429);
+    expect(seen.slice(0, 2)).toEqual(["p:pro", "p:pro"]);
+    expect(seen.at(-1)).toBe("f:free");
   });
 
   it("cost, skip and req.rateLimit", async () => {
@@ -335,8 +431,8 @@ describe.each(["memory", "standalone"] as const)("rateLimit() on %s", (backend) 
 
   it.each([
     [
-      "a sync key returning undefined, with a per-request limit",
-      { limit: () => 5, key: () => undefined },
+      "a sync key returning an empty string, with a per-request limit",
+      { limit: () => 5, key: () => "" },
     ],
     ["an async key returning an empty string", { key: async () => "" }],
     [
@@ -359,6 +455,8 @@ describe.each(["memory", "standalone"] as const)("rateLimit() on %s", (backend) 
         },
       },
     ],
+    ["a limit function returning 0", { limit: () => 0 }],
+    ["an async windowMs function returning 1.5", { windowMs: async () => 1.5 }],
     [
       "a limit function that throws",
       {
@@ -424,7 +522,7 @@ describe.each(["memory", "standalone"] as const)("rateLimit() on %s", (backend) 
     expect((await request(app).get("/")).status).toBe(500);
     expect(errors[0]).toBeInstanceOf(InvalidOptionError);
     expect(errors[0]?.message).toMatch(
-      /rateLimit: key\(req\) must return a non-empty string \(got 42\)/,
+      /rateLimit: key\(req, res\) must return a non-empty string, or null\/undefined to leave the request uncounted \(got 42\)/,
     );
   });
 });
@@ -474,6 +572,14 @@ describe("options are validated once, naming the option and the value", () => {
       /partitionKeySecret must be a string of at least 16 characters \(got "\(hidden\)"\)/,
     ],
     [{ policies: [{ limit: 1, windowMs: 1000 }], limit: 5 }, /policies must be given alone/],
+    [
+      { limit: (): number => 1 },
+      /windowMs must be a positive integer or a function \(req, res\) => number \(got undefined\)/,
+    ],
+    [
+      { limit: (): number => 1, policies: [{ limit: 1, windowMs: 1000 }] },
+      /limit must be a number when policies is given/,
+    ],
   ])("%j", (options, message) => {
     expect(() => rateLimit(options as RateLimitOptions)).toThrow(InvalidOptionError);
     expect(() => rateLimit(options as RateLimitOptions)).toThrow(message);

@@ -14,6 +14,7 @@ import {
   rateLimit,
   StoreUnavailableError,
 } from "../index.js";
+import { taggedKey } from "../stores/core/keys.js";
 import { type RedisServer, startRedisServer } from "./harness/redis-server.ts";
 import {
   closeClients,
@@ -154,6 +155,25 @@ describe("failure modes", () => {
     expect(c.ms).toBeLessThan(TIMEOUT_MS / 2);
   });
 
+  it("with no traffic at all, a degraded limiter PINGs its way back to Redis by itself", async () => {
+    const { limiter, logger } = limiterWith("closed");
+    await server.stop();
+    await expect(limiter.consume("idle")).rejects.toBeInstanceOf(StoreUnavailableError);
+    expect(limiter.stats().state).toBe("degraded");
+    await server.start();
+    await ready(redis);
+    const back = new Promise<void>((resolve) => {
+      const info = logger.info;
+      logger.info = (m: string) => {
+        if (m.includes("answers again")) resolve();
+        return info(m);
+      };
+    });
+    await back; // no consume in between: the switch's own PING every recheckMs
+    expect(limiter.stats().state).toBe("redis");
+    expect(logger.lines.filter((l) => l.includes("back on Redis"))).toHaveLength(1);
+  });
+
   it("a refund of a Redis charge while Redis fails is dropped, never put into memory", async () => {
     const { limiter } = limiterWith("memory");
     const onRedis = await limiter.consume("refund-key", 1, {
@@ -189,27 +209,91 @@ describe("failure modes", () => {
     const next = await limiter.consume("reset-key", 1, policies);
     expect(next).toMatchObject({ backend: "memory", allowed: true });
   });
+});
 
-  it("the middleware answers 503 (closed), 200 (open) and 200 from memory while Redis is down", async () => {
-    const quiet = { info() {}, warn() {}, error() {} };
-    const make = (onRedisError: OnRedisError) =>
-      createApp(
-        rateLimit({
-          redis,
-          prefix: `${prefix}mw-${onRedisError}:`,
-          limit: 5,
-          windowMs: 60_000,
-          timeoutMs: TIMEOUT_MS,
-          onRedisError,
-          logger: quiet,
-        }),
-      );
-    const apps = { closed: make("closed"), open: make("open"), memory: make("memory") };
+describe("the middleware per onRedisError: Redis stopped mid-traffic, then restarted", () => {
+  const LIMIT = 5;
+  const RECHECK_MS = 2500; // Retry-After of "closed" is when the next probe is due: 2 or 3 s
+
+  /** Units Redis holds for `user` (b of the state's entry), undefined when there is no state. */
+  async function countInRedis(keyPrefix: string, user: string): Promise<number | undefined> {
+    const raw = await redis.get(`${taggedKey(keyPrefix, user)}:0`);
+    return raw === null ? undefined : Number(raw.split(" ")[2]);
+  }
+
+  it.each(["memory", "open", "closed"] as const)("%s", async (onRedisError) => {
+    const keyPrefix = `${prefix}mode-${onRedisError}:`;
+    const logger = recordingLogger();
+    const mw = rateLimit({
+      redis,
+      prefix: keyPrefix,
+      key: (req) => req.get("x-user"),
+      limit: LIMIT,
+      windowMs: 3_600_000,
+      timeoutMs: TIMEOUT_MS,
+      recheckMs: RECHECK_MS,
+      onRedisError,
+      logger,
+    });
+    const app = createApp(mw);
+    const hit = () => request(app).get("/").set("x-user", "u");
+    const statuses = async (count: number) => {
+      const out: number[] = [];
+      for (let i = 0; i < count; i++) out.push((await hit()).status);
+      return out;
+    };
+
+    // Other traffic keeps flowing (another key) while Redis goes away and comes back.
+    const background: number[] = [];
+    let running = true;
+    const traffic = (async () => {
+      while (running) {
+        background.push((await request(app).get("/").set("x-user", "bg")).status);
+        await wait(10);
+      }
+    })();
+
+    expect(await statuses(2)).toEqual([200, 200]);
+    expect(await countInRedis(keyPrefix, "u")).toBe(2);
     await server.stop();
-    expect((await request(apps.closed).get("/")).status).toBe(503);
-    expect((await request(apps.open).get("/")).status).toBe(200);
-    const statuses = [];
-    for (let i = 0; i < 7; i++) statuses.push((await request(apps.memory).get("/")).status);
-    expect(statuses).toEqual([200, 200, 200, 200, 200, 429, 429]); // still protected, per process
+
+    if (onRedisError === "memory") {
+      // Counted in this process from zero (memory never saw Redis's 2): exactly LIMIT pass.
+      expect(await statuses(LIMIT + 2)).toEqual([200, 200, 200, 200, 200, 429, 429]);
+    } else if (onRedisError === "open") {
+      expect(await statuses(LIMIT + 2)).toEqual(Array(LIMIT + 2).fill(200)); // uncounted
+    } else {
+      for (let i = 0; i < 3; i++) {
+        const res = await hit();
+        expect(res.status).toBe(503);
+        expect(res.body).toEqual({ error: "Service Unavailable", code: "ERK_STORE_UNAVAILABLE" });
+        expect(["2", "3"]).toContain(res.headers["retry-after"]);
+        expect(res.headers.ratelimit).toBeUndefined();
+      }
+    }
+    expect(mw.limiter.stats().state).toBe("degraded");
+
+    await server.start(); // empty: persistence is off
+    await ready(redis);
+    // Traffic finds Redis again at the next probe, without recreating the middleware.
+    const duringRecovery: number[] = [];
+    for (let i = 0; i < 80 && (await countInRedis(keyPrefix, "u")) === undefined; i++) {
+      duringRecovery.push((await hit()).status);
+      await wait(50);
+    }
+    expect(await countInRedis(keyPrefix, "u")).toBe(1); // the probe, counted on Redis
+    expect(duringRecovery.at(-1)).toBe(200);
+    const fallbackStatus = { memory: 429, open: 200, closed: 503 }[onRedisError];
+    expect(duringRecovery.slice(0, -1).every((s) => s === fallbackStatus)).toBe(true);
+    expect(mw.limiter.stats().state).toBe("redis");
+    expect(await statuses(LIMIT)).toEqual([200, 200, 200, 200, 429]);
+    expect(await countInRedis(keyPrefix, "u")).toBe(LIMIT);
+    running = false;
+    await traffic;
+    const allowed = { memory: [200, 429], open: [200, 429], closed: [200, 429, 503] };
+    expect(background.length).toBeGreaterThan(20);
+    expect(background.filter((s) => !allowed[onRedisError].includes(s))).toEqual([]);
+    expect(logger.lines.filter((l) => l.startsWith("warn"))).toHaveLength(1);
+    expect(logger.lines.filter((l) => l.includes("back on Redis"))).toHaveLength(1);
   });
 });

@@ -17,7 +17,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import type { RedisDriver } from "../core/driver.js";
 import { StoreUnavailableError, toError } from "../core/errors.js";
-import { BackendSwitch, withTimeout } from "../core/fallback.js";
+import { BackendSwitch, pingOf, withTimeout } from "../core/fallback.js";
 import type { Logger } from "../core/logger.js";
 import { track, untrack } from "../core/registry.js";
 import { Coherence } from "./coherence.js";
@@ -81,6 +81,7 @@ export class ResponseCache {
       // A lone slow reply under load answers that one call as a miss; three in a row mean
       // Redis is in trouble, and the process stops waiting on it for a second.
       failuresToDegrade: 3,
+      ping: pingOf(redis),
     });
     this.coherence = new Coherence(
       {

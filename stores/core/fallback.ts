@@ -8,6 +8,8 @@
  * Redis: one request at a time, at most every `recheckMs`, probes it; the first success turns
  * the switch back to Redis (logged once).
  */
+
+import type { RedisDriver } from "./driver.js";
 import { InvalidOptionError, RedisTimeoutError, StoreUnavailableError, toError } from "./errors.js";
 import type { Logger } from "./logger.js";
 import { positiveInt, show } from "./options.js";
@@ -146,6 +148,12 @@ export interface BackendSwitchOptions<S> {
    * @default 1
    */
   failuresToDegrade?: number;
+  /**
+   * A cheap Redis call (PING) the switch makes by itself every `recheckMs` while degraded, so
+   * a feature that gets no traffic (an instance a load balancer took out of rotation because
+   * its health said 503) still finds its way back to Redis.
+   */
+  ping?: () => Promise<unknown>;
 }
 
 /** One feature's state, as `redisHealth()` reports it. */
@@ -182,6 +190,11 @@ export function featureStates(): FeatureState[] {
   return out;
 }
 
+/** The `ping` of a `BackendSwitch` over `driver`: a PING (to any node of a Cluster). */
+export function pingOf(driver: RedisDriver | undefined): (() => Promise<unknown>) | undefined {
+  return driver === undefined ? undefined : () => driver.command("ping", []);
+}
+
 /** Routes calls to Redis or memory; see the module comment. */
 export class BackendSwitch<S> {
   private degraded = false;
@@ -189,6 +202,8 @@ export class BackendSwitch<S> {
   private nextProbeAt = 0;
   private lastError: Error | undefined;
   private failures = 0;
+  private closed = false;
+  private pingTimer: NodeJS.Timeout | undefined;
   /** Calls answered by the fallback (memory, open or closed) since creation. */
   fallbacks = 0;
 
@@ -208,6 +223,8 @@ export class BackendSwitch<S> {
 
   /** Forgets this switch for `featureStates()` (the feature's `close()`). */
   close(): void {
+    this.closed = true;
+    clearTimeout(this.pingTimer);
     for (const entry of switches) if (entry.ref.deref() === this) switches.delete(entry);
     switchFinalizer.unregister(this);
   }
@@ -264,9 +281,7 @@ export class BackendSwitch<S> {
     this.probing = true;
     try {
       const value = await withTimeout(op(redis), this.options.timeoutMs);
-      this.degraded = false;
-      this.failures = 0;
-      this.options.logger.info(`${this.options.scope}: Redis answers again; back on Redis`);
+      this.recover();
       return { value, backend: "redis" };
     } catch (err) {
       this.lastError = toError(err);
@@ -294,6 +309,43 @@ export class BackendSwitch<S> {
     }
   }
 
+  private recover(): void {
+    if (!this.degraded) return;
+    this.degraded = false;
+    this.failures = 0;
+    clearTimeout(this.pingTimer);
+    this.options.logger.info(`${this.options.scope}: Redis answers again; back on Redis`);
+  }
+
+  /** While degraded, PINGs Redis every `recheckMs` (held weakly: a dropped feature is freed). */
+  private schedulePing(): void {
+    if (this.options.ping === undefined || this.closed) return;
+    clearTimeout(this.pingTimer);
+    const ref = new WeakRef(this);
+    this.pingTimer = setTimeout(() => void ref.deref()?.pingNow(), this.options.recheckMs);
+    this.pingTimer.unref();
+  }
+
+  private async pingNow(): Promise<void> {
+    const ping = this.options.ping;
+    if (!this.degraded || this.closed || ping === undefined) return;
+    if (this.probing || Date.now() < this.nextProbeAt) return this.schedulePing();
+    this.probing = true;
+    try {
+      await withTimeout(
+        Promise.resolve().then(() => ping()),
+        this.options.timeoutMs,
+      );
+      this.recover();
+    } catch (err) {
+      this.lastError = toError(err);
+      this.nextProbeAt = Date.now() + this.options.recheckMs;
+      this.schedulePing();
+    } finally {
+      this.probing = false;
+    }
+  }
+
   private fail(err: Error): void {
     this.lastError = err;
     this.failures++;
@@ -305,6 +357,7 @@ export class BackendSwitch<S> {
     this.nextProbeAt = Date.now() + this.options.recheckMs;
     if (this.degraded) return;
     this.degraded = true;
+    this.schedulePing();
     const what = {
       memory: "using the in-process memory backend",
       open: "letting requests through (onRedisError: open)",

@@ -1,16 +1,23 @@
 /**
  * `checkRedisHealth()`: PING latency plus the INFO numbers an operator looks at first, for a
- * standalone server or every master of a Cluster, bounded by a timeout.
+ * standalone server or every master of a Cluster, bounded by a timeout, together with the state
+ * of every feature instance in the process (on Redis, on memory, or degraded on its fallback).
  */
 
 import type { ClientFamily, NodeHandle, RedisDriver } from "./driver.js";
 import { driverOf, type RedisClient } from "./drivers.js";
-import { toError } from "./errors.js";
-import { withTimeout } from "./fallback.js";
+import { InvalidOptionError, toError } from "./errors.js";
+import { type FeatureState, featureStates, parseFailureOptions, withTimeout } from "./fallback.js";
+import { fail, positiveInt, rejectUnknown } from "./options.js";
 
 /** What `checkRedisHealth()` and `redisHealth()` report. */
 export interface RedisHealth {
-  /** `ok`; `degraded` (slow PING, or a Cluster whose state is not ok); `down` (no answer). */
+  /**
+   * `ok`: Redis answers and no feature is on its fallback (or no Redis is used at all);
+   * `degraded`: Redis answers but slowly, near a `noeviction` memory limit or with a Cluster
+   * state not ok, or a feature serves from its fallback; `down`: the Redis checked does not
+   * answer within `timeoutMs`.
+   */
   status: "ok" | "degraded" | "down";
   /** PING round trip in milliseconds (the slowest master on a Cluster), or null when down. */
   latencyMs: number | null;
@@ -18,7 +25,7 @@ export interface RedisHealth {
   version: string | null;
   /** `valkey` when INFO reports `server_name:valkey`, else `redis`; null when down or memory. */
   server: "redis" | "valkey" | null;
-  /** The client library: `ioredis` (also iovalkey) or `node-redis`; null in memory mode. */
+  /** The client library: `ioredis` (also iovalkey) or `node-redis`; null when none is checked. */
   client: ClientFamily | null;
   /** On Sentinel, the current master's `host:port`; null otherwise. */
   master: string | null;
@@ -50,63 +57,150 @@ export interface RedisHealth {
     /** keyspace_hits / (hits + misses) since start, or null before any lookup. */
     hitRatio: number | null;
   } | null;
-  /** `standalone`, `cluster`, `sentinel`, or `memory` when no Redis is configured. */
-  mode: "standalone" | "cluster" | "sentinel" | "memory";
+  /**
+   * The checked client's `standalone`, `cluster` or `sentinel`; `memory` when no Redis is used
+   * at all (no client checked, no feature configured with one); `unchecked` when no client was
+   * given to check but features use Redis (only their states are reported).
+   */
+  mode: "standalone" | "cluster" | "sentinel" | "memory" | "unchecked";
+  /**
+   * Every live feature instance of this process (`rateLimit`, `cacheResponse`, …): `state`
+   * `redis`, `memory` (made without Redis) or `degraded` (Redis failed; serving per its
+   * `onRedisError`, with the failure as `error`). Any `degraded` one makes the status not `ok`.
+   */
+  features: FeatureState[];
   /** Why the status is not `ok`. */
   error?: string;
 }
 
-/** Options of `checkRedisHealth()`. */
+/** Options of `checkRedisHealth()` (and, with `redis`, of `redisHealth()`). */
 export interface HealthCheckOptions {
-  /** Longest wait for the whole check; past it the status is `down`. */
+  /**
+   * Longest wait for the whole check; past it the status is `down`.
+   * @default 1000 (the `health` row of the failure-defaults table)
+   */
+  timeoutMs?: number;
+  /**
+   * PING latency above which the status is `degraded`.
+   * @default 100
+   */
+  degradedLatencyMs?: number;
+}
+
+/** `HealthCheckOptions` resolved. */
+export interface HealthCheckConfig {
   timeoutMs: number;
-  /** PING latency above which the status is `degraded`. */
   degradedLatencyMs: number;
 }
 
-/** Checks `redis` (or reports `memory` mode when undefined); never rejects. */
+/** Default `degradedLatencyMs`. */
+const DEGRADED_LATENCY_MS = 100;
+
+/**
+ * Validates the health options of `scope` (`known` adds the caller's own names, e.g. `redis`).
+ * Health takes `timeoutMs` only of the failure options: it reports Redis failures, it has no
+ * `onRedisError` of its own.
+ * @throws InvalidOptionError when an option is unknown or invalid
+ */
+export function parseHealthOptions(
+  scope: string,
+  options: unknown,
+  known: readonly string[] = [],
+): HealthCheckConfig {
+  if (typeof options !== "object" || options === null) fail(scope, "options", "an object", options);
+  const given = options as HealthCheckOptions;
+  for (const name of ["onRedisError", "recheckMs"]) {
+    if (name in given) {
+      throw new InvalidOptionError(
+        `${scope}: unknown option "${name}": health has no failure mode; it answers 503 while Redis fails or a feature is on its fallback`,
+        name,
+      );
+    }
+  }
+  rejectUnknown(scope, given, [...known, "timeoutMs", "degradedLatencyMs"]);
+  return {
+    timeoutMs: parseFailureOptions(scope, "health", { timeoutMs: given.timeoutMs }).timeoutMs,
+    degradedLatencyMs: positiveInt(
+      scope,
+      "degradedLatencyMs",
+      given.degradedLatencyMs,
+      DEGRADED_LATENCY_MS,
+    ),
+  };
+}
+
+/**
+ * Checks `redis` (or, when undefined, only the features) and reports every feature instance's
+ * state; see `RedisHealth.status`. Resolves whatever Redis does.
+ * @throws InvalidOptionError (as a rejection) when `redis` or an option is invalid
+ */
 export async function checkRedisHealth(
   client: RedisClient | undefined,
-  options: HealthCheckOptions,
+  options: HealthCheckOptions = {},
 ): Promise<RedisHealth> {
+  const check = parseHealthOptions("checkRedisHealth", options);
   const redis = client === undefined ? undefined : driverOf(client, "checkRedisHealth", "redis");
-  if (redis === undefined) {
-    return {
-      status: "ok",
-      latencyMs: null,
-      version: null,
-      server: null,
-      client: null,
-      master: null,
-      usedMemoryBytes: null,
-      connectedClients: null,
-      memory: null,
-      keyspace: null,
-      mode: "memory",
-    };
-  }
-  const mode = redis.topology;
+  return checkDriver(redis, check);
+}
+
+/** `checkRedisHealth()` on an already resolved driver and options (for `redisHealth()`). */
+export async function checkDriver(
+  redis: RedisDriver | undefined,
+  check: HealthCheckConfig,
+): Promise<RedisHealth> {
+  const own = redis === undefined ? undefined : await checkServer(redis, check);
+  // Read after the PING: the freshest states.
+  return withFeatures(own, featureStates());
+}
+
+/** The server report without features: what the PING and INFO say, or `down`. */
+type ServerHealth = Omit<RedisHealth, "features">;
+
+const NOTHING = {
+  latencyMs: null,
+  version: null,
+  server: null,
+  master: null,
+  usedMemoryBytes: null,
+  connectedClients: null,
+  memory: null,
+  keyspace: null,
+} as const;
+
+async function checkServer(redis: RedisDriver, check: HealthCheckConfig): Promise<ServerHealth> {
   try {
-    return await withTimeout(probe(redis, options.degradedLatencyMs), options.timeoutMs);
+    return await withTimeout(probe(redis, check.degradedLatencyMs), check.timeoutMs);
   } catch (err) {
     return {
       status: "down",
-      latencyMs: null,
-      version: null,
-      server: null,
+      ...NOTHING,
       client: redis.family,
-      master: null,
-      usedMemoryBytes: null,
-      connectedClients: null,
-      memory: null,
-      keyspace: null,
-      mode,
+      mode: redis.topology,
       error: toError(err).message,
     };
   }
 }
 
-async function probe(redis: RedisDriver, degradedMs: number): Promise<RedisHealth> {
+/** Merges the features' states into the server report (or into memory/unchecked without one). */
+function withFeatures(own: ServerHealth | undefined, features: FeatureState[]): RedisHealth {
+  const onRedis = features.some((f) => f.state !== "memory");
+  const report: RedisHealth = {
+    ...(own ?? { status: "ok", ...NOTHING, client: null, mode: onRedis ? "unchecked" : "memory" }),
+    features,
+  };
+  const degraded = features.filter((f) => f.state === "degraded");
+  if (degraded.length === 0) return report;
+  if (report.status === "ok") report.status = "degraded";
+  const list = degraded.map((f) => `${f.scope} (onRedisError ${f.onRedisError})`).join(", ");
+  const what =
+    degraded.length === 1
+      ? `1 feature serves from its fallback: ${list}`
+      : `${degraded.length} features serve from their fallback: ${list}`;
+  report.error = report.error === undefined ? what : `${report.error}; ${what}`;
+  return report;
+}
+
+async function probe(redis: RedisDriver, degradedMs: number): Promise<ServerHealth> {
   const nodes: NodeHandle[] = await redis.masters();
   if (nodes.length === 0) throw new Error("no Cluster master is known");
   const answers = await Promise.all(

@@ -8,7 +8,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { toError } from "../core/errors.js";
-import { BackendSwitch, parseFailureOptions } from "../core/fallback.js";
+import { BackendSwitch, parseFailureOptions, pingOf } from "../core/fallback.js";
 import { consoleLogger, type Logger } from "../core/logger.js";
 import { optionalRedis, positiveInt, rejectUnknown } from "../core/options.js";
 import { track, untrack } from "../core/registry.js";
@@ -179,6 +179,7 @@ export function createPubSub(options: PubSubOptions = {}): PubSub {
     memory: redis === undefined ? transport : undefined,
     ...failure,
     logger,
+    ping: pingOf(redis),
   });
 
   /** Adds a handler for a channel or pattern, listening on the first; returns its remover. */

@@ -3,13 +3,13 @@
  * the failure mode, and turns a store's per-policy answer into one `RateLimitResult`.
  */
 
-import { inspect } from "node:util";
 import { InvalidOptionError } from "../core/errors.js";
-import { BackendSwitch } from "../core/fallback.js";
+import { BackendSwitch, pingOf } from "../core/fallback.js";
 import { positiveInt } from "../core/options.js";
 import { track } from "../core/registry.js";
 import { MemoryRateLimitStore } from "./memory.js";
 import {
+  MAX_POLICIES,
   type PolicyOptions,
   parsePolicy,
   parseRateLimiterOptions,
@@ -17,17 +17,26 @@ import {
   type RateLimiterOptions,
 } from "./options.js";
 import { RedisRateLimitStore } from "./redis.js";
-import type {
-  Policy,
-  PolicyResult,
-  RateLimitResult,
-  RateLimitStore,
-  StoreAnswer,
-} from "./types.js";
+import { CHARGE, Charge, openResult, summarize } from "./result.js";
+import type { Algorithm, Policy, RateLimitResult, RateLimitStore } from "./types.js";
 
-/** Per-call overrides of `consume()` and `peek()`. */
+/**
+ * Per-call limits of `consume()` and `peek()`: `{ limit, windowMs }` (one policy) or
+ * `{ policies }`. Required when the limiter's limits are per request (`limiter.perRequest`);
+ * otherwise they replace the limiter's own for this call (as many policies as it has).
+ * Calls with different windows for one key count apart (up to 8 windows per key).
+ */
 export interface ConsumeOptions {
-  /** Policies for this call instead of the limiter's (e.g. a limit that depends on the plan). */
+  /** Units per window of this call's single policy (with `windowMs`). */
+  limit?: number;
+  /** Window in milliseconds of this call's single policy (with `limit`). */
+  windowMs?: number;
+  /**
+   * Algorithm of this call's single policy.
+   * @default the limiter's `algorithm` ("sliding-window")
+   */
+  algorithm?: Algorithm;
+  /** Policies for this call (e.g. limits that depend on the plan). */
   policies?: readonly PolicyOptions[];
 }
 
@@ -47,8 +56,14 @@ export interface RateLimiterStats {
 
 /** A rate limiter; see `createRateLimiter()`. */
 export interface RateLimiter {
-  /** The resolved policies. */
+  /** The resolved policies; empty when the limits are per request (`perRequest`). */
   readonly policies: readonly Policy[];
+  /**
+   * True when this limiter has no limits of its own (`rateLimit()` with `limit` or `windowMs`
+   * functions): every `consume()` and `peek()` must pass `{ limit, windowMs }` or `{ policies }`,
+   * else it rejects with `InvalidOptionError`.
+   */
+  readonly perRequest: boolean;
   /** Charges `cost` units to `key` in every policy, or to none when any rejects. */
   consume(key: string, cost?: number, options?: ConsumeOptions): Promise<RateLimitResult>;
   /** What `consume(key, cost)` would answer, without charging (`remaining` is before the charge). */
@@ -68,29 +83,6 @@ export interface RateLimiter {
 }
 
 /**
- * What a consume charged, kept on its result (under a private symbol) for `refund()`. It
- * prints as a placeholder, so logging a result never shows the raw key.
- */
-class Charge {
-  /** Set by the first refund, so copies of the result cannot refund twice. */
-  refunded = false;
-
-  constructor(
-    readonly key: string,
-    readonly cost: number,
-    readonly policies: readonly Policy[],
-    readonly markers: readonly number[],
-    readonly backend: "redis" | "memory",
-  ) {}
-
-  [inspect.custom](): string {
-    return "[refund data]";
-  }
-}
-
-const CHARGE = Symbol("express-redis-kit.charge");
-
-/**
  * Creates a rate limiter. With `redis` every call is one atomic script round trip using Redis
  * server time; without it, an in-process limiter with the same semantics.
  * @throws InvalidOptionError when an option is invalid
@@ -106,8 +98,12 @@ export function createLimiterFromConfig(config: RateLimiterConfig, scope: string
 
 class Limiter implements RateLimiter {
   readonly policies: readonly Policy[];
+  readonly perRequest: boolean;
   private readonly switch: BackendSwitch<RateLimitStore>;
-  private readonly memory: MemoryRateLimitStore;
+  /** Absent when Redis is given and the failure mode never counts in memory. */
+  private readonly memory: MemoryRateLimitStore | undefined;
+  /** Policy positions `reset()` clears: every one a call may use. */
+  private readonly positions: number;
   private allowed = 0;
   private blocked = 0;
   private refunds = 0;
@@ -118,7 +114,12 @@ class Limiter implements RateLimiter {
     private readonly scope: string,
   ) {
     this.policies = config.policies;
-    this.memory = new MemoryRateLimitStore(config.maxKeys);
+    this.perRequest = config.perRequest;
+    this.positions = config.perRequest ? MAX_POLICIES : config.policies.length;
+    this.memory =
+      config.redis === undefined || config.onRedisError === "memory"
+        ? new MemoryRateLimitStore(config.maxKeys)
+        : undefined;
     this.switch = new BackendSwitch<RateLimitStore>({
       scope,
       redis: config.redis && new RedisRateLimitStore(config.redis, config.prefix),
@@ -127,6 +128,7 @@ class Limiter implements RateLimiter {
       timeoutMs: config.timeoutMs,
       recheckMs: config.recheckMs,
       logger: config.logger,
+      ping: pingOf(config.redis),
     });
     track("rateLimiter", config.prefix, this, config.redis);
   }
@@ -164,7 +166,7 @@ class Limiter implements RateLimiter {
     charge.refunded = true;
     const { key, policies, cost, markers } = charge;
     if (charge.backend === "memory") {
-      await this.memory.refund(key, policies, cost, markers);
+      await this.memory?.refund(key, policies, cost, markers);
       return;
     }
     // Charged on Redis: refund there or nowhere (never into memory, which was not charged).
@@ -175,8 +177,8 @@ class Limiter implements RateLimiter {
 
   async reset(key: string): Promise<void> {
     checkKey(this.scope, "reset", key);
-    await this.memory.reset(key, this.policies.length);
-    await this.switch.run((store) => store.reset(key, this.policies.length));
+    await this.memory?.reset(key, this.positions);
+    await this.switch.run((store) => store.reset(key, this.positions));
   }
 
   async block(key: string, ms: number): Promise<void> {
@@ -204,15 +206,55 @@ class Limiter implements RateLimiter {
   ): readonly Policy[] {
     checkKey(this.scope, method, key);
     positiveInt(`${this.scope}.${method}`, "cost", cost);
-    const custom = options?.policies;
-    if (custom === undefined) return this.policies;
-    if (!Array.isArray(custom) || custom.length !== this.policies.length) {
+    if (options === undefined) {
+      if (this.perRequest) throw this.missingLimits(method);
+      return this.policies;
+    }
+    const scope = `${this.scope}.${method}`;
+    const { policies, limit, windowMs, algorithm } = options;
+    if (policies !== undefined) {
+      if (limit !== undefined || windowMs !== undefined || algorithm !== undefined) {
+        throw new InvalidOptionError(
+          `${scope}: give options.policies or options.limit/windowMs, not both`,
+          "policies",
+        );
+      }
+      const count = this.policies.length;
+      const n = Array.isArray(policies) ? policies.length : -1;
+      if (this.perRequest ? n < 1 || n > MAX_POLICIES : n !== count) {
+        throw new InvalidOptionError(
+          this.perRequest
+            ? `${scope}: options.policies must list 1 to ${MAX_POLICIES} policies`
+            : `${scope}: options.policies must list ${count} ${count === 1 ? "policy" : "policies"} like the limiter's`,
+          "policies",
+        );
+      }
+      return policies.map((p, i) => parsePolicy(scope, `policies[${i}].`, p));
+    }
+    if (limit === undefined && windowMs === undefined) {
+      if (this.perRequest) throw this.missingLimits(method);
+      return this.policies;
+    }
+    if (!this.perRequest && this.policies.length !== 1) {
       throw new InvalidOptionError(
-        `${this.scope}.${method}: options.policies must list ${this.policies.length} ${this.policies.length === 1 ? "policy" : "policies"} like the limiter's`,
+        `${scope}: options.limit/windowMs replace a single policy; this limiter has ${this.policies.length}, pass options.policies`,
         "policies",
       );
     }
-    return custom.map((p, i) => parsePolicy(`${this.scope}.${method}`, `policies[${i}].`, p));
+    return [
+      parsePolicy(scope, "", {
+        limit: limit ?? this.policies[0]?.limit,
+        windowMs: windowMs ?? this.policies[0]?.windowMs,
+        algorithm: algorithm ?? this.policies[0]?.algorithm ?? this.config.algorithm,
+      } as PolicyOptions),
+    ];
+  }
+
+  private missingLimits(method: string): InvalidOptionError {
+    return new InvalidOptionError(
+      `${this.scope}.${method}: this limiter's limit and windowMs are per request (functions of the request), so it has no policies of its own; pass them with each call: ${method}(key, cost, { limit, windowMs }) or ${method}(key, cost, { policies })`,
+      "policies",
+    );
   }
 }
 
@@ -223,72 +265,4 @@ function checkKey(scope: string, method: string, key: unknown): void {
       "key",
     );
   }
-}
-
-/** How long a rejecting policy makes the caller wait; "never" (-1) waits longest. */
-function waitOf(p: PolicyResult): number {
-  return p.retryAfterMs === -1 ? Number.POSITIVE_INFINITY : p.retryAfterMs;
-}
-
-/**
- * One result from per-policy answers: the binding policy (the rejecting one that makes the
- * caller wait longest, else the one with the fewest units left) speaks for the whole.
- */
-function summarize(
-  answer: StoreAnswer,
-  backend: "redis" | "memory",
-  charge?: Charge,
-): RateLimitResult {
-  const { policies, blockedMs } = answer;
-  let binding = policies[0]!;
-  let rejected = !binding.allowed;
-  for (let i = 1; i < policies.length; i++) {
-    const p = policies[i]!;
-    if (!p.allowed) {
-      if (!rejected || waitOf(p) > waitOf(binding)) binding = p;
-      rejected = true;
-    } else if (!rejected && p.remaining < binding.remaining) {
-      binding = p;
-    }
-  }
-  const allowed = !rejected && blockedMs === 0;
-  let retryAfterMs = 0;
-  if (!allowed) {
-    const wait = rejected ? waitOf(binding) : 0;
-    retryAfterMs = wait === Number.POSITIVE_INFINITY ? -1 : Math.max(blockedMs, wait);
-  }
-  return {
-    allowed,
-    limit: binding.limit,
-    remaining: blockedMs > 0 ? 0 : binding.remaining,
-    resetMs: Math.max(binding.resetMs, blockedMs),
-    retryAfterMs,
-    policy: binding.name,
-    policies,
-    blockedMs,
-    backend,
-    [CHARGE]: allowed ? charge : undefined,
-  } as RateLimitResult;
-}
-
-/** The result when Redis failed and `onRedisError` is `"open"`: allowed, nothing counted. */
-function openResult(policies: readonly Policy[]): RateLimitResult {
-  const first = policies[0]!;
-  return {
-    allowed: true,
-    limit: first.limit,
-    remaining: first.limit,
-    resetMs: 0,
-    retryAfterMs: 0,
-    policy: first.name,
-    policies: policies.map((p) => ({
-      ...p,
-      allowed: true,
-      remaining: p.limit,
-      resetMs: 0,
-      retryAfterMs: 0,
-    })),
-    blockedMs: 0,
-    backend: "open",
-  };
 }

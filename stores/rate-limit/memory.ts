@@ -1,18 +1,27 @@
 /**
- * The in-process rate limit store: the same algorithms and numbers as the Lua script in
- * `redis.ts`, on a bounded LRU map (keys escaped or hashed like Redis keys, so each is at most
- * 128 characters). It is the embedded default (no `redis` given) and the
- * fallback while Redis is down. Its state is per process: N processes allow up to N × limit.
+ * The in-process rate limit store: the same algorithms, numbers and state layout as the Lua
+ * script in `redis.ts`, on a bounded LRU map (keys escaped or hashed like Redis keys, so each
+ * is at most 128 characters). It is the embedded default (no `redis` given) and the fallback
+ * while Redis is down. Its state is per process: N processes allow up to N × limit.
  */
 import { LRUCache } from "lru-cache";
 import { keyPart } from "../core/keys.js";
-import type { Policy, PolicyResult, RateLimitStore, StoreAnswer } from "./types.js";
+import {
+  MAX_ENTRIES,
+  type Policy,
+  type PolicyResult,
+  type RateLimitStore,
+  type StoreAnswer,
+} from "./types.js";
 
+/** One window's entry: like a Redis state entry "<kind> <a> <b> <c> <until>". */
 interface State {
   kind: string;
   a: number;
   b: number;
   c: number;
+  /** When the entry is no longer needed (ms since the epoch). */
+  until: number;
 }
 
 interface Evaluation {
@@ -23,7 +32,6 @@ interface Evaluation {
   retry: number;
   marker: number;
   next: State;
-  ttl: number;
 }
 
 const EPSILON = 1e-9;
@@ -33,9 +41,13 @@ function clock(): number {
   return performance.timeOrigin + performance.now();
 }
 
-/** Rate limit state in this process, bounded to `maxKeys` state entries (least recent evicted). */
+/**
+ * Rate limit state in this process, bounded to `maxKeys` keys (least recent evicted). Each
+ * key and policy position holds up to `MAX_ENTRIES` entries, one per window, most recently
+ * written first, as in Redis.
+ */
 export class MemoryRateLimitStore implements RateLimitStore {
-  private readonly states: LRUCache<string, State>;
+  private readonly states: LRUCache<string, State[]>;
   private readonly blocks: LRUCache<string, true>;
 
   constructor(maxKeys: number) {
@@ -53,8 +65,8 @@ export class MemoryRateLimitStore implements RateLimitStore {
 
   async refund(key: string, policies: readonly Policy[], cost: number, markers: readonly number[]) {
     policies.forEach((p, i) => {
-      const state = this.states.get(`${keyPart(key)}\n${i}`);
-      if (state === undefined || state.kind !== kindOf(p)) return;
+      const state = this.states.get(`${keyPart(key)}\n${i}`)?.find((s) => s.kind === kindOf(p));
+      if (state === undefined) return;
       const marker = markers[i] ?? 0;
       if (p.algorithm === "fixed-window" || p.algorithm === "sliding-window") {
         if (state.a === marker) state.b = Math.max(0, state.b - cost);
@@ -69,10 +81,10 @@ export class MemoryRateLimitStore implements RateLimitStore {
     });
   }
 
-  async reset(key: string, policyCount: number) {
+  async reset(key: string, positions: number) {
     const id = keyPart(key);
     this.blocks.delete(id);
-    for (let i = 0; i < policyCount; i++) this.states.delete(`${id}\n${i}`);
+    for (let i = 0; i < positions; i++) this.states.delete(`${id}\n${i}`);
   }
 
   async block(key: string, ms: number) {
@@ -92,7 +104,7 @@ export class MemoryRateLimitStore implements RateLimitStore {
     let all = blocked === 0;
     let never = false;
     const evaluations = policies.map((p, i) => {
-      const e = evaluatePolicy(p, this.live(`${key}\n${i}`, p), cost, now);
+      const e = evaluatePolicy(p, this.entry(`${key}\n${i}`, p), cost, now);
       if (cost > p.limit) {
         e.ok = false;
         never = true;
@@ -111,7 +123,7 @@ export class MemoryRateLimitStore implements RateLimitStore {
       let reset = e.reset;
       let retry = 0;
       if (charge) {
-        this.states.set(`${key}\n${i}`, e.next, { ttl: Math.max(1, Math.ceil(e.ttl)) });
+        this.write(`${key}\n${i}`, e.next, now);
         remaining = e.avail - cost;
         reset = e.resetIfCharged;
       } else if (!e.ok) {
@@ -128,10 +140,35 @@ export class MemoryRateLimitStore implements RateLimitStore {
     return { blockedMs: blocked, policies: results, markers: evaluations.map((e) => e.marker) };
   }
 
-  /** The stored state of a policy, or undefined when absent, expired or of another kind. */
-  private live(id: string, policy: Policy): State | undefined {
-    const state = this.states.get(id);
-    return state !== undefined && state.kind === kindOf(policy) ? state : undefined;
+  /** The entry of `policy`'s kind at `id`, or undefined when absent or expired. */
+  private entry(id: string, policy: Policy): State | undefined {
+    const entries = this.states.get(id);
+    if (entries === undefined) return undefined;
+    const kind = kindOf(policy);
+    for (const state of entries) if (state.kind === kind) return state;
+    return undefined;
+  }
+
+  /** Puts `next` first at `id`, keeping the other kinds' live entries, like CONSUME's SET. */
+  private write(id: string, next: State, now: number): void {
+    const entries = this.states.get(id);
+    let until = next.until;
+    if (entries === undefined) {
+      this.states.set(id, [next], { ttl: Math.max(1, Math.ceil(until - now)) });
+      return;
+    }
+    if (entries.length === 1 && entries[0]!.kind === next.kind) {
+      entries[0] = next; // one window (a static limiter): replace in place
+      this.states.set(id, entries, { ttl: Math.max(1, Math.ceil(until - now)) });
+      return;
+    }
+    const kept = [next];
+    for (const state of entries) {
+      if (state.kind === next.kind || state.until <= now || kept.length >= MAX_ENTRIES) continue;
+      kept.push(state);
+      if (state.until > until) until = state.until;
+    }
+    this.states.set(id, kept, { ttl: Math.max(1, Math.ceil(until - now)) });
   }
 }
 
@@ -161,8 +198,7 @@ function evaluatePolicy(p: Policy, s: State | undefined, cost: number, now: numb
         resetIfCharged: left,
         retry: left,
         marker: a,
-        next: { kind, a, b: b + cost, c: 0 },
-        ttl: left,
+        next: { kind, a, b: b + cost, c: 0, until: now + left },
       };
     }
     case "sliding-window": {
@@ -190,8 +226,7 @@ function evaluatePolicy(p: Policy, s: State | undefined, cost: number, now: numb
         resetIfCharged: toEnd + w,
         retry,
         marker: idx,
-        next: { kind, a: idx, b: b + cost, c },
-        ttl: toEnd + w,
+        next: { kind, a: idx, b: b + cost, c, until: now + toEnd + w },
       };
     }
     case "token-bucket": {
@@ -204,8 +239,13 @@ function evaluatePolicy(p: Policy, s: State | undefined, cost: number, now: numb
         resetIfCharged: (limit - tokens + cost) / rate,
         retry: (cost - tokens) / rate,
         marker: 0,
-        next: { kind, a: Math.max(0, tokens - cost), b: now, c: 0 },
-        ttl: (limit - tokens + cost) / rate,
+        next: {
+          kind,
+          a: Math.max(0, tokens - cost),
+          b: now,
+          c: 0,
+          until: now + (limit - tokens + cost) / rate,
+        },
       };
     }
     case "gcra": {
@@ -219,8 +259,7 @@ function evaluatePolicy(p: Policy, s: State | undefined, cost: number, now: numb
         resetIfCharged: newTat - now,
         retry: newTat - w - now,
         marker: 0,
-        next: { kind, a: newTat, b: 0, c: 0 },
-        ttl: newTat - now,
+        next: { kind, a: newTat, b: 0, c: 0, until: newTat },
       };
     }
   }

@@ -4,7 +4,7 @@
  */
 
 import type { RedisDriver } from "../core/driver.js";
-import type { OnRedisError } from "../core/fallback.js";
+import { type OnRedisError, parseFailureOptions } from "../core/fallback.js";
 import { parsePrefix } from "../core/keys.js";
 import { consoleLogger, type Logger, Warnings } from "../core/logger.js";
 import {
@@ -61,13 +61,14 @@ export interface RateLimiterOptions {
    */
   blockDurationMs?: number;
   /**
-   * Longest wait for Redis before the failure mode applies.
+   * Longest wait for Redis before the failure mode applies (`FAILURE_DEFAULTS.rateLimit`).
    * @default 100
    */
   timeoutMs?: number;
   /**
-   * When Redis fails or is slow: `"memory"` counts in this process, `"open"` allows,
-   * `"closed"` rejects (throws `StoreUnavailableError`).
+   * When Redis fails or is slow: `"memory"` counts in this process, `"open"` allows
+   * uncounted, `"closed"` rejects (`StoreUnavailableError`; the middleware answers 503 with
+   * `Retry-After`).
    * @default "memory"
    */
   onRedisError?: OnRedisError;
@@ -91,7 +92,12 @@ export interface RateLimiterOptions {
 /** `RateLimiterOptions` resolved: nothing optional but `redis`. */
 export interface RateLimiterConfig {
   redis: RedisDriver | undefined;
+  /** The limiter's own policies; empty when the limits are per request (`perRequest`). */
   policies: readonly Policy[];
+  /** True when each call brings its limits (`rateLimit()` with `limit`/`windowMs` functions). */
+  perRequest: boolean;
+  /** The algorithm of a per-call `{ limit, windowMs }` that names none. */
+  algorithm: Algorithm;
   prefix: string;
   blockDurationMs: number;
   timeoutMs: number;
@@ -119,10 +125,18 @@ export const LIMITER_OPTIONS = [
   "logger",
 ] as const;
 
-/** Validates `createRateLimiter()` options; throws `InvalidOptionError` naming the option. */
+/** Most policies one limiter (or one call) evaluates together. */
+export const MAX_POLICIES = 16;
+
+/**
+ * Validates `createRateLimiter()` options; throws `InvalidOptionError` naming the option.
+ * With `perRequest`, `limit`, `windowMs` and `policies` must be absent: every call brings its
+ * own (the `rateLimit()` middleware resolves its `limit`/`windowMs` functions per request).
+ */
 export function parseRateLimiterOptions(
   options: RateLimiterOptions,
   scope = "createRateLimiter",
+  perRequest = false,
 ): RateLimiterConfig {
   if (typeof options !== "object" || options === null) fail(scope, "options", "an object", options);
   rejectUnknown(scope, options, LIMITER_OPTIONS);
@@ -140,20 +154,21 @@ export function parseRateLimiterOptions(
       "the Redis client resends commands left unanswered by a disconnect (ioredis autoResendUnfulfilledCommands), so a consume can count twice; create it with autoResendUnfulfilledCommands: false, as createRedisClient() does",
     );
   }
+  const algorithm = oneOf(scope, "algorithm", options.algorithm, ALGORITHMS, "sliding-window");
+  if (perRequest) {
+    for (const name of ["limit", "windowMs", "policies"] as const) {
+      if (options[name] !== undefined)
+        fail(scope, name, "absent: limits are per request", options[name]);
+    }
+  }
   return {
     redis,
-    policies: parsePolicies(scope, options),
+    policies: perRequest ? [] : parsePolicies(scope, options),
+    perRequest,
+    algorithm,
     prefix: parsePrefix(scope, options.prefix, "rl:"),
     blockDurationMs: nonNegativeInt(scope, "blockDurationMs", options.blockDurationMs, 0),
-    timeoutMs: positiveInt(scope, "timeoutMs", options.timeoutMs, 100),
-    onRedisError: oneOf(
-      scope,
-      "onRedisError",
-      options.onRedisError,
-      ["memory", "open", "closed"],
-      "memory",
-    ),
-    recheckMs: positiveInt(scope, "recheckMs", options.recheckMs, 1000),
+    ...parseFailureOptions(scope, "rateLimit", options),
     maxKeys: positiveInt(scope, "memory.maxKeys", memory.maxKeys, 100_000),
     logger,
     warnings,
@@ -185,9 +200,9 @@ function parsePolicies(scope: string, options: RateLimiterOptions): Policy[] {
   if (
     !Array.isArray(options.policies) ||
     options.policies.length === 0 ||
-    options.policies.length > 16
+    options.policies.length > MAX_POLICIES
   ) {
-    fail(scope, "policies", "an array of 1 to 16 policies", options.policies);
+    fail(scope, "policies", `an array of 1 to ${MAX_POLICIES} policies`, options.policies);
   }
   const policies = options.policies.map((p, i) => parsePolicy(scope, `policies[${i}].`, p));
   const names = new Set(policies.map((p) => p.name));

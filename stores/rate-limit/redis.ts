@@ -4,10 +4,15 @@
  *
  * Key layout for user key K and prefix P:
  *   P{K}:block   a plain key with a PX expiry while K is blocked
- *   P{K}:<i>     policy i's state, a string "<kind> <a> <b> <c>" with a PX expiry, where kind is
- *                "<algorithm code>:<windowMs>" (state of another kind is ignored) and a, b, c
- *                are the algorithm's numbers (see each branch below). A string with SET PX
- *                costs one command where a hash needs HSET + PEXPIRE.
+ *   P{K}:<i>     the state of the policy at position i (0-based) of a call: a string of up to
+ *                MAX_ENTRIES entries separated by ";", most recently written first, each
+ *                "<kind> <a> <b> <c> <until>". kind is "<algorithm code>:<windowMs>"; a, b, c
+ *                are the algorithm's numbers (see each branch of CONSUME); until is the Redis
+ *                time (ms) when the entry is no longer needed. One entry per kind, so calls
+ *                with different windows for one key (per-request `windowMs`) count apart
+ *                instead of resetting each other; a static limiter has one entry. The key's
+ *                PX is the latest `until`. A string with SET PX costs one command where a
+ *                hash needs HSET + PEXPIRE (and per-field expiry needs Redis 7.4).
  */
 
 import type { RedisDriver } from "../core/driver.js";
@@ -15,6 +20,7 @@ import { taggedKey } from "../core/keys.js";
 import { defineScript } from "../core/scripts.js";
 import {
   ALGORITHMS,
+  MAX_ENTRIES,
   type Policy,
   type PolicyResult,
   type RateLimitStore,
@@ -22,15 +28,27 @@ import {
 } from "./types.js";
 
 /**
- * Consume or peek. Evaluates every policy first and writes only when all allow, so several
- * policies are charged all-or-nothing in one atomic call.
- * KEYS[1] block key; KEYS[1+i] policy i's state.
- * ARGV[1] "1" consume / "0" peek; ARGV[2] cost; ARGV[3] block ms on rejection (0: none);
- * ARGV[3i+1..3i+3] policy i: kind ("<code>:<windowMs>", code 1 fixed, 2 sliding, 3 token
- * bucket, 4 GCRA), limit, windowMs.
- * Returns { blockedMs, then per policy: allowed, remaining, resetMs, retryAfterMs, marker }.
+ * CONSUME: consume (charge) or peek (evaluate only). Evaluates every policy first and writes
+ * only when all allow, so several policies are charged all-or-nothing in one atomic call.
+ *
+ * KEYS[1]       P{K}:block, present while K is blocked
+ * KEYS[1 + i]   P{K}:<i - 1>, the state of policy i (i = 1 .. n, n = #KEYS - 1)
+ *
+ * ARGV[1]  mode: "1" consume, "0" peek
+ * ARGV[2]  cost: units charged to every policy
+ * ARGV[3]  blockMs: on a rejection of a consume, block K this long (0: no block)
+ * then 3 arguments per policy i, from base = 3 + 3 * (i - 1):
+ *   ARGV[base + 1]  kind: "<algorithm code>:<windowMs>" (code 1 fixed window, 2 sliding window,
+ *                   3 token bucket, 4 GCRA); the entry of the state this policy reads and writes
+ *   ARGV[base + 2]  limit: units per window
+ *   ARGV[base + 3]  windowMs: the window (token bucket, GCRA: the time to refill limit)
+ *
+ * Reply: { blockedMs, then 5 numbers per policy i, from r = 1 + 5 * (i - 1):
+ *   [r + 1] allowed (1/0), [r + 2] remaining, [r + 3] resetMs, [r + 4] retryAfterMs
+ *   (-1: cost above limit), [r + 5] marker (the window charged, for REFUND) }
  */
 const CONSUME = `
+local MAX_OTHERS = ${MAX_ENTRIES - 1}
 local t = redis.call('TIME')
 local now = t[1] * 1000 + t[2] / 1000
 local consume, cost, blockMs = ARGV[1] == '1', tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -38,16 +56,30 @@ local blocked = redis.call('PTTL', KEYS[1])
 if blocked < 0 then blocked = 0 end
 local n = #KEYS - 1
 local all, never = blocked == 0, false
--- per policy, 8 slots: ok, avail, reset, reset if charged, retry, marker, new state, ttl
+-- per policy i, 10 slots from j = 10 * (i - 1): [j+1] ok, [j+2] avail, [j+3] reset,
+-- [j+4] reset if charged, [j+5] retry, [j+6] marker, [j+7] new entry, [j+8] ttl,
+-- [j+9] the other kinds' live entries (";"-prefixed), [j+10] their latest until
 local st = {}
 for i = 1, n do
-  local kind, limit, w = ARGV[3 * i + 1], tonumber(ARGV[3 * i + 2]), tonumber(ARGV[3 * i + 3])
+  local base = 3 + 3 * (i - 1)
+  local kind, limit, w = ARGV[base + 1], tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
   local algo = string.byte(kind) - 48
   local a, b, c
+  local rest, restUntil, kept = '', 0, 0
   local s = redis.call('GET', KEYS[i + 1])
   if s then
-    local k, sa, sb, sc = string.match(s, '^(%S+) (%S+) (%S+) (%S+)$')
-    if k == kind then a, b, c = tonumber(sa), tonumber(sb), tonumber(sc) end
+    for k, sa, sb, sc, su in string.gmatch(s, '([^ ;]+) ([^ ;]+) ([^ ;]+) ([^ ;]+) ([^ ;]+)') do
+      if k == kind then
+        a, b, c = tonumber(sa), tonumber(sb), tonumber(sc)
+      else
+        local u = tonumber(su)
+        if u and u > now and kept < MAX_OTHERS then
+          rest = rest .. ';' .. k .. ' ' .. sa .. ' ' .. sb .. ' ' .. sc .. ' ' .. su
+          kept = kept + 1
+          if u > restUntil then restUntil = u end
+        end
+      end
+    end
   end
   local ok, avail, reset, resetC, retry, marker, ttl
   if algo == 1 then
@@ -101,9 +133,11 @@ for i = 1, n do
   end
   if cost > limit then ok, never, retry = false, true, -1 end
   if not ok then all = false end
-  local j = 8 * i
-  st[j - 7], st[j - 6], st[j - 5], st[j - 4], st[j - 3], st[j - 2], st[j], st[j - 1] =
-    ok, avail, reset, resetC, retry, marker, ttl, string.format('%s %.17g %.17g %.17g', kind, a, b, c)
+  local j = 10 * (i - 1)
+  st[j + 1], st[j + 2], st[j + 3], st[j + 4], st[j + 5], st[j + 6] =
+    ok, avail, reset, resetC, retry, marker
+  st[j + 7] = string.format('%s %.17g %.17g %.17g %.17g', kind, a, b, c, now + ttl)
+  st[j + 8], st[j + 9], st[j + 10] = ttl, rest, restUntil
 end
 local charge = consume and all
 if consume and not all and not never and blockMs > 0 and blocked == 0 then
@@ -112,57 +146,74 @@ if consume and not all and not never and blockMs > 0 and blocked == 0 then
 end
 local out = { blocked }
 for i = 1, n do
-  local j = 8 * i
-  local ok, remaining, reset, retry = st[j - 7], st[j - 6], st[j - 5], 0
+  local j = 10 * (i - 1)
+  local ok, remaining, reset, retry = st[j + 1], st[j + 2], st[j + 3], 0
   if charge then
-    redis.call('SET', KEYS[i + 1], st[j - 1], 'PX', math.max(1, math.ceil(st[j])))
-    remaining, reset = remaining - cost, st[j - 4]
+    local px = math.max(st[j + 8], st[j + 10] - now)
+    redis.call('SET', KEYS[i + 1], st[j + 7] .. st[j + 9], 'PX', math.max(1, math.ceil(px)))
+    remaining, reset = remaining - cost, st[j + 4]
   elseif not ok then
-    retry = st[j - 3]
+    retry = st[j + 5]
     if retry ~= -1 then retry = math.max(1, math.ceil(retry)) end
   end
-  out[5 * i - 3] = ok and 1 or 0
-  out[5 * i - 2] = math.max(0, math.floor(remaining + 1e-9))
-  out[5 * i - 1] = math.max(0, math.ceil(reset))
-  out[5 * i] = retry
-  out[5 * i + 1] = st[j - 2]
+  local r = 1 + 5 * (i - 1)
+  out[r + 1] = ok and 1 or 0
+  out[r + 2] = math.max(0, math.floor(remaining + 1e-9))
+  out[r + 3] = math.max(0, math.ceil(reset))
+  out[r + 4] = retry
+  out[r + 5] = st[j + 6]
 end
 return out
 `;
 
 /**
- * Refund: gives `cost` back to each policy whose state is still the one the consume charged
- * (same window for fixed and sliding windows). Counters never go below zero and buckets never
- * above their size; SET KEEPTTL keeps the expiry, and a missing state is not created.
- * KEYS[i] policy i's state; ARGV[1] cost; ARGV[3i-1..3i+1] policy i: kind, limit, marker.
+ * REFUND: gives `cost` back to each policy's entry when it is still the window the consume
+ * charged (fixed and sliding windows). Counters never go below zero and buckets never above
+ * their size; SET KEEPTTL keeps the expiry; other entries are kept as they are; a missing
+ * state or entry is not created.
+ *
+ * KEYS[i]   P{K}:<i - 1>, the state of policy i (i = 1 .. n, n = #KEYS)
+ *
+ * ARGV[1]  cost: units to give back
+ * then 3 arguments per policy i, from base = 1 + 3 * (i - 1):
+ *   ARGV[base + 1]  kind: "<algorithm code>:<windowMs>", as CONSUME got it
+ *   ARGV[base + 2]  limit
+ *   ARGV[base + 3]  marker: what CONSUME answered for this policy (the window it charged)
+ *
+ * Reply: 0
  */
 const REFUND = `
 local cost = tonumber(ARGV[1])
 for i = 1, #KEYS do
-  local kind, limit, marker = ARGV[3 * i - 1], tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1])
+  local base = 1 + 3 * (i - 1)
+  local kind, limit, marker = ARGV[base + 1], tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
   local s = redis.call('GET', KEYS[i])
-  local k, a, b, c
-  if s then k, a, b, c = string.match(s, '^(%S+) (%S+) (%S+) (%S+)$') end
-  if k == kind then
-    local algo, w = string.byte(kind) - 48, tonumber(string.sub(kind, 3))
-    a, b, c = tonumber(a), tonumber(b), tonumber(c)
-    local changed = true
-    if algo == 1 and a == marker then
-      b = math.max(0, b - cost)
-    elseif algo == 2 and a == marker then
-      b = math.max(0, b - cost)
-    elseif algo == 2 and a == marker + 1 then
-      c = math.max(0, c - cost)
-    elseif algo == 3 then
-      a = math.min(limit, a + cost)
-    elseif algo == 4 then
-      a = a - cost * w / limit
-    else
-      changed = false
+  if s then
+    local entries, changed = {}, false
+    for k, sa, sb, sc, su in string.gmatch(s, '([^ ;]+) ([^ ;]+) ([^ ;]+) ([^ ;]+) ([^ ;]+)') do
+      local entry = k .. ' ' .. sa .. ' ' .. sb .. ' ' .. sc .. ' ' .. su
+      if k == kind then
+        local algo, w = string.byte(kind) - 48, tonumber(string.sub(kind, 3))
+        local a, b, c = tonumber(sa), tonumber(sb), tonumber(sc)
+        changed = true
+        if algo == 1 and a == marker then
+          b = math.max(0, b - cost)
+        elseif algo == 2 and a == marker then
+          b = math.max(0, b - cost)
+        elseif algo == 2 and a == marker + 1 then
+          c = math.max(0, c - cost)
+        elseif algo == 3 then
+          a = math.min(limit, a + cost)
+        elseif algo == 4 then
+          a = a - cost * w / limit
+        else
+          changed = false
+        end
+        if changed then entry = string.format('%s %.17g %.17g %.17g %s', kind, a, b, c, su) end
+      end
+      entries[#entries + 1] = entry
     end
-    if changed then
-      redis.call('SET', KEYS[i], string.format('%s %.17g %.17g %.17g', kind, a, b, c), 'KEEPTTL')
-    end
+    if changed then redis.call('SET', KEYS[i], table.concat(entries, ';'), 'KEEPTTL') end
   end
 end
 return 0
@@ -198,10 +249,10 @@ export class RedisRateLimitStore implements RateLimitStore {
     await refundScript.run(this.redis, keys, args);
   }
 
-  async reset(key: string, policyCount: number) {
+  async reset(key: string, positions: number) {
     const base = taggedKey(this.prefix, key);
     const keys = [`${base}:block`];
-    for (let i = 0; i < policyCount; i++) keys.push(`${base}:${i}`);
+    for (let i = 0; i < positions; i++) keys.push(`${base}:${i}`);
     await this.redis.command("DEL", keys);
   }
 

@@ -14,6 +14,13 @@ export const ALGORITHMS: readonly Algorithm[] = [
   "gcra",
 ];
 
+/**
+ * Most windows one key keeps apart per policy position: calls with different `windowMs` (or
+ * algorithms) for one key count in separate entries of one state; past this many, the least
+ * recently written entry is dropped.
+ */
+export const MAX_ENTRIES = 8;
+
 /** One limit: `limit` units per `windowMs`, evaluated with `algorithm`. */
 export interface Policy {
   /** Name shown in `RateLimit-Policy` headers and `result.policy`. */
@@ -89,8 +96,8 @@ export interface RateLimitStore {
     cost: number,
     markers: readonly number[],
   ): Promise<void>;
-  /** Forgets every policy's state and any block of `key`. */
-  reset(key: string, policyCount: number): Promise<void>;
+  /** Forgets `key`'s block and the state (every window) of policy positions below `positions`. */
+  reset(key: string, positions: number): Promise<void>;
   /** Rejects every request for `key` during `ms` milliseconds. */
   block(key: string, ms: number): Promise<void>;
 }
