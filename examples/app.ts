@@ -161,7 +161,8 @@ export function createExampleApp(redis?: RedisClient, prefix = "example:"): Exam
         res.status(404).end();
         return;
       }
-      await apiLimit.reset(await apiLimit.keyOf(req)); // the key the limiter counts, not raw req.ip
+      const key = await apiLimit.keyOf(req); // the key the limiter counts, not raw req.ip
+      if (key !== undefined) await apiLimit.reset(key); // undefined: this request is not counted
       res.json({ reset: true });
     }),
   );

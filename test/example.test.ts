@@ -1,13 +1,18 @@
-/** The example app: routes on both backends, and `npm start`'s server without a reachable Redis. */
+/**
+ * The example app: routes on both backends, and `npm start`'s server: on memory when no Redis is
+ * configured, on a configured Redis that answers only later (503 until then, 200 after, without
+ * a restart), and on node-redis.
+ */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { connect } from "node:net";
 import { resolve } from "node:path";
 import request from "supertest";
 import { createExampleApp, type ExampleApp } from "../examples/app.js";
-import { freePort } from "./harness/redis-server.ts";
-import { clientFor, closeClients, redisUrl, testPrefix } from "./helpers.js";
+import { freePort, startRedisServer } from "./harness/redis-server.ts";
+import { clientFor, closeClients, redisUrl, testPrefix, wait } from "./helpers.js";
 import { openStream } from "./sse-client.js";
 
 afterAll(closeClients);
@@ -158,61 +163,204 @@ describe.each(["memory", "standalone", "node-redis"] as const)("example app on %
   });
 });
 
+/** What a running `npm start` offers a test. */
+interface Started {
+  base: string;
+  /** Everything the server printed so far (stdout and stderr). */
+  output(): string;
+  /** Resolves when the output contains `text` (awaits the child's output; no polling). */
+  until(text: string): Promise<void>;
+}
+
+/** The environment names `npm start` reads to find a Redis. */
+const REDIS_ENV = ["REDIS_URL", "REDIS_CLUSTER_NODES", "REDIS_SENTINELS", "REDIS_CLIENT"];
+
 /**
- * Runs `npm start`'s server with `env` on a free port until it listens, then `check(output,
- * base)`; stops it after.
+ * Runs `npm start`'s server with `env` (and none of the Redis variables of this process) on a
+ * free port until it listens, then `check`; stops it after.
  */
-async function withServer(
-  env: Record<string, string>,
-  check: (output: string, base: string) => Promise<void>,
-) {
+async function withServer(env: Record<string, string>, check: (app: Started) => Promise<void>) {
   const port = await freePort();
+  const inherited = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !REDIS_ENV.includes(name)),
+  );
   const child = spawn(process.execPath, ["--import", "tsx", "examples/server.ts"], {
     cwd: resolve(__dirname, ".."),
-    env: { ...process.env, ...env, PORT: String(port) },
+    env: { ...inherited, ...env, PORT: String(port) },
     stdio: ["ignore", "pipe", "pipe"],
   });
-  try {
-    let output = "";
-    child.stdout.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
+  let output = "";
+  const waiting = new Set<() => void>();
+  const record = (chunk: Buffer) => {
+    output += chunk.toString();
+    for (const wake of waiting) wake();
+  };
+  child.stdout.on("data", record);
+  child.stderr.on("data", record);
+  const until = (text: string) =>
+    new Promise<void>((done, fail) => {
+      const wake = () => {
+        if (!output.includes(text)) return;
+        waiting.delete(wake);
+        done();
+      };
+      const exited = () => fail(new Error(`exited before printing ${text}:\n${output}`));
+      waiting.add(wake);
+      child.once("exit", exited);
+      wake();
     });
-    while (!output.includes("listening on")) await once(child.stdout, "data");
-    await check(output, `http://127.0.0.1:${port}`);
+  let checked = false;
+  try {
+    await until("listening on");
+    await check({ base: `http://127.0.0.1:${port}`, output: () => output, until });
+    checked = true;
   } finally {
-    child.kill("SIGTERM");
-    await once(child, "exit");
+    if (child.exitCode === null) {
+      const exited = once(child, "exit");
+      child.kill("SIGTERM");
+      const [code] = await exited;
+      // Closed by itself, not cut short by the example's 5 s deadline (exit code 1).
+      if (checked) expect({ code, output }).toMatchObject({ code: 0 });
+    }
   }
 }
 
-it("npm start without a reachable Redis runs on memory and says so in one line", async () => {
-  const env = { REDIS_URL: `redis://:secret@127.0.0.1:${await freePort()}` };
-  await withServer(env, async (output, base) => {
-    expect(output).toMatch(
-      /no Redis at redis:\/\/127\.0\.0\.1:\d+\/? \(.*ECONNREFUSED.*\); running on the in-process memory backend/,
+/** True when something accepts connections on 127.0.0.1:`port`. */
+function listening(port: number): Promise<boolean> {
+  return new Promise((done) => {
+    const socket = connect(port, "127.0.0.1");
+    socket.once("connect", () => {
+      socket.destroy();
+      done(true);
+    });
+    socket.once("error", () => done(false));
+  });
+}
+
+/** `GET base/health/redis`: status code and body. */
+async function health(base: string) {
+  const res = await fetch(`${base}/health/redis`);
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+/** The state of each feature the health body lists. */
+const states = (body: Record<string, unknown>) =>
+  [...new Set((body.features as { state: string }[]).map((f) => f.state))].sort();
+
+/** What the memory-backed `npm start` must do: 200 mode memory, limits per process. */
+async function checkMemory({ base, output }: Started) {
+  const res = await health(base);
+  expect(res.status).toBe(200);
+  expect(res.body).toMatchObject({ status: "ok", mode: "memory", client: null });
+  expect(states(res.body)).toEqual(["memory"]); // every feature, none on Redis
+  // The server listens on every interface, so req.ip is IPv4-mapped IPv6 (::ffff:127.0.0.1):
+  // reset must still clear the key the limiter counts under.
+  const statuses = [];
+  for (let i = 0; i < 6; i++) statuses.push((await fetch(`${base}/api/hello`)).status);
+  expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
+  await fetch(`${base}/api/limits/reset`, { method: "POST" });
+  expect((await fetch(`${base}/api/hello`)).status).toBe(200);
+  expect(output()).not.toContain("example: Redis at");
+}
+
+it("npm start with REDIS_URL=memory runs on memory without trying a Redis, and says so", async () => {
+  await withServer({ REDIS_URL: "memory" }, async (started) => {
+    expect(started.output()).toContain(
+      "REDIS_URL=memory: running on the in-process memory backend",
     );
-    expect(output).not.toContain("secret");
-    const res = await fetch(`${base}/health/redis`);
-    expect(await res.json()).toMatchObject({ status: "ok", mode: "memory" });
-    // The server listens on every interface, so req.ip is IPv4-mapped IPv6 (::ffff:127.0.0.1):
-    // reset must still clear the key the limiter counts under.
-    const statuses = [];
-    for (let i = 0; i < 6; i++) statuses.push((await fetch(`${base}/api/hello`)).status);
-    expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
-    await fetch(`${base}/api/limits/reset`, { method: "POST" });
-    expect((await fetch(`${base}/api/hello`)).status).toBe(200);
+    await checkMemory(started);
   });
 }, 30_000);
 
-it("REDIS_CLIENT=node-redis npm start runs on node-redis and says so", async () => {
-  await withServer({ REDIS_URL: redisUrl(), REDIS_CLIENT: "node-redis" }, async (output, base) => {
-    expect(output).toContain(`using Redis at ${redisUrl()}`);
-    expect(output).toContain("through node-redis");
-    const res = await fetch(`${base}/health/redis`);
-    expect(await res.json()).toMatchObject({
-      status: "ok",
-      mode: "standalone",
-      client: "node-redis",
-    });
+it("npm start with no Redis configured tries the local default once, and says which mode it is in", async () => {
+  const local = await listening(6379); // a developer machine may run one there
+  await withServer({}, async (started) => {
+    if (local) {
+      expect(started.output()).toContain(
+        "REDIS_URL is not set; using Redis at redis://127.0.0.1:6379 through ioredis",
+      );
+      const res = await health(started.base);
+      expect(res.body).toMatchObject({ mode: "standalone", client: "ioredis" });
+      return;
+    }
+    expect(started.output()).toMatch(
+      /REDIS_URL is not set and no Redis answers at redis:\/\/127\.0\.0\.1:6379 \(.*ECONNREFUSED.*\); running on the in-process memory backend/,
+    );
+    await checkMemory(started);
   });
+}, 30_000);
+
+it.each(["ioredis", "node-redis"])(
+  "%s: REDIS_URL at a Redis not answering yet: used anyway, 503 until it answers, then 200 without a restart",
+  async (family) => {
+    const redis = await startRedisServer(["--requirepass", "secret"]);
+    await redis.stop(); // its port: nothing listens there until start() below
+    const env = { REDIS_URL: `redis://:secret@127.0.0.1:${redis.port}`, REDIS_CLIENT: family };
+    try {
+      await withServer(env, async ({ base, output, until }) => {
+        const target = `redis://127.0.0.1:${redis.port}`;
+        expect(output()).toMatch(
+          new RegExp(
+            `Redis at ${target.replace(/[./]/g, "\\$&")} does not answer yet \\(.*ECONNREFUSED.*\\); using it through ${family} anyway and retrying`,
+          ),
+        );
+        expect(output()).not.toContain("memory backend");
+        const down = await health(base);
+        expect(down.status).toBe(503);
+        expect(down.body).toMatchObject({ status: "down", mode: "standalone", client: family });
+        // The features follow their failure model: the limit counts in memory, sessions 503.
+        const hello = await fetch(`${base}/api/hello`);
+        expect(hello.status).toBe(200);
+        expect(((await hello.json()) as { rateLimit: { backend: string } }).rateLimit.backend).toBe(
+          "memory",
+        );
+        const login = () =>
+          fetch(`${base}/login`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({ account: "alice", password: "demo" }),
+          });
+        expect((await login()).status).toBe(503);
+        const degraded = await health(base);
+        expect(degraded.status).toBe(503);
+        expect(states(degraded.body)).toContain("degraded");
+        const lastFailure = Date.now();
+        const backLine = `example: Redis at ${target} answers again`;
+        expect(output()).not.toContain(backLine);
+
+        await redis.start();
+        await until(backLine);
+        // Each degraded feature probes Redis on its next request after recheckMs (1 s).
+        await wait(Math.max(0, lastFailure + 1100 - Date.now()));
+        const again = await fetch(`${base}/api/hello`);
+        expect(((await again.json()) as { rateLimit: { backend: string } }).rateLimit.backend).toBe(
+          "redis",
+        );
+        expect((await login()).status).toBe(200);
+        const back = await health(base);
+        expect(back.status).toBe(200);
+        expect(back.body).toMatchObject({ status: "ok", mode: "standalone", client: family });
+        expect(states(back.body)).toEqual(["redis"]);
+        expect(output().split(backLine).length - 1).toBe(1);
+        expect(output()).not.toContain("secret");
+      });
+    } finally {
+      await redis.stop();
+    }
+  },
+  30_000,
+);
+
+it("REDIS_CLIENT=node-redis npm start runs on node-redis and says so", async () => {
+  await withServer(
+    { REDIS_URL: redisUrl(), REDIS_CLIENT: "node-redis" },
+    async ({ base, output }) => {
+      expect(output()).toContain(`using Redis at ${redisUrl()}`);
+      expect(output()).toContain("through node-redis");
+      const res = await health(base);
+      expect(res.status).toBe(200);
+      expect(res.body).toMatchObject({ status: "ok", mode: "standalone", client: "node-redis" });
+      expect(states(res.body)).toEqual(["redis"]);
+    },
+  );
 }, 30_000);

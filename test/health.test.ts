@@ -62,7 +62,8 @@ it.each([
 it("no redis: reports the memory backend", async () => {
   const res = await request(app({})).get("/health");
   expect(res.status).toBe(200);
-  expect(res.body).toMatchObject({ status: "ok", mode: "memory" });
+  expect(res.body).toMatchObject({ status: "ok", mode: "memory", client: null });
+  expect(res.body.features).toEqual([]); // no feature in this file: nothing else to report
 });
 
 it("a slow server is degraded (503), a stopped one is down (503) within the timeout", async () => {
