@@ -27,6 +27,7 @@ export {
   rateLimit,
 } from "./middleware/rate-limit.js";
 export type { HeaderStyle } from "./middleware/rate-limit-headers.js";
+export type { RateLimitKey, RateLimitRejection } from "./middleware/rate-limit-options.js";
 export {
   ClientClosedError,
   type RequestLock,
@@ -60,8 +61,16 @@ export {
   RedisTimeoutError,
   StoreUnavailableError,
 } from "./stores/core/errors.js";
-export type { OnRedisError } from "./stores/core/fallback.js";
-export { checkRedisHealth, type RedisHealth } from "./stores/core/health.js";
+export type {
+  FailureOptions,
+  FeatureState,
+  OnRedisError,
+} from "./stores/core/fallback.js";
+export {
+  checkRedisHealth,
+  type HealthCheckOptions,
+  type RedisHealth,
+} from "./stores/core/health.js";
 export { keyPart, MAX_TAG_LENGTH } from "./stores/core/keys.js";
 export type { Logger } from "./stores/core/logger.js";
 export type { RedisClient } from "./stores/core/scripts.js";

@@ -18,6 +18,7 @@ import {
   perRequest,
   type RateLimitKey,
   type RateLimitOptions,
+  type RateLimitRejection,
   SCOPE,
 } from "./rate-limit-options.js";
 import { answerUnavailable } from "./unavailable.js";
@@ -196,7 +197,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
       headers.set(res, result, key);
       if (!result.allowed) {
         setRetryAfter(res, result);
-        const handled = config.handler(req, res, next, { ...result, statusCode });
+        const handled = config.handler(req, res, next, rejection(result, statusCode));
         if (isPromise(handled)) handled.then(undefined, next);
         return;
       }
@@ -237,4 +238,10 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
     keyOf,
     limiter,
   });
+}
+
+/** The handler's 4th argument: the result (its getters kept) plus `statusCode`. */
+function rejection(result: RateLimitResult, statusCode: number): RateLimitRejection {
+  // Own fields copied (logs and spreads see them), prototype kept (`used`, `resetTime`).
+  return Object.setPrototypeOf({ ...result, statusCode }, Object.getPrototypeOf(result));
 }

@@ -658,3 +658,36 @@ describe("coded warnings and redaction", () => {
     ).not.toThrow(/hunter2/);
   });
 });
+
+describe("express-rate-limit's req.rateLimit fields", () => {
+  it("used and resetTime are there, on req.rateLimit and the handler's detail", async () => {
+    const seen: { used: number; resetTime: Date; statusCode?: number; remaining: number }[] = [];
+    const mw = rateLimit({
+      limit: 2,
+      windowMs: 60_000,
+      statusCode: 429,
+      handler: (_req, res, _next, detail) => {
+        seen.push(detail);
+        res.status(detail.statusCode).json({ used: detail.used });
+      },
+    });
+    const app = express();
+    app.use(mw);
+    app.get("/", (req, res) => {
+      seen.push(req.rateLimit!);
+      res.json({ used: req.rateLimit!.used });
+    });
+    expect((await request(app).get("/")).body).toEqual({ used: 1 });
+    expect((await request(app).get("/")).body).toEqual({ used: 2 });
+    const third = await request(app).get("/");
+    expect(third.status).toBe(429);
+    expect(third.body).toEqual({ used: 2 });
+    expect(seen.map((s) => s.used)).toEqual([1, 2, 2]);
+    const first = seen[0]! as { resetTime: Date; resetMs?: number };
+    const reset = first.resetTime.getTime() - Date.now();
+    expect(reset).toBeGreaterThan(0);
+    expect(Math.abs(reset - first.resetMs!)).toBeLessThan(1000); // the getter reads resetMs
+    expect(seen[2]!.statusCode).toBe(429);
+    expect(seen[2]!.remaining).toBe(0); // own fields survive beside the getters
+  });
+});

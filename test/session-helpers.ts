@@ -19,6 +19,9 @@ import { ALL_BACKENDS, type Backend, clientFor, inspectorFor, testPrefix } from 
 export type { Backend } from "./helpers.js";
 export const BACKENDS: Backend[] = ALL_BACKENDS;
 
+/** The cookie lifetime `POST /remember-me` sets: 30 days. */
+export const REMEMBER_MS = 30 * 24 * 3_600_000;
+
 export interface StoreUnderTest {
   store: UserSessionStore | MemorySessionStore;
   /** The client the store uses (ioredis or node-redis), or undefined for memory. */
@@ -33,7 +36,7 @@ export interface StoreUnderTest {
 export function makeStore(
   backend: Backend,
   file: string,
-  options: Omit<SessionStoreOptions, "redis" | "prefix" | "indexPrefix"> = {},
+  options: Omit<SessionStoreOptions, "redis" | "client" | "prefix" | "indexPrefix"> = {},
 ): StoreUnderTest {
   const base = testPrefix(file);
   const prefix = `${base}s:`;
@@ -106,6 +109,19 @@ export function sessionApp(
     route((req, res, next) =>
       req.session.destroy((err) => (err ? next(err) : res.json({ ok: true }))),
     ),
+  );
+  // "Remember me": only the cookie's lifetime changes, so express-session calls touch, not set.
+  app.post("/remember-me", (req, res) => {
+    req.session.cookie.maxAge = REMEMBER_MS;
+    res.json({ sid: req.sessionID });
+  });
+  // An unmodified request that takes `ms` (its touch comes that much after its read).
+  app.get(
+    "/idle/:ms",
+    route(async (req, res) => {
+      await new Promise((resolve) => setTimeout(resolve, Number(req.params.ms)));
+      res.json({ ok: true });
+    }),
   );
   app.get("/me", (req, res) => {
     res.json({ user: user(req) ?? null, sid: req.sessionID });

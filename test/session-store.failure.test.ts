@@ -8,7 +8,7 @@ import type { Redis } from "ioredis";
 import request from "supertest";
 import { createRedisClient, metrics, UserSessionStore } from "../index.js";
 import { type RedisServer, startRedisServer } from "./harness/redis-server.ts";
-import { collectUnhandledRejections, quiet, ready, testPrefix } from "./helpers.js";
+import { collectUnhandledRejections, eventually, quiet, ready, testPrefix } from "./helpers.js";
 import { sessionApp } from "./session-helpers.js";
 
 const unhandled = collectUnhandledRejections();
@@ -51,6 +51,10 @@ test("Redis stopped mid-traffic: errors answered within the timeouts; back after
 
   await server.start();
   await ready(redis); // reconnected (the server kept nothing: the session is gone)
+  // The store's switch PINGs Redis once per recheckMs while degraded: wait until it is back.
+  await eventually("the store is back on Redis", async () => {
+    await store.get("0123456789abcdef0123456789abcdef");
+  });
   expect((await jar.get("/me").expect(200)).body.user).toBeNull();
   await jar.post("/login/alice").expect(200);
   expect((await store.listUserSessions("alice")).length).toBe(1);

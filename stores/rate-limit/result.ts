@@ -29,6 +29,39 @@ export class Charge {
 
 export const CHARGE = Symbol("express-redis-kit.charge");
 
+/**
+ * A result. A class so express-rate-limit's `req.rateLimit.used` and `.resetTime` are
+ * prototype getters: free unless read.
+ */
+class Result implements RateLimitResult {
+  [CHARGE]: Charge | undefined;
+
+  constructor(
+    readonly allowed: boolean,
+    readonly limit: number,
+    readonly remaining: number,
+    readonly resetMs: number,
+    readonly retryAfterMs: number,
+    readonly policy: string,
+    readonly policies: readonly PolicyResult[],
+    readonly blockedMs: number,
+    readonly backend: "redis" | "memory" | "open",
+    charge: Charge | undefined,
+  ) {
+    this[CHARGE] = charge;
+  }
+
+  /** express-rate-limit's name: units used in the binding policy's window. */
+  get used(): number {
+    return this.limit - this.remaining;
+  }
+
+  /** express-rate-limit's name: when the binding policy's window resets. */
+  get resetTime(): Date {
+    return new Date(Date.now() + this.resetMs);
+  }
+}
+
 /** How long a rejecting policy makes the caller wait; "never" (-1) waits longest. */
 function waitOf(p: PolicyResult): number {
   return p.retryAfterMs === -1 ? Number.POSITIVE_INFINITY : p.retryAfterMs;
@@ -61,38 +94,33 @@ export function summarize(
     const wait = rejected ? waitOf(binding) : 0;
     retryAfterMs = wait === Number.POSITIVE_INFINITY ? -1 : Math.max(blockedMs, wait);
   }
-  return {
+  return new Result(
     allowed,
-    limit: binding.limit,
-    remaining: blockedMs > 0 ? 0 : binding.remaining,
-    resetMs: Math.max(binding.resetMs, blockedMs),
+    binding.limit,
+    blockedMs > 0 ? 0 : binding.remaining,
+    Math.max(binding.resetMs, blockedMs),
     retryAfterMs,
-    policy: binding.name,
+    binding.name,
     policies,
     blockedMs,
     backend,
-    [CHARGE]: allowed ? charge : undefined,
-  } as RateLimitResult;
+    allowed ? charge : undefined,
+  );
 }
 
 /** The result when Redis failed and `onRedisError` is `"open"`: allowed, nothing counted. */
 export function openResult(policies: readonly Policy[]): RateLimitResult {
   const first = policies[0]!;
-  return {
-    allowed: true,
-    limit: first.limit,
-    remaining: first.limit,
-    resetMs: 0,
-    retryAfterMs: 0,
-    policy: first.name,
-    policies: policies.map((p) => ({
-      ...p,
-      allowed: true,
-      remaining: p.limit,
-      resetMs: 0,
-      retryAfterMs: 0,
-    })),
-    blockedMs: 0,
-    backend: "open",
-  };
+  return new Result(
+    true,
+    first.limit,
+    first.limit,
+    0,
+    0,
+    first.name,
+    policies.map((p) => ({ ...p, allowed: true, remaining: p.limit, resetMs: 0, retryAfterMs: 0 })),
+    0,
+    "open",
+    undefined,
+  );
 }

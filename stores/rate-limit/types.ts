@@ -68,6 +68,10 @@ export interface RateLimitResult {
    * failed and `onRedisError: "open"` let the request through uncounted).
    */
   readonly backend: "redis" | "memory" | "open";
+  /** Units used in the binding policy's window (`limit - remaining`; express-rate-limit's name). */
+  readonly used: number;
+  /** When the binding policy's window resets (express-rate-limit's name; a new `Date` per read). */
+  readonly resetTime: Date;
 }
 
 /** A store's raw answer: the policy results plus refund markers (window identities). */

@@ -158,6 +158,13 @@ export function ttlMsOf(
   return ttl * 1000;
 }
 
+/**
+ * `touch` leaves a TTL alone when the expiry it would set is within this of the one the read
+ * already set: the contract is "the TTL follows the session", to the second as connect-redis
+ * sets it (whole seconds).
+ */
+export const TOUCH_SLACK_MS = 1000;
+
 /** The envelope type revocations are published with. */
 export const REVOKED_TYPE = "session.revoked";
 

@@ -1,46 +1,59 @@
 /**
  * `createSessionStore()`: the Redis store when a client is given, the memory store otherwise.
  */
+import { parseFailureOptions } from "../core/fallback.js";
 import { fail, rejectUnknown } from "../core/options.js";
-import type { RedisClient } from "../core/scripts.js";
 import { MemorySessionStore } from "./memory.js";
-import { COMMON, type MemorySessionStoreOptions, type UserSessionStoreOptions } from "./options.js";
+import {
+  COMMON,
+  clientOption,
+  FAILURE,
+  type MemorySessionStoreOptions,
+  type UserSessionStoreOptions,
+} from "./options.js";
 import { UserSessionStore } from "./redis.js";
 
-/** Options of `createSessionStore()`. */
+/**
+ * Options of `createSessionStore()`: those of `UserSessionStore` (the client as `redis` or
+ * `client`), or without a client those of `MemorySessionStore`.
+ */
 export interface SessionStoreOptions
-  extends Omit<UserSessionStoreOptions, "client">,
-    Pick<MemorySessionStoreOptions, "maxSessions"> {
-  /** Redis client (ioredis, iovalkey or node-redis; standalone, Cluster or Sentinel). Omitted: the in-process memory store. */
-  redis?: RedisClient;
-}
+  extends UserSessionStoreOptions,
+    Pick<MemorySessionStoreOptions, "maxSessions"> {}
 
 const REDIS_ONLY = ["prefix", "indexPrefix", "scanCount", "disableTTL", "serializer"] as const;
 
 /**
  * A session store for express-session with the per-user index API: `UserSessionStore` on
- * `redis`, or `MemorySessionStore` without it (Redis-only options such as `prefix` are then
- * accepted and unused, so one configuration serves both).
+ * `redis` (or `client`), or `MemorySessionStore` without one (Redis-only options such as
+ * `prefix` are then accepted and unused, so one configuration serves both; the failure options
+ * are checked all the same).
  */
 export function createSessionStore(
   options: SessionStoreOptions = {},
 ): UserSessionStore | MemorySessionStore {
-  rejectUnknown("createSessionStore", options, ["redis", "maxSessions", ...REDIS_ONLY, ...COMMON]);
-  const { redis, maxSessions, ...rest } = options;
-  if (redis !== undefined) {
+  const scope = "createSessionStore";
+  rejectUnknown(scope, options, [
+    "redis",
+    "client",
+    "maxSessions",
+    ...REDIS_ONLY,
+    ...FAILURE,
+    ...COMMON,
+  ]);
+  const name = clientOption(scope, options);
+  parseFailureOptions(scope, "sessions", options);
+  const { redis, client, maxSessions, ...rest } = options;
+  const given = redis ?? client;
+  if (given !== undefined) {
     if (maxSessions !== undefined) {
-      fail(
-        "createSessionStore",
-        "maxSessions",
-        "left out with redis (it bounds the memory store)",
-        maxSessions,
-      );
+      fail(scope, "maxSessions", `left out with ${name} (it bounds the memory store)`, maxSessions);
     }
-    return new UserSessionStore({ ...rest, client: redis });
+    return new UserSessionStore({ ...rest, [name]: given });
   }
   const memory: MemorySessionStoreOptions = { maxSessions };
-  for (const name of COMMON) {
-    if (options[name] !== undefined) Object.assign(memory, { [name]: options[name] });
+  for (const key of COMMON) {
+    if (options[key] !== undefined) Object.assign(memory, { [key]: options[key] });
   }
   return new MemorySessionStore(memory);
 }

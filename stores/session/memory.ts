@@ -1,7 +1,8 @@
 /**
  * `MemorySessionStore`: the in-process session store with the same index API and semantics as
- * `UserSessionStore` (TTL from the cookie or `ttl`, refreshed on read so `touch` is free; tombstones; per-user
- * index; revocation events in process). Like express-session's `MemoryStore` it keeps sessions
+ * `UserSessionStore` (TTL from the cookie or `ttl`, refreshed on read so `touch` has nothing to
+ * do unless the cookie's expiry changed; tombstones; per-user index; revocation events in
+ * process). Like express-session's `MemoryStore` it keeps sessions
  * as JSON strings, so a handler never shares objects with the store. For one process only.
  */
 import { randomUUID } from "node:crypto";
@@ -29,6 +30,7 @@ import {
   sessionHandle,
   settle,
   TOMBSTONE_MS,
+  TOUCH_SLACK_MS,
   toInfo,
   ttlMsOf,
   type UserSessionIndex,
@@ -143,9 +145,23 @@ export class MemorySessionStore extends Store implements UserSessionIndex {
     for (const sid of oldest) this.revokeId(owner, sid, "evicted");
   }
 
-  /** Free: reads already refreshed the TTL (what express-session's touch would do). */
-  override touch(_sid: string, _sess: SessionData, cb?: StoreCallback): Promise<unknown> {
-    return settle(cb, () => null);
+  /**
+   * Sets the TTL of an unmodified session from `sess` (its cookie's expiry, or `ttl`), as
+   * `UserSessionStore` does: nothing to do when the read already set it (within a second); a
+   * past expiry deletes the session, as in `set`.
+   */
+  override touch(sid: string, sess: SessionData, cb?: StoreCallback): Promise<unknown> {
+    return settle(cb, () => {
+      if (this.cfg.disableTouch || !isValidSessionId(sid)) return null;
+      const entry = this.sessions.peek(sid);
+      if (entry === undefined) return null;
+      const ttl = ttlMsOf(this.cfg.ttl, sess);
+      if (ttl <= 0) this.kill(sid);
+      else if (Math.abs(this.sessions.getRemainingTTL(sid) - ttl) > TOUCH_SLACK_MS) {
+        this.sessions.set(sid, entry, { ttl });
+      }
+      return null;
+    });
   }
 
   /** Deletes a session (logout, regenerate) and tombstones its id. */

@@ -4,6 +4,7 @@
 import type { SessionData } from "express-session";
 import { ACCEPTED_CLIENTS } from "../core/drivers.js";
 import { InvalidOptionError } from "../core/errors.js";
+import { parseFailureOptions } from "../core/fallback.js";
 import { consoleLogger, type Logger } from "../core/logger.js";
 import {
   bool,
@@ -47,10 +48,28 @@ export interface SessionIndexOptions {
   logger?: Logger;
 }
 
-/** Options of `new UserSessionStore()`: connect-redis's options plus the index's. */
-export interface UserSessionStoreOptions extends SessionIndexOptions {
-  /** ioredis client: `Redis` or `Cluster` (with or without `keyPrefix`). */
-  client: RedisClient;
+/**
+ * What the Redis session store does when Redis fails: only `"closed"` (calls reject with
+ * `StoreUnavailableError`), see `FAILURE_DEFAULTS.sessions` for why not `"memory"` or `"open"`.
+ */
+export interface SessionFailureOptions {
+  /** Longest wait for Redis per call; past it the call rejects. @default 1000 */
+  timeoutMs?: number;
+  /** Only `"closed"` is offered for sessions. @default "closed" */
+  onRedisError?: "closed";
+  /** While Redis is failing, one call per `recheckMs` tries it; the others reject at once. @default 1000 */
+  recheckMs?: number;
+}
+
+/**
+ * Options of `new UserSessionStore()`: connect-redis's options plus the index's and the failure
+ * model's. Give the client as `redis` or as `client` (connect-redis's name), not both.
+ */
+export interface UserSessionStoreOptions extends SessionIndexOptions, SessionFailureOptions {
+  /** Redis client (ioredis, iovalkey or node-redis; standalone, Cluster or Sentinel). */
+  redis?: RedisClient;
+  /** connect-redis's name for `redis`. */
+  client?: RedisClient;
   /** Session key prefix. @default "sess:" */
   prefix?: string;
   /** Prefix of the per-user index keys (and of the revocation channel). @default "sess-user:" */
@@ -80,6 +99,8 @@ export interface ResolvedIndexOptions {
 
 /** The options both session stores take. */
 export const COMMON = ["ttl", "disableTouch", "userId", "maxSessionsPerUser", "logger"] as const;
+/** The failure options (validated by both factories). */
+export const FAILURE = ["timeoutMs", "onRedisError", "recheckMs"] as const;
 const PREFIX = /^[A-Za-z0-9_.:/@-]{1,64}$/;
 
 function parseCommon(scope: string, o: SessionIndexOptions): ResolvedIndexOptions {
@@ -112,6 +133,8 @@ export function parseUserSessionStoreOptions(options: UserSessionStoreOptions) {
   if (typeof options !== "object" || options === null) fail(scope, "options", "an object", options);
   rejectUnknown(scope, options, [
     ...COMMON,
+    ...FAILURE,
+    "redis",
     "client",
     "prefix",
     "indexPrefix",
@@ -119,13 +142,14 @@ export function parseUserSessionStoreOptions(options: UserSessionStoreOptions) {
     "disableTTL",
     "serializer",
   ]);
-  const client = optionalRedis(scope, "client", options.client);
-  if (client === undefined) fail(scope, "client", ACCEPTED_CLIENTS, client);
+  const name = clientOption(scope, options);
+  const client = optionalRedis(scope, name, options[name]);
+  if (client === undefined) fail(scope, name, ACCEPTED_CLIENTS, client);
   const keyPrefix = client.keyPrefix;
   if (typeof keyPrefix !== "string" || /[{}*?[\]\\\s]/.test(keyPrefix)) {
     throw new InvalidOptionError(
       `${scope}: the client's keyPrefix must be a string without braces, glob characters or whitespace (got ${show(keyPrefix)})`,
-      "client",
+      name,
     );
   }
   const serializer = options.serializer;
@@ -154,7 +178,22 @@ export function parseUserSessionStoreOptions(options: UserSessionStoreOptions) {
     scanCount: positiveInt(scope, "scanCount", options.scanCount, 100),
     disableTTL: bool(scope, "disableTTL", options.disableTTL, false),
     serializer,
+    failure: parseFailureOptions(scope, "sessions", options),
   };
+}
+
+/**
+ * Which of `redis` and `client` (connect-redis's name) holds the client: `redis` when neither
+ * does; InvalidOptionError when both do.
+ */
+export function clientOption(scope: string, options: { redis?: unknown; client?: unknown }) {
+  if (options.redis !== undefined && options.client !== undefined) {
+    throw new InvalidOptionError(
+      `${scope}: give the Redis client as redis or as client (connect-redis's name), not both`,
+      "client",
+    );
+  }
+  return options.client === undefined ? "redis" : "client";
 }
 
 /** Checks `new MemorySessionStore()` options. */

@@ -27,14 +27,18 @@ import {
 } from "./common.js";
 import { KILL, KILL_ALL, PEEK } from "./scripts.js";
 
-/** An index entry is certainly dead `GRACE_MS` after its score (see scripts.ts). */
-export const GRACE_MS = 60_000;
-/** A read moves the index forward once it lags the session's expiry by more than this. */
-export const LAG_MS = 30_000;
+/**
+ * Runs one Redis call through the store's `BackendSwitch`: within `timeoutMs`, or rejected
+ * with `StoreUnavailableError` (at once while Redis is known to be failing).
+ */
+export type Call = <T>(op: (redis: RedisDriver) => Promise<T>) => Promise<T>;
 
 /** What the index needs of its store. */
 export interface IndexContext {
-  redis: RedisDriver;
+  /** True on a Redis Cluster. */
+  isCluster: boolean;
+  /** Every Redis call goes through here. */
+  call: Call;
   /** The client's `keyPrefix` ("" without). */
   keyPrefix: string;
   prefix: string;
@@ -53,7 +57,7 @@ export class RedisIndex {
   readonly inline: 0 | 1;
 
   constructor(private readonly c: IndexContext) {
-    this.inline = c.redis.isCluster ? 0 : 1;
+    this.inline = c.isCluster ? 0 : 1;
   }
 
   sessionKey(sid: string): string {
@@ -80,12 +84,11 @@ export class RedisIndex {
    * for `""`), 0 when someone else's (nothing done), 2 when it had no owner (tombstoned).
    */
   async kill(sid: string, owner: string): Promise<number> {
-    const [done, index] = (await KILL.run(
-      this.c.redis,
-      [this.sessionKey(sid), this.metaKey(sid)],
-      [owner, TOMBSTONE_MS, sid, this.inline],
+    const keys = [this.sessionKey(sid), this.metaKey(sid)];
+    const [done, index] = (await this.c.call((d) =>
+      KILL.run(d, keys, [owner, TOMBSTONE_MS, sid, this.inline]),
     )) as [number, string?];
-    if (!this.inline && index) await this.c.redis.command("ZREM", [this.strip(index)], [sid]);
+    if (!this.inline && index) await this.zrem(this.strip(index), [sid]);
     return done;
   }
 
@@ -102,11 +105,10 @@ export class RedisIndex {
     const now = Date.now();
     const found = await Promise.all(
       ids.map(async (sid) => {
-        const reply = (await PEEK.run(
-          this.c.redis,
-          [this.sessionKey(sid), this.metaKey(sid)],
-          [],
-        )) as [string, number, string | null] | null;
+        const keys = [this.sessionKey(sid), this.metaKey(sid)];
+        const reply = (await this.c.call((d) => PEEK.run(d, keys, []))) as
+          | [string, number, string | null]
+          | null;
         // Expired, being written, or moved to someone else (on Cluster the mover removes it):
         // skipped, and pruned by score. Never removed here: on Cluster an entry can precede
         // its session's write, and removing it would leave that session unindexed.
@@ -145,7 +147,7 @@ export class RedisIndex {
   ): Promise<boolean> {
     const index = this.indexKey(uid);
     const done = await this.kill(sid, this.c.keyPrefix + index);
-    if (done === 2) await this.c.redis.command("ZREM", [index], [sid]); // no owner: tombstoned, a dead entry
+    if (done === 2) await this.zrem(index, [sid]); // no owner: tombstoned, a dead entry
     if (done !== 1) return false; // 0: someone else's now; their revoke, not this one
     this.c.counters.revoked++;
     await this.announce(uid, [sid], reason);
@@ -162,11 +164,8 @@ export class RedisIndex {
     const full = this.c.keyPrefix + index;
     let revoked: string[] = [];
     if (this.inline) {
-      revoked = (await KILL_ALL.run(
-        this.c.redis,
-        [index],
-        [full, this.c.keyPrefix + this.c.prefix, except, TOMBSTONE_MS, this.c.keyPrefix],
-      )) as string[];
+      const args = [full, this.c.keyPrefix + this.c.prefix, except, TOMBSTONE_MS, this.c.keyPrefix];
+      revoked = (await this.c.call((d) => KILL_ALL.run(d, [index], args))) as string[];
     } else {
       // Sessions written while this runs are indexed first, so a second pass catches them.
       const foreign = new Set<string>([except]);
@@ -176,7 +175,7 @@ export class RedisIndex {
         if (!targets.length) break;
         const done = await Promise.all(targets.map((sid) => this.kill(sid, full)));
         const dead = targets.filter((_, i) => done[i] === 2);
-        if (dead.length) await this.c.redis.command("ZREM", [index], dead);
+        if (dead.length) await this.zrem(index, dead);
         for (const [i, sid] of targets.entries()) {
           if (done[i] === 1) revoked.push(sid);
           if (done[i] === 0) foreign.add(sid); // someone else's now: left to score pruning
@@ -198,26 +197,58 @@ export class RedisIndex {
     }
   }
 
+  /** Removes `sids` from index `key` (its name without keyPrefix). */
+  zrem(key: string, sids: string[]): Promise<unknown> {
+    return this.c.call((d) => d.command("ZREM", [key], sids));
+  }
+
   /** The session ids in index `key`. */
   private async members(key: string): Promise<string[]> {
-    return ((await this.c.redis.command("ZRANGE", [key], [0, -1])) as unknown[]).map(String);
+    const ids = await this.c.call((d) => d.command("ZRANGE", [key], [0, -1]));
+    return (ids as unknown[]).map(String);
+  }
+
+  /** Every session id (SCAN over every master). */
+  async sessionIds(): Promise<string[]> {
+    const len = this.c.prefix.length;
+    return (await this.scanKeys(`${this.c.prefix}*`)).map((key) => key.slice(len));
+  }
+
+  /** Every session, parsed, each with its `id`. */
+  async allSessions(): Promise<unknown[]> {
+    const ids = await this.sessionIds();
+    const values = await Promise.all(
+      ids.map((sid) => this.c.call((d) => d.command("GET", [this.sessionKey(sid)]))),
+    );
+    const sessions: unknown[] = [];
+    for (const [i, value] of values.entries()) {
+      if (value === null) continue;
+      const session = (await this.c.parse(String(value))) as { id?: string };
+      session.id = ids[i];
+      sessions.push(session);
+    }
+    return sessions;
+  }
+
+  /** Deletes every session, companion hash and index of this store (not other keys). */
+  async clear(): Promise<void> {
+    const keys = [
+      ...(await this.scanKeys(`${this.c.prefix}*`)),
+      ...(await this.scanKeys(`{${this.c.keyPrefix}${this.c.prefix}*`)),
+      ...(await this.scanKeys(`${this.c.indexPrefix}*`)),
+    ];
+    await Promise.all(keys.map((key) => this.c.call((d) => d.command("UNLINK", [key]))));
   }
 
   /** Every key matching `pattern` (without keyPrefix) on every master, keyPrefix stripped. */
   async scanKeys(pattern: string): Promise<string[]> {
     const match = this.c.keyPrefix + pattern;
     const keys: string[] = [];
-    for (const node of await this.c.redis.masters()) {
+    for (const node of await this.c.call((d) => d.masters())) {
       let cursor = "0";
       do {
-        const reply = (await node.command([
-          "SCAN",
-          cursor,
-          "MATCH",
-          match,
-          "COUNT",
-          this.c.scanCount,
-        ])) as [unknown, unknown[]];
+        const page = ["SCAN", cursor, "MATCH", match, "COUNT", this.c.scanCount];
+        const reply = (await this.c.call(() => node.command(page))) as [unknown, unknown[]];
         cursor = String(reply[0]);
         for (const key of reply[1]) keys.push(this.strip(String(key)));
       } while (cursor !== "0");

@@ -3,14 +3,20 @@
  * a per-user index, tombstones against resurrection and one round trip per request.
  *
  * Round trips: a read (`get`) is one script that also refreshes the TTL the way express-session's
- * `touch` would at the end of the request, so `touch` itself sends nothing (with the default
- * JSON serializer and a numeric `ttl`; otherwise `touch` is one script). A write (`set`) is one
- * script on a standalone Redis; on Cluster it is two (index, then session). See scripts.ts for
- * the keys and the order of steps on Cluster.
+ * `touch` would at the end of the request (with the default JSON serializer and a numeric
+ * `ttl`). `touch` then sends nothing when the session it is given asks for the expiry that read
+ * set (within a second); when it asks for another one ("remember me": `cookie.maxAge` changed
+ * without changing the session) it sets that, as connect-redis does. A write (`set`) is one
+ * script on a standalone Redis; on Cluster it is two (index, then session). See scripts.ts.
+ *
+ * Failures: every Redis call goes through a `BackendSwitch` in mode `closed`: it rejects with
+ * `StoreUnavailableError` when Redis fails or misses `timeoutMs`, at once while Redis is known
+ * to be failing (one call per `recheckMs` tries it), and the store is back when Redis answers.
  */
 import { RedisStore } from "connect-redis";
 import type { SessionData } from "express-session";
 import type { RedisDriver } from "../core/driver.js";
+import { BackendSwitch, pingOf } from "../core/fallback.js";
 import { track, untrack } from "../core/registry.js";
 import type { RedisClient } from "../core/scripts.js";
 import { createPubSub, type MessageHandler, type PubSub } from "../pubsub/pubsub.js";
@@ -25,21 +31,38 @@ import {
   type SessionStoreStats,
   type StoreCallback,
   settle,
+  TOUCH_SLACK_MS,
   ttlMsOf,
   type UserSessionIndex,
 } from "./common.js";
 import { parseUserSessionStoreOptions, type UserSessionStoreOptions } from "./options.js";
-import { GRACE_MS, LAG_MS, RedisIndex } from "./redis-index.js";
+import { type Call, RedisIndex } from "./redis-index.js";
 import { BUMP, INDEX_PUT, READ, SEEN, WRITE } from "./scripts.js";
+
+/** `READ`'s reply: value, lagging index, new expiry, expiry the index held, TTL set (ms). */
+type ReadReply = [string, string | null, number | null, string | null, number];
+
+/** The switch's answer in mode `closed` (it never answers `undefined`, which is `open`'s). */
+const answered = <T>(answer: { value: T } | undefined): T => (answer as { value: T }).value;
 
 /** A session store for express-session with "list / revoke / log out everywhere" per user. */
 export class UserSessionStore extends RedisStore implements UserSessionIndex {
-  /** The client given as `client`. */
+  /** The client given as `redis` (or `client`). */
   readonly redis: RedisClient;
-  private readonly driver: RedisDriver;
   private readonly cfg: ReturnType<typeof parseUserSessionStoreOptions>;
   /** `json` when reads refresh the TTL themselves (touch free), `none` otherwise. */
   private readonly readMode: "json" | "none";
+  /** The TTL a read sets when the session has no `cookie.originalMaxAge` (0 for none). */
+  private readonly readTtlMs: number;
+  /**
+   * The expiry (ms since the epoch, at the earliest) the read that returned a session set, per
+   * session object; carried to the object express-session builds from it (`createSession`).
+   * Weak: an entry lives as long as its request's session.
+   */
+  private readonly readExpiry = new WeakMap<object, number>();
+  private readonly switch: BackendSwitch<RedisDriver>;
+  /** Every Redis call goes through the switch (see the module comment). */
+  private readonly call: Call;
   private readonly events: PubSub;
   private readonly channel: string;
   private readonly index: RedisIndex;
@@ -58,16 +81,26 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
       disableTouch: cfg.disableTouch,
     });
     this.cfg = cfg;
-    this.driver = cfg.client;
     this.redis = cfg.client.client as RedisClient;
     const touchable = !cfg.disableTouch && !cfg.disableTTL;
     this.readMode =
       touchable && cfg.serializer === undefined && typeof cfg.ttl === "number" ? "json" : "none";
+    this.readTtlMs = typeof cfg.ttl === "number" ? cfg.ttl * 1000 : 0;
+    this.switch = new BackendSwitch<RedisDriver>({
+      scope: "UserSessionStore",
+      redis: cfg.client,
+      memory: undefined,
+      ...cfg.failure, // onRedisError: "closed", the only mode offered
+      logger: cfg.logger,
+      ping: pingOf(cfg.client),
+    });
+    this.call = (op) => this.switch.run(op).then(answered);
     this.events = createPubSub({ redis: this.redis, logger: cfg.logger });
     // Channels are not keyPrefixed by the clients: apps sharing a Redis keep their events apart.
     this.channel = `${cfg.keyPrefix}${cfg.indexPrefix}revoked`;
     this.index = new RedisIndex({
-      redis: cfg.client,
+      isCluster: cfg.client.isCluster,
+      call: this.call,
       keyPrefix: cfg.keyPrefix,
       prefix: this.prefix,
       indexPrefix: cfg.indexPrefix,
@@ -90,24 +123,38 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
   override get(sid: string, cb?: StoreCallback): Promise<unknown> {
     return settle(cb, async () => {
       if (!isValidSessionId(sid)) return null;
-      const ttl = typeof this.ttl === "number" ? this.ttl * 1000 : 0;
-      const reply = (await READ.run(
-        this.driver,
-        [this.index.sessionKey(sid), this.index.metaKey(sid)],
-        [this.readMode, ttl, LAG_MS, GRACE_MS, this.index.inline, 1, sid],
-      )) as [string, string | null, number | null, string | null] | null;
+      const keys = [this.index.sessionKey(sid), this.index.metaKey(sid)];
+      const args = [this.readMode, this.readTtlMs, this.index.inline, 1, sid];
+      const sent = Date.now();
+      const reply = (await this.call((d) => READ.run(d, keys, args))) as ReadReply | null;
       if (reply === null) return null;
       if (reply[1] !== null && reply[2] !== null) {
         await this.bump(reply[1], sid, reply[2], reply[3] ?? "");
       }
-      return await this.serializer.parse(reply[0]);
+      const session: unknown = await this.serializer.parse(reply[0]);
+      const ttl = Number(reply[4]);
+      if (ttl > 0 && typeof session === "object" && session !== null) {
+        this.readExpiry.set(session, sent + ttl);
+      }
+      return session;
     });
+  }
+
+  /**
+   * express-session turns what `get` returned into its `req.session` here: the expiry that
+   * read set follows, so `touch` can tell whether it has anything to do.
+   */
+  override createSession(req: Parameters<RedisStore["createSession"]>[0], sess: SessionData) {
+    const created = super.createSession(req, sess);
+    const expiry = this.readExpiry.get(sess);
+    if (expiry !== undefined) this.readExpiry.set(created, expiry);
+    return created;
   }
 
   /** Cluster: moves a lagging index entry forward, index first, then the companion. */
   private async bump(index: string, sid: string, expiry: number, before: string) {
-    await BUMP.run(this.driver, [this.index.strip(index)], [sid, expiry, GRACE_MS]);
-    await SEEN.run(this.driver, [this.index.metaKey(sid)], [expiry, before]);
+    await this.call((d) => BUMP.run(d, [this.index.strip(index)], [sid, expiry]));
+    await this.call((d) => SEEN.run(d, [this.index.metaKey(sid)], [expiry, before]));
   }
 
   /**
@@ -128,35 +175,28 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
       const full = index === undefined ? "" : this.cfg.keyPrefix + index;
       const ttlArg = this.cfg.disableTTL ? 0 : ttl;
       const max = this.cfg.maxSessionsPerUser;
-      const sessionKeys = [this.index.sessionKey(sid), this.index.metaKey(sid)];
+      const inline = this.index.inline;
       let evict: string[] = [];
-      if (index !== undefined && !this.index.inline) {
-        evict = (await INDEX_PUT.run(
-          this.driver,
-          [index],
-          [sid, ttlArg, GRACE_MS, max],
-        )) as string[];
+      if (index !== undefined && !inline) {
+        const args = [sid, ttlArg, max];
+        evict = (await this.call((d) => INDEX_PUT.run(d, [index], args))) as string[];
       }
-      const keys = index !== undefined && this.index.inline ? [...sessionKeys, index] : sessionKeys;
-      const reply = (await WRITE.run(this.driver, keys, [
-        value,
-        ttlArg,
-        full,
-        GRACE_MS,
-        max,
-        sid,
-        this.index.inline,
-        LAG_MS,
-      ])) as [number, string, ...string[]];
+      const keys = [this.index.sessionKey(sid), this.index.metaKey(sid)];
+      if (index !== undefined && inline) keys.push(index);
+      const args = [value, ttlArg, full, max, sid, inline];
+      const reply = (await this.call((d) => WRITE.run(d, keys, args))) as [
+        number,
+        string,
+        ...string[],
+      ];
       const [written, previous] = reply;
-      if (this.index.inline) evict = reply.slice(2) as string[];
-      if (!this.index.inline && previous && previous !== full) {
-        await this.driver.command("ZREM", [this.index.strip(previous)], [sid]);
+      if (inline) evict = reply.slice(2) as string[];
+      if (!inline && previous && previous !== full) {
+        await this.index.zrem(this.index.strip(previous), [sid]);
       }
       if (written === 0) {
         this.counters.refusedWrites++;
-        if (index !== undefined && !this.index.inline)
-          await this.driver.command("ZREM", [index], [sid]);
+        if (index !== undefined && !inline) await this.index.zrem(index, [sid]);
         return null;
       }
       if (owner !== undefined && previous !== full) this.counters.created++;
@@ -166,19 +206,29 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
   }
 
   /**
-   * Refreshes the TTL of an unmodified session. Free (no command) when reads already did it:
-   * the default JSON serializer and a numeric `ttl`.
+   * Sets the TTL of an unmodified session from `sess` (its cookie's expiry, or `ttl`), as
+   * connect-redis does. Free (no command) when the read that returned `sess` already set that
+   * expiry, within a second; a past expiry deletes the session, as in `set`.
    */
   override touch(sid: string, sess: SessionData, cb?: StoreCallback): Promise<unknown> {
     return settle(cb, async () => {
-      if (this.disableTouch || this.disableTTL || this.readMode === "json") return null;
-      if (!isValidSessionId(sid)) return null;
-      const reply = (await READ.run(
-        this.driver,
-        [this.index.sessionKey(sid), this.index.metaKey(sid)],
-        ["fixed", ttlMsOf(this.ttl, sess), LAG_MS, GRACE_MS, this.index.inline, 0, sid],
-      )) as [null, string | null, number | null, string | null] | null;
-      if (reply?.[1] && reply[2] !== null) await this.bump(reply[1], sid, reply[2], reply[3] ?? "");
+      if (this.cfg.disableTouch || this.cfg.disableTTL || !isValidSessionId(sid)) return null;
+      const ttl = ttlMsOf(this.ttl, sess);
+      if (ttl <= 0) {
+        await this.index.kill(sid, "");
+        return null;
+      }
+      const now = Date.now();
+      const read = this.readExpiry.get(sess);
+      if (read !== undefined && Math.abs(now + ttl - read) <= TOUCH_SLACK_MS) return null;
+      const keys = [this.index.sessionKey(sid), this.index.metaKey(sid)];
+      const args = ["fixed", ttl, this.index.inline, 0, sid];
+      const reply = (await this.call((d) => READ.run(d, keys, args))) as ReadReply | null;
+      if (reply === null) return null;
+      if (reply[1] !== null && reply[2] !== null) {
+        await this.bump(reply[1], sid, reply[2], reply[3] ?? "");
+      }
+      if (read !== undefined) this.readExpiry.set(sess, now + ttl); // a second touch: free
       return null;
     });
   }
@@ -217,51 +267,32 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
     return { ...this.counters };
   }
 
-  /** See `UserSessionIndex.close`. */
+  /** See `UserSessionIndex.close`; also forgets the store for `redisHealth()`. */
   close(): Promise<void> {
     untrack(this);
+    this.switch.close();
     return this.events.close();
   }
 
   /** Session ids (SCAN over every master; never called on a request path). */
   override ids(cb?: StoreCallback): Promise<unknown> {
-    return settle(cb, async () =>
-      (await this.index.scanKeys(`${this.prefix}*`)).map((key) => key.slice(this.prefix.length)),
-    );
+    return settle(cb, () => this.index.sessionIds());
   }
 
   /** Number of sessions. */
   override length(cb?: StoreCallback): Promise<unknown> {
-    return settle(cb, async () => (await this.index.scanKeys(`${this.prefix}*`)).length);
+    return settle(cb, async () => (await this.index.sessionIds()).length);
   }
 
   /** Every session, each with its `id`. */
   override all(cb?: StoreCallback): Promise<unknown> {
-    return settle(cb, async () => {
-      const keys = await this.index.scanKeys(`${this.prefix}*`);
-      const values = await Promise.all(keys.map((key) => this.driver.command("GET", [key])));
-      const sessions: unknown[] = [];
-      for (const [i, value] of values.entries()) {
-        if (value === null) continue;
-        const session = (await this.serializer.parse(String(value))) as SessionData & {
-          id?: string;
-        };
-        session.id = keys[i]!.slice(this.prefix.length);
-        sessions.push(session);
-      }
-      return sessions;
-    });
+    return settle(cb, () => this.index.allSessions());
   }
 
   /** Deletes every session, companion hash and index of this store (not other keys). */
   override clear(cb?: StoreCallback): Promise<unknown> {
     return settle(cb, async () => {
-      const keys = [
-        ...(await this.index.scanKeys(`${this.prefix}*`)),
-        ...(await this.index.scanKeys(`{${this.cfg.keyPrefix}${this.prefix}*`)),
-        ...(await this.index.scanKeys(`${this.cfg.indexPrefix}*`)),
-      ];
-      await Promise.all(keys.map((key) => this.driver.command("UNLINK", [key])));
+      await this.index.clear();
       return null;
     });
   }
