@@ -57,11 +57,32 @@ export function requestTarget(req: Request, config: CacheConfig): Target | strin
   }
   const routing = routingOf(req);
   const { path, query } = splitUrl(req.originalUrl, routing, config.keepParam);
-  // req.protocol and req.host honour `trust proxy` (X-Forwarded-Proto / -Host): a handler
+  // req.protocol and the host honour `trust proxy` (X-Forwarded-Proto / -Host): a handler
   // that builds links from them gets one entry per origin.
-  const origin = `${req.protocol}://${(req.host ?? "").toLowerCase()}`;
+  const origin = `${req.protocol}://${requestHost(req)}`;
   return { parts: [origin, path, query, extra, varyBy, user], path, query, perUser, routing };
 }
+
+/**
+ * The request's host with its port, lowercased: what Express 5's `req.host` gives, read the same
+ * way on Express 4, whose `req.host` is a deprecated alias of `hostname` (no port). The Host
+ * header, or the first X-Forwarded-Host when `trust proxy` trusts the peer.
+ */
+export function requestHost(req: Request): string {
+  let host = req.headers.host;
+  const forwarded = req.headers["x-forwarded-host"];
+  if (typeof forwarded === "string" && forwarded !== "") {
+    const trust = req.app?.get("trust proxy fn") as TrustProxy | undefined;
+    if (trust?.(req.socket?.remoteAddress, 0)) {
+      const comma = forwarded.indexOf(",");
+      host = comma === -1 ? forwarded : forwarded.slice(0, comma).trimEnd();
+    }
+  }
+  return host === undefined ? "" : host.toLowerCase();
+}
+
+/** Express's compiled `trust proxy` setting (`app.get("trust proxy fn")`, in Express 4 and 5). */
+type TrustProxy = (address: string | undefined, hop: number) => boolean;
 
 /** The entry's tags: `tags()` and `res.cacheTags()` plus its URL; `undefined` when invalid (logged). */
 export function collectTags(

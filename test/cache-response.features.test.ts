@@ -251,8 +251,11 @@ describe.each(ALL_BACKENDS)("cacheResponse() on %s", (backend) => {
       [],
     );
     // serve() mounts the cache first; mount compression behind it, before the routes.
-    const router = (app.app as unknown as { router: { stack: { name: string }[] } }).router;
     app.app.use(compression({ threshold: 0 }));
+    // Express 5 exposes app.router; Express 4 keeps it in app._router (and throws on app.router).
+    type Router = { stack: { name: string }[] };
+    const express4 = (app.app as unknown as { _router?: Router })._router;
+    const router = express4 ?? (app.app as unknown as { router: Router }).router;
     const stack = router.stack;
     stack.splice(stack.findIndex((l) => l.name === "cacheResponseMiddleware") + 1, 0, stack.pop()!);
     for (let i = 0; i < 2; i++) {
