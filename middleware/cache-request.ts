@@ -27,7 +27,7 @@ export const MAX_CACHE_TAG_LENGTH = 256;
  * `no-user`, `vary-by`, `authorization`, `signed-in`, `key`.
  * @throws InvalidOptionError when `key()` or `varyBy()` returns something unusable
  */
-export function requestTarget(req: Request, config: CacheConfig): Target | string {
+export function requestTarget(req: Request, res: Response, config: CacheConfig): Target | string {
   if (req.headers.range !== undefined) return "range";
   const r = req as Request & { session?: { userId?: unknown }; user?: unknown; auth?: unknown };
   let user: unknown = null;
@@ -38,7 +38,7 @@ export function requestTarget(req: Request, config: CacheConfig): Target | strin
   }
   let varyBy: unknown = null;
   if (config.varyBy !== undefined) {
-    varyBy = config.varyBy(req) ?? null;
+    varyBy = config.varyBy(req, res) ?? null;
     if (varyBy === null) return "vary-by";
     checkPart("varyBy", varyBy);
   }
@@ -51,7 +51,7 @@ export function requestTarget(req: Request, config: CacheConfig): Target | strin
   }
   let extra: unknown = null;
   if (config.key !== undefined) {
-    extra = config.key(req) ?? null;
+    extra = config.key(req, res) ?? null;
     if (extra === null) return "key";
     checkPart("key", extra);
   }

@@ -46,13 +46,13 @@ export interface CacheResponseOptions {
    */
   maxTtlMs?: number;
   /** Extra key parts (a tenant, an API version); `null` bypasses the cache for this request. */
-  key?: (req: Request) => string | readonly string[] | null | undefined;
+  key?: (req: Request, res: Response) => string | readonly string[] | null | undefined;
   /**
    * A part that separates entries per principal, e.g. a verified user id; `null`/`undefined`
    * bypasses the cache. Setting it lets requests with `Authorization` and `private` responses
    * be cached, per value.
    */
-  varyBy?: (req: Request) => string | number | null | undefined;
+  varyBy?: (req: Request, res: Response) => string | number | null | undefined;
   /**
    * Key by `req.session.userId ?? req.user?.id`; requests with no user bypass.
    * @default false

@@ -296,7 +296,7 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
     }
     let t: Target | string;
     try {
-      t = requestTarget(req, config);
+      t = requestTarget(req, res, config);
     } catch (err) {
       return next(err);
     }

@@ -6,19 +6,33 @@
  * disconnects before the response finished, `req.lock.signal` aborts (reason: a
  * `ClientClosedError`) and the lock stays held until the handler ends its response or the TTL
  * runs out: it is never released while the handler may still be writing.
+ *
+ * Redis failing (`onRedisError`): `"closed"` answers 503 with `Retry-After` (when the manager
+ * tries Redis again) through `answerUnavailable`; `"open"` runs the handler without a lock.
  */
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 import {
   ExpressRedisKitError,
+  InvalidOptionError,
   LockNotAcquiredError,
   StoreUnavailableError,
   toError,
 } from "../stores/core/errors.js";
+import { parseFailureOptions } from "../stores/core/fallback.js";
+import { parsePrefix } from "../stores/core/keys.js";
 import { consoleLogger, type Logger } from "../stores/core/logger.js";
-import { bool, fail, oneOf, optionalFunction, rejectUnknown } from "../stores/core/options.js";
+import {
+  bool,
+  fail,
+  optionalFunction,
+  optionalRedis,
+  rejectUnknown,
+} from "../stores/core/options.js";
 import type { RedisClient } from "../stores/core/scripts.js";
 import { duration, ttl } from "../stores/lock/held-lock.js";
-import { createLockManager, type Lock, type LockManager } from "../stores/lock/lock.js";
+import { type Lock, type LockManager, lockManagerFromConfig } from "../stores/lock/lock.js";
+import { DEFAULT_LOCK_TTL_MS } from "../stores/lock/options.js";
+import { answerUnavailable } from "./unavailable.js";
 
 const SCOPE = "requireLock";
 
@@ -47,30 +61,43 @@ export interface RequestLock extends Omit<Lock, "signal"> {
 export interface RequireLockOptions {
   /** Redis client (ioredis, iovalkey or node-redis; standalone, Cluster or Sentinel). Omitted: the in-process memory backend. */
   redis?: RedisClient;
-  /** A manager to share (instead of `redis`/`prefix`). */
+  /** A manager to share (instead of `redis`, `prefix`, `timeoutMs` and `recheckMs`: it has its own). */
   locks?: LockManager;
   /** The resource to lock for this request; `null`/`undefined` skips locking. */
-  key: (req: Request) => string | null | undefined;
+  key: (req: Request, res: Response) => string | null | undefined;
   /** @default "lock:" */
   prefix?: string;
-  /** @default 30000 */
+  /** The lock's TTL, ms. @default 30000 */
   ttlMs?: number;
-  /** Wait this long for the lock before answering busy. @default 0 */
+  /** Wait this long for the lock before answering busy, ms. @default 0 */
   waitMs?: number;
   /** Extend every ttl/3 while the request runs. @default true */
   autoExtend?: boolean;
-  /** Stop extending after this long (the lock then expires). */
+  /** Stop extending after this long, ms (the lock then expires). */
   maxHoldMs?: number;
-  /** Status when busy. @default 409 */
-  status?: 409 | 423;
-  /** Answers a busy request instead of the default JSON. */
-  onLocked?: (req: Request, res: Response, next: NextFunction, error: LockNotAcquiredError) => void;
+  /** Status of the busy answer. @default 409 */
+  statusCode?: 409 | 423;
+  /** Answers a busy request instead of the default JSON (`Retry-After` is already set). */
+  handler?: (req: Request, res: Response, next: NextFunction, error: LockNotAcquiredError) => void;
   /**
-   * When Redis fails: `"closed"` answers 503; `"open"` runs the handler unlocked (unsafe:
-   * two requests may then run at once).
+   * Longest wait for Redis per call of the manager this middleware creates, ms; past it,
+   * `onRedisError` applies.
+   * @default 1000
+   */
+  timeoutMs?: number;
+  /**
+   * When Redis fails or misses `timeoutMs`: `"closed"` answers 503 with `Retry-After`;
+   * `"open"` runs the handler unlocked, without `req.lock` (unsafe: two requests may then run
+   * at once).
    * @default "closed"
    */
   onRedisError?: "open" | "closed";
+  /**
+   * While Redis is failing, requests are answered without waiting for it, except one per
+   * `recheckMs` that tries it; the first success switches back to Redis.
+   * @default 1000
+   */
+  recheckMs?: number;
   /** @default console */
   logger?: Logger;
 }
@@ -93,49 +120,57 @@ export function requireLock(options: RequireLockOptions): RequireLockMiddleware 
     "waitMs",
     "autoExtend",
     "maxHoldMs",
-    "status",
-    "onLocked",
+    "statusCode",
+    "handler",
+    "timeoutMs",
     "onRedisError",
+    "recheckMs",
     "logger",
   ]);
   const key = optionalFunction<RequireLockOptions["key"]>(SCOPE, "key", options.key);
   if (key === undefined) fail(SCOPE, "key", "a function of the request", undefined);
   // Checked here with the bounds acquire() applies, so a bad value fails at start-up, not
   // on every request.
-  const ttlMs = options.ttlMs === undefined ? 30_000 : ttl(SCOPE, options.ttlMs);
+  const ttlMs = options.ttlMs === undefined ? DEFAULT_LOCK_TTL_MS : ttl(SCOPE, options.ttlMs);
   const waitMs = options.waitMs === undefined ? 0 : duration(SCOPE, "waitMs", options.waitMs, true);
   const autoExtend = bool(SCOPE, "autoExtend", options.autoExtend, true);
   const maxHoldMs =
     options.maxHoldMs === undefined ? undefined : duration(SCOPE, "maxHoldMs", options.maxHoldMs);
-  const status = options.status ?? 409;
-  if (status !== 409 && status !== 423) fail(SCOPE, "status", "409 or 423", status);
-  const onLocked = optionalFunction<NonNullable<RequireLockOptions["onLocked"]>>(
+  const statusCode = options.statusCode ?? 409;
+  if (statusCode !== 409 && statusCode !== 423) {
+    fail(SCOPE, "statusCode", "409 or 423", statusCode);
+  }
+  const handler = optionalFunction<NonNullable<RequireLockOptions["handler"]>>(
     SCOPE,
-    "onLocked",
-    options.onLocked,
+    "handler",
+    options.handler,
   );
-  const onRedisError = oneOf(
-    SCOPE,
-    "onRedisError",
-    options.onRedisError,
-    ["open", "closed"] as const,
-    "closed",
-  );
+  const failure = parseFailureOptions(SCOPE, "requireLock", options);
+  const onRedisError = failure.onRedisError;
   const logger = options.logger ?? consoleLogger;
-  if (
-    options.locks !== undefined &&
-    (options.redis !== undefined || options.prefix !== undefined)
-  ) {
-    fail(SCOPE, "locks", "given without redis and prefix (the manager has its own)", options.locks);
+  if (options.locks !== undefined) {
+    for (const name of ["redis", "prefix", "timeoutMs", "recheckMs"] as const) {
+      if (options[name] === undefined) continue;
+      throw new InvalidOptionError(
+        `${SCOPE}: ${name} cannot be given with locks (the shared manager has its own)`,
+        name,
+      );
+    }
   }
   const locks =
     options.locks ??
-    createLockManager({
-      redis: options.redis,
-      prefix: options.prefix,
-      defaultTtlMs: ttlMs,
-      logger,
-    });
+    lockManagerFromConfig(
+      {
+        redis: optionalRedis(SCOPE, "redis", options.redis),
+        prefix: parsePrefix(SCOPE, options.prefix, "lock:"),
+        ttlMs,
+        timeoutMs: failure.timeoutMs,
+        onRedisError: onRedisError === "open" ? "open" : "closed",
+        recheckMs: failure.recheckMs,
+        logger,
+      },
+      SCOPE,
+    );
 
   const middleware = function requireLockMiddleware(
     req: Request,
@@ -144,7 +179,7 @@ export function requireLock(options: RequireLockOptions): RequireLockMiddleware 
   ) {
     let resource: string | null | undefined;
     try {
-      resource = key(req);
+      resource = key(req, res);
     } catch (err) {
       return next(err);
     }
@@ -170,32 +205,27 @@ export function requireLock(options: RequireLockOptions): RequireLockMiddleware 
           busy(req, res, next, err);
         },
       )
-      .catch(next); // a throwing onLocked or handler setup: to Express, never unhandled
+      .catch(next); // a throwing handler (option) or setup: to Express, never unhandled
   } as RequireLockMiddleware;
 
   function busy(req: Request, res: Response, next: NextFunction, err: unknown): void {
     if (err instanceof LockNotAcquiredError) {
       const seconds = Math.max(1, Math.ceil(err.retryAfterMs / 1000));
       res.setHeader("Retry-After", String(seconds));
-      if (onLocked !== undefined) {
-        onLocked(req, res, next, err);
+      if (handler !== undefined) {
+        handler(req, res, next, err);
         return;
       }
-      res.status(status).json({
-        error: status === 423 ? "Locked" : "Conflict",
+      res.status(statusCode).json({
+        error: statusCode === 423 ? "Locked" : "Conflict",
         message: "another request holds this resource",
         retryAfter: seconds,
       });
       return;
     }
     if (err instanceof StoreUnavailableError) {
-      if (onRedisError === "open") {
-        next();
-        return;
-      }
-      res
-        .status(503)
-        .json({ error: "Service Unavailable", message: "the lock service is unavailable" });
+      if (onRedisError === "closed") answerUnavailable(res, err);
+      else next(); // "open": the handler runs unlocked, without req.lock
       return;
     }
     next(err); // a bad key (InvalidOptionError) and the like

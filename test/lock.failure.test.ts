@@ -2,7 +2,8 @@
  * Locks when Redis misbehaves, on a redis-server of this file's own: FLUSHALL and CLIENT KILL
  * mid-hold are detected and signalled; Redis down makes acquire fail with
  * StoreUnavailableError and requireLock answer 503 (or let requests through when "open");
- * nothing becomes an unhandled rejection.
+ * nothing becomes an unhandled rejection. The failure switch in detail (deadline, refusals
+ * without waiting, the probe, the way back): lock.outage.test.ts.
  */
 import express from "express";
 import type { Redis } from "ioredis";
@@ -24,6 +25,7 @@ import {
   quiet,
   ready,
   testPrefix,
+  wait,
 } from "./helpers.js";
 
 const prefix = testPrefix(__filename);
@@ -130,27 +132,35 @@ it("a contended waiter costs one try when it arrives and one per wake-up (INFO c
   expect((await evalsha()) - before).toBe(4);
 });
 
-it("Redis down: acquire fails with StoreUnavailableError; requireLock answers 503, or lets through when open", async () => {
+it("Redis down (createRedisClient): acquire fails with StoreUnavailableError; requireLock answers 503, or lets through when open; back after the next probe", async () => {
   const redis = createRedisClient<Redis>({
     url: server.url,
     logger: quiet,
     redisOptions: { disconnectTimeout: 100 },
   });
-  const locks = manager(redis as Redis);
+  const locks = createLockManager({ redis, prefix, logger: quiet, recheckMs: 300 });
+  managers.push(locks);
   const closed = requireLock({ locks, key: () => "k", logger: quiet });
   const open = requireLock({ locks, key: () => "k", onRedisError: "open", logger: quiet });
   const app = express();
-  app.post("/closed", closed, (_req, res) => void res.json({}));
-  app.post("/open", open, (_req, res) => void res.json({}));
+  app.post("/closed", closed, (_req, res) => void res.json({ locked: _req.lock !== undefined }));
+  app.post("/open", open, (_req, res) => void res.json({ locked: _req.lock !== undefined }));
   await server.stop();
   const started = Date.now();
   await expect(locks.acquire("down")).rejects.toThrow(StoreUnavailableError);
   expect(Date.now() - started).toBeLessThan(1500);
-  expect((await request(app).post("/closed")).status).toBe(503);
-  expect((await request(app).post("/open")).status).toBe(200);
+  const refused = await request(app).post("/closed");
+  expect(refused.status).toBe(503);
+  expect(refused.headers["retry-after"]).toBe("1");
+  const through = await request(app).post("/open");
+  expect(through.status).toBe(200);
+  expect(through.body).toEqual({ locked: false });
   await server.start();
   await ready(redis);
+  await wait(350); // the next probe is due within recheckMs of the last failure
   const lock = await locks.acquire("down");
+  expect(await admin.get(`${prefix}{down}`)).toBe(lock.token);
   await lock.release();
+  expect((await request(app).post("/closed")).body).toEqual({ locked: true });
   redis.disconnect();
 });

@@ -10,7 +10,9 @@ import express from "express";
 import request from "supertest";
 import {
   ClientClosedError,
+  createLockManager,
   LockLostError,
+  LockNotAcquiredError,
   type RequireLockOptions,
   requireLock,
 } from "../index.js";
@@ -58,9 +60,24 @@ describe.each(["memory", "standalone", "cluster"] as const)("requireLock() on %s
   }
 
   it("10 concurrent requests on one key: one 200 and nine 409s with Retry-After", async () => {
-    const { url } = await app((_req, res) => void setTimeout(() => res.json({ ok: true }), 300));
+    // The holder answers once the nine others have been answered (or after 5 s, should a bug
+    // let a second one in): "concurrent" however slow the machine is.
+    let answered = 0;
+    let open!: () => void;
+    const othersDone = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    setTimeout(open, 5000).unref();
+    const { url } = await app((_req, res) => void othersDone.then(() => res.json({ ok: true })));
     const results = await Promise.all(
-      Array.from({ length: 10 }, () => request(url).post("/work/42")),
+      Array.from({ length: 10 }, () =>
+        request(url)
+          .post("/work/42")
+          .then((r) => {
+            if (++answered === 9) open();
+            return r;
+          }),
+      ),
     );
     const statuses = results.map((r) => r.status).sort();
     expect(statuses).toEqual([200, 409, 409, 409, 409, 409, 409, 409, 409, 409]);
@@ -117,20 +134,33 @@ describe.each(["memory", "standalone", "cluster"] as const)("requireLock() on %s
     expect(overlap).toBe(false);
   });
 
-  it("status 423, onLocked, and key() returning null skips the lock", async () => {
+  it("statusCode 423, handler with the LockNotAcquiredError, and key() returning null skips the lock", async () => {
     const { url } = await app((_req, res) => void setTimeout(() => res.json({}), 200), {
-      status: 423,
+      statusCode: 423,
     });
     const [a, b] = await Promise.all([request(url).post("/work/1"), request(url).post("/work/1")]);
     expect([a.status, b.status].sort()).toEqual([200, 423]);
+    expect([a, b].find((r) => r.status === 423)?.body).toMatchObject({ error: "Locked" });
+    const seen: unknown[] = [];
     const custom = await app((_req, res) => void setTimeout(() => res.json({}), 200), {
-      onLocked: (_req, res, _next, err) => void res.status(429).json({ busy: err.resource }),
+      handler: (_req, res, _next, err) => {
+        seen.push(err);
+        res.status(429).json({ busy: err.resource, retryAfter: res.getHeader("Retry-After") });
+      },
     });
     const [c, d] = await Promise.all([
       request(custom.url).post("/work/9"),
       request(custom.url).post("/work/9"),
     ]);
     expect([c.status, d.status].sort()).toEqual([200, 429]);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toBeInstanceOf(LockNotAcquiredError);
+    expect((seen[0] as LockNotAcquiredError).resource).toBe("9");
+    expect((seen[0] as LockNotAcquiredError).retryAfterMs).toBeGreaterThan(0);
+    // Retry-After is set before the handler runs.
+    const busy = [c, d].find((r) => r.status === 429)!;
+    const seconds = Math.ceil((seen[0] as LockNotAcquiredError).retryAfterMs / 1000);
+    expect(busy.body).toEqual({ busy: "9", retryAfter: String(seconds) });
     const skipping = await app((_req, res) => void setTimeout(() => res.json({}), 100), {
       key: () => null,
     });
@@ -214,10 +244,10 @@ describe.each(["memory", "standalone", "cluster"] as const)("requireLock() on %s
     expect(guard.locks.stats().lost).toBe(0);
   });
 
-  it("an onLocked that throws reaches the error handler (no unhandled rejection)", async () => {
+  it("a handler option that throws reaches the error handler (no unhandled rejection)", async () => {
     const { url } = await app((_req, res) => void setTimeout(() => res.json({}), 200), {
-      onLocked: () => {
-        throw new Error("onLocked boom");
+      handler: () => {
+        throw new Error("handler boom");
       },
     });
     const [a, b] = await Promise.all([request(url).post("/work/6"), request(url).post("/work/6")]);
@@ -265,8 +295,11 @@ describe.each(["memory", "standalone", "cluster"] as const)("requireLock() on %s
 
 it("options are validated at construction", () => {
   expect(() => requireLock({} as RequireLockOptions)).toThrow(/requireLock: key must be/);
-  expect(() => requireLock({ key: () => "x", status: 418 as 409 })).toThrow(
-    /status must be 409 or 423/,
+  expect(() => requireLock({ key: () => "x", statusCode: 418 as 409 })).toThrow(
+    /requireLock: statusCode must be 409 or 423 \(got 418\)/,
+  );
+  expect(() => requireLock({ key: () => "x", handler: 5 as never })).toThrow(
+    /requireLock: handler must be a function/,
   );
   expect(() => requireLock({ key: () => "x", ttlMs: 0 })).toThrow(/ttlMs/);
   // Past Node's timer range: refused at construction, not by every request.
@@ -277,4 +310,33 @@ it("options are validated at construction", () => {
   expect(() => requireLock({ key: () => "x", waitMS: 5 } as RequireLockOptions)).toThrow(
     /did you mean "waitMs"/,
   );
+});
+
+it("the names before 1.0 are refused with a hint naming the new ones", () => {
+  const old = (options: object) => () => requireLock({ key: () => "x", ...options });
+  expect(old({ status: 423 })).toThrow(
+    'requireLock: unknown option "status"; did you mean "statusCode"? (express-redis-kit before 1.0\'s `status`)',
+  );
+  expect(old({ onLocked: () => {} })).toThrow(
+    'requireLock: unknown option "onLocked"; did you mean "handler"? (express-redis-kit before 1.0\'s `onLocked`)',
+  );
+  expect(old({ status: 423 })).toThrow(expect.objectContaining({ option: "status" }));
+});
+
+it("failure options: validated against the requireLock row, and not beside a shared manager", () => {
+  const make = (options: object) => () => requireLock({ key: () => "x", ...options });
+  expect(make({ onRedisError: "memory" })).toThrow(
+    /requireLock: onRedisError "memory" is not offered here: a lock held in one process does not exclude the others/,
+  );
+  expect(make({ onRedisError: "shut" })).toThrow(/onRedisError must be one of "open", "closed"/);
+  expect(make({ timeoutMs: 0 })).toThrow(/requireLock: timeoutMs must be a positive integer/);
+  expect(make({ recheckMs: 1.5 })).toThrow(/requireLock: recheckMs must be a positive integer/);
+  const locks = createLockManager({ logger: quiet });
+  for (const name of ["timeoutMs", "recheckMs", "prefix"]) {
+    expect(make({ locks, [name]: name === "prefix" ? "p:" : 100 })).toThrow(
+      `requireLock: ${name} cannot be given with locks (the shared manager has its own)`,
+    );
+  }
+  // Negative control: the shared manager with the middleware's own mode is fine.
+  expect(make({ locks, onRedisError: "open" })).not.toThrow();
 });

@@ -346,6 +346,13 @@ export class BackendSwitch<S> {
     }
   }
 
+  /** When Redis is next tried: the next probe, or a probe in flight's deadline. */
+  private retryAfterMs(): number {
+    const untilProbe = this.nextProbeAt - Date.now();
+    if (untilProbe > 0) return untilProbe;
+    return this.probing ? this.options.timeoutMs : this.options.recheckMs;
+  }
+
   private fail(err: Error): void {
     this.lastError = err;
     this.failures++;
@@ -378,7 +385,7 @@ export class BackendSwitch<S> {
     if (this.options.onRedisError === "open") return undefined;
     throw new StoreUnavailableError(
       `${this.options.scope}: Redis unavailable (${this.lastError?.message ?? "unknown error"})`,
-      { cause: this.lastError, retryAfterMs: this.nextProbeAt - Date.now() },
+      { cause: this.lastError, retryAfterMs: this.retryAfterMs() },
     );
   }
 }

@@ -17,8 +17,14 @@ const SCOPE = "createLockManager";
 export interface LockHost {
   readonly counters: LockManagerStats;
   readonly logger: Logger;
-  /** Runs a store call within the manager's timeout (`StoreUnavailableError` on failure). */
+  /**
+   * Runs a store call through the manager's `BackendSwitch`: within `timeoutMs`, and at once
+   * with `StoreUnavailableError` while Redis is failing (except the probe). `op` is not called
+   * when the call was refused without trying Redis.
+   */
   call<T>(op: (store: LockStore) => Promise<T>): Promise<T>;
+  /** Sends a clean-up call to the store without waiting for it; its errors are ignored. */
+  background(op: (store: LockStore) => Promise<unknown>): void;
 }
 
 /** A duration option in ms within the range of Node's timers: positive, or 0 too with `zero`. */
@@ -119,10 +125,17 @@ export class HeldLock implements Lock {
     const wasLost = this.lost;
     this.released = true;
     clearTimeout(this.expiryTimer);
+    let sent = false;
     try {
-      const ok = await this.manager.call((store) => store.release(this.key, this.token));
+      const ok = await this.manager.call((store) => {
+        sent = true;
+        return store.release(this.key, this.token);
+      });
       return ok && !wasLost;
     } catch (err) {
+      // Refused without trying (Redis known to be failing): send it all the same, unwaited, so
+      // the lock goes as soon as Redis takes it instead of holding others off for its TTL.
+      if (!sent) this.manager.background((store) => store.release(this.key, this.token));
       this.manager.logger.warn(
         `${SCOPE}: releasing ${show(this.resource)} failed (${toError(err).message}); it expires on its own`,
       );
@@ -133,4 +146,37 @@ export class HeldLock implements Lock {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.release();
   }
+}
+
+/**
+ * Extends `lock` every ttl/3 (one extension in flight at a time) until it is released or lost,
+ * or `maxHoldMs` passes (the last extension reaches exactly `maxHoldMs`, then the lock expires
+ * and is reported lost with reason `max-hold`). Returns the stop function.
+ */
+export function extendEvery(lock: HeldLock, maxHoldMs: number | undefined): () => void {
+  const startedAt = Date.now();
+  const every = Math.max(1, Math.floor(lock.ttlMs / 3));
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  const tick = async () => {
+    if (stopped || lock.settled) return;
+    const held = Date.now() - startedAt;
+    if (maxHoldMs !== undefined && held >= maxHoldMs) {
+      lock.expiryReason = "max-hold"; // stop extending: it expires and is reported lost
+      return;
+    }
+    const ms = maxHoldMs === undefined ? lock.ttlMs : Math.min(lock.ttlMs, maxHoldMs - held);
+    if (ms < lock.ttlMs) lock.expiryReason = "max-hold"; // the last extension: up to maxHoldMs
+    try {
+      await lock.extend(Math.max(1, ms)); // one extension in flight: the next waits for it
+    } catch {
+      // extend() reports failures as loss; nothing may escape a timer
+    }
+    if (!stopped && !lock.settled) timer = setTimeout(tick, every);
+  };
+  timer = setTimeout(tick, every);
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
 }

@@ -10,32 +10,40 @@
  * finds another token (or none) under the key, or when an extension fails (an error or a
  * timeout: the lock can no longer be vouched for). Loss aborts `lock.signal` with a
  * `LockLostError`; nothing is thrown from a timer.
+ *
+ * Redis failing: every store call goes through the shared `BackendSwitch` (closed mode, no
+ * memory fallback: a lock held in one process does not exclude the others). A call that fails
+ * or misses `timeoutMs` rejects with `StoreUnavailableError`; then, until a probe succeeds,
+ * calls reject at once without touching Redis, except one per `recheckMs` (the probe). An
+ * extension refused that way reports the lock lost (`extend-failed`); a release refused that
+ * way is still sent, unwaited, so the lock goes as soon as Redis takes it.
  */
 import { randomUUID } from "node:crypto";
-import type { RedisDriver } from "../core/driver.js";
 import {
   InvalidOptionError,
   LockNotAcquiredError,
   StoreUnavailableError,
   toError,
 } from "../core/errors.js";
-import { withTimeout } from "../core/fallback.js";
-import { parsePrefix, taggedKey } from "../core/keys.js";
-import { consoleLogger, type Logger } from "../core/logger.js";
-import { fail, optionalRedis, positiveInt, rejectUnknown } from "../core/options.js";
+import { BackendSwitch, pingOf, withTimeout } from "../core/fallback.js";
+import { taggedKey } from "../core/keys.js";
+import type { Logger } from "../core/logger.js";
+import { fail, rejectUnknown } from "../core/options.js";
 import { track, untrack } from "../core/registry.js";
-import { duration, HeldLock, type LockHost, ttl } from "./held-lock.js";
+import { duration, extendEvery, HeldLock, type LockHost, ttl } from "./held-lock.js";
 import { MemoryLockStore } from "./memory.js";
 import {
   type AcquireOptions,
   checkResource,
   type Lock,
   type LockManager,
+  type LockManagerConfig,
   type LockManagerOptions,
   type LockManagerStats,
+  parseLockManagerOptions,
   type WithLockOptions,
 } from "./options.js";
-import { type Queue, Waiter } from "./queue.js";
+import { dequeue, type Queue, Waiter } from "./queue.js";
 import { RedisLockStore } from "./redis.js";
 import { type LockStore, WAITER_LEASE_MS } from "./types.js";
 
@@ -53,37 +61,49 @@ const SCOPE = "createLockManager";
 
 class Manager implements LockManager, LockHost {
   readonly counters: LockManagerStats = { acquired: 0, contended: 0, lost: 0, waitMs: 0 };
+  readonly logger: Logger;
+  /** Redis, or memory when no Redis was given: where clean-ups go directly. */
   private readonly store: LockStore;
+  private readonly switch: BackendSwitch<LockStore>;
   private readonly queues = new Map<string, Queue>();
   private subscription: Promise<() => void> | undefined;
   /** True once release messages are being received. */
   private heard = false;
 
   constructor(
-    redis: RedisDriver | undefined,
-    private readonly prefix: string,
-    private readonly defaultTtlMs: number,
-    private readonly timeoutMs: number,
-    readonly logger: Logger,
+    private readonly config: LockManagerConfig,
+    private readonly scope: string,
   ) {
+    const { redis, prefix, logger } = config;
+    this.logger = logger;
     this.store =
       redis === undefined ? new MemoryLockStore() : new RedisLockStore(redis, prefix, logger);
+    this.switch = new BackendSwitch<LockStore>({
+      scope,
+      redis: redis === undefined ? undefined : this.store,
+      memory: redis === undefined ? this.store : undefined,
+      onRedisError: config.onRedisError,
+      timeoutMs: config.timeoutMs,
+      recheckMs: config.recheckMs,
+      logger,
+      ping: pingOf(redis),
+    });
     track("lock", prefix, this, redis);
   }
 
-  /** Runs a store call within `timeoutMs`; failures become `StoreUnavailableError`. */
-  async call<T>(op: (store: LockStore) => Promise<T>): Promise<T> {
-    try {
-      return await withTimeout(op(this.store), this.timeoutMs);
-    } catch (err) {
-      throw new StoreUnavailableError(`${SCOPE}: Redis unavailable (${toError(err).message})`, {
-        cause: err,
-      });
-    }
+  call<T>(op: (store: LockStore) => Promise<T>): Promise<T> {
+    return this.switch.run(op).then(this.unwrap) as Promise<T>;
   }
 
-  keyOf(resource: string): string {
-    return taggedKey(this.prefix, resource);
+  /** The value of a switch answer; mode "open" (requireLock's own manager) answers undefined. */
+  private readonly unwrap = (answer: { value: unknown } | undefined): unknown => {
+    if (answer !== undefined) return answer.value;
+    const why = this.switch.lastErrorMessage ?? "unknown error";
+    throw new StoreUnavailableError(`${this.scope}: Redis unavailable (${why})`);
+  };
+
+  background(op: (store: LockStore) => Promise<unknown>): void {
+    op(this.store).catch(() => {});
   }
 
   async acquire(resource: string, options: AcquireOptions = {}): Promise<Lock> {
@@ -92,14 +112,14 @@ class Manager implements LockManager, LockHost {
       fail("acquire", "options", "an object", options);
     }
     rejectUnknown("acquire", options, ["ttlMs", "waitMs", "signal"]);
-    const ttlMs = options.ttlMs === undefined ? this.defaultTtlMs : ttl("acquire", options.ttlMs);
+    const ttlMs = options.ttlMs === undefined ? this.config.ttlMs : ttl("acquire", options.ttlMs);
     const waitMs = options.waitMs ?? 0;
     duration("acquire", "waitMs", waitMs, true);
     const signal = options.signal;
     if (signal !== undefined && !(signal instanceof AbortSignal)) {
       fail("acquire", "signal", "an AbortSignal", signal);
     }
-    const key = this.keyOf(resource);
+    const key = taggedKey(this.config.prefix, resource);
     const token = randomUUID();
     if (waitMs === 0) {
       const answer = await this.attempt(resource, key, token, ttlMs, false);
@@ -116,38 +136,29 @@ class Manager implements LockManager, LockHost {
     }
     const me = new Waiter();
     queue.waiters.push(me);
-    if (queue.waiters[0] !== me) {
-      this.counters.contended++; // others of this process wait already: queue behind them
+    // Others of this process wait already: queue behind them. Not while Redis is failing: then
+    // the try below is refused at once (or is the probe), so nobody waits on a Redis that is down.
+    if (queue.waiters[0] !== me && this.switch.state !== "degraded") {
+      this.counters.contended++;
       return this.wait(resource, key, token, ttlMs, waitMs, signal, queue, me, undefined);
     }
     // The first try takes the waiter lease. When releases were already being heard before it,
     // none can slip past: the wait starts with a nap.
-    const heard = this.heard;
+    const heard = this.heard && queue.waiters[0] === me;
     let answer: HeldLock | { retryAfterMs: number };
     try {
       answer = await this.attempt(resource, key, token, ttlMs, true);
     } catch (err) {
-      this.dequeue(key, queue, me);
+      dequeue(this.queues, key, queue, me);
       throw err;
     }
     if (answer instanceof HeldLock) {
-      this.dequeue(key, queue, me);
+      dequeue(this.queues, key, queue, me);
       return answer;
     }
     this.counters.contended++;
     const tried = heard ? answer.retryAfterMs : undefined;
     return this.wait(resource, key, token, ttlMs, waitMs, signal, queue, me, tried, true);
-  }
-
-  /** Leaves the queue; when `me` was first, the next in line tries now. */
-  private dequeue(key: string, queue: Queue, me: Waiter): void {
-    const i = queue.waiters.indexOf(me);
-    if (i !== -1) queue.waiters.splice(i, 1);
-    if (queue.waiters.length === 0) {
-      if (this.queues.get(key) === queue) this.queues.delete(key);
-    } else if (i === 0) {
-      queue.waiters[0]?.wake();
-    }
   }
 
   /** One acquire call. A call that failed may still have taken the lock: it is given back. */
@@ -159,15 +170,22 @@ class Manager implements LockManager, LockHost {
     waiting: boolean,
   ): Promise<HeldLock | { retryAfterMs: number }> {
     const startedAt = Date.now();
+    let sent = false;
     try {
-      const answer = await this.call((store) => store.acquire(key, token, ttlMs, waiting));
+      const answer = await this.call((store) => {
+        sent = true;
+        return store.acquire(key, token, ttlMs, waiting);
+      });
       if (!answer.acquired) return answer;
       this.counters.acquired++;
       return new HeldLock(resource, token, answer.fence, ttlMs, this, key, startedAt);
     } catch (err) {
       // A timed-out acquire may still run in Redis: release the token's lock if it got it.
-      this.store.release(key, token).catch(() => {});
-      this.store.leave(key, token).catch(() => {});
+      // Nothing to undo when the call was refused without trying Redis.
+      if (sent) {
+        this.background((store) => store.release(key, token));
+        this.background((store) => store.leave(key, token));
+      }
       throw err;
     }
   }
@@ -196,7 +214,7 @@ class Manager implements LockManager, LockHost {
     let skip = tried !== undefined; // just tried (and leased) with releases already heard
     try {
       // Hear releases; a subscription that cannot be made in time only costs wake-up speed.
-      await withTimeout(this.listen(), Math.min(waitMs, this.timeoutMs)).catch(() => {});
+      await withTimeout(this.listen(), Math.min(waitMs, this.config.timeoutMs)).catch(() => {});
       for (;;) {
         if (signal?.aborted) throw new LockNotAcquiredError(resource, Math.max(0, retryAfterMs));
         const head = queue.waiters[0] === me;
@@ -218,8 +236,8 @@ class Manager implements LockManager, LockHost {
     } finally {
       signal?.removeEventListener("abort", onAbort);
       this.counters.waitMs += Date.now() - started;
-      this.dequeue(key, queue, me);
-      if (leased) this.store.leave(key, token).catch(() => {}); // no-op once acquired
+      dequeue(this.queues, key, queue, me);
+      if (leased) this.background((store) => store.leave(key, token)); // no-op once acquired
     }
   }
 
@@ -234,7 +252,7 @@ class Manager implements LockManager, LockHost {
       .catch((err: unknown) => {
         this.subscription = undefined; // try again next time; waiters still wake at expiry
         this.logger.warn(
-          `${SCOPE}: cannot subscribe to releases (${toError(err).message}); waiters retry when locks expire`,
+          `${this.scope}: cannot subscribe to releases (${toError(err).message}); waiters retry when locks expire`,
         );
         return () => {};
       });
@@ -243,35 +261,14 @@ class Manager implements LockManager, LockHost {
 
   autoExtend(lock: Lock, options: { maxHoldMs?: number } = {}): () => void {
     if (!(lock instanceof HeldLock)) {
-      throw new InvalidOptionError(`${SCOPE}: autoExtend() takes a lock from this package`, "lock");
+      throw new InvalidOptionError(
+        `${this.scope}: autoExtend() takes a lock from this package`,
+        "lock",
+      );
     }
     const maxHoldMs = options.maxHoldMs;
     if (maxHoldMs !== undefined) duration("autoExtend", "maxHoldMs", maxHoldMs);
-    const startedAt = Date.now();
-    const every = Math.max(1, Math.floor(lock.ttlMs / 3));
-    let stopped = false;
-    let timer: NodeJS.Timeout | undefined;
-    const tick = async () => {
-      if (stopped || lock.settled) return;
-      const held = Date.now() - startedAt;
-      if (maxHoldMs !== undefined && held >= maxHoldMs) {
-        lock.expiryReason = "max-hold"; // stop extending: it expires and is reported lost
-        return;
-      }
-      const ms = maxHoldMs === undefined ? lock.ttlMs : Math.min(lock.ttlMs, maxHoldMs - held);
-      if (ms < lock.ttlMs) lock.expiryReason = "max-hold"; // the last extension: up to maxHoldMs
-      try {
-        await lock.extend(Math.max(1, ms)); // one extension in flight: the next waits for it
-      } catch {
-        // extend() reports failures as loss; nothing may escape a timer
-      }
-      if (!stopped && !lock.settled) timer = setTimeout(tick, every);
-    };
-    timer = setTimeout(tick, every);
-    return () => {
-      stopped = true;
-      clearTimeout(timer);
-    };
+    return extendEvery(lock, maxHoldMs);
   }
 
   async withLock<T>(
@@ -298,22 +295,22 @@ class Manager implements LockManager, LockHost {
 
   async close(): Promise<void> {
     untrack(this);
+    this.switch.close();
     const off = await this.subscription;
     off?.();
     if (this.store instanceof RedisLockStore) await this.store.close();
   }
 }
 
-/** Creates a lock manager on Redis, or in memory when no `redis` is given. */
+/**
+ * Creates a lock manager on Redis, or in memory when no `redis` is given.
+ * @throws InvalidOptionError when an option is invalid
+ */
 export function createLockManager(options: LockManagerOptions = {}): LockManager {
-  if (typeof options !== "object" || options === null) fail(SCOPE, "options", "an object", options);
-  rejectUnknown(SCOPE, options, ["redis", "prefix", "defaultTtlMs", "timeoutMs", "logger"]);
-  const redis = optionalRedis(SCOPE, "redis", options.redis);
-  return new Manager(
-    redis,
-    parsePrefix(SCOPE, options.prefix, "lock:"),
-    options.defaultTtlMs === undefined ? 30_000 : ttl(SCOPE, options.defaultTtlMs),
-    positiveInt(SCOPE, "timeoutMs", options.timeoutMs, 2000),
-    options.logger ?? consoleLogger,
-  );
+  return new Manager(parseLockManagerOptions(SCOPE, options), SCOPE);
+}
+
+/** Builds a manager from an already resolved config (`requireLock()` builds its own). */
+export function lockManagerFromConfig(config: LockManagerConfig, scope: string): LockManager {
+  return new Manager(config, scope);
 }

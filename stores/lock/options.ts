@@ -1,14 +1,21 @@
 /**
- * The public types of the lock manager (options, `Lock`, `LockManager`, stats) and the checks
- * of what callers pass in.
+ * The public types of the lock manager (options, `Lock`, `LockManager`, stats), the parsing of
+ * `createLockManager()`'s options and the checks of what callers pass in.
  */
+import type { RedisDriver } from "../core/driver.js";
 import { InvalidOptionError } from "../core/errors.js";
-import type { Logger } from "../core/logger.js";
-import { show } from "../core/options.js";
+import { parseFailureOptions } from "../core/fallback.js";
+import { parsePrefix } from "../core/keys.js";
+import { consoleLogger, type Logger } from "../core/logger.js";
+import { fail, optionalRedis, rejectUnknown, show } from "../core/options.js";
 import type { RedisClient } from "../core/scripts.js";
+import { ttl } from "./held-lock.js";
 
 /** Longest resource name accepted (characters). */
 export const MAX_RESOURCE_LENGTH = 1024;
+
+/** A lock's TTL when neither the manager nor `acquire()` is given one (ms). */
+export const DEFAULT_LOCK_TTL_MS = 30_000;
 
 /** Options of `createLockManager()`. */
 export interface LockManagerOptions {
@@ -20,22 +27,75 @@ export interface LockManagerOptions {
    */
   prefix?: string;
   /**
-   * TTL of a lock when `acquire()` is not given one.
+   * TTL of a lock when `acquire()` is not given one, ms.
    * @default 30000
    */
-  defaultTtlMs?: number;
+  ttlMs?: number;
   /**
-   * Longest wait for Redis per call; past it the call fails with `StoreUnavailableError`.
-   * @default 2000
+   * Longest wait for Redis per call, ms; past it the call rejects with `StoreUnavailableError`.
+   * @default 1000
    */
   timeoutMs?: number;
+  /**
+   * What a call does when Redis fails or misses `timeoutMs`: only `"closed"` (reject with
+   * `StoreUnavailableError`): a lock held in one process only would not exclude the others, and
+   * `acquire()` cannot hand out a lock it does not hold (`requireLock()` offers `"open"`).
+   * @default "closed"
+   */
+  onRedisError?: "closed";
+  /**
+   * While Redis is failing, calls reject at once, except one per `recheckMs` that tries Redis
+   * (the probe); the first that succeeds switches back to Redis.
+   * @default 1000
+   */
+  recheckMs?: number;
   /** @default console */
   logger?: Logger;
 }
 
+/**
+ * `LockManagerOptions` resolved. `onRedisError` is `"closed"` for `createLockManager()`; the
+ * manager `requireLock()` builds for itself takes the middleware's mode, so its logs and its
+ * health state say what the middleware does.
+ */
+export interface LockManagerConfig {
+  redis: RedisDriver | undefined;
+  prefix: string;
+  ttlMs: number;
+  timeoutMs: number;
+  onRedisError: "open" | "closed";
+  recheckMs: number;
+  logger: Logger;
+}
+
+/** Validates the options of `createLockManager()` (`InvalidOptionError` naming the option). */
+export function parseLockManagerOptions(scope: string, options: unknown): LockManagerConfig {
+  if (typeof options !== "object" || options === null) fail(scope, "options", "an object", options);
+  const o = options as LockManagerOptions;
+  rejectUnknown(scope, o, [
+    "redis",
+    "prefix",
+    "ttlMs",
+    "timeoutMs",
+    "onRedisError",
+    "recheckMs",
+    "logger",
+  ]);
+  const failure = parseFailureOptions(scope, "lockManager", o);
+  return {
+    redis: optionalRedis(scope, "redis", o.redis),
+    prefix: parsePrefix(scope, o.prefix, "lock:"),
+    ttlMs: o.ttlMs === undefined ? DEFAULT_LOCK_TTL_MS : ttl(scope, o.ttlMs),
+    timeoutMs: failure.timeoutMs,
+    onRedisError: "closed",
+    recheckMs: failure.recheckMs,
+    logger: o.logger ?? consoleLogger,
+  };
+}
+
 /** Options of `acquire()`. */
 export interface AcquireOptions {
-  /** How long the lock lives unless extended, ms. @default the manager's `defaultTtlMs` */
+  /** How long the lock lives unless extended, ms. @default the manager's `ttlMs` */
   ttlMs?: number;
   /** How long to wait for the lock when it is held, ms. @default 0 (fail fast) */
   waitMs?: number;
@@ -62,9 +122,16 @@ export interface Lock extends AsyncDisposable {
   readonly signal: AbortSignal;
   /** True once the lock is lost (see `signal`). */
   readonly lost: boolean;
-  /** Sets the lock to expire `ms` from now; false (and lost) when it was no longer held. */
+  /**
+   * Sets the lock to expire `ms` from now; false (and lost) when it was no longer held, or when
+   * Redis failed or is failing (the lock can no longer be vouched for). Never rejects for that.
+   */
   extend(ms?: number): Promise<boolean>;
-  /** Releases the lock; false when it was no longer held (expired or taken), never throws for that. */
+  /**
+   * Releases the lock; false when it was no longer held (expired or taken) or Redis failed (it
+   * then expires on its own), never throws for that. While Redis is failing the release is
+   * still sent, without waiting for it, so the lock goes as soon as Redis takes it.
+   */
   release(): Promise<boolean>;
 }
 
@@ -81,7 +148,11 @@ export interface LockManagerStats {
 
 /** See `createLockManager()`. */
 export interface LockManager {
-  /** Acquires `resource`; rejects with `LockNotAcquiredError` when not acquired within `waitMs`. */
+  /**
+   * Acquires `resource`; rejects with `LockNotAcquiredError` when not acquired within `waitMs`,
+   * and with `StoreUnavailableError` when Redis fails or misses `timeoutMs` (at once while
+   * Redis is known to be failing, except the one probe per `recheckMs`).
+   */
   acquire(resource: string, options?: AcquireOptions): Promise<Lock>;
   /**
    * Runs `fn` holding `resource`: extends the lock every ttl/3 while `fn` runs (one extension
@@ -95,7 +166,7 @@ export interface LockManager {
   /** Starts extending `lock` every ttl/3 until it is released or lost, or `maxHoldMs` passes; returns a stop function. */
   autoExtend(lock: Lock, options?: { maxHoldMs?: number }): () => void;
   stats(): LockManagerStats;
-  /** Releases the pub/sub subscription (the Redis client is yours to close). */
+  /** Releases the pub/sub subscription and leaves `featureStates()` (the Redis client is yours to close). */
   close(): Promise<void>;
 }
 

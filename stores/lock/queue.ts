@@ -35,3 +35,14 @@ export class Waiter {
 export interface Queue {
   waiters: Waiter[];
 }
+
+/** `me` leaves `queue` (of `key` in `queues`); when it was first, the next in line tries now. */
+export function dequeue(queues: Map<string, Queue>, key: string, queue: Queue, me: Waiter): void {
+  const i = queue.waiters.indexOf(me);
+  if (i !== -1) queue.waiters.splice(i, 1);
+  if (queue.waiters.length === 0) {
+    if (queues.get(key) === queue) queues.delete(key);
+  } else if (i === 0) {
+    queue.waiters[0]?.wake();
+  }
+}

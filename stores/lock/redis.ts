@@ -20,9 +20,17 @@ import { type AcquireAnswer, type LockStore, WAITER_LEASE_MS } from "./types.js"
 export const FENCE_TTL_MS = 86_400_000;
 
 /**
- * Acquire. KEYS[1] lock, KEYS[2] fence, KEYS[3] waiter leases (sorted set: token → lease end,
- * ms). ARGV[1] token, ARGV[2] ttl ms, ARGV[3] fence ttl ms, ARGV[4] "1" when the caller waits,
- * ARGV[5] lease ms.
+ * Acquire: takes the lock if it is free, with the resource's next fence.
+ *
+ *   KEYS[1]  lock       the holder's token, with a PX expiry
+ *   KEYS[2]  fence      the resource's last fence (a counter)
+ *   KEYS[3]  waiters    waiters' leases: a sorted set, token → lease end (ms)
+ *   ARGV[1]  token      the caller's token
+ *   ARGV[2]  ttlMs      the lock's TTL
+ *   ARGV[3]  fenceTtlMs how long the fence outlives this acquisition (`FENCE_TTL_MS`)
+ *   ARGV[4]  waiting    "1" when the caller waits (it then takes or renews a lease), else "0"
+ *   ARGV[5]  leaseMs    a waiter's lease (`WAITER_LEASE_MS`)
+ *
  * A caller that does not wait yields a free lock to live waiters (they came first), so a
  * process that releases and re-acquires in a loop cannot starve the others. The fence is the
  * counter plus one, but never below Redis's clock in microseconds: fences keep increasing even
@@ -32,55 +40,88 @@ export const FENCE_TTL_MS = 86_400_000;
 const ACQUIRE = defineScript(
   "lock_acquire",
   `
+local lock, fence_key, waiters = KEYS[1], KEYS[2], KEYS[3]
+local token, ttl_ms, fence_ttl_ms = ARGV[1], ARGV[2], ARGV[3]
+local waiting, lease_ms = ARGV[4] == '1', tonumber(ARGV[5])
 local t = redis.call('TIME')
-local nowMs = t[1] * 1000 + math.floor(t[2] / 1000)
-local waiting = ARGV[4] == '1'
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', nowMs)
-local yield = not waiting and redis.call('ZCARD', KEYS[3]) > 0
-if not yield and redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then
-  redis.call('ZREM', KEYS[3], ARGV[1])
-  local now = t[1] * 1000000 + t[2]
-  local fence = redis.call('INCR', KEYS[2])
-  if fence < now then
-    fence = now
-    redis.call('SET', KEYS[2], string.format('%.0f', fence))
+local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZREMRANGEBYSCORE', waiters, '-inf', now_ms)
+local yield = not waiting and redis.call('ZCARD', waiters) > 0
+if not yield and redis.call('SET', lock, token, 'PX', ttl_ms, 'NX') then
+  redis.call('ZREM', waiters, token)
+  local now_us = t[1] * 1000000 + t[2]
+  local fence = redis.call('INCR', fence_key)
+  if fence < now_us then
+    fence = now_us
+    redis.call('SET', fence_key, string.format('%.0f', fence))
   end
-  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  redis.call('PEXPIRE', fence_key, fence_ttl_ms)
   return { 1, string.format('%.0f', fence) }
 end
 if waiting then
-  local lease = tonumber(ARGV[5])
-  redis.call('ZADD', KEYS[3], nowMs + lease, ARGV[1])
-  redis.call('PEXPIRE', KEYS[3], lease)
+  redis.call('ZADD', waiters, now_ms + lease_ms, token)
+  redis.call('PEXPIRE', waiters, lease_ms)
 end
-local left = redis.call('PTTL', KEYS[1])
+local left = redis.call('PTTL', lock)
 if left < 0 then left = -1 end
 return { 0, left }
 `,
 );
 
-/** Drop a waiter's lease. KEYS[1] waiter leases. ARGV[1] token. */
-const LEAVE = defineScript("lock_leave", "return redis.call('ZREM', KEYS[1], ARGV[1])");
-
-/** Extend. KEYS[1] lock. ARGV[1] token, ARGV[2] ttl ms. Returns 1, or 0 when not held. */
-const EXTEND = defineScript(
-  "lock_extend",
+/**
+ * Leave: drops a waiter's lease (it stopped waiting, or got the lock).
+ *
+ *   KEYS[1]  waiters    waiters' leases: a sorted set, token → lease end (ms)
+ *   ARGV[1]  token      the waiter's token
+ *
+ * Returns the number of leases removed (0 or 1).
+ */
+const LEAVE = defineScript(
+  "lock_leave",
   `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
+local waiters = KEYS[1]
+local token = ARGV[1]
+return redis.call('ZREM', waiters, token)
 `,
 );
 
 /**
- * Release. KEYS[1] lock. ARGV[1] token, ARGV[2] channel, ARGV[3] message. Deletes the lock
- * and publishes the message when the token holds it; returns 1, or 0 when it did not.
+ * Extend: sets the lock's TTL if the token still holds it.
+ *
+ *   KEYS[1]  lock       the holder's token, with a PX expiry
+ *   ARGV[1]  token      the caller's token
+ *   ARGV[2]  ttlMs      the new TTL, from now
+ *
+ * Returns 1, or 0 when the token does not hold the lock (expired or taken).
+ */
+const EXTEND = defineScript(
+  "lock_extend",
+  `
+local lock = KEYS[1]
+local token, ttl_ms = ARGV[1], ARGV[2]
+if redis.call('GET', lock) ~= token then return 0 end
+return redis.call('PEXPIRE', lock, ttl_ms)
+`,
+);
+
+/**
+ * Release: deletes the lock if the token still holds it, and publishes it (waiters wake).
+ *
+ *   KEYS[1]  lock       the holder's token, with a PX expiry
+ *   ARGV[1]  token      the caller's token
+ *   ARGV[2]  channel    the release channel (`<prefix>released`)
+ *   ARGV[3]  message    the pub/sub envelope naming the lock's key
+ *
+ * Returns 1, or 0 when the token did not hold the lock (nothing deleted, nothing published).
  */
 const RELEASE = defineScript(
   "lock_release",
   `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[2], ARGV[3])
+local lock = KEYS[1]
+local token, channel, message = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('GET', lock) ~= token then return 0 end
+redis.call('DEL', lock)
+redis.call('PUBLISH', channel, message)
 return 1
 `,
 );
