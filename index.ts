@@ -43,6 +43,7 @@ export {
   sseStats,
 } from "./middleware/sse.js";
 export { type TrackSessionsOptions, trackSessions } from "./middleware/track-sessions.js";
+export { unavailableHandler } from "./middleware/unavailable.js";
 // Connection, health, errors, logging
 export {
   closeRedisClient,

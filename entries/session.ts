@@ -4,6 +4,7 @@
  * barrel re-exports (one class per error, so `instanceof` holds across subpaths and the root).
  */
 export { type TrackSessionsOptions, trackSessions } from "../middleware/track-sessions.js";
+export { unavailableHandler } from "../middleware/unavailable.js";
 export {
   ExpressRedisKitError,
   InvalidOptionError,

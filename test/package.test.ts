@@ -42,7 +42,7 @@ const SUBPATHS: Record<string, string[]> = {
   session: [
     ...["createSessionStore", "isValidSessionId", "MAX_SESSION_ID_LENGTH", "MAX_USER_ID_LENGTH"],
     ...["MemorySessionStore", "sessionHandle", "trackSessions", "TRACKING_FIELD"],
-    ...["UserSessionStore", ...ERRORS],
+    ...["UserSessionStore", "unavailableHandler", ...ERRORS],
   ],
   pubsub: ["createPubSub", "sse", "sseStats", ...ERRORS],
 };
