@@ -18,6 +18,7 @@ import {
   requireLock,
   sessionHandle,
   trackSessions,
+  unavailableHandler,
 } from "../index.js";
 import { page } from "./page.js";
 import { mountSessionRoutes, route, userOf } from "./session-routes.js";
@@ -258,6 +259,8 @@ export function createExampleApp(redis?: RedisClient, prefix = "example:"): Exam
   app.get("/health/redis", redisHealth({ redis }));
   app.get("/metrics", metrics());
 
+  // Sessions (and anything else) failing on Redis: 503 with Retry-After, like the middlewares.
+  app.use(unavailableHandler());
   app.use((err: Error & { status?: number }, _req: Request, res: Response, _next: NextFunction) => {
     // No stack or internal message to the client; a client error (a bad JSON body) stays one.
     if (err.status !== undefined && err.status >= 400 && err.status < 500) {
