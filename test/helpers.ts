@@ -224,3 +224,10 @@ export async function eventually(what: string, check: () => Promise<void>, timeo
     }
   }
 }
+
+/** A logger that records `"<level> <message>"` lines, for asserting what was logged (and how often). */
+export function recordingLogger() {
+  const lines: string[] = [];
+  const record = (level: string) => (m: string) => void lines.push(`${level} ${m}`);
+  return { lines, info: record("info"), warn: record("warn"), error: record("error") };
+}

@@ -25,6 +25,7 @@ import {
   newRedis,
   quiet,
   ready,
+  recordingLogger,
   testPrefix,
   wait,
 } from "./helpers.js";
@@ -53,12 +54,6 @@ afterEach(async () => {
   await ready(admin);
   expect(unhandled).toEqual([]);
 });
-
-function recordingLogger() {
-  const lines: string[] = [];
-  const record = (level: string) => (m: string) => void lines.push(`${level} ${m}`);
-  return { lines, info: record("info"), warn: record("warn"), error: record("error") };
-}
 
 /**
  * A manager whose client queues commands while Redis is down (only the deadline ends a wait)

@@ -22,6 +22,7 @@ import {
   createApp,
   newRedis,
   ready,
+  recordingLogger,
   testPrefix,
   wait,
 } from "./helpers.js";
@@ -54,16 +55,6 @@ beforeEach(async () => {
   // After a restart, wait for the client to be back (its reconnect back-off) before the next test.
   await ready(redis);
 });
-
-function recordingLogger() {
-  const lines: string[] = [];
-  return {
-    lines,
-    info: (m: string) => lines.push(`info ${m}`),
-    warn: (m: string) => lines.push(`warn ${m}`),
-    error: (m: string) => lines.push(`error ${m}`),
-  };
-}
 
 function limiterWith(onRedisError: OnRedisError, logger = recordingLogger()) {
   const limiter = createRateLimiter({

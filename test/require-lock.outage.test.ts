@@ -15,6 +15,7 @@ import {
   createApp,
   newRedis,
   ready,
+  recordingLogger,
   testPrefix,
   wait,
 } from "./helpers.js";
@@ -37,12 +38,6 @@ afterAll(async () => {
   await server.stop();
 });
 afterEach(() => expect(unhandled).toEqual([]));
-
-function recordingLogger() {
-  const lines: string[] = [];
-  const record = (level: string) => (m: string) => void lines.push(`${level} ${m}`);
-  return { lines, info: record("info"), warn: record("warn"), error: record("error") };
-}
 
 async function timedPost(app: Parameters<typeof request>[0], path: string) {
   const started = Date.now();
