@@ -263,6 +263,7 @@ export function createExampleApp(redis?: RedisClient, prefix = "example:"): Exam
   app.use(unavailableHandler());
   app.use((err: Error & { status?: number }, _req: Request, res: Response, _next: NextFunction) => {
     // No stack or internal message to the client; a client error (a bad JSON body) stays one.
+    if (res.headersSent) return; // the client has its answer already
     if (err.status !== undefined && err.status >= 400 && err.status < 500) {
       res.status(err.status).json({ error: "bad request" });
       return;

@@ -18,12 +18,14 @@ export function answerUnavailable(res: Response, err: StoreUnavailableError): vo
  * session store through express-session, your own calls to the primitives): a
  * `StoreUnavailableError` is answered like the middlewares answer `onRedisError: "closed"`
  * (503, `Retry-After`, `{ "error": "Service Unavailable", "code": "ERK_STORE_UNAVAILABLE" }`);
- * any other error goes on to the next error handler. Mount it after your routes:
+ * any other error goes on to the next error handler. One that arrives after the response was
+ * sent (express-session saving at the end of a response) is dropped: the client has its
+ * answer, and the feature already logged the outage once. Mount it after your routes:
  * `app.use(unavailableHandler())`.
  */
 export function unavailableHandler(): ErrorRequestHandler {
   return function unavailableErrorHandler(err: unknown, _req, res, next) {
-    if (err instanceof StoreUnavailableError && !res.headersSent) answerUnavailable(res, err);
+    if (err instanceof StoreUnavailableError) answerUnavailable(res, err);
     else next(err);
   };
 }

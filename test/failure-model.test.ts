@@ -20,6 +20,7 @@ import {
   rateLimit,
   redisHealth,
   requireLock,
+  StoreUnavailableError,
   UserSessionStore,
   unavailableHandler,
 } from "../index.js";
@@ -203,4 +204,29 @@ describe.each(["ioredis", "node-redis"] as const)("through %s", (family) => {
       listening.close();
     }
   });
+});
+
+it("unavailableHandler(): 503 with Retry-After for StoreUnavailableError, dropped once the response went, other errors passed on", async () => {
+  const after: unknown[] = [];
+  const app = express();
+  app.get("/down", (_req, _res, next) =>
+    next(new StoreUnavailableError("x: Redis unavailable", { retryAfterMs: 2500 })),
+  );
+  app.get("/late", (_req, res, next) => {
+    res.json({ ok: true });
+    next(new StoreUnavailableError("a session save after the response"));
+  });
+  app.get("/other", (_req, _res, next) => next(new Error("boom")));
+  app.use(unavailableHandler());
+  app.use((err: Error, _req: Request, res: Response, _next: express.NextFunction) => {
+    after.push(err.message);
+    res.status(500).json({ error: "other" });
+  });
+  const down = await request(app).get("/down");
+  expect(down.status).toBe(503);
+  expect(down.headers["retry-after"]).toBe("3");
+  expect(down.body).toEqual({ error: "Service Unavailable", code: "ERK_STORE_UNAVAILABLE" });
+  expect((await request(app).get("/late")).body).toEqual({ ok: true });
+  expect((await request(app).get("/other")).status).toBe(500);
+  expect(after).toEqual(["boom"]); // only the other error reached the next handler
 });
