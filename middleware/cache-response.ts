@@ -307,7 +307,9 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
     }
     routing = t.routing;
     const go = (ready: boolean) => {
-      if (!ready && config.onRedisError === "closed" && config.redis !== undefined) {
+      // Not ready (the subscriber is down, the generation unknown): a bypass, unless Redis
+      // itself is failing and the mode is closed, which spares the origin.
+      if (!ready && config.onRedisError === "closed" && cache.degraded) {
         return answerUnavailable(res, new StoreUnavailableError(`${SCOPE}: Redis unavailable`));
       }
       if (!ready) {

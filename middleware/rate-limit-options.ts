@@ -40,8 +40,11 @@ export type RateLimitRejection = RateLimitResult & {
   readonly statusCode: number;
 };
 
-/** A request's key: a non-empty string, or `null`/`undefined` for "do not count this request". */
-export type RateLimitKey = string | null | undefined;
+/**
+ * A request's key: a non-empty string, or `null` for "do not count this request". `undefined`
+ * is refused (at run time too), so a missing header never turns the limit off.
+ */
+export type RateLimitKey = string | null;
 
 /** Options of `rateLimit()`: those of `createRateLimiter()` plus the HTTP ones below. */
 export interface RateLimitOptions extends Omit<RateLimiterOptions, "limit" | "windowMs"> {

@@ -77,7 +77,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
   function checkKey(key: unknown): string {
     if (typeof key !== "string" || key.length === 0) {
       throw new InvalidOptionError(
-        `${SCOPE}: key(req, res) must return a non-empty string, or null/undefined to leave the request uncounted (got ${show(key)})`,
+        `${SCOPE}: key(req, res) must return a non-empty string, or null to leave the request uncounted (got ${show(key)}; undefined is refused so a missing header never turns the limit off)`,
         "key",
       );
     }
@@ -86,7 +86,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
 
   async function keyOf(req: Request, res?: Response): Promise<string | undefined> {
     const key = await config.key(req, res as Response);
-    return key === null || key === undefined ? undefined : checkKey(key);
+    return key === null ? undefined : checkKey(key);
   }
 
   /** The per-request limits of `req` for `peek()` (undefined when they are static). */
@@ -138,7 +138,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
 
   /** Resolves cost and per-request limits for `keyed`, then consumes; never throws. */
   function withKey(req: Request, res: Response, next: NextFunction, keyed: RateLimitKey): void {
-    if (keyed === null || keyed === undefined) {
+    if (keyed === null) {
       next(); // key(req, res) leaves this request alone: not counted, no headers
       return;
     }

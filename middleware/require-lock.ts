@@ -63,8 +63,8 @@ export interface RequireLockOptions {
   redis?: RedisClient;
   /** A manager to share (instead of `redis`, `prefix`, `timeoutMs` and `recheckMs`: it has its own). */
   locks?: LockManager;
-  /** The resource to lock for this request; `null`/`undefined` skips locking. */
-  key: (req: Request, res: Response) => string | null | undefined;
+  /** The resource to lock for this request; `null` skips locking (`undefined` is an error: a missing value never turns the lock off). */
+  key: (req: Request, res: Response) => string | null;
   /** @default "lock:" */
   prefix?: string;
   /** The lock's TTL, ms. @default 30000 */
@@ -183,7 +183,15 @@ export function requireLock(options: RequireLockOptions): RequireLockMiddleware 
     } catch (err) {
       return next(err);
     }
-    if (resource === null || resource === undefined) return next();
+    if (resource === null) return next(); // no lock for this request
+    if (resource === undefined) {
+      return next(
+        new InvalidOptionError(
+          `${SCOPE}: key(req, res) must return a resource name, or null to run without a lock (got undefined; refused so a missing value never turns the lock off)`,
+          "key",
+        ),
+      );
+    }
     // Stop waiting for the lock if the client leaves first.
     const gone = new AbortController();
     const onClose = () => gone.abort();

@@ -205,7 +205,7 @@ it("checkRedisHealth rejects bad options too, and defaults timeoutMs to the tabl
     const took = Date.now() - started;
     expect(health).toMatchObject({ status: "down" });
     expect(health.error).toMatch(/^Redis did not answer within 1000 ms/);
-    expect(took).toBeGreaterThanOrEqual(1000);
+    expect(took).toBeGreaterThanOrEqual(990); // timers may fire a few ms early
     expect(took).toBeLessThan(1500);
   } finally {
     await own.signal("SIGCONT");

@@ -153,10 +153,31 @@ describe.each(["memory", "standalone"] as const)("rateLimit() on %s", (backend) 
     expect(pro).toEqual([200, 200, 200, 200, 200, 429]);
   });
 
+  it("a key of undefined (a missing header) is an error, never an unlimited request", async () => {
+    const errors: string[] = [];
+    const mw = limiter({
+      limit: 1,
+      windowMs: 60_000,
+      key: ((req: express.Request) => req.get("x-user")) as never,
+    });
+    const app = createApp(mw);
+    app.use(
+      (err: Error, _req: express.Request, res: express.Response, _n: express.NextFunction) => {
+        errors.push(err.message);
+        res.status(500).end();
+      },
+    );
+    expect((await request(app).get("/")).status).toBe(500);
+    expect(errors[0]).toMatch(
+      /key\(req, res\) must return a non-empty string, or null .*got undefined/,
+    );
+    expect((await request(app).get("/").set("x-user", "a")).status).toBe(200); // control
+    expect((await request(app).get("/").set("x-user", "a")).status).toBe(429);
+  });
+
   it.each<[string, () => RateLimitKey | Promise<RateLimitKey>]>([
     ["null", () => null],
-    ["undefined", () => undefined],
-    ["an async undefined", async () => undefined],
+    ["an async null", async () => null],
   ])("a key of %s leaves the request alone: not counted, no headers", async (_n, none) => {
     const mw = limiter({
       limit: 1,
@@ -225,7 +246,7 @@ describe.each(["memory", "standalone"] as const)("rateLimit() on %s", (backend) 
     });
     app.use(
       limiter({
-        key: (req) => req.get("x-user"),
+        key: (req) => req.get("x-user") ?? null,
         limit: (_req, res) => (res.locals.plan === "pro" ? 3 : 1),
         windowMs: (req, res) => {
           seen.push(`${req.get("x-user")}:${res.locals.plan}`);
@@ -522,7 +543,7 @@ describe.each(["memory", "standalone"] as const)("rateLimit() on %s", (backend) 
     expect((await request(app).get("/")).status).toBe(500);
     expect(errors[0]).toBeInstanceOf(InvalidOptionError);
     expect(errors[0]?.message).toMatch(
-      /rateLimit: key\(req, res\) must return a non-empty string, or null\/undefined to leave the request uncounted \(got 42\)/,
+      /rateLimit: key\(req, res\) must return a non-empty string, or null to leave the request uncounted \(got 42;/,
     );
   });
 });

@@ -49,7 +49,7 @@ describe.each(ALL_BACKENDS)("per-request limits on %s", (backend: Backend) => {
       redis,
       prefix: p,
       ...strict,
-      key: (req) => req.get("x-user"),
+      key: (req) => req.get("x-user") ?? null,
       limit: (req) => (req.get("x-plan") === "pro" ? 5 : 3),
       windowMs: HOUR,
       ...options,

@@ -218,7 +218,7 @@ describe("the middleware per onRedisError: Redis stopped mid-traffic, then resta
     const mw = rateLimit({
       redis,
       prefix: keyPrefix,
-      key: (req) => req.get("x-user"),
+      key: (req) => req.get("x-user") ?? null,
       limit: LIMIT,
       windowMs: 3_600_000,
       timeoutMs: TIMEOUT_MS,

@@ -171,6 +171,25 @@ describe.each(["memory", "standalone", "cluster"] as const)("requireLock() on %s
     expect(both.map((r) => r.status)).toEqual([200, 200]);
   });
 
+  it("key() returning undefined is an error (500), never a request run without its lock", async () => {
+    let ran = 0;
+    const { url } = await app(
+      (_req, res) => {
+        ran++;
+        res.json({ ok: true });
+      },
+      { key: ((req: express.Request) => req.get("x-resource")) as never },
+    );
+    const res = await request(url).post("/work/1");
+    expect(res.status).toBe(500);
+    expect(res.body.error).toMatch(
+      /requireLock: key\(req, res\) must return a resource name, or null/,
+    );
+    expect(ran).toBe(0);
+    expect((await request(url).post("/work/1").set("x-resource", "r")).status).toBe(200); // control
+    expect(ran).toBe(1);
+  });
+
   it("a handler that throws still releases", async () => {
     const { url } = await app(() => {
       throw new Error("boom");

@@ -190,6 +190,11 @@ export function featureStates(): FeatureState[] {
   return out;
 }
 
+/** True for an error Redis replied with (as opposed to a connection failure or a timeout). */
+function isReplyError(err: Error | undefined): boolean {
+  return err !== undefined && /^(ReplyError|ErrorReply|SimpleError|BlobError)$/.test(err.name);
+}
+
 /** The `ping` of a `BackendSwitch` over `driver`: a PING (to any node of a Cluster). */
 export function pingOf(driver: RedisDriver | undefined): (() => Promise<unknown>) | undefined {
   return driver === undefined ? undefined : () => driver.command("ping", []);
@@ -203,6 +208,7 @@ export class BackendSwitch<S> {
   private lastError: Error | undefined;
   private failures = 0;
   private closed = false;
+  private pinging = false;
   private pingTimer: NodeJS.Timeout | undefined;
   /** Calls answered by the fallback (memory, open or closed) since creation. */
   fallbacks = 0;
@@ -317,26 +323,43 @@ export class BackendSwitch<S> {
     this.options.logger.info(`${this.options.scope}: Redis answers again; back on Redis`);
   }
 
-  /** While degraded, PINGs Redis every `recheckMs` (held weakly: a dropped feature is freed). */
-  private schedulePing(): void {
+  /**
+   * While degraded, PINGs Redis when the next probe is due (held weakly: a dropped feature is
+   * freed). At most one PING is outstanding: one a dead connection queued is not repeated.
+   */
+  private schedulePing(busy = false): void {
     if (this.options.ping === undefined || this.closed) return;
     clearTimeout(this.pingTimer);
     const ref = new WeakRef(this);
-    this.pingTimer = setTimeout(() => void ref.deref()?.pingNow(), this.options.recheckMs);
+    // A probe or an earlier PING still out: look again a recheckMs later. Else when the next
+    // probe is due (+5 ms: timers may fire a little early).
+    const due = busy ? this.options.recheckMs : Math.max(0, this.nextProbeAt - Date.now()) + 5;
+    this.pingTimer = setTimeout(() => void ref.deref()?.pingNow(), due);
     this.pingTimer.unref();
   }
 
   private async pingNow(): Promise<void> {
     const ping = this.options.ping;
     if (!this.degraded || this.closed || ping === undefined) return;
-    if (this.probing || Date.now() < this.nextProbeAt) return this.schedulePing();
+    if (this.probing || this.pinging) return this.schedulePing(true);
+    if (Date.now() < this.nextProbeAt) return this.schedulePing();
     this.probing = true;
+    this.pinging = true;
+    const sent = Promise.resolve().then(() => ping());
+    sent.then(
+      () => {
+        this.pinging = false;
+      },
+      () => {
+        this.pinging = false;
+      },
+    );
     try {
-      await withTimeout(
-        Promise.resolve().then(() => ping()),
-        this.options.timeoutMs,
-      );
-      this.recover();
+      await withTimeout(sent, this.options.timeoutMs);
+      // A PING proves the connection, not the feature's commands: after a reply error (OOM,
+      // READONLY, NOPERM…) only a real call may switch back, and the next one is let through.
+      if (isReplyError(this.lastError)) this.nextProbeAt = 0;
+      else this.recover();
     } catch (err) {
       this.lastError = toError(err);
       this.nextProbeAt = Date.now() + this.options.recheckMs;
@@ -361,8 +384,8 @@ export class BackendSwitch<S> {
 
   private turnDegraded(err: Error): void {
     this.lastError = err;
+    if (this.degraded) return; // a late failure of a call already in flight: no new schedule
     this.nextProbeAt = Date.now() + this.options.recheckMs;
-    if (this.degraded) return;
     this.degraded = true;
     this.schedulePing();
     const what = {
@@ -382,7 +405,9 @@ export class BackendSwitch<S> {
     if (this.options.onRedisError === "memory") {
       return { value: await op(this.options.memory as S), backend: "memory" };
     }
-    if (this.options.onRedisError === "open") return undefined;
+    // Below `failuresToDegrade`, a lone failure answers its own call as "open" would (a miss),
+    // in every mode: only a switch that has turned degraded rejects.
+    if (this.options.onRedisError === "open" || !this.degraded) return undefined;
     throw new StoreUnavailableError(
       `${this.options.scope}: Redis unavailable (${this.lastError?.message ?? "unknown error"})`,
       { cause: this.lastError, retryAfterMs: this.retryAfterMs() },
