@@ -57,7 +57,7 @@ async function exactCount(redis: RedisClient) {
   expect(results.filter((r) => r.allowed)).toHaveLength(100);
   expect(new Set(results.map((r) => r.backend))).toEqual(new Set(["redis"]));
   const inspector = inspectorFor("standalone")!;
-  expect(await inspector.exists(`${p}{k}:0`)).toBe(1);
+  expect(await inspector.exists(`${p}{k}:w0`)).toBe(1);
 }
 
 describe("accepted clients", () => {
@@ -250,7 +250,7 @@ it("iovalkey with keyPrefix: block() and reset() reach the keys consume() uses",
   expect((await limiter.consume("k")).allowed).toBe(false);
   await limiter.reset("k");
   expect((await limiter.consume("k")).allowed).toBe(true);
-  expect(await inspectorFor("standalone")!.exists(`${prefix}kp:rl:{k}:0`)).toBe(1);
+  expect(await inspectorFor("standalone")!.exists(`${prefix}kp:rl:{k}:w0`)).toBe(1);
 });
 
 it("node-redis 5 Cluster (no isReady getter): scripts, commands and publish work", async () => {

@@ -38,7 +38,7 @@ describe("keyPart", () => {
     const slots = new Set<number>();
     for (const input of ["{a}", "}{x}{", "", "a\r\n", "x".repeat(5000), "plain"]) {
       const base = taggedKey("rl:", input);
-      const own = await slot(`${base}:0`);
+      const own = await slot(`${base}:w0`);
       expect(await slot(`${base}:block`)).toBe(own);
       expect(await slot(`${base}:15`)).toBe(own);
       slots.add(own);

@@ -40,7 +40,7 @@ describe.each(ALL_BACKENDS)("per-request limits on %s", (backend: Backend) => {
 
   /** The entries of `key`'s state at policy position 0 ("<kind> <a> <b> <c> <until>" each). */
   async function entries(keyPrefix: string, key: string): Promise<string[][]> {
-    const raw = await inspector!.get(`${taggedKey(keyPrefix, key)}:0`);
+    const raw = await inspector!.get(`${taggedKey(keyPrefix, key)}:w0`);
     return raw === null ? [] : raw.split(";").map((entry) => entry.split(" "));
   }
 

@@ -208,7 +208,7 @@ describe("the middleware per onRedisError: Redis stopped mid-traffic, then resta
 
   /** Units Redis holds for `user` (b of the state's entry), undefined when there is no state. */
   async function countInRedis(keyPrefix: string, user: string): Promise<number | undefined> {
-    const raw = await redis.get(`${taggedKey(keyPrefix, user)}:0`);
+    const raw = await redis.get(`${taggedKey(keyPrefix, user)}:w0`);
     return raw === null ? undefined : Number(raw.split(" ")[2]);
   }
 

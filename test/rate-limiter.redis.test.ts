@@ -104,7 +104,7 @@ describe("SCRIPT FLUSH in the middle of traffic", () => {
       (stats.evalsha?.calls ?? 0) - noscript + (stats.eval?.calls ?? 0) - (stats.eval?.failed ?? 0);
     expect(executed).toBe(1000); // one execution per consume: no retry of a script that ran
     expect(stats.time?.calls).toBe(1000);
-    const state = await admin.get(`${prefix}flush:{hot}:0`); // "<kind> <start> <count> 0"
+    const state = await admin.get(`${prefix}flush:{hot}:w0`); // "<kind> <start> <count> 0"
     expect(state?.split(" ")[2]).toBe("500");
   });
 });
@@ -123,7 +123,7 @@ describe("state in Redis", () => {
     });
     const r = await l.consume("user:1", 3);
     const keys = await admin.keys(`${p}*`);
-    expect(keys).toEqual([`${p}{user:1}:0`]);
+    expect(keys).toEqual([`${p}{user:1}:w0`]);
     const ttl = await admin.pttl(keys[0]!);
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(10_000); // two windows at most

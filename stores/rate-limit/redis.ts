@@ -4,7 +4,7 @@
  *
  * Key layout for user key K and prefix P:
  *   P{K}:block   a plain key with a PX expiry while K is blocked
- *   P{K}:<i>     the state of the policy at position i (0-based) of a call: a string of up to
+ *   P{K}:w<i>    the state of the policy at position i (0-based) of a call: a string of up to
  *                MAX_ENTRIES entries separated by ";", most recently written first, each
  *                "<kind> <a> <b> <c> <until>". kind is "<algorithm code>:<windowMs>"; a, b, c
  *                are the algorithm's numbers (see each branch of CONSUME); until is the Redis
@@ -32,7 +32,7 @@ import {
  * only when all allow, so several policies are charged all-or-nothing in one atomic call.
  *
  * KEYS[1]       P{K}:block, present while K is blocked
- * KEYS[1 + i]   P{K}:<i - 1>, the state of policy i (i = 1 .. n, n = #KEYS - 1)
+ * KEYS[1 + i]   P{K}:w<i - 1>, the state of policy i (i = 1 .. n, n = #KEYS - 1)
  *
  * ARGV[1]  mode: "1" consume, "0" peek
  * ARGV[2]  cost: units charged to every policy
@@ -172,7 +172,7 @@ return out
  * their size; SET KEEPTTL keeps the expiry; other entries are kept as they are; a missing
  * state or entry is not created.
  *
- * KEYS[i]   P{K}:<i - 1>, the state of policy i (i = 1 .. n, n = #KEYS)
+ * KEYS[i]   P{K}:w<i - 1>, the state of policy i (i = 1 .. n, n = #KEYS)
  *
  * ARGV[1]  cost: units to give back
  * then 3 arguments per policy i, from base = 1 + 3 * (i - 1):
@@ -243,7 +243,7 @@ export class RedisRateLimitStore implements RateLimitStore {
     const args: (string | number)[] = [cost];
     for (let i = 0; i < policies.length; i++) {
       const p = policies[i]!;
-      keys.push(`${base}:${i}`);
+      keys.push(`${base}:w${i}`);
       args.push(kindOf(p), p.limit, markers[i] ?? 0);
     }
     await refundScript.run(this.redis, keys, args);
@@ -252,7 +252,7 @@ export class RedisRateLimitStore implements RateLimitStore {
   async reset(key: string, positions: number) {
     const base = taggedKey(this.prefix, key);
     const keys = [`${base}:block`];
-    for (let i = 0; i < positions; i++) keys.push(`${base}:${i}`);
+    for (let i = 0; i < positions; i++) keys.push(`${base}:w${i}`);
     await this.redis.command("DEL", keys);
   }
 
@@ -272,7 +272,7 @@ export class RedisRateLimitStore implements RateLimitStore {
     const args: (string | number)[] = [mode, cost, blockMs];
     for (let i = 0; i < policies.length; i++) {
       const p = policies[i]!;
-      keys.push(`${base}:${i}`);
+      keys.push(`${base}:w${i}`);
       args.push(kindOf(p), p.limit, p.windowMs);
     }
     return consumeScript
