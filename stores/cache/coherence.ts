@@ -61,11 +61,14 @@ export class Coherence {
     this.channel = `${settings.prefix}events`;
     this.known = settings.redis === undefined;
     if (settings.redis !== undefined) {
-      this.pubsub = createPubSub({
-        redis: settings.redis.client as RedisClient,
-        logger: settings.logger,
-        onResubscribed: () => this.resync(),
-      });
+      this.pubsub = createPubSub(
+        {
+          redis: settings.redis.client as RedisClient,
+          logger: settings.logger,
+          onResubscribed: () => this.resync(),
+        },
+        "cacheResponse",
+      );
       this.subscribed = this.subscribe();
     }
   }

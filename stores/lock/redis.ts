@@ -136,7 +136,7 @@ export class RedisLockStore implements LockStore {
     prefix: string,
     logger: Logger,
   ) {
-    this.pubsub = createPubSub({ redis: redis.client as RedisClient, logger });
+    this.pubsub = createPubSub({ redis: redis.client as RedisClient, logger }, "locks");
     this.channel = `${prefix}released`;
   }
 

@@ -120,8 +120,9 @@ export interface Transport {
 }
 
 /** Creates a pub/sub instance; see the module comment. */
-export function createPubSub(options: PubSubOptions = {}): PubSub {
-  const scope = "createPubSub";
+export function createPubSub(options: PubSubOptions = {}, owner?: string): PubSub {
+  // A feature's own channel is named after it in logs and health (`cacheResponse pub/sub`).
+  const scope = owner === undefined ? "createPubSub" : `${owner} pub/sub`;
   rejectUnknown(scope, options, [
     "redis",
     "maxMessageBytes",

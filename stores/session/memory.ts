@@ -238,7 +238,7 @@ export class MemorySessionStore extends Store implements UserSessionIndex {
 
   /** See `UserSessionIndex.onRevoked`. */
   onRevoked(handler: MessageHandler<SessionRevokedEvent>): Promise<() => Promise<void>> {
-    this.events ??= createPubSub({ logger: this.cfg.logger });
+    this.events ??= createPubSub({ logger: this.cfg.logger }, "MemorySessionStore");
     return this.events.subscribe(this.channel, handler);
   }
 

@@ -95,7 +95,7 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
       ping: pingOf(cfg.client),
     });
     this.call = (op) => this.switch.run(op).then(answered);
-    this.events = createPubSub({ redis: this.redis, logger: cfg.logger });
+    this.events = createPubSub({ redis: this.redis, logger: cfg.logger }, "UserSessionStore");
     // Channels are not keyPrefixed by the clients: apps sharing a Redis keep their events apart.
     this.channel = `${cfg.keyPrefix}${cfg.indexPrefix}revoked`;
     this.index = new RedisIndex({
