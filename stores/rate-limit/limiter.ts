@@ -7,6 +7,7 @@ import { InvalidOptionError } from "../core/errors.js";
 import { BackendSwitch, pingOf } from "../core/fallback.js";
 import { positiveInt } from "../core/options.js";
 import { track } from "../core/registry.js";
+import { LocalRejections } from "./local.js";
 import { MemoryRateLimitStore } from "./memory.js";
 import {
   MAX_POLICIES,
@@ -52,6 +53,8 @@ export interface RateLimiterStats {
   fallbacks: number;
   /** `"redis"`, `"memory"` (no Redis given) or `"degraded"` (Redis failing). */
   state: "redis" | "memory" | "degraded";
+  /** Rejections answered in this process from an earlier Redis rejection (no round trip). */
+  localRejections: number;
 }
 
 /** A rate limiter; see `createRateLimiter()`. */
@@ -78,6 +81,8 @@ export interface RateLimiter {
   reset(key: string): Promise<void>;
   /** Rejects every request for `key` for `ms` milliseconds. */
   block(key: string, ms: number): Promise<void>;
+  /** Stops the local rejection subscription and drops the limiter from health (the client stays yours). */
+  close(): Promise<void>;
   /** Counters for monitoring. */
   stats(): RateLimiterStats;
 }
@@ -104,6 +109,8 @@ class Limiter implements RateLimiter {
   private readonly memory: MemoryRateLimitStore | undefined;
   /** Policy positions `reset()` clears: every one a call may use. */
   private readonly positions: number;
+  /** Rejections Redis gave, answered here until their retry time (Redis only; see local.ts). */
+  private readonly local: LocalRejections | undefined;
   private allowed = 0;
   private blocked = 0;
   private refunds = 0;
@@ -130,6 +137,10 @@ class Limiter implements RateLimiter {
       logger: config.logger,
       ping: pingOf(config.redis),
     });
+    this.local =
+      config.redis !== undefined && config.localRejections > 0
+        ? new LocalRejections(config.redis, config.prefix, config.localRejections, config.logger)
+        : undefined;
     track("rateLimiter", config.prefix, this, config.redis);
   }
 
@@ -140,7 +151,17 @@ class Limiter implements RateLimiter {
     } catch (err) {
       return Promise.reject(err);
     }
+    // The limiter's own policies only: a local entry says nothing of per-call limits.
+    const local = policies === this.policies ? this.local : undefined;
+    if (local !== undefined) {
+      const known = local.check(key, cost);
+      if (known !== undefined) {
+        this.blocked++;
+        return Promise.resolve(summarize(known, "redis"));
+      }
+    }
     const blockMs = this.config.blockDurationMs;
+    const sentAt = Date.now();
     return this.switch
       .run((store) => store.consume(key, policies, cost, blockMs))
       .then((answer) => {
@@ -149,7 +170,12 @@ class Limiter implements RateLimiter {
         const charge = new Charge(key, cost, policies, value.markers, backend);
         const result = summarize(value, backend, charge);
         if (result.allowed) this.allowed++;
-        else this.blocked++;
+        else {
+          this.blocked++;
+          if (local !== undefined && backend === "redis") {
+            local.remember(key, cost, sentAt, result.retryAfterMs, value);
+          }
+        }
         return result;
       });
   }
@@ -171,14 +197,26 @@ class Limiter implements RateLimiter {
     }
     // Charged on Redis: refund there or nowhere (never into memory, which was not charged).
     this.refunds++;
-    const done = await this.switch.tryRedis((store) => store.refund(key, policies, cost, markers));
+    const outcome = { lifted: false };
+    const done = await this.switch.tryRedis(async (store) => {
+      outcome.lifted = await store.refund(key, policies, cost, markers);
+    });
     if (!done) this.droppedRefunds++;
+    // A rejection was outstanding: every process's local answer for the key goes.
+    if (this.local !== undefined) await this.local.lift(key, outcome.lifted);
   }
 
   async reset(key: string): Promise<void> {
     checkKey(this.scope, "reset", key);
     await this.memory?.reset(key, this.positions);
     await this.switch.run((store) => store.reset(key, this.positions));
+    await this.local?.lift(key, true);
+  }
+
+  /** Closes the local rejection subscription and forgets the limiter for health. */
+  async close(): Promise<void> {
+    this.switch.close();
+    await this.local?.close();
   }
 
   async block(key: string, ms: number): Promise<void> {
@@ -194,6 +232,7 @@ class Limiter implements RateLimiter {
       refunds: this.refunds,
       droppedRefunds: this.droppedRefunds,
       fallbacks: this.switch.fallbacks,
+      localRejections: this.local?.answered ?? 0,
       state: this.switch.state,
     };
   }

@@ -63,7 +63,12 @@ export class MemoryRateLimitStore implements RateLimitStore {
     return this.evaluate(keyPart(key), policies, cost, 0, false);
   }
 
-  async refund(key: string, policies: readonly Policy[], cost: number, markers: readonly number[]) {
+  async refund(
+    key: string,
+    policies: readonly Policy[],
+    cost: number,
+    markers: readonly number[],
+  ): Promise<boolean> {
     policies.forEach((p, i) => {
       const state = this.states.get(`${keyPart(key)}\n${i}`)?.find((s) => s.kind === kindOf(p));
       if (state === undefined) return;
@@ -79,6 +84,7 @@ export class MemoryRateLimitStore implements RateLimitStore {
         state.a -= (cost * p.windowMs) / p.limit;
       }
     });
+    return false; // no other process reads this memory
   }
 
   async reset(key: string, positions: number) {

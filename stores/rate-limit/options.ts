@@ -83,6 +83,13 @@ export interface RateLimiterOptions {
    */
   memory?: { maxKeys?: number };
   /**
+   * With Redis: once Redis rejects a key, reject its further requests in this process until the
+   * retry time Redis gave (the same result, no round trip), lifted in every process by a refund
+   * or a reset. `maxKeys` bounds the table (least recently used dropped); `false` turns it off.
+   * @default { maxKeys: 10000 }
+   */
+  localRejections?: false | { maxKeys?: number };
+  /**
    * Where transitions (Redis down, Redis back) are logged.
    * @default console
    */
@@ -104,6 +111,8 @@ export interface RateLimiterConfig {
   onRedisError: OnRedisError;
   recheckMs: number;
   maxKeys: number;
+  /** Bound of the local rejection table; 0 when off (or no Redis). */
+  localRejections: number;
   logger: Logger;
   /** This instance's coded warnings (each logged once). */
   warnings: Warnings;
@@ -122,6 +131,7 @@ export const LIMITER_OPTIONS = [
   "onRedisError",
   "recheckMs",
   "memory",
+  "localRejections",
   "logger",
 ] as const;
 
@@ -170,6 +180,7 @@ export function parseRateLimiterOptions(
     blockDurationMs: nonNegativeInt(scope, "blockDurationMs", options.blockDurationMs, 0),
     ...parseFailureOptions(scope, "rateLimit", options),
     maxKeys: positiveInt(scope, "memory.maxKeys", memory.maxKeys, 100_000),
+    localRejections: parseLocalRejections(scope, options.localRejections),
     logger,
     warnings,
   };
@@ -227,4 +238,14 @@ export function parsePolicy(scope: string, path: string, p: PolicyOptions): Poli
     fail(scope, `${path}name`, "1 to 64 letters, digits, '.', '_' or '-'", name);
   }
   return { name, limit, windowMs, algorithm };
+}
+
+function parseLocalRejections(scope: string, value: RateLimiterOptions["localRejections"]): number {
+  if (value === false) return 0;
+  if (value === undefined) return 10_000;
+  if (typeof value !== "object" || value === null) {
+    fail(scope, "localRejections", "false or { maxKeys }", value);
+  }
+  rejectUnknown(`${scope}: localRejections`, value, ["maxKeys"]);
+  return positiveInt(scope, "localRejections.maxKeys", value.maxKeys, 10_000);
 }

@@ -4,6 +4,7 @@
  *
  * Key layout for user key K and prefix P:
  *   P{K}:block   a plain key with a PX expiry while K is blocked
+ *   P{K}:rej     a plain key with a PX expiry while a rejection of K may be answered locally
  *   P{K}:w<i>    the state of the policy at position i (0-based) of a call: a string of up to
  *                MAX_ENTRIES entries separated by ";", most recently written first, each
  *                "<kind> <a> <b> <c> <until>". kind is "<algorithm code>:<windowMs>"; a, b, c
@@ -32,7 +33,9 @@ import {
  * only when all allow, so several policies are charged all-or-nothing in one atomic call.
  *
  * KEYS[1]       P{K}:block, present while K is blocked
- * KEYS[1 + i]   P{K}:w<i - 1>, the state of policy i (i = 1 .. n, n = #KEYS - 1)
+ * KEYS[2]       P{K}:rej, present while a rejection may be answered locally somewhere
+ *               (written on a rejection of a consume, PX its retry time; see local.ts)
+ * KEYS[2 + i]   P{K}:w<i - 1>, the state of policy i (i = 1 .. n, n = #KEYS - 2)
  *
  * ARGV[1]  mode: "1" consume, "0" peek
  * ARGV[2]  cost: units charged to every policy
@@ -54,7 +57,7 @@ local now = t[1] * 1000 + t[2] / 1000
 local consume, cost, blockMs = ARGV[1] == '1', tonumber(ARGV[2]), tonumber(ARGV[3])
 local blocked = redis.call('PTTL', KEYS[1])
 if blocked < 0 then blocked = 0 end
-local n = #KEYS - 1
+local n = #KEYS - 2
 local all, never = blocked == 0, false
 -- per policy i, 10 slots from j = 10 * (i - 1): [j+1] ok, [j+2] avail, [j+3] reset,
 -- [j+4] reset if charged, [j+5] retry, [j+6] marker, [j+7] new entry, [j+8] ttl,
@@ -66,7 +69,7 @@ for i = 1, n do
   local algo = string.byte(kind) - 48
   local a, b, c
   local rest, restUntil, kept = '', 0, 0
-  local s = redis.call('GET', KEYS[i + 1])
+  local s = redis.call('GET', KEYS[i + 2])
   if s then
     for k, sa, sb, sc, su in string.gmatch(s, '([^ ;]+) ([^ ;]+) ([^ ;]+) ([^ ;]+) ([^ ;]+)') do
       if k == kind then
@@ -144,13 +147,25 @@ if consume and not all and not never and blockMs > 0 and blocked == 0 then
   redis.call('SET', KEYS[1], '1', 'PX', blockMs)
   blocked = blockMs
 end
+if consume and not all and not never then
+  -- a rejection: leave the flag as long as the longest wait, for REFUND to find
+  local longest = blocked
+  for i = 1, n do
+    local j = 10 * (i - 1)
+    if not st[j + 1] and st[j + 5] > longest then longest = st[j + 5] end
+  end
+  longest = math.ceil(longest)
+  if longest > 0 and redis.call('PTTL', KEYS[2]) < longest then
+    redis.call('SET', KEYS[2], '1', 'PX', longest)
+  end
+end
 local out = { blocked }
 for i = 1, n do
   local j = 10 * (i - 1)
   local ok, remaining, reset, retry = st[j + 1], st[j + 2], st[j + 3], 0
   if charge then
     local px = math.max(st[j + 8], st[j + 10] - now)
-    redis.call('SET', KEYS[i + 1], st[j + 7] .. st[j + 9], 'PX', math.max(1, math.ceil(px)))
+    redis.call('SET', KEYS[i + 2], st[j + 7] .. st[j + 9], 'PX', math.max(1, math.ceil(px)))
     remaining, reset = remaining - cost, st[j + 4]
   elseif not ok then
     retry = st[j + 5]
@@ -172,7 +187,8 @@ return out
  * their size; SET KEEPTTL keeps the expiry; other entries are kept as they are; a missing
  * state or entry is not created.
  *
- * KEYS[i]   P{K}:w<i - 1>, the state of policy i (i = 1 .. n, n = #KEYS)
+ * KEYS[i]       P{K}:w<i - 1>, the state of policy i (i = 1 .. n, n = #KEYS - 1)
+ * KEYS[n + 1]   P{K}:rej, the rejection flag CONSUME leaves (deleted here)
  *
  * ARGV[1]  cost: units to give back
  * then 3 arguments per policy i, from base = 1 + 3 * (i - 1):
@@ -180,11 +196,13 @@ return out
  *   ARGV[base + 2]  limit
  *   ARGV[base + 3]  marker: what CONSUME answered for this policy (the window it charged)
  *
- * Reply: 0
+ * Reply: 1 when the rejection flag was there (a rejection may be answered locally in some
+ * process: the caller publishes the key), else 0
  */
 const REFUND = `
 local cost = tonumber(ARGV[1])
-for i = 1, #KEYS do
+local n = #KEYS - 1
+for i = 1, n do
   local base = 1 + 3 * (i - 1)
   local kind, limit, marker = ARGV[base + 1], tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
   local s = redis.call('GET', KEYS[i])
@@ -216,7 +234,7 @@ for i = 1, #KEYS do
     if changed then redis.call('SET', KEYS[i], table.concat(entries, ';'), 'KEEPTTL') end
   end
 end
-return 0
+return redis.call('DEL', KEYS[n + 1])
 `;
 
 const consumeScript = defineScript("ratelimit_consume", CONSUME);
@@ -237,6 +255,7 @@ export class RedisRateLimitStore implements RateLimitStore {
     return this.evaluate(key, policies, cost, 0, "0");
   }
 
+  /** Resolves true when a rejection was outstanding (its flag was there): publish the key. */
   async refund(key: string, policies: readonly Policy[], cost: number, markers: readonly number[]) {
     const base = taggedKey(this.prefix, key);
     const keys: string[] = [];
@@ -246,12 +265,13 @@ export class RedisRateLimitStore implements RateLimitStore {
       keys.push(`${base}:w${i}`);
       args.push(kindOf(p), p.limit, markers[i] ?? 0);
     }
-    await refundScript.run(this.redis, keys, args);
+    keys.push(`${base}:rej`);
+    return Number(await refundScript.run(this.redis, keys, args)) === 1;
   }
 
   async reset(key: string, positions: number) {
     const base = taggedKey(this.prefix, key);
-    const keys = [`${base}:block`];
+    const keys = [`${base}:block`, `${base}:rej`];
     for (let i = 0; i < positions; i++) keys.push(`${base}:w${i}`);
     await this.redis.command("DEL", keys);
   }
@@ -268,7 +288,7 @@ export class RedisRateLimitStore implements RateLimitStore {
     mode: "0" | "1",
   ): Promise<StoreAnswer> {
     const base = taggedKey(this.prefix, key);
-    const keys = [`${base}:block`];
+    const keys = [`${base}:block`, `${base}:rej`];
     const args: (string | number)[] = [mode, cost, blockMs];
     for (let i = 0; i < policies.length; i++) {
       const p = policies[i]!;

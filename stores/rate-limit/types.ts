@@ -93,13 +93,17 @@ export interface RateLimitStore {
   ): Promise<StoreAnswer>;
   /** Evaluates a request of `cost` without charging anything. */
   peek(key: string, policies: readonly Policy[], cost: number): Promise<StoreAnswer>;
-  /** Gives back `cost` charged by the consume that returned `markers`; never below zero. */
+  /**
+   * Gives back `cost` charged by the consume that returned `markers`; never below zero.
+   * Resolves true when a rejection of `key` was outstanding (Redis: other processes may answer
+   * it locally and must hear of the refund).
+   */
   refund(
     key: string,
     policies: readonly Policy[],
     cost: number,
     markers: readonly number[],
-  ): Promise<void>;
+  ): Promise<boolean>;
   /** Forgets `key`'s block and the state (every window) of policy positions below `positions`. */
   reset(key: string, positions: number): Promise<void>;
   /** Rejects every request for `key` during `ms` milliseconds. */
