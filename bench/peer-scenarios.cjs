@@ -1,4 +1,4 @@
-'use strict';
+"use strict";
 // express-redis-kit scenarios for the shared peer bench (../shared/peer-bench, issue 12).
 // Same shape as its scenarios/peers.js: each entry is { label, check?, setup(ctx) } and setup
 // returns { mw, routes?, prime?, close? }. `ctx.projectDir` is this checkout: run `npm run build`
@@ -28,7 +28,7 @@ module.exports = {
   // rateLimit(), one policy, defaults (sliding window, draft-8 headers with the HMAC pk,
   // default key = normalizeIp(req.ip)). Compare with c_erl_redis, d_rlf_redis, f_phys.
   p_rateLimit: {
-    label: '(p1) project rateLimit(), one policy, defaults',
+    label: "(p1) project rateLimit(), one policy, defaults",
     setup: async (ctx) => {
       const client = ctx.newRedis();
       return { mw: [lib(ctx).rateLimit({ redis: client, limit: HUGE, windowMs: 60_000 })] };
@@ -37,7 +37,7 @@ module.exports = {
 
   // rateLimit(), two policies (burst + day, as the README's example and `erk-2p`), one script.
   p_rateLimit_two: {
-    label: '(p1b) project rateLimit(), two policies (1 s burst + 1 day fixed)',
+    label: "(p1b) project rateLimit(), two policies (1 s burst + 1 day fixed)",
     setup: async (ctx) => {
       const client = ctx.newRedis();
       return {
@@ -45,8 +45,8 @@ module.exports = {
           lib(ctx).rateLimit({
             redis: client,
             policies: [
-              { name: 'burst', limit: HUGE, windowMs: 1_000 },
-              { name: 'daily', limit: HUGE, windowMs: 86_400_000, algorithm: 'fixed-window' },
+              { name: "burst", limit: HUGE, windowMs: 1_000 },
+              { name: "daily", limit: HUGE, windowMs: 86_400_000, algorithm: "fixed-window" },
             ],
           }),
         ],
@@ -56,7 +56,7 @@ module.exports = {
 
   // p_rateLimit on an ioredis client with enableAutoPipelining (compare with g_phys_autopipe).
   p_rateLimit_autopipe: {
-    label: '(p1c) project rateLimit(), enableAutoPipelining',
+    label: "(p1c) project rateLimit(), enableAutoPipelining",
     check: true,
     setup: async (ctx) => {
       const client = ctx.newRedis({ enableAutoPipelining: true });
@@ -64,11 +64,25 @@ module.exports = {
     },
   },
 
+  // p_rateLimit with `headers: false` (a 429 would still get Retry-After): separates the cost
+  // of the draft-8 headers (HMAC pk, two header strings, Node's header validation and output)
+  // from the rest of the limiter. Like f_phys, it answers with no rate-limit headers.
+  p_rateLimit_noheaders: {
+    label: "(p1d) project rateLimit(), headers: false",
+    check: true,
+    setup: async (ctx) => {
+      const client = ctx.newRedis();
+      return {
+        mw: [lib(ctx).rateLimit({ redis: client, limit: HUGE, windowMs: 60_000, headers: false })],
+      };
+    },
+  },
+
   // Flood: one client over its limit (1 per minute): every measured request is rejected (429,
   // draft-8 headers, Retry-After, JSON body). The errors / non-2xx column is ~100 % by design.
   // Compare with x_erl_memory_flood (x1), x_erl_redis_flood (x2), x_rlf_flood_block (x3).
   p_flood: {
-    label: '(p1f) project rateLimit(), flood (all 429; compare x1-x3)',
+    label: "(p1f) project rateLimit(), flood (all 429; compare x1-x3)",
     check: true,
     setup: async (ctx) => {
       const client = ctx.newRedis();
@@ -78,7 +92,7 @@ module.exports = {
 
   // cacheResponse() Redis hits (the warm-up takes the one miss). Compare with e2_apicache_redis_shim.
   p_cache_redis: {
-    label: '(p3) project cacheResponse(), Redis hits',
+    label: "(p3) project cacheResponse(), Redis hits",
     setup: async (ctx) => {
       const client = ctx.newRedis();
       const cache = lib(ctx).cacheResponse({ redis: client, ttlMs: 600_000 });
@@ -89,10 +103,14 @@ module.exports = {
   // cacheResponse() with the in-process memory tier in front of Redis, hits served from memory.
   // Compare with e_apicache_memory.
   p_cache_memory: {
-    label: '(p3b) project cacheResponse() + memory tier, hits',
+    label: "(p3b) project cacheResponse() + memory tier, hits",
     setup: async (ctx) => {
       const client = ctx.newRedis();
-      const cache = lib(ctx).cacheResponse({ redis: client, ttlMs: 600_000, memory: { maxEntries: 1000 } });
+      const cache = lib(ctx).cacheResponse({
+        redis: client,
+        ttlMs: 600_000,
+        memory: { maxEntries: 1000 },
+      });
       return { mw: [cache], close: () => cache.close() };
     },
   },
@@ -100,11 +118,11 @@ module.exports = {
   // requireLock(), uncontended: a new resource per request, acquire before the handler and
   // release on 'finish' (autoExtend on, the default). Compare with f2_phys_two (two EVALSHA).
   p_lock: {
-    label: '(p4) project requireLock(), uncontended acquire + release',
+    label: "(p4) project requireLock(), uncontended acquire + release",
     setup: async (ctx) => {
       const client = ctx.newRedis();
       let n = 0;
-      const mw = lib(ctx).requireLock({ redis: client, key: () => 'k' + n++, ttlMs: 5_000 });
+      const mw = lib(ctx).requireLock({ redis: client, key: () => "k" + n++, ttlMs: 5_000 });
       return { mw: [mw] };
     },
   },
@@ -112,29 +130,32 @@ module.exports = {
   // UserSessionStore read path: express-session, the cookie from /login reused on every request
   // (same shape as h_session_redis: resave false, saveUninitialized false, a requireUser check).
   p_session: {
-    label: '(p5) project UserSessionStore read path (express-session)',
+    label: "(p5) project UserSessionStore read path (express-session)",
     setup: async (ctx) => {
-      const session = require('module').createRequire(ctx.projectDir + '/package.json')('express-session');
+      const session = require("module").createRequire(ctx.projectDir + "/package.json")(
+        "express-session",
+      );
       const client = ctx.newRedis();
       const sessionMw = session({
         store: new (lib(ctx).UserSessionStore)({ client }),
-        secret: 'bench-secret',
+        secret: "bench-secret",
         resave: false,
         saveUninitialized: false,
       });
-      const requireUser = (req, res, next) => (req.session && req.session.user ? next() : res.status(401).end());
+      const requireUser = (req, res, next) =>
+        req.session && req.session.user ? next() : res.status(401).end();
       return {
         mw: [sessionMw, requireUser],
         routes: (app) =>
-          app.get('/login', sessionMw, (req, res) => {
-            req.session.user = { id: 1, name: 'bench' };
+          app.get("/login", sessionMw, (req, res) => {
+            req.session.user = { id: 1, name: "bench" };
             res.json({ ok: true });
           }),
         prime: async (base) => {
-          const r = await fetch(base + '/login');
-          const sc = r.headers.get('set-cookie');
-          if (!sc) throw new Error('no session cookie from /login');
-          return ['Cookie: ' + sc.split(';')[0]];
+          const r = await fetch(base + "/login");
+          const sc = r.headers.get("set-cookie");
+          if (!sc) throw new Error("no session cookie from /login");
+          return ["Cookie: " + sc.split(";")[0]];
         },
       };
     },

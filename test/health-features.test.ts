@@ -105,6 +105,7 @@ it("a feature on its fallback makes health 503 even while the checked Redis answ
     windowMs: 60_000,
     onRedisError: "memory",
     recheckMs,
+    localRejections: false, // its pub/sub channel would be one more feature in the list
     logger: quiet,
   });
   made.push(limiter);

@@ -63,7 +63,12 @@ const FEATURE_MODULES: Record<string, RegExp> = {
   pubsub: /\/(stores\/pubsub|middleware\/sse)/,
 };
 /** Cache purges, lock releases and session revocations travel over pub/sub. */
-const USES: Record<string, string[]> = { cache: ["pubsub"], lock: ["pubsub"], session: ["pubsub"] };
+const USES: Record<string, string[]> = {
+  "rate-limit": ["pubsub"],
+  cache: ["pubsub"],
+  lock: ["pubsub"],
+  session: ["pubsub"],
+};
 const specs = ["express-redis-kit", ...Object.keys(SUBPATHS).map((s) => `express-redis-kit/${s}`)];
 
 beforeAll(() => {
