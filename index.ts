@@ -62,11 +62,8 @@ export {
   RedisTimeoutError,
   StoreUnavailableError,
 } from "./stores/core/errors.js";
-export type {
-  FailureOptions,
-  FeatureState,
-  OnRedisError,
-} from "./stores/core/fallback.js";
+export type { FailureOptions, OnRedisError } from "./stores/core/failure.js";
+export type { FeatureState } from "./stores/core/fallback.js";
 export {
   checkRedisHealth,
   type HealthCheckOptions,

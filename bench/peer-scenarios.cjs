@@ -142,8 +142,7 @@ module.exports = {
         resave: false,
         saveUninitialized: false,
       });
-      const requireUser = (req, res, next) =>
-        req.session && req.session.user ? next() : res.status(401).end();
+      const requireUser = (req, res, next) => (req.session?.user ? next() : res.status(401).end());
       return {
         mw: [sessionMw, requireUser],
         routes: (app) =>

@@ -18,7 +18,7 @@ export {
   RedisTimeoutError,
   StoreUnavailableError,
 } from "../stores/core/errors.js";
-export type { FailureOptions, OnRedisError } from "../stores/core/fallback.js";
+export type { FailureOptions, OnRedisError } from "../stores/core/failure.js";
 export type { Logger } from "../stores/core/logger.js";
 export type { RedisClient } from "../stores/core/scripts.js";
 export {

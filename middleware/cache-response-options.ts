@@ -7,7 +7,7 @@ import type { Request, Response } from "express";
 import { DEFAULT_MEMORY_LIMITS } from "../stores/cache/types.js";
 import type { RedisDriver } from "../stores/core/driver.js";
 import { InvalidOptionError } from "../stores/core/errors.js";
-import { parseFailureOptions } from "../stores/core/fallback.js";
+import { parseFailureOptions } from "../stores/core/failure.js";
 import { parsePrefix } from "../stores/core/keys.js";
 import { consoleLogger, type Logger, Warnings } from "../stores/core/logger.js";
 import {

@@ -18,7 +18,7 @@ import {
   StoreUnavailableError,
   toError,
 } from "../stores/core/errors.js";
-import { parseFailureOptions } from "../stores/core/fallback.js";
+import { parseFailureOptions } from "../stores/core/failure.js";
 import { parsePrefix } from "../stores/core/keys.js";
 import { consoleLogger, type Logger } from "../stores/core/logger.js";
 import {

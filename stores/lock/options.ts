@@ -4,7 +4,7 @@
  */
 import type { RedisDriver } from "../core/driver.js";
 import { InvalidOptionError } from "../core/errors.js";
-import { parseFailureOptions } from "../core/fallback.js";
+import { parseFailureOptions } from "../core/failure.js";
 import { parsePrefix } from "../core/keys.js";
 import { consoleLogger, type Logger } from "../core/logger.js";
 import { fail, optionalRedis, rejectUnknown, show } from "../core/options.js";

@@ -8,7 +8,8 @@
  */
 import { randomUUID } from "node:crypto";
 import { toError } from "../core/errors.js";
-import { BackendSwitch, parseFailureOptions, pingOf } from "../core/fallback.js";
+import { parseFailureOptions } from "../core/failure.js";
+import { BackendSwitch, pingOf } from "../core/fallback.js";
 import { consoleLogger, type Logger } from "../core/logger.js";
 import { optionalRedis, positiveInt, rejectUnknown } from "../core/options.js";
 import { track, untrack } from "../core/registry.js";

@@ -4,7 +4,7 @@
  */
 
 import type { RedisDriver } from "../core/driver.js";
-import { type OnRedisError, parseFailureOptions } from "../core/fallback.js";
+import { type OnRedisError, parseFailureOptions } from "../core/failure.js";
 import { parsePrefix } from "../core/keys.js";
 import { consoleLogger, type Logger, Warnings } from "../core/logger.js";
 import {

@@ -1,7 +1,7 @@
 /**
  * `createSessionStore()`: the Redis store when a client is given, the memory store otherwise.
  */
-import { parseFailureOptions } from "../core/fallback.js";
+import { parseFailureOptions } from "../core/failure.js";
 import { fail, rejectUnknown } from "../core/options.js";
 import { MemorySessionStore } from "./memory.js";
 import {

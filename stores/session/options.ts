@@ -4,7 +4,7 @@
 import type { SessionData } from "express-session";
 import { ACCEPTED_CLIENTS } from "../core/drivers.js";
 import { InvalidOptionError } from "../core/errors.js";
-import { parseFailureOptions } from "../core/fallback.js";
+import { parseFailureOptions } from "../core/failure.js";
 import { consoleLogger, type Logger } from "../core/logger.js";
 import {
   bool,
