@@ -221,7 +221,10 @@ class Manager implements LockManager, LockHost {
         if (head && skip) skip = false;
         else if (head) {
           const answer = await this.attempt(resource, key, token, ttlMs, true);
-          if (answer instanceof HeldLock) return answer;
+          if (answer instanceof HeldLock) {
+            leased = false; // the acquire script dropped the lease with it
+            return answer;
+          }
           leased = true;
           retryAfterMs = answer.retryAfterMs;
         }
@@ -237,7 +240,7 @@ class Manager implements LockManager, LockHost {
       signal?.removeEventListener("abort", onAbort);
       this.counters.waitMs += Date.now() - started;
       dequeue(this.queues, key, queue, me);
-      if (leased) this.background((store) => store.leave(key, token)); // no-op once acquired
+      if (leased) this.background((store) => store.leave(key, token));
     }
   }
 

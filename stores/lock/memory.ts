@@ -58,7 +58,7 @@ export class MemoryLockStore implements LockStore {
     }
     queued?.delete(token);
     locks.set(key, { token, expiresAt: now + ttlMs });
-    // Microseconds of the clock as a floor, like the Redis store.
+    // The clock in microseconds as a floor (the Redis store starts a new counter there).
     const fence = Math.max((fences.get(key) ?? 0) + 1, now * 1000);
     fences.set(key, fence);
     if (locks.size > 10_000) sweep(now);
