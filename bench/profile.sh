@@ -7,6 +7,7 @@
 # Each scenario (the project's from bench/peer-scenarios.cjs, or a peer's by name) runs in turn
 # on a redis-server of its own (port REDIS_PORT, default 6391) with the same shape as
 # ../shared/peer-bench: server pinned to cpu 0, wrk -t1 -c50 and Redis pinned to cpu 1.
+# PROFILE=0 measures without the profiler (server CPU µs/req from /proc, for A/B runs).
 # Env: DURATION=8 (seconds profiled, after 2 s of warm-up), TOP=25, PEERBENCH=../shared/peer-bench,
 # WORKDIR=${TMPDIR:-/tmp}/peerbench (shared with run.sh), OUT=bench/results/profile-<stamp>.
 set -euo pipefail
@@ -41,7 +42,9 @@ export PROJECT_DIR=$ROOT EXTRA_SCENARIOS=$ROOT/bench/peer-scenarios.cjs REDIS_PO
 for scenario in "$@"; do
   redis-cli -p "$REDIS_PORT" flushall >/dev/null
   redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
-  (cd "$WORKDIR" && exec taskset -c 0 node --cpu-prof --cpu-prof-dir="$OUT/$scenario" server.js "$scenario") &
+  prof=(--cpu-prof --cpu-prof-dir="$OUT/$scenario")
+  [ "${PROFILE:-1}" = 1 ] || prof=()
+  (cd "$WORKDIR" && exec taskset -c 0 node "${prof[@]}" server.js "$scenario") &
   server=$!
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/__stats" >/dev/null 2>&1 && break; sleep 0.1; done
   prime=$(curl -s "http://127.0.0.1:$PORT/__prime" || true)
@@ -49,13 +52,18 @@ for scenario in "$@"; do
   cookie=$(node -e 'try{for(const h of JSON.parse(process.argv[1]).headers||[])console.log(h)}catch{}' "$prime")
   while IFS= read -r line; do [ -n "$line" ] && header+=(-H "$line"); done <<<"$cookie"
   taskset -c 1 wrk -t1 -c50 -d2s "${header[@]}" "http://127.0.0.1:$PORT/api" >/dev/null
-  taskset -c 1 wrk -t1 -c50 -d"${DURATION}s" "${header[@]}" "http://127.0.0.1:$PORT/api" |
-    grep -E "Requests/sec|Non-2xx" | sed "s/^/$scenario: /"
+  ticks0=$(awk '{print $14 + $15}' "/proc/$server/stat")
+  taskset -c 1 wrk -t1 -c50 -d"${DURATION}s" "${header[@]}" "http://127.0.0.1:$PORT/api" >"$OUT/wrk.txt"
+  ticks1=$(awk '{print $14 + $15}' "/proc/$server/stat")
+  requests=$(awk '/requests in/ {print $1}' "$OUT/wrk.txt")
+  rps=$(awk '/Requests\/sec/ {print $2}' "$OUT/wrk.txt")
+  hz=$(getconf CLK_TCK)
+  echo "$scenario: $rps req/s, server CPU $(((ticks1 - ticks0) * 1000000 / hz / requests)) us/req$(grep -o 'Non-2xx.*' "$OUT/wrk.txt" | sed 's/^/, /')"
   redis-cli -p "$REDIS_PORT" info commandstats | grep -o '^cmdstat_[a-z]*:calls=[0-9]*' |
     tr '\n' ' ' | sed "s/^/$scenario redis: /"
   echo
   kill -INT "$server"
   wait "$server" 2>/dev/null || true
-  node "$ROOT/bench/profile-top.cjs" "$OUT/$scenario" "$TOP"
+  [ "${PROFILE:-1}" = 1 ] && node "$ROOT/bench/profile-top.cjs" "$OUT/$scenario" "$TOP"
 done
 echo "profiles: $OUT"

@@ -21,6 +21,7 @@ import {
   type RateLimitRejection,
   SCOPE,
 } from "./rate-limit-options.js";
+import { Slot } from "./slot.js";
 import { answerUnavailable } from "./unavailable.js";
 
 export type {
@@ -31,6 +32,9 @@ export type {
 } from "./rate-limit-options.js";
 
 const noop = () => {};
+
+/** `req.rateLimit`, kept off the request object (see slot.ts). */
+const resultSlot = new Slot<RateLimitResult>("rateLimit");
 
 declare global {
   namespace Express {
@@ -193,7 +197,7 @@ export function rateLimit(options: RateLimitOptions = {}): RateLimitMiddleware {
     result: RateLimitResult,
   ): void {
     try {
-      req.rateLimit = result;
+      resultSlot.set(req, result);
       headers.set(res, result, key);
       if (!result.allowed) {
         setRetryAfter(res, result);

@@ -18,6 +18,7 @@ import {
   type SubscriberEvents,
 } from "./driver.js";
 import { InvalidOptionError } from "./errors.js";
+import { observeScript } from "./registry.js";
 
 /** The part of an ioredis (or iovalkey) node connection this adapter uses. */
 interface IoNode {
@@ -112,10 +113,19 @@ class IoredisDriver implements RedisDriver {
     for (const key of keys) flat.push(key);
     for (const arg of args) flat.push(arg);
     const method = this.methods[buffers ? `${command}Buffer` : command]!;
-    const reply = method.apply(this.client, flat as [number, ...Arg[]]);
+    const started = performance.now();
     // ioredis 6 may speak RESP3 (its `protocol` option), where a Lua boolean arrives as a
-    // boolean: normalised as for node-redis.
-    return reply.then(normalizeReply);
+    // boolean: normalised as for node-redis. Latency recorded in the same continuation.
+    return method.apply(this.client, flat as [number, ...Arg[]]).then(
+      (reply) => {
+        observeScript(command, started, false);
+        return normalizeReply(reply);
+      },
+      (err: unknown) => {
+        observeScript(command, started, true);
+        throw err;
+      },
+    );
   }
 
   command(name: string, keys: readonly string[], args: readonly Arg[] = []): Promise<unknown> {

@@ -12,10 +12,10 @@
 import type { RedisDriver } from "./driver.js";
 import { RedisTimeoutError, StoreUnavailableError, toError } from "./errors.js";
 import type { OnRedisError } from "./failure.js";
+import { type Backend, type CallHost, Deadlines, InFlight } from "./in-flight.js";
 import type { Logger } from "./logger.js";
 
-/** Which backend served a call. */
-export type Backend = "redis" | "memory";
+export type { Backend } from "./in-flight.js";
 
 /** Options of `BackendSwitch`. */
 export interface BackendSwitchOptions<S> {
@@ -61,6 +61,9 @@ const switchFinalizer = new FinalizationRegistry<{
   ref: WeakRef<BackendSwitch<unknown>>;
 }>((entry) => switches.delete(entry));
 
+const answer = <T>(value: T, backend: Backend) => ({ value, backend });
+const open = () => undefined;
+
 /** The state of every live feature instance in this process (weakly held). */
 export function featureStates(): FeatureState[] {
   const out: FeatureState[] = [];
@@ -89,7 +92,7 @@ export function pingOf(driver: RedisDriver | undefined): (() => Promise<unknown>
 }
 
 /** Routes calls to Redis or memory; see the module comment. */
-export class BackendSwitch<S> {
+export class BackendSwitch<S> implements CallHost<S> {
   private degraded = false;
   private probing = false;
   private nextProbeAt = 0;
@@ -100,6 +103,7 @@ export class BackendSwitch<S> {
   private pingTimer: NodeJS.Timeout | undefined;
   /** Calls answered by the fallback (memory, open or closed) since creation. */
   fallbacks = 0;
+  private readonly deadlines: Deadlines;
 
   constructor(private readonly options: BackendSwitchOptions<S>) {
     if (
@@ -110,6 +114,7 @@ export class BackendSwitch<S> {
         `${options.scope}: a BackendSwitch without Redis or in mode memory needs a memory store`,
       );
     }
+    this.deadlines = new Deadlines(options.timeoutMs);
     const entry = { scope: options.scope, ref: new WeakRef(this) };
     switches.add(entry);
     switchFinalizer.register(this, entry, this);
@@ -144,25 +149,49 @@ export class BackendSwitch<S> {
    * the mode is `"open"`; rejects with `StoreUnavailableError` when the mode is `"closed"`.
    */
   run<T>(op: (store: S) => Promise<T>): Promise<{ value: T; backend: Backend } | undefined> {
+    return this.runThen(op, answer, open);
+  }
+
+  /**
+   * `run()` with the answer mapped in the same continuation, for hot paths (no wrapper object,
+   * no extra promise): `map(value, backend)`, or `open()` when the `"open"` mode answers.
+   */
+  runThen<T, R>(
+    op: (store: S) => Promise<T>,
+    map: (value: T, backend: Backend) => R,
+    open: () => R,
+  ): Promise<R> {
     const { redis } = this.options;
-    if (redis === undefined || this.degraded) return this.runSlow(op);
-    // The hot path: Redis healthy. No async frame, one continuation.
+    if (redis === undefined || this.degraded) {
+      return this.runSlow(op).then((a) => (a === undefined ? open() : map(a.value, a.backend)));
+    }
+    // The hot path: Redis healthy. No async frame, no timer of its own (the deadline queue
+    // holds one timer for every call in flight), one continuation.
     let pending: Promise<T>;
     try {
       pending = op(redis);
     } catch (err) {
       pending = Promise.reject(err); // a client that throws instead of rejecting
     }
-    return withTimeout(pending, this.options.timeoutMs).then(
-      (value) => {
-        this.failures = 0;
-        return { value, backend: "redis" as const };
-      },
-      (err: unknown) => {
-        this.fail(toError(err));
-        return this.fallback(op);
-      },
-    );
+    return new Promise<R>((resolve, reject) => {
+      const call = new InFlight(this, op, map, open, resolve, reject);
+      this.deadlines.add(call);
+      pending.then(
+        (value) => call.answer(value),
+        (err: unknown) => call.failed(toError(err)),
+      );
+    });
+  }
+
+  /** A Redis call's reply arrived in time. */
+  answered(): void {
+    this.failures = 0;
+  }
+
+  /** A Redis call failed or missed its deadline: count it, then answer from the fallback. */
+  fellBack<T>(op: (store: S) => Promise<T>, err: Error) {
+    this.fail(err);
+    return this.fallback(op);
   }
 
   /** Memory only, or degraded: fall back, or probe Redis once per `recheckMs`. */

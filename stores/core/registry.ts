@@ -127,15 +127,17 @@ export interface ScriptLatency {
 
 const latency = new Map<string, ScriptLatency>();
 
-/** Records one script call of `seconds` (called by the script registry). */
-export function observeScript(command: string, seconds: number, failed: boolean): void {
+/** Records one script call sent at `started` (`performance.now()`), by the drivers. */
+export function observeScript(command: string, started: number, failed: boolean): void {
+  const seconds = (performance.now() - started) / 1000;
   let entry = latency.get(command);
   if (entry === undefined) {
     entry = { buckets: LATENCY_BUCKETS.map(() => 0), sum: 0, count: 0, errors: 0 };
     latency.set(command, entry);
   }
-  const i = LATENCY_BUCKETS.findIndex((bound) => seconds <= bound);
-  if (i !== -1) entry.buckets[i]!++;
+  let i = 0;
+  while (i < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[i]!) i++;
+  if (i < LATENCY_BUCKETS.length) entry.buckets[i]!++;
   entry.sum += seconds;
   entry.count++;
   if (failed) entry.errors++;

@@ -5,9 +5,9 @@
  * `script.run(driver, keys, args)`. The driver sends EVALSHA and falls back to EVAL only when
  * Redis answers NOSCRIPT (after a restart or `SCRIPT FLUSH`), per connection and per Cluster
  * node. A script is never retried on any other error, so a failure can never count twice.
+ * The drivers record every call's latency (`observeScript`) for the metrics.
  */
 import { type Arg, type RedisDriver, type ScriptSource, scriptSource } from "./driver.js";
-import { observeScript } from "./registry.js";
 
 export type { RedisClient } from "./drivers.js";
 
@@ -26,23 +26,9 @@ export function defineScript(name: string, lua: string): Script {
   if (names.has(name)) throw new Error(`script ${name} is defined twice`);
   names.add(name);
   const source = scriptSource(`erk_${name}`, lua);
-  const call = (
-    driver: RedisDriver,
-    keys: readonly string[],
-    args: readonly Arg[],
-    buffers: boolean,
-  ) => {
-    const started = performance.now();
-    const reply = driver.script(source, keys, args, buffers);
-    reply.then(
-      () => observeScript(source.command, (performance.now() - started) / 1000, false),
-      () => observeScript(source.command, (performance.now() - started) / 1000, true),
-    );
-    return reply;
-  };
   return {
     ...source,
-    run: (driver, keys, args) => call(driver, keys, args, false),
-    runBuffer: (driver, keys, args) => call(driver, keys, args, true),
+    run: (driver, keys, args) => driver.script(source, keys, args, false),
+    runBuffer: (driver, keys, args) => driver.script(source, keys, args, true),
   };
 }

@@ -162,11 +162,9 @@ class Limiter implements RateLimiter {
     }
     const blockMs = this.config.blockDurationMs;
     const sentAt = Date.now();
-    return this.switch
-      .run((store) => store.consume(key, policies, cost, blockMs))
-      .then((answer) => {
-        if (answer === undefined) return openResult(policies);
-        const { value, backend } = answer;
+    return this.switch.runThen(
+      (store) => store.consume(key, policies, cost, blockMs),
+      (value, backend) => {
         const charge = new Charge(key, cost, policies, value.markers, backend);
         const result = summarize(value, backend, charge);
         if (result.allowed) this.allowed++;
@@ -177,7 +175,9 @@ class Limiter implements RateLimiter {
           }
         }
         return result;
-      });
+      },
+      () => openResult(policies),
+    );
   }
 
   async peek(key: string, cost = 1, options?: ConsumeOptions): Promise<RateLimitResult> {

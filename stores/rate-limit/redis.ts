@@ -242,6 +242,9 @@ const refundScript = defineScript("ratelimit_refund", REFUND);
 
 /** Rate limit state in Redis (standalone or Cluster). */
 export class RedisRateLimitStore implements RateLimitStore {
+  private lastPolicies: readonly Policy[] | undefined;
+  private lastArgs: readonly (string | number)[] = [];
+
   constructor(
     private readonly redis: RedisDriver,
     private readonly prefix: string,
@@ -290,11 +293,14 @@ export class RedisRateLimitStore implements RateLimitStore {
     const base = taggedKey(this.prefix, key);
     const keys = [`${base}:block`, `${base}:rej`];
     const args: (string | number)[] = [mode, cost, blockMs];
-    for (let i = 0; i < policies.length; i++) {
-      const p = policies[i]!;
-      keys.push(`${base}:w${i}`);
-      args.push(kindOf(p), p.limit, p.windowMs);
+    // The last list's arguments are kept: a limiter's own list is formatted once, not per call.
+    if (policies !== this.lastPolicies) {
+      this.lastArgs = policyArgs(policies);
+      this.lastPolicies = policies;
     }
+    const tail = this.lastArgs;
+    for (let i = 0; i < policies.length; i++) keys.push(`${base}:w${i}`);
+    for (const arg of tail) args.push(arg);
     return consumeScript
       .run(this.redis, keys, args)
       .then((reply) => parseAnswer(reply as number[], policies));
@@ -321,6 +327,11 @@ function parseAnswer(reply: number[], policies: readonly Policy[]): StoreAnswer 
     markers.push(reply[at + 4]!);
   }
   return { blockedMs: reply[0]!, policies: results, markers };
+}
+
+/** CONSUME's per-policy arguments: kind, limit, windowMs of each. */
+function policyArgs(policies: readonly Policy[]): (string | number)[] {
+  return policies.flatMap((p) => [kindOf(p), p.limit, p.windowMs]);
 }
 
 /** "<algorithm code>:<windowMs>": the state's identity; state of another kind is ignored. */

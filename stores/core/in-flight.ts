@@ -1,0 +1,125 @@
+/**
+ * Redis calls in flight behind a `BackendSwitch`, and their deadlines.
+ *
+ * Every call of one switch has the same timeout, so deadlines fall in the order the calls were
+ * sent: a FIFO with one timer, armed for the oldest unanswered call, replaces a timer per call
+ * (a `setTimeout` + `clearTimeout` pair and its closures per request on the hot path).
+ */
+import { RedisTimeoutError } from "./errors.js";
+
+/** Which backend served a call. */
+export type Backend = "redis" | "memory";
+
+/** What an `InFlight` reports to: the switch that sent it. */
+export interface CallHost<S> {
+  /** The reply arrived in time. */
+  answered(): void;
+  /** The call failed or missed its deadline: the fallback's answer. */
+  fellBack<T>(
+    op: (store: S) => Promise<T>,
+    err: Error,
+  ): Promise<{ value: T; backend: Backend } | undefined>;
+}
+
+/** What the deadline queue holds. */
+interface Timed {
+  deadline: number;
+  readonly done: boolean;
+  failed(err: Error): void;
+}
+
+/** One Redis call: settles its caller's promise once, by reply, error or deadline. */
+export class InFlight<S, T, R> implements Timed {
+  /** When the deadline passes (`performance.now()` ms); set by `Deadlines.add`. */
+  deadline = 0;
+  done = false;
+
+  constructor(
+    private readonly host: CallHost<S>,
+    private readonly op: (store: S) => Promise<T>,
+    private readonly map: (value: T, backend: Backend) => R,
+    private readonly open: () => R,
+    private readonly resolve: (value: R) => void,
+    private readonly reject: (err: unknown) => void,
+  ) {}
+
+  answer(value: T): void {
+    if (this.done) return; // the deadline passed first: the fallback answered
+    this.done = true;
+    this.host.answered();
+    try {
+      this.resolve(this.map(value, "redis"));
+    } catch (err) {
+      this.reject(err);
+    }
+  }
+
+  failed(err: Error): void {
+    if (this.done) return; // a late failure after the deadline: already answered
+    this.done = true;
+    this.host.fellBack(this.op, err).then((a) => {
+      try {
+        this.resolve(a === undefined ? this.open() : this.map(a.value, a.backend));
+      } catch (mapErr) {
+        this.reject(mapErr);
+      }
+    }, this.reject);
+  }
+}
+
+/** The FIFO of calls in flight, with one timer for the oldest deadline. */
+export class Deadlines {
+  private queue: Timed[] = [];
+  private head = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly ms: number) {}
+
+  add(call: Timed): void {
+    call.deadline = performance.now() + this.ms;
+    this.queue.push(call);
+    if (this.timer === undefined) this.arm();
+  }
+
+  /** Arms the timer for the oldest unanswered call, dropping answered ones before it. */
+  private arm(): void {
+    const { queue } = this;
+    while (this.head < queue.length && queue[this.head]!.done) this.head++;
+    if (this.head > 0) {
+      this.queue = queue.slice(this.head);
+      this.head = 0;
+    }
+    const oldest = this.queue[0];
+    if (oldest === undefined) return;
+    const wait = Math.max(0, oldest.deadline - performance.now());
+    this.timer = setTimeout(this.expire, Math.ceil(wait));
+    this.timer.unref(); // the pending command holds the process; a deadline alone does not
+  }
+
+  /**
+   * Fails every call whose deadline passed. Timers run before I/O in each turn of the event
+   * loop: after a busy stretch the timer would fire while the reply already waits in the
+   * socket, so the calls fail in a setImmediate, after this turn's I/O: a reply that did
+   * arrive in time wins.
+   */
+  private readonly expire = (): void => {
+    this.timer = undefined;
+    const now = performance.now();
+    const late: Timed[] = [];
+    const { queue } = this;
+    while (this.head < queue.length) {
+      const call = queue[this.head]!;
+      if (!call.done) {
+        if (call.deadline > now + 1) break; // +1: setTimeout's whole milliseconds
+        late.push(call);
+      }
+      this.head++;
+    }
+    if (late.length > 0) {
+      setImmediate(() => {
+        for (const call of late) call.failed(new RedisTimeoutError(this.ms));
+      });
+    }
+    this.arm();
+  };
+}
