@@ -57,6 +57,75 @@ export interface RequestLock extends Omit<Lock, "signal"> {
   readonly signal: AbortSignal;
 }
 
+/**
+ * `req.lock`: the lock's fields and calls, with a `signal` of its own (made on first read) that
+ * aborts with the lock's `LockLostError` or a `ClientClosedError`, whichever comes first.
+ */
+class HeldRequestLock implements RequestLock {
+  readonly resource: string;
+  readonly token: string;
+  readonly fence: number;
+  private controller: AbortController | undefined;
+  /** The client left before the response finished, while the lock was still held. */
+  private left = false;
+  /** Passes the lock's loss on to `controller` (while it listens). */
+  private follow: (() => void) | undefined;
+
+  constructor(private readonly lock: Lock) {
+    this.resource = lock.resource;
+    this.token = lock.token;
+    this.fence = lock.fence;
+  }
+
+  get expiresAt(): number {
+    return this.lock.expiresAt;
+  }
+
+  get lost(): boolean {
+    return this.lock.lost;
+  }
+
+  get signal(): AbortSignal {
+    if (this.controller === undefined) {
+      const controller = new AbortController();
+      const lock = this.lock;
+      this.controller = controller;
+      if (this.left) controller.abort(new ClientClosedError());
+      else if (lock.lost) controller.abort(lock.signal.reason);
+      else {
+        this.follow = () => controller.abort(lock.signal.reason);
+        lock.signal.addEventListener("abort", this.follow, { once: true });
+      }
+    }
+    return this.controller.signal;
+  }
+
+  /** The client left: the signal aborts, unless the lock was lost first. */
+  clientClosed(): void {
+    if (this.left || this.lock.lost) return;
+    this.left = true;
+    this.controller?.abort(new ClientClosedError());
+  }
+
+  /** Stops following the lock (released by the middleware). */
+  detach(): void {
+    if (this.follow !== undefined) this.lock.signal.removeEventListener("abort", this.follow);
+    this.follow = undefined;
+  }
+
+  extend(ms?: number): Promise<boolean> {
+    return this.lock.extend(ms);
+  }
+
+  release(): Promise<boolean> {
+    return this.lock.release();
+  }
+
+  [Symbol.asyncDispose](): PromiseLike<void> {
+    return this.lock[Symbol.asyncDispose]();
+  }
+}
+
 /** Options of `requireLock()`. */
 export interface RequireLockOptions {
   /** Redis client (ioredis, iovalkey or node-redis; standalone, Cluster or Sentinel). Omitted: the in-process memory backend. */
@@ -172,6 +241,9 @@ export function requireLock(options: RequireLockOptions): RequireLockMiddleware 
       SCOPE,
     );
 
+  const acquireOptions = { ttlMs, waitMs };
+  const extendOptions = { maxHoldMs };
+
   const middleware = function requireLockMiddleware(
     req: Request,
     res: Response,
@@ -192,15 +264,17 @@ export function requireLock(options: RequireLockOptions): RequireLockMiddleware 
         ),
       );
     }
-    // Stop waiting for the lock if the client leaves first.
-    const gone = new AbortController();
-    const onClose = () => gone.abort();
-    res.once("close", onClose);
+    // A caller that may wait stops waiting if the client leaves first; one that does not wait
+    // has a single answer to await.
+    const gone = waitMs === 0 ? undefined : new AbortController();
+    const onClose = gone === undefined ? undefined : () => gone.abort();
+    if (onClose !== undefined) res.once("close", onClose);
+    const options = gone === undefined ? acquireOptions : { ttlMs, waitMs, signal: gone.signal };
     locks
-      .acquire(resource, { ttlMs, waitMs, signal: gone.signal })
+      .acquire(resource, options)
       .then(
         (lock) => {
-          res.off("close", onClose);
+          if (onClose !== undefined) res.off("close", onClose);
           if (res.destroyed || res.writableEnded) {
             void lock.release(); // the client left while we waited: nobody to run for
             return;
@@ -208,8 +282,8 @@ export function requireLock(options: RequireLockOptions): RequireLockMiddleware 
           hold(req, res, next, lock);
         },
         (err: unknown) => {
-          res.off("close", onClose);
-          if (gone.signal.aborted) return; // the client left while waiting
+          if (onClose !== undefined) res.off("close", onClose);
+          if (gone === undefined ? res.destroyed : gone.signal.aborted) return; // the client left
           busy(req, res, next, err);
         },
       )
@@ -240,53 +314,35 @@ export function requireLock(options: RequireLockOptions): RequireLockMiddleware 
   }
 
   function hold(req: Request, res: Response, next: NextFunction, lock: Lock): void {
-    const controller = new AbortController();
-    const follow = () => controller.abort(lock.signal.reason);
-    if (lock.signal.aborted) follow();
-    else lock.signal.addEventListener("abort", follow, { once: true });
-    // A view of the lock whose signal also aborts when the client leaves; every call goes to
-    // the lock itself.
-    req.lock = {
-      resource: lock.resource,
-      token: lock.token,
-      fence: lock.fence,
-      get expiresAt() {
-        return lock.expiresAt;
-      },
-      get lost() {
-        return lock.lost;
-      },
-      signal: controller.signal,
-      extend: (ms?: number) => lock.extend(ms),
-      release: () => lock.release(),
-      [Symbol.asyncDispose]: () => lock[Symbol.asyncDispose](),
-    };
-    const stop = autoExtend ? locks.autoExtend(lock, { maxHoldMs }) : () => {};
+    const view = new HeldRequestLock(lock);
+    req.lock = view;
+    const stop = autoExtend ? locks.autoExtend(lock, extendOptions) : undefined;
     let done = false;
     const release = () => {
       if (done) return;
       done = true;
-      stop();
-      lock.signal.removeEventListener("abort", follow);
+      stop?.();
+      view.detach();
       lock
         .release()
         .catch((err: unknown) => logger.warn(`${SCOPE}: release failed (${toError(err).message})`));
     };
-    res.once("finish", release);
-    res.once("close", () => {
+    // 'close' follows 'finish' (a tick later) on every response, and comes alone when the
+    // client leaves first.
+    res.on("close", () => {
       if (res.writableFinished) return release();
       // The client left: tell the handler, stop extending, keep the lock until the handler
-      // ends its response (below) or the TTL runs out.
-      stop();
-      if (!controller.signal.aborted) controller.abort(new ClientClosedError());
-      if (res.writableEnded) release();
+      // ends its response (no 'finish' will come on a closed socket) or the TTL runs out.
+      stop?.();
+      view.clientClosed();
+      if (res.writableEnded) return release();
+      const end = res.end;
+      res.end = function endAndRelease(this: Response, ...args: unknown[]) {
+        const out = (end as (...a: unknown[]) => Response).apply(this, args);
+        release();
+        return out;
+      } as Response["end"];
     });
-    const end = res.end;
-    res.end = function endAndRelease(this: Response, ...args: unknown[]) {
-      const out = (end as (...a: unknown[]) => Response).apply(this, args);
-      if (res.destroyed) release(); // no 'finish' will come on a closed socket
-      return out;
-    } as Response["end"];
     next();
   }
 

@@ -49,7 +49,10 @@ export function ttl(scope: string, value: unknown): number {
 
 /** See the module comment. */
 export class HeldLock implements Lock {
-  private readonly controller = new AbortController();
+  /** Made on the first read of `signal` (most locks are released without anyone asking). */
+  private controller: AbortController | undefined;
+  /** Set when the lock is lost: the reason its signal aborts with. */
+  private lostWith: LockLostError | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
   private released = false;
   expiresAt: number;
@@ -72,15 +75,19 @@ export class HeldLock implements Lock {
   expiryReason: "expired" | "max-hold" = "expired";
 
   get signal(): AbortSignal {
+    if (this.controller === undefined) {
+      this.controller = new AbortController();
+      if (this.lostWith !== undefined) this.controller.abort(this.lostWith);
+    }
     return this.controller.signal;
   }
 
   get lost(): boolean {
-    return this.controller.signal.aborted;
+    return this.lostWith !== undefined;
   }
 
   get settled(): boolean {
-    return this.released || this.lost;
+    return this.released || this.lostWith !== undefined;
   }
 
   private armExpiry(): void {
@@ -97,7 +104,8 @@ export class HeldLock implements Lock {
     if (this.settled) return;
     clearTimeout(this.expiryTimer);
     this.manager.counters.lost++;
-    this.controller.abort(new LockLostError(this.resource, reason, { cause }));
+    this.lostWith = new LockLostError(this.resource, reason, { cause });
+    this.controller?.abort(this.lostWith);
   }
 
   async extend(ms = this.ttlMs): Promise<boolean> {
