@@ -47,6 +47,7 @@ for scenario in "$@"; do
   (cd "$WORKDIR" && exec taskset -c 0 node "${prof[@]}" server.js "$scenario") &
   server=$!
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/__stats" >/dev/null 2>&1 && break; sleep 0.1; done
+  kill -0 "$server" 2>/dev/null || { echo "$scenario: the server did not start" >&2; exit 1; }
   prime=$(curl -s "http://127.0.0.1:$PORT/__prime" || true)
   header=()
   cookie=$(node -e 'try{for(const h of JSON.parse(process.argv[1]).headers||[])console.log(h)}catch{}' "$prime")
@@ -63,6 +64,8 @@ for scenario in "$@"; do
     tr '\n' ' ' | sed "s/^/$scenario redis: /"
   echo
   kill -INT "$server"
+  for _ in $(seq 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$server" 2>/dev/null || true # a scenario whose close() hangs
   wait "$server" 2>/dev/null || true
   [ "${PROFILE:-1}" = 1 ] && node "$ROOT/bench/profile-top.cjs" "$OUT/$scenario" "$TOP"
 done

@@ -32,6 +32,12 @@ function stored(found: Lookup, name: string): string | undefined {
   return undefined;
 }
 
+/** True when a field before `i` has `name` (a handful of fields: no set allocated per hit). */
+function repeated(headers: readonly (readonly [string, string])[], i: number, name: string) {
+  for (let j = 0; j < i; j++) if (headers[j]![0] === name) return true;
+  return false;
+}
+
 /** Fields a 304 carries (RFC 9110 §15.4.5), besides ours. */
 const NOT_MODIFIED_FIELDS = new Set([
   "cache-control",
@@ -67,12 +73,12 @@ export function replay(
       etag: stored(found, "etag"),
       "last-modified": stored(found, "last-modified"),
     });
-  const seen = new Set<string>();
-  for (const [name, value] of entry.headers) {
+  const { headers } = entry;
+  for (let i = 0; i < headers.length; i++) {
+    const [name, value] = headers[i]!;
     if (notModified && !NOT_MODIFIED_FIELDS.has(name)) continue;
-    if (seen.has(name)) res.appendHeader(name, value);
+    if (repeated(headers, i, name)) res.appendHeader(name, value);
     else res.setHeader(name, value);
-    seen.add(name);
   }
   res.setHeader("Age", String(Math.floor((entry.initialAgeMs + residentMs(found)) / 1000)));
   markResponse(res, xCache, params);

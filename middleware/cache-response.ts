@@ -306,6 +306,7 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
       return next();
     }
     routing = t.routing;
+    const target = t;
     const go = (ready: boolean) => {
       // Not ready (the subscriber is down, the generation unknown): a bypass, unless Redis
       // itself is failing and the mode is closed, which spares the origin.
@@ -317,16 +318,36 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
         markResponse(res, "BYPASS", "fwd=bypass; detail=cache-unavailable");
         return next();
       }
-      serve(req, res, next, t).catch((err: unknown) => {
+      serve(req, res, next, target).catch((err: unknown) => {
         if (err instanceof StoreUnavailableError)
           answerUnavailable(res, err); // closed
         else next(err);
       });
     };
     const ready = cache.ready();
+    if (ready === true && hitNow(req, res, next, t)) return;
     if (typeof ready === "boolean") go(ready);
     else ready.then(go, () => go(false));
   } as CacheResponseMiddleware;
+
+  /**
+   * The hot path: a fresh entry in process memory (the first tier, or the memory-only store),
+   * answered synchronously. False when there is none; `serve()` then decides everything.
+   */
+  function hitNow(req: Request, res: Response, next: NextFunction, t: Target): boolean {
+    try {
+      const base = cache.keyFor(t.parts);
+      const vary = varyOf.get(base);
+      const found = cache.lookupNow(vary === undefined ? base : variantKey(t, req, vary));
+      if (found === undefined || found.entry.vary !== undefined) return false;
+      if (residentMs(found) >= found.entry.freshMs) return false;
+      cache.counters.hits++;
+      replay(req, res, found, "HIT", `hit; ttl=${ttlSeconds(found)}`);
+    } catch (err) {
+      next(err);
+    }
+    return true;
+  }
 
   /** RFC 9111 §4.4: a successful unsafe request invalidates its target URI. */
   function invalidateOnUnsafe(req: Request, res: Response): void {

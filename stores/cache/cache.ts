@@ -15,6 +15,7 @@
  */
 
 import { createHash, randomUUID } from "node:crypto";
+import { LRUCache } from "lru-cache";
 import type { RedisDriver } from "../core/driver.js";
 import { StoreUnavailableError, toError } from "../core/errors.js";
 import { BackendSwitch, pingOf, withTimeout } from "../core/fallback.js";
@@ -34,6 +35,9 @@ import {
   type ResponseCacheStats,
   type StoredResponse,
 } from "./types.js";
+
+/** Key texts longer than this are hashed every time instead of being kept. */
+const MAX_KEPT_KEY_TEXT = 1024;
 
 /** Settings of the engine (resolved by the middleware's option parsing). */
 export interface ResponseCacheSettings {
@@ -55,6 +59,12 @@ export class ResponseCache {
   private readonly redisStore: RedisCacheStore | undefined;
   private readonly memoryStore: MemoryCacheStore | undefined;
   private readonly tier1: MemoryCacheStore | undefined;
+  /** Key text → entry key: a hit hashes nothing (the generation is part of the text). */
+  private readonly keys = new LRUCache<string, string>({
+    max: 10_000,
+    maxSize: 4_000_000,
+    sizeCalculation: (key, text) => text.length + key.length,
+  });
   private readonly coherence: Coherence;
   private readonly flights: Flights;
   private readonly pending = new Set<Promise<boolean>>();
@@ -123,11 +133,22 @@ export class ResponseCache {
 
   /** The entry key of a request: `prefix{hash}` with `parts` (and the generation) hashed. */
   keyFor(parts: readonly unknown[]): string {
-    const hash = createHash("sha256")
-      .update(JSON.stringify([this.coherence.generation, parts]))
-      .digest("base64url")
-      .slice(0, 27);
-    return `${this.settings.prefix}{${hash}}`;
+    const text = JSON.stringify([this.coherence.generation, parts]);
+    let key = this.keys.get(text);
+    if (key === undefined) {
+      const hash = createHash("sha256").update(text).digest("base64url").slice(0, 27);
+      key = `${this.settings.prefix}{${hash}}`;
+      if (text.length <= MAX_KEPT_KEY_TEXT) this.keys.set(text, key);
+    }
+    return key;
+  }
+
+  /**
+   * `key` from process memory without a promise: the first tier, or the memory-only store;
+   * `undefined` when it is not there (then `lookup()` decides).
+   */
+  lookupNow(key: string): Lookup | undefined {
+    return (this.tier1 ?? this.memoryStore)?.getNow(key);
   }
 
   /**
