@@ -47,6 +47,12 @@ import { answerUnavailable } from "./unavailable.js";
 export type { ResponseCacheStats } from "../stores/cache/types.js";
 export type { CacheResponseOptions } from "./cache-response-options.js";
 
+/** A lookup already made for a request: its key and what it found. */
+interface First {
+  key: string;
+  found: Lookup | undefined;
+}
+
 declare global {
   namespace Express {
     interface Response {
@@ -96,11 +102,12 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
     req: Request,
     t: Target,
     fromStore = false,
+    first?: First,
   ): Promise<{ key: string; base: string; found: Lookup | undefined; vary: string[] }> {
     const base = cache.keyFor(t.parts);
     let vary = varyOf.get(base) ?? [];
     let key = vary.length === 0 ? base : variantKey(t, req, vary);
-    let found = await cache.lookup(key, fromStore);
+    let found = first?.key === key ? first.found : await cache.lookup(key, fromStore);
     if (found?.entry.vary !== undefined && found.entry.vary.length > 0) {
       vary = found.entry.vary;
       varyOf.set(base, vary);
@@ -116,8 +123,14 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
     return cache.keyFor([...t.parts, vary, varyValues(req, vary)]);
   }
 
-  async function serve(req: Request, res: Response, next: NextFunction, t: Target): Promise<void> {
-    let { key, base, found } = await find(req, t);
+  async function serve(
+    req: Request,
+    res: Response,
+    next: NextFunction,
+    t: Target,
+    first?: First,
+  ): Promise<void> {
+    let { key, base, found } = await find(req, t, false, first);
     let staleForError: Lookup | undefined;
     if (found !== undefined) {
       const { entry } = found;
@@ -307,6 +320,29 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
     }
     routing = t.routing;
     const target = t;
+    const failed = (err: unknown) => {
+      if (err instanceof StoreUnavailableError)
+        answerUnavailable(res, err); // closed
+      else next(err);
+    };
+    // The hot path: a fresh entry answered in the lookup's own continuation (synchronously
+    // from process memory), with no async frame; anything else goes to serve() with the
+    // lookup already made.
+    const looked = (first: First) => {
+      const { found } = first;
+      if (found?.entry.vary === undefined && found !== undefined) {
+        if (residentMs(found) < found.entry.freshMs) {
+          cache.counters.hits++;
+          try {
+            replay(req, res, found, "HIT", `hit; ttl=${ttlSeconds(found)}`);
+          } catch (err) {
+            failed(err);
+          }
+          return;
+        }
+      }
+      serve(req, res, next, target, first).catch(failed);
+    };
     const go = (ready: boolean) => {
       // Not ready (the subscriber is down, the generation unknown): a bypass, unless Redis
       // itself is failing and the mode is closed, which spares the origin.
@@ -318,36 +354,21 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
         markResponse(res, "BYPASS", "fwd=bypass; detail=cache-unavailable");
         return next();
       }
-      serve(req, res, next, target).catch((err: unknown) => {
-        if (err instanceof StoreUnavailableError)
-          answerUnavailable(res, err); // closed
-        else next(err);
-      });
+      try {
+        const base = cache.keyFor(target.parts);
+        const vary = varyOf.get(base);
+        const key = vary === undefined ? base : variantKey(target, req, vary);
+        const found = cache.lookup(key);
+        if (found instanceof Promise) found.then((f) => looked({ key, found: f }), failed);
+        else looked({ key, found });
+      } catch (err) {
+        failed(err);
+      }
     };
     const ready = cache.ready();
-    if (ready === true && hitNow(req, res, next, t)) return;
     if (typeof ready === "boolean") go(ready);
     else ready.then(go, () => go(false));
   } as CacheResponseMiddleware;
-
-  /**
-   * The hot path: a fresh entry in process memory (the first tier, or the memory-only store),
-   * answered synchronously. False when there is none; `serve()` then decides everything.
-   */
-  function hitNow(req: Request, res: Response, next: NextFunction, t: Target): boolean {
-    try {
-      const base = cache.keyFor(t.parts);
-      const vary = varyOf.get(base);
-      const found = cache.lookupNow(vary === undefined ? base : variantKey(t, req, vary));
-      if (found === undefined || found.entry.vary !== undefined) return false;
-      if (residentMs(found) >= found.entry.freshMs) return false;
-      cache.counters.hits++;
-      replay(req, res, found, "HIT", `hit; ttl=${ttlSeconds(found)}`);
-    } catch (err) {
-      next(err);
-    }
-    return true;
-  }
 
   /** RFC 9111 §4.4: a successful unsafe request invalidates its target URI. */
   function invalidateOnUnsafe(req: Request, res: Response): void {

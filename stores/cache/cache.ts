@@ -144,14 +144,6 @@ export class ResponseCache {
   }
 
   /**
-   * `key` from process memory without a promise: the first tier, or the memory-only store;
-   * `undefined` when it is not there (then `lookup()` decides).
-   */
-  lookupNow(key: string): Lookup | undefined {
-    return (this.tier1 ?? this.memoryStore)?.getNow(key);
-  }
-
-  /**
    * Reads `key` from the first tier, then the store (only the store with `fromStore`: after
    * another request filled it). Resolves `undefined` on a miss or failure; with
    * `onRedisError: "closed"`, a failure rejects with `StoreUnavailableError`.
@@ -161,26 +153,22 @@ export class ResponseCache {
       const near = this.tier1?.getNow(key);
       if (near !== undefined) return near;
     }
-    return this.store
-      .run((store) => store.get(key))
-      .then(
-        (answer) => {
-          const found = answer?.value;
-          if (found !== undefined && this.tier1 !== undefined) {
-            const { entry, storedAt, now } = found;
-            const left =
-              entry.freshMs +
-              Math.max(entry.staleWhileRevalidateMs, entry.staleIfErrorMs) -
-              (now - storedAt);
-            this.tier1.put(key, entry, storedAt, left, now - Date.now());
-          }
-          return found;
-        },
-        (err: unknown) => {
-          if (err instanceof StoreUnavailableError) throw err; // closed
-          return undefined;
-        },
-      );
+    if (this.memoryStore !== undefined) return this.memoryStore.getNow(key); // memory only
+    return this.store.runThen(
+      (store) => store.get(key),
+      (found) => {
+        if (found !== undefined && this.tier1 !== undefined) {
+          const { entry, storedAt, now } = found;
+          const left =
+            entry.freshMs +
+            Math.max(entry.staleWhileRevalidateMs, entry.staleIfErrorMs) -
+            (now - storedAt);
+          this.tier1.put(key, entry, storedAt, left, now - Date.now());
+        }
+        return found;
+      },
+      () => undefined, // open: a miss; closed rejects with StoreUnavailableError
+    );
   }
 
   /**

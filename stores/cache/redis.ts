@@ -135,16 +135,8 @@ export class RedisCacheStore implements CacheStore {
     private readonly prefix: string,
   ) {}
 
-  async get(key: string): Promise<Lookup | undefined> {
-    const reply = (await GET.runBuffer(this.redis, [key], [])) as Buffer[] | null;
-    if (reply === null || reply.length < 4) return undefined;
-    const [t, m, b, now] = reply as [Buffer, Buffer, Buffer, Buffer];
-    const meta = JSON.parse(m.toString()) as Omit<StoredResponse, "body">;
-    return {
-      entry: { ...meta, body: b },
-      storedAt: Number(t.toString()),
-      now: Number(now.toString()),
-    };
+  get(key: string): Promise<Lookup | undefined> {
+    return GET.runBuffer(this.redis, [key], []).then(toLookup);
   }
 
   async set(key: string, entry: StoredResponse, ttlMs: number, lockToken = ""): Promise<number> {
@@ -194,4 +186,16 @@ export class RedisCacheStore implements CacheStore {
   private tagKey(tag: string): string {
     return taggedKey(`${this.prefix}t:`, tag);
   }
+}
+
+/** GET's reply: `[storedAt, meta JSON, body, now]`, or nil on a miss. */
+function toLookup(reply: unknown): Lookup | undefined {
+  if (!Array.isArray(reply) || reply.length < 4) return undefined;
+  const [t, m, b, now] = reply as [Buffer, Buffer, Buffer, Buffer];
+  const meta = JSON.parse(m.toString()) as Omit<StoredResponse, "body">;
+  return {
+    entry: { ...meta, body: b },
+    storedAt: Number(t.toString()),
+    now: Number(now.toString()),
+  };
 }
