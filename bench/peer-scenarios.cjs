@@ -160,3 +160,18 @@ module.exports = {
     },
   },
 };
+
+// The same scenario on ioredis clients with enableAutoPipelining (commands sent in one tick go
+// in one write): the measurement behind the README's auto-pipelining advice, per feature.
+for (const name of ["p_cache_redis", "p_lock", "p_session"]) {
+  const base = module.exports[name];
+  module.exports[`${name}_autopipe`] = {
+    label: `${base.label.replace(/^\((p[0-9a-z]+)\)/, "($1-ap)")}, enableAutoPipelining`,
+    check: true,
+    setup: (ctx) =>
+      base.setup({
+        ...ctx,
+        newRedis: (options = {}) => ctx.newRedis({ ...options, enableAutoPipelining: true }),
+      }),
+  };
+}
