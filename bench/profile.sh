@@ -33,8 +33,9 @@ rm -rf "$WORKDIR/scenarios" && cp -r "$PEERBENCH/scenarios" "$WORKDIR/"
 if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
   echo "something already listens on redis port $REDIS_PORT; set REDIS_PORT" >&2; exit 1
 fi
+# The daemon must not inherit a lock fd of the caller (flock): closed fds 3-9.
 taskset -c 1 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-  --daemonize yes --pidfile "$OUT/redis.pid" >/dev/null
+  --daemonize yes --pidfile "$OUT/redis.pid" >/dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
 trap 'redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true' EXIT
 for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
@@ -61,7 +62,7 @@ for scenario in "$@"; do
   hz=$(getconf CLK_TCK)
   echo "$scenario: $rps req/s, server CPU $(((ticks1 - ticks0) * 1000000 / hz / requests)) us/req$(grep -o 'Non-2xx.*' "$OUT/wrk.txt" | sed 's/^/, /')"
   redis-cli -p "$REDIS_PORT" info commandstats | grep -o '^cmdstat_[a-z]*:calls=[0-9]*' |
-    tr '\n' ' ' | sed "s/^/$scenario redis: /"
+    tr '\n' ' ' | sed "s/^/$scenario redis: /" || true # none: a scenario without Redis
   echo
   kill -INT "$server"
   for _ in $(seq 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
