@@ -7,7 +7,7 @@
 import { createHmac, randomBytes } from "node:crypto";
 import type { Response } from "express";
 import { LRUCache } from "lru-cache";
-import type { RateLimitResult } from "../stores/rate-limit/types.js";
+import type { PolicyResult, RateLimitResult } from "../stores/rate-limit/types.js";
 
 /** Which header set to send; `false` sends none (a 429 still gets `Retry-After`). */
 export type HeaderStyle = "draft-8" | "draft-7" | "draft-6" | "legacy" | false;
@@ -31,6 +31,7 @@ const MAX_CACHED_KEY = 256;
  */
 export class RateLimitHeaders {
   private readonly partitionKeys = new LRUCache<string, string>({ max: 10_000 });
+  private lastPolicy: { pk: string; policies: readonly PolicyResult[]; value: string } | undefined;
 
   constructor(
     private readonly style: HeaderStyle,
@@ -42,16 +43,13 @@ export class RateLimitHeaders {
     switch (this.style) {
       case "draft-8": {
         const pk = this.partitionKey(key);
-        let policy = "";
         let state = "";
         for (const p of result.policies) {
-          const sep = policy === "" ? "" : ", ";
           const remaining = result.blockedMs > 0 ? 0 : p.remaining;
           const reset = seconds(Math.max(p.resetMs, result.blockedMs));
-          policy += `${sep}"${p.name}";q=${p.limit};w=${seconds(p.windowMs)};pk=${pk}`;
-          state += `${sep}"${p.name}";r=${remaining};t=${reset};pk=${pk}`;
+          state += `${state === "" ? "" : ", "}"${p.name}";r=${remaining};t=${reset};pk=${pk}`;
         }
-        res.setHeader("RateLimit-Policy", policy);
+        res.setHeader("RateLimit-Policy", this.policyHeader(result, pk));
         res.setHeader("RateLimit", state);
         return;
       }
@@ -78,6 +76,21 @@ export class RateLimitHeaders {
     }
   }
 
+  /** The draft-8 `RateLimit-Policy` value; the last one is kept (a static limiter's repeats). */
+  private policyHeader(result: RateLimitResult, pk: string): string {
+    const { policies } = result;
+    const last = this.lastPolicy;
+    if (last !== undefined && last.pk === pk && samePolicies(last.policies, policies)) {
+      return last.value;
+    }
+    let value = "";
+    for (const p of policies) {
+      value += `${value === "" ? "" : ", "}"${p.name}";q=${p.limit};w=${seconds(p.windowMs)};pk=${pk}`;
+    }
+    this.lastPolicy = { pk, policies, value };
+    return value;
+  }
+
   private partitionKey(key: string): string {
     if (key.length > MAX_CACHED_KEY) return partitionKey(key, this.secret);
     let pk = this.partitionKeys.get(key);
@@ -87,6 +100,17 @@ export class RateLimitHeaders {
     }
     return pk;
   }
+}
+
+/** True when both lists name the same policies with the same limits and windows. */
+function samePolicies(a: readonly PolicyResult[], b: readonly PolicyResult[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x.name !== y.name || x.limit !== y.limit || x.windowMs !== y.windowMs) return false;
+  }
+  return true;
 }
 
 function policyList(result: RateLimitResult): string {

@@ -111,6 +111,8 @@ class Limiter implements RateLimiter {
   private readonly positions: number;
   /** Rejections Redis gave, answered here until their retry time (Redis only; see local.ts). */
   private readonly local: LocalRejections | undefined;
+  /** The `"open"` answer with the limiter's own policies (no closure per call). */
+  private readonly openOwn = () => openResult(this.policies);
   private allowed = 0;
   private blocked = 0;
   private refunds = 0;
@@ -176,7 +178,7 @@ class Limiter implements RateLimiter {
         }
         return result;
       },
-      () => openResult(policies),
+      policies === this.policies ? this.openOwn : () => openResult(policies),
     );
   }
 
