@@ -32,9 +32,12 @@ import type { RedisClient } from "../stores/core/scripts.js";
 import { duration, ttl } from "../stores/lock/held-lock.js";
 import { type Lock, type LockManager, lockManagerFromConfig } from "../stores/lock/lock.js";
 import { DEFAULT_LOCK_TTL_MS } from "../stores/lock/options.js";
+import { Slot } from "./slot.js";
 import { answerUnavailable } from "./unavailable.js";
 
 const SCOPE = "requireLock";
+/** `req.lock`, kept without an own property per request (see `Slot`). */
+const lockSlot = new Slot<RequestLock>("lock");
 
 declare global {
   namespace Express {
@@ -315,7 +318,7 @@ export function requireLock(options: RequireLockOptions): RequireLockMiddleware 
 
   function hold(req: Request, res: Response, next: NextFunction, lock: Lock): void {
     const view = new HeldRequestLock(lock);
-    req.lock = view;
+    lockSlot.set(req, view);
     const stop = autoExtend ? locks.autoExtend(lock, extendOptions) : undefined;
     let done = false;
     const release = () => {

@@ -59,6 +59,8 @@ export {
 
 const SCOPE = "createLockManager";
 
+const same = <T>(value: T): T => value;
+
 class Manager implements LockManager, LockHost {
   readonly counters: LockManagerStats = { acquired: 0, contended: 0, lost: 0, waitMs: 0 };
   readonly logger: Logger;
@@ -92,12 +94,11 @@ class Manager implements LockManager, LockHost {
   }
 
   call<T>(op: (store: LockStore) => Promise<T>): Promise<T> {
-    return this.switch.run(op).then(this.unwrap) as Promise<T>;
+    return this.switch.runThen(op, same, this.refuse) as Promise<T>;
   }
 
-  /** The value of a switch answer; mode "open" (requireLock's own manager) answers undefined. */
-  private readonly unwrap = (answer: { value: unknown } | undefined): unknown => {
-    if (answer !== undefined) return answer.value;
+  /** The answer of mode "open" (requireLock's own manager): Redis is not there to vouch for a lock. */
+  private readonly refuse = (): never => {
     const why = this.switch.lastErrorMessage ?? "unknown error";
     throw new StoreUnavailableError(`${this.scope}: Redis unavailable (${why})`);
   };
