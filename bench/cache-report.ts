@@ -1,118 +1,92 @@
+/**
+ * The response-cache benchmark's report: the main table (per handler, ratios to bare on the
+ * same handler), the issue's targets, comparisons with apicache, problems, the results file.
+ */
 import {
+  CACHE_DESCRIPTIONS,
+  CACHE_SCENARIOS,
   type CacheHandler,
   type CacheVariant,
   entryName,
   HANDLER_DELAY_MS,
+  HANDLER_PATHS,
+  MAX_HANDLER_RUNS,
   parseEntry,
 } from "./cache-variants.js";
 import { config } from "./config.js";
+import { type Column, mainTable, pasteBlock, rawTable } from "./http-report.js";
+import { reportTexts } from "./report.js";
 import {
+  commandMix,
+  comparisonLines,
   fmt,
   fmtInt,
   nodeRedisTargetLine,
-  percent,
+  outsideLoadLine,
+  type RunFailure,
   type RunResult,
+  summarize,
   type VariantSummary,
 } from "./stats.js";
+import type { BenchEnv, SuiteReport } from "./suite.js";
 
-export function summaryTable(
-  summaries: readonly VariantSummary[],
-  runs: readonly RunResult[],
-): string {
-  const lines = [
-    "| variant | handler | req/s | ×bare | p99 ms | ×bare | CPU µs/req | ×bare | Redis cmds/req | script calls/req | round trips/req | handler runs (max) |",
-    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-  ];
-  for (const s of summaries) {
-    const { variant, handler } = parseEntry(s.variant);
-    const m = s.median;
-    const r = s.ratioToBare;
-    const mine = runs.filter((run) => run.variant === s.variant);
-    const handlerRuns =
-      variant === "bare"
-        ? "every request"
-        : String(Math.max(...mine.map((x) => x.handlerRuns ?? 0)));
-    lines.push(
-      `| ${variant} | ${handler} | ${fmtInt(m.reqPerSec)} | ${fmt(r.reqPerSec, 2)} | ${fmt(m.p99Ms, 1)} | ${fmt(r.p99Ms, 2)} | ` +
-        `${fmt(m.cpuUsPerReq, 1)} | ${fmt(r.cpuUsPerReq, 2)} | ${fmt(m.redisCmdsPerReq, 2)} | ${fmt(m.scriptCallsPerReq, 2)} | ` +
-        `${fmt(m.roundTripsPerReq, 2)} | ${handlerRuns} |`,
-    );
-  }
-  return lines.join("\n");
+/** The entries, variant-major: `bare/0ms`, `bare/20ms`, `apicache/0ms`, ... */
+export const CACHE_ENTRIES = config.cacheVariants.flatMap((v) =>
+  config.cacheHandlers.map((h) => entryName(v, h)),
+);
+
+/** Whether a run of `entry` ran the handler more than a handful of times (bare always does). */
+export function tooManyRuns(run: RunResult): boolean {
+  return parseEntry(run.variant).variant !== "bare" && (run.handlerRuns ?? 0) > MAX_HANDLER_RUNS;
 }
 
-export function rawTable(runs: readonly RunResult[]): string {
-  const lines = [
-    "| round | order | variant/handler | req/s | p99 ms | CPU µs/req | Redis cmds/req | round trips/req | served | handler runs (run / measured) | non-2xx | errors | cache errors | other load on CPU 0 | ended |",
-    "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-  ];
-  for (const r of runs) {
-    lines.push(
-      `| ${r.round} | ${r.order} | ${r.variant} | ${fmtInt(r.reqPerSec)} | ${fmt(r.p99Ms, 0)} | ${fmt(r.cpuUsPerReq, 1)} | ` +
-        `${fmt(r.redisCmdsPerReq, 2)} | ${fmt(r.roundTripsPerReq ?? Number.NaN, 2)} | ${r.served} | ` +
-        `${r.handlerRuns ?? "n/a"} / ${r.handlerRunsMeasured ?? "n/a"} | ${r.non2xx} | ${r.errors + r.timeouts} | ${r.cacheErrors ?? "n/a"} | ` +
-        `${percent(r.otherLoadOnServerCore)} | ${r.at?.slice(11, 19) ?? ""} |`,
-    );
-  }
-  return lines.join("\n");
+function referenceOf(entry: string): string {
+  return entryName("bare", parseEntry(entry).handler);
 }
 
 /** The comparisons the report calls out, on each handler. */
-export function comparisonPairs(): [string, string][] {
-  const has = new Set(config.cacheVariants);
+function comparisonPairs(): [string, string][] {
   const pairs: [CacheVariant, CacheVariant][] = [
-    ["erk-redis", "apicache"],
-    ["erk-redis-nr", "erk-redis"],
+    ["erk-redis", "apicache-redis"],
     ["erk-2tier", "apicache"],
     ["erk-memory", "apicache"],
+    ["erk-redis-nr", "erk-redis"],
     ["erk-2tier", "erk-redis"],
-    ["erk-memory", "erk-2tier"],
   ];
   return config.cacheHandlers.flatMap((h) =>
-    pairs
-      .filter(([a, b]) => has.has(a) && has.has(b))
-      .map(([a, b]): [string, string] => [entryName(a, h), entryName(b, h)]),
+    pairs.map(([a, b]): [string, string] => [entryName(a, h), entryName(b, h)]),
   );
 }
 
 /**
- * The issue's targets, the Redis round trips of a hit, and the node-redis bar (a node-redis hit
- * against an ioredis hit), against the measured medians.
+ * The issue's targets (hits at least bare's req/s on the 20 ms handler; one command per Redis
+ * hit, none per memory-tier hit) and the node-redis bar, against the measured medians.
  */
-export function targetLines(
-  summaries: readonly VariantSummary[],
-  runs: readonly RunResult[],
-): string[] {
-  const find = (entry: string) => summaries.find((s) => s.variant === entry);
+function targetLines(summaries: readonly VariantSummary[], runs: readonly RunResult[]): string[] {
+  const find = (v: CacheVariant, h: CacheHandler) =>
+    summaries.find((s) => s.variant === entryName(v, h));
   const lines: string[] = [];
-  const throughput = (variant: CacheVariant, handler: CacheHandler, min: number, what: string) => {
-    const s = find(entryName(variant, handler));
+  const throughput = (variant: CacheVariant, min: number, what: string) => {
+    const s = find(variant, "20ms");
     if (s === undefined) return `- ${what}: not measured`;
-    const ratio = s.ratioToBare.reqPerSec;
+    const ratio = s.ratio.reqPerSec;
     const verdict = Number.isFinite(ratio) ? (ratio >= min ? "**met**" : "**NOT met**") : "n/a";
     return `- ${what} (target ≥ ${min.toFixed(2)}× bare req/s): ×${fmt(ratio, 2)} (${fmtInt(s.median.reqPerSec)} req/s) → ${verdict}`;
   };
-  lines.push(throughput("erk-redis", "20ms", 1, "Redis hit, 20 ms handler"));
-  lines.push(throughput("erk-2tier", "20ms", 1.3, "memory-tier hit, 20 ms handler"));
-  const bare20 = find(entryName("bare", "20ms"));
+  lines.push(throughput("erk-redis", 1, "Redis hit, 20 ms handler"));
+  lines.push(throughput("erk-2tier", 1.3, "memory-tier hit, 20 ms handler"));
+  const bare20 = find("bare", "20ms");
   if (bare20 !== undefined) {
     const delay = HANDLER_DELAY_MS["20ms"];
-    const bound = config.connections / (delay / 1000);
     lines.push(
       `- context: bare on the 20 ms handler is bound by the delay, at most ${config.connections} connections / ${delay} ms = ` +
-        `${fmtInt(bound)} req/s (measured ${fmtInt(bare20.median.reqPerSec)}), so any working cache clears both 20 ms targets; ` +
-        "the 0 ms rows, where bare does no waiting, show what a hit costs against building the response:",
-    );
-    lines.push(
-      `  Redis hit ×${fmt(find(entryName("erk-redis", "0ms"))?.ratioToBare.reqPerSec ?? Number.NaN, 2)} bare req/s, ` +
-        `memory-tier hit ×${fmt(find(entryName("erk-2tier", "0ms"))?.ratioToBare.reqPerSec ?? Number.NaN, 2)}, ` +
-        `memory-only hit ×${fmt(find(entryName("erk-memory", "0ms"))?.ratioToBare.reqPerSec ?? Number.NaN, 2)}, ` +
-        `apicache hit ×${fmt(find(entryName("apicache", "0ms"))?.ratioToBare.reqPerSec ?? Number.NaN, 2)}.`,
+        `${fmtInt(config.connections / (delay / 1000))} req/s (measured ${fmtInt(bare20.median.reqPerSec)}), so any working cache clears both 20 ms targets; ` +
+        "the 0 ms rows (GET /api, where bare does no waiting) show what a hit costs against building the response.",
     );
   }
   const trips = (variant: CacheVariant, target: number, what: string) => {
     const rows = config.cacheHandlers
-      .map((h) => find(entryName(variant, h)))
+      .map((h) => find(variant, h))
       .filter((s): s is VariantSummary => s !== undefined);
     if (rows.length === 0) return `- ${what}: not measured`;
     const parts = rows.map(
@@ -133,4 +107,116 @@ export function targetLines(
       );
   }
   return lines;
+}
+
+function problemLines(runs: readonly RunResult[], failures: readonly RunFailure[]) {
+  const bad = runs.filter((r) => r.non2xx + r.errors + r.timeouts > 0 || r.requests === 0);
+  const missed = runs.filter(tooManyRuns);
+  const cacheErrors = runs.filter((r) => (r.cacheErrors ?? 0) > 0);
+  const lines = [
+    ...bad.map(
+      (r) =>
+        `- ${r.variant} round ${r.round}: non-2xx ${r.non2xx}, socket errors ${r.errors}, timeouts ${r.timeouts} of ${r.requests} (must be 0)`,
+    ),
+    ...missed.map(
+      (r) =>
+        `- ${r.variant} round ${r.round}: the handler ran ${r.handlerRuns} times (at most ${MAX_HANDLER_RUNS}): not measuring hits`,
+    ),
+    ...cacheErrors.map(
+      (r) =>
+        `- ${r.variant} round ${r.round}: ${r.cacheErrors} Redis failures counted by cacheResponse stats()`,
+    ),
+    ...runs
+      .filter((r) => r.serverLog !== undefined)
+      .map(
+        (r) => `- ${r.variant} round ${r.round}: server log: ${r.serverLog!.replace(/\n/g, " / ")}`,
+      ),
+    ...failures.map((f) => `- ${f.variant} failed in round ${f.round}: ${f.error.split("\n")[0]}`),
+  ];
+  const failing =
+    failures.length > 0 || bad.length > 0 || missed.length > 0 || cacheErrors.length > 0;
+  return { lines, failing };
+}
+
+/** The whole report of the response-cache benchmark. */
+export function cacheReport(
+  runs: readonly RunResult[],
+  failures: readonly RunFailure[],
+  env: BenchEnv,
+  startedAt: Date,
+): SuiteReport {
+  const summaries = summarize(runs, CACHE_ENTRIES, referenceOf);
+  const names: Column<VariantSummary>[] = [
+    {
+      header: "scenario",
+      text: true,
+      cell: (s) => {
+        const { variant } = parseEntry(s.variant);
+        return `${CACHE_SCENARIOS[variant].label} (\`${variant}\`)`;
+      },
+    },
+    {
+      header: "handler",
+      text: true,
+      cell: (s) => {
+        const { handler } = parseEntry(s.variant);
+        const delay = HANDLER_DELAY_MS[handler];
+        return `GET ${HANDLER_PATHS[handler]}${delay > 0 ? ` (${delay} ms)` : ""}`;
+      },
+    },
+  ];
+  const handlerRuns: Column<VariantSummary> = {
+    header: "handler runs (max)",
+    cell: (s) =>
+      parseEntry(s.variant).variant === "bare"
+        ? "every request"
+        : String(
+            Math.max(...runs.filter((r) => r.variant === s.variant).map((r) => r.handlerRuns ?? 0)),
+          ),
+  };
+  const table = mainTable(summaries, names, "bare", [
+    { header: "round trips/req", cell: (s) => fmt(s.median.roundTripsPerReq, 2) },
+    handlerRuns,
+  ]);
+  const problems = problemLines(runs, failures);
+  const texts = reportTexts({
+    heading: "Response cache (paste into README.md)",
+    title: `Response-cache benchmark ${startedAt.toISOString()}`,
+    intro: [],
+    table: pasteBlock(
+      env,
+      startedAt,
+      "GET /api → 1024-byte JSON via res.json() (and GET /slow, the same after a 20 ms timer), one URL, every measured request a hit " +
+        "(one warming request and a verified hit first); reference row: bare Express on the same handler",
+      table,
+    ),
+    targets: targetLines(summaries, runs),
+    comparisons: comparisonLines(runs, comparisonPairs()),
+    problems: problems.lines,
+    noProblems: `None: non-2xx responses 0, and every caching run ran its handler at most ${MAX_HANDLER_RUNS} times.`,
+    noise: outsideLoadLine(runs),
+    mixes: [
+      {
+        heading: "Redis calls per request by command (median, INFO commandstats)",
+        text: commandMix(runs, CACHE_ENTRIES),
+      },
+    ],
+    variants: [
+      config.cacheVariants
+        .map(
+          (v) =>
+            `- \`${v}\`${CACHE_SCENARIOS[v].peerBench ? ` (peer-bench \`${CACHE_SCENARIOS[v].peerBench}\`)` : ""}: ${CACHE_DESCRIPTIONS[v]}`,
+        )
+        .join("\n"),
+      "Handlers: `0ms` is GET /api, which answers the 1024-byte body at once; `20ms` is GET /slow, which awaits a 20 ms timer first.",
+    ],
+    raw: rawTable(runs, [
+      {
+        header: "handler runs (run / measured)",
+        cell: (r) => `${r.handlerRuns ?? "n/a"} / ${r.handlerRunsMeasured ?? "n/a"}`,
+      },
+      { header: "cache errors", cell: (r) => String(r.cacheErrors ?? "n/a") },
+    ]),
+  });
+  return { ...texts, json: { summaries }, failed: problems.failing };
 }

@@ -9,7 +9,12 @@ import {
   type CacheHandler,
   type CacheVariant,
 } from "./cache-variants.js";
-import { LOCK_VARIANTS, type LockVariant } from "./lock-variants.js";
+import {
+  LOCK_HTTP_VARIANTS,
+  LOCK_VARIANTS,
+  type LockHttpVariant,
+  type LockVariant,
+} from "./lock-variants.js";
 import {
   SESSION_SCENARIOS,
   SESSION_VARIANTS,
@@ -85,12 +90,14 @@ function chosenSuites(): Suite[] {
 }
 
 /**
- * `BENCH_VARIANTS`: names from any benchmark (`bare` is always added to the HTTP benchmarks).
- * A benchmark none of whose variants is named is skipped.
+ * `BENCH_VARIANTS`: names from any benchmark (each benchmark's reference row, `bare` or the
+ * lock workers' `floor`, is always added). A benchmark none of whose variants is named is
+ * skipped.
  */
 function chosenVariants(): {
   rateLimit: Variant[];
   cache: CacheVariant[];
+  lockHttp: LockHttpVariant[];
   lock: LockVariant[];
   session: SessionVariant[];
 } {
@@ -99,28 +106,34 @@ function chosenVariants(): {
     return {
       rateLimit: [...VARIANTS],
       cache: [...CACHE_VARIANTS],
+      lockHttp: [...LOCK_HTTP_VARIANTS],
       lock: [...LOCK_VARIANTS],
       session: [...SESSION_VARIANTS],
     };
   const known = new Set<string>([
     ...VARIANTS,
     ...CACHE_VARIANTS,
+    ...LOCK_HTTP_VARIANTS,
     ...LOCK_VARIANTS,
     ...SESSION_VARIANTS,
   ]);
   const unknown = names.filter((n) => !known.has(n));
   if (unknown.length > 0)
     throw new Error(
-      `BENCH_VARIANTS: unknown ${unknown.join(", ")} (rate limit: ${VARIANTS.join(", ")}; cache: ${CACHE_VARIANTS.join(", ")}; lock: ${LOCK_VARIANTS.join(", ")}; session: ${SESSION_VARIANTS.join(", ")})`,
+      `BENCH_VARIANTS: unknown ${unknown.join(", ")} (rate limit: ${VARIANTS.join(", ")}; cache: ${CACHE_VARIANTS.join(", ")}; ` +
+        `lock: ${[...new Set([...LOCK_HTTP_VARIANTS, ...LOCK_VARIANTS])].join(", ")}; session: ${SESSION_VARIANTS.join(", ")})`,
     );
   const named = new Set(names);
-  const pick = <T extends string>(all: readonly T[]): T[] =>
-    all.some((v) => named.has(v)) ? all.filter((v) => v === "bare" || named.has(v)) : [];
+  const pick = <T extends string>(all: readonly T[], reference: T): T[] =>
+    all.some((v) => v !== reference && named.has(v))
+      ? all.filter((v) => v === reference || named.has(v))
+      : [];
   return {
-    rateLimit: pick(VARIANTS),
-    cache: pick(CACHE_VARIANTS),
-    lock: pick(LOCK_VARIANTS),
-    session: pick(SESSION_VARIANTS),
+    rateLimit: pick(VARIANTS, "bare"),
+    cache: pick(CACHE_VARIANTS, "bare"),
+    lockHttp: pick(LOCK_HTTP_VARIANTS, "bare"),
+    lock: pick(LOCK_VARIANTS, "floor"),
+    session: pick(SESSION_VARIANTS, "bare"),
   };
 }
 
@@ -149,19 +162,37 @@ function chosenScenarios(): SessionScenario[] {
 
 const variants = chosenVariants();
 
+/**
+ * The command line that reproduces this run: the `BENCH_*` settings given, `npm run bench` and
+ * its arguments.
+ */
+function commandLine(): string {
+  const settings = Object.keys(process.env)
+    .filter((name) => name.startsWith("BENCH_") && process.env[name] !== "")
+    .sort()
+    .map((name) => `${name}=${process.env[name]}`);
+  const args = process.argv.slice(2);
+  return [...settings, "npm run bench", ...(args.length > 0 ? ["--", ...args] : [])].join(" ");
+}
+
 /** The run's settings. */
 export const config = {
+  /** Seconds of each measured load run. */
   durationS: envInt("BENCH_DURATION", 5, 1, 600),
-  rounds: envInt("BENCH_ROUNDS", 5, 1, 100),
-  warmupS: envInt("BENCH_WARMUP", 1, 0, 60),
+  /** Interleaved rounds: every entry once per round, in an order rotated by one each round. */
+  rounds: envInt("BENCH_ROUNDS", 3, 1, 100),
+  /** Seconds of unrecorded load before each measured run (peer-bench: 2). */
+  warmupS: envInt("BENCH_WARMUP", 2, 0, 60),
   connections: envInt("BENCH_CONNECTIONS", 50, 1, 1000),
+  /** Times a run is run again when other processes used too much of a core (HTTP suites). */
+  retries: envInt("BENCH_RETRIES", 1, 0, 5),
   /** The benchmarks to run (`--only`), less those `BENCH_VARIANTS` names no variant of. */
   suites: chosenSuites().filter(
     (s) =>
       ({
         "rate-limit": variants.rateLimit.length,
         cache: variants.cache.length,
-        lock: variants.lock.length,
+        lock: variants.lock.length + variants.lockHttp.length,
         session: variants.session.length,
       })[s] > 0,
   ),
@@ -173,7 +204,9 @@ export const config = {
   /** Session variants, each run on every scenario of `sessionScenarios`. */
   sessionVariants: variants.session,
   sessionScenarios: chosenScenarios(),
-  /** Lock variants. */
+  /** Lock benchmark, HTTP part: uncontended acquire + release as middleware. */
+  lockHttpVariants: variants.lockHttp,
+  /** Lock benchmark, worker part: sequential cycles and contended hand-offs. */
   lockVariants: variants.lock,
   /** Lock benchmark: measured sequential acquire+release iterations per run. */
   lockIterations: envInt("BENCH_LOCK_ITERATIONS", 2000, 10, 1_000_000),
@@ -184,6 +217,8 @@ export const config = {
   /** Lock benchmark: how long each holder holds the lock, ms. */
   lockHoldMs: envInt("BENCH_LOCK_HOLD_MS", 1, 0, 1000),
   pin: process.env.BENCH_PIN !== "0",
+  /** How this run was started, for the reports. */
+  commandLine: commandLine(),
 };
 
 export const SERVER_READY_TIMEOUT_MS = 30_000;

@@ -30,10 +30,14 @@ export async function ask<T extends WorkerReply["type"]>(
   return reply as Extract<WorkerReply, { type: T }>;
 }
 
-/** Starts `config.lockWaiters` workers for `variant`; if one fails, stops the others and throws. */
-export async function startWorkers(variant: LockVariant, redisUrl: string): Promise<LineWorker[]> {
+/** Starts `count` workers for `variant`; if one fails, stops the others and throws. */
+export async function startWorkers(
+  variant: LockVariant,
+  redisUrl: string,
+  count = config.lockWaiters,
+): Promise<LineWorker[]> {
   const started = await Promise.allSettled(
-    Array.from({ length: config.lockWaiters }, (_, i) =>
+    Array.from({ length: count }, (_, i) =>
       startLineWorker(`${variant}#${i}`, "lock-worker.ts", [variant, redisUrl], REPLY_MARK, 0),
     ),
   );

@@ -12,6 +12,7 @@ import {
   nodeRedisVerdict,
   percent,
   type RunFailure,
+  roundRatios,
 } from "./stats.js";
 
 /** Share of CPU 0 used by other processes above which a run is called noisy. */
@@ -78,17 +79,28 @@ export function roundRatio(runs: readonly LockRun[], a: string, b: string, key: 
   return median(ratios);
 }
 
-export function summaryTable(summaries: readonly LockSummary[]): string {
+/**
+ * The worker table: CPU µs per uncontended acquire+release first, its ratio to the `floor` row
+ * (median of per-round ratios) and each round's, the cycle's latency and its ratio, round
+ * trips; then the contended phase (the floor has none).
+ */
+export function summaryTable(summaries: readonly LockSummary[], runs: readonly LockRun[]): string {
   const lines = [
-    "| variant | acquire+release µs | p99 µs | CPU µs / acquire+release | round trips / acquire+release | hand-off ms | p99 ms | acquisitions/s | round trips / acquisition (contended) | failed acquisitions |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| variant | CPU µs / acquire+release | ×floor | per-round ×floor | acquire+release µs | ×floor | p99 µs | round trips / acquire+release | hand-off ms | p99 ms | acquisitions/s | round trips / acquisition (contended) | failed acquisitions |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
   for (const s of summaries) {
     const m = s.median;
+    const cpu = roundRatios(runs, s.variant, "floor", (r) => r.cpuUsPerCycle);
+    const cycle = median(roundRatios(runs, s.variant, "floor", (r) => r.cycleMedianUs));
+    const contended = s.variant !== "floor";
     lines.push(
-      `| ${s.variant} | ${fmt(m.cycleMedianUs, 0)} | ${fmt(m.cycleP99Us, 0)} | ${fmt(m.cpuUsPerCycle, 1)} | ${fmt(m.roundTripsPerCycle, 2)} | ` +
-        `${fmt(m.handoffMedianMs, 2)} | ${fmt(m.handoffP99Ms, 2)} | ${fmtInt(m.acquisitionsPerSec)} | ` +
-        `${fmt(m.roundTripsPerAcquisition, 2)} | ${s.failedAcquisitions} of ${s.acquisitions + s.failedAcquisitions} |`,
+      `| ${s.variant} | ${fmt(m.cpuUsPerCycle, 1)} | ${fmt(median(cpu), 2)} | ${cpu.map((x) => fmt(x, 2)).join(" / ") || "n/a"} | ` +
+        `${fmt(m.cycleMedianUs, 0)} | ${fmt(cycle, 2)} | ${fmt(m.cycleP99Us, 0)} | ${fmt(m.roundTripsPerCycle, 2)} | ` +
+        (contended
+          ? `${fmt(m.handoffMedianMs, 2)} | ${fmt(m.handoffP99Ms, 2)} | ${fmtInt(m.acquisitionsPerSec)} | ` +
+            `${fmt(m.roundTripsPerAcquisition, 2)} | ${s.failedAcquisitions} of ${s.acquisitions + s.failedAcquisitions} |`
+          : "- | - | - | - | - |"),
     );
   }
   return lines.join("\n");
@@ -136,7 +148,7 @@ export function targetLines(summaries: readonly LockSummary[], runs: readonly Lo
 
 export function comparisonLines(runs: readonly LockRun[]): string {
   return config.lockVariants
-    .filter((v) => v !== "erk-lock" && runs.some((r) => r.variant === v))
+    .filter((v) => v !== "erk-lock" && v !== "floor" && runs.some((r) => r.variant === v))
     .map(
       (v) =>
         `- ${v} / erk-lock: hand-off ×${fmt(roundRatio(runs, v, "erk-lock", "handoffMedianMs"), 1)}, ` +

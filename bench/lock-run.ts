@@ -10,6 +10,7 @@
  *    `lockWaiters` acquisitions and `lockWaiters - 1` hand-offs. A worker that has had its turn
  *    does not ask again within the batch: every hand-off goes to a waiter that was waiting.
  *    Two warm-up batches first (this library subscribes to release messages on first wait).
+ *    The `floor` variant (which does not wait) runs the uncontended phase only.
  *
  * Hand-off latency is the time from one holder's `release()` call to the next holder's
  * acquisition resolving. Every worker stamps its steps with `process.hrtime.bigint()`,
@@ -172,7 +173,11 @@ export async function runOnce(
 ): Promise<LockRun> {
   const variant = parseVariant(entry);
   await admin.flushall();
-  const workers = await startWorkers(variant, redisUrl);
+  const workers = await startWorkers(
+    variant,
+    redisUrl,
+    variant === "floor" ? 1 : config.lockWaiters,
+  );
   try {
     const first = workers[0]!;
     const cpuBefore = await workersCpuUs(workers);
@@ -192,12 +197,13 @@ export async function runOnce(
     const cycleDelta = statDelta(cycleStatsBefore, await commandStats(admin));
     const samples = cycles.samplesUs;
 
-    // 2. Contended batches.
+    // 2. Contended batches (not for the floor, which does not wait).
     const runBatch = () => batch(workers, config.lockHoldMs);
-    for (let i = 0; i < WARMUP_BATCHES; i++) await runBatch();
+    const batchCount = variant === "floor" ? 0 : config.lockBatches;
+    for (let i = 0; i < Math.min(batchCount, WARMUP_BATCHES); i++) await runBatch();
     const batchStatsBefore = await commandStats(admin);
     const batches: BatchReply[][] = [];
-    for (let i = 0; i < config.lockBatches; i++) batches.push(await runBatch());
+    for (let i = 0; i < batchCount; i++) batches.push(await runBatch());
     const batchDelta = statDelta(batchStatsBefore, await commandStats(admin));
     const contended = analyzeBatches(batches);
 

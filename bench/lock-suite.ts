@@ -52,28 +52,28 @@ export const lockSuite: SuiteDefinition<LockRun> = {
   },
   report(runs, failures, env, startedAt) {
     const summaries = summarizeLocks(runs);
-    const table = summaryTable(summaries);
+    const table = summaryTable(summaries, runs);
     const targets = targetLines(summaries, runs);
     const comparisons = comparisonLines(runs);
     const problems = problemLines(summaries, runs, failures);
+    const method =
+      `${config.rounds} interleaved round(s). Per run: ${WARMUP_ITERATIONS} warm-up then ${config.lockIterations} sequential acquire+release cycles by one worker process pinned to CPU 0 (Redis on CPU 1); ` +
+      `then ${WARMUP_BATCHES} warm-up and ${config.lockBatches} measured batches in which ${config.lockWaiters} worker processes ` +
+      `(one connection each: ioredis, node-redis for erk-lock-nr) all ask for the one resource at once, and each holds it ${config.lockHoldMs} ms once ` +
+      `(${config.lockWaiters - 1} hand-offs per batch). Lock TTL 10 s. Medians over rounds; ×floor: median of the per-round ratios to the floor's run of the same round. ` +
+      machineLine(env);
     const texts = reportTexts({
-      heading: `Locks (${PLAN})`,
+      heading: `Locks between processes (${PLAN}; paste into README.md)`,
       title: `Lock benchmark ${startedAt.toISOString()}`,
       intro: [
-        `${config.rounds} round(s). Per run: ${WARMUP_ITERATIONS} warm-up then ${config.lockIterations} sequential acquire+release cycles by one worker; ` +
-          `then ${WARMUP_BATCHES} warm-up and ${config.lockBatches} measured batches in which ${config.lockWaiters} worker processes ` +
-          `(one connection each: ioredis, node-redis for erk-lock-nr) all ask for the one resource at once, and each holds it ${config.lockHoldMs} ms once ` +
-          `(${config.lockWaiters - 1} hand-offs per batch). Lock TTL 10 s. ` +
-          machineLine(env),
-        "Medians over rounds of each run's figure (the p99 columns: median of the per-run p99s). " +
-          "Round trips: commands the worker's client sent (its `sendCommand` wrapped with a counter). " +
+        "Round trips: commands the worker's client sent (its `sendCommand` wrapped with a counter). " +
           "CPU µs / acquire+release: the worker's user + system CPU time over the measured cycles, per cycle. " +
           "Hand-off: from one holder's release() call to the next holder's acquisition resolving, " +
           "both stamped with `process.hrtime.bigint()` (CLOCK_MONOTONIC, shared by every process on the machine). " +
           "Acquisitions/s: 1 / mean time between consecutive acquisitions within a batch. " +
           "Round trips / acquisition (contended): every command the workers sent in the batches (attempts, releases) per successful acquisition.",
       ],
-      table,
+      table: [`\`${config.commandLine}\``, "", method, "", table].join("\n"),
       targets,
       comparisons,
       problems: problems.lines,

@@ -1,10 +1,59 @@
 /**
  * The lock benchmark's variants and settings, shared by the runner (`lock-run.ts`,
- * `lock-processes.ts`) and the worker processes (`lock-worker.ts`).
+ * `lock-processes.ts`, `lock-http-suite.ts`), the worker processes (`lock-worker.ts`) and the
+ * HTTP server (`http-server.ts`).
  */
+import { bare, twoEvalshaFloor } from "./peers.js";
+import { peerScenario, type Scenario } from "./scenario.js";
 
-/** Every lock variant, in the order the table lists them. */
+/**
+ * The HTTP rows: uncontended acquire + release as middleware around GET /api (a new resource per
+ * request, released when the response is sent), against the two-EVALSHA floor and bare Express.
+ */
+export const LOCK_HTTP_VARIANTS = ["bare", "floor2", "erk-lock", "erk-lock-nr"] as const;
+
+export type LockHttpVariant = (typeof LOCK_HTTP_VARIANTS)[number];
+
+export const LOCK_HTTP_SCENARIOS: Record<LockHttpVariant, Scenario> = {
+  bare: { label: "bare Express", peerBench: "a_bare", setup: bare },
+  floor2: {
+    label: "floor: two EVALSHA per request",
+    peerBench: "f2_phys_two",
+    setup: twoEvalshaFloor,
+  },
+  "erk-lock": {
+    label: "requireLock(), uncontended",
+    peerBench: "p_lock",
+    setup: peerScenario("p_lock"),
+  },
+  "erk-lock-nr": {
+    label: "requireLock(), uncontended, node-redis",
+    peerBench: "p_lock on node-redis",
+    client: "node-redis",
+    setup: peerScenario("p_lock"),
+  },
+};
+
+export const LOCK_HTTP_DESCRIPTIONS: Record<LockHttpVariant, string> = {
+  bare: "Express 5, no middleware: the reference row",
+  floor2:
+    "one EVALSHA (INCR, PEXPIRE) before the handler and one when the response is sent: the floor of any two-round-trip middleware",
+  "erk-lock":
+    'this library\'s `requireLock({ redis, key: () => "k" + n++, ttlMs: 5000 })`: acquire, the handler, release on `finish` (autoExtend on)',
+  "erk-lock-nr": "`erk-lock` on node-redis 6 `createClient({ url })`, default options (RESP3)",
+};
+
+export function isLockHttpVariant(value: string): value is LockHttpVariant {
+  return (LOCK_HTTP_VARIANTS as readonly string[]).includes(value);
+}
+
+/**
+ * Every worker variant, in the order the table lists them. `floor` (a minimal correct lock:
+ * one script to acquire, one to release) runs the uncontended phase only: it is the reference
+ * of that phase's ratios.
+ */
 export const LOCK_VARIANTS = [
+  "floor",
   "erk-lock",
   "erk-lock-nr",
   "redlock",
@@ -36,6 +85,8 @@ export const REDLOCK_TUNED = { retryCount: 3000, retryDelay: 10, retryJitter: 5 
 
 /** What each variant measures, for the printed report. */
 export const LOCK_DESCRIPTIONS: Record<LockVariant, string> = {
+  floor:
+    "two EVALSHA per acquire+release (`SET NX PX` of a per-acquisition token; compare-and-`DEL`): the uncontended floor of any Redis lock; no contended phase (it does not wait)",
   "erk-lock":
     'express-redis-kit `createLockManager({ redis, prefix: "bench:lock:" })`, `acquire(resource, { ttlMs: 10000, waitMs: 30000 })`: ' +
     "waiters woken by the release script's PUBLISH",

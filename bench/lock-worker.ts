@@ -31,6 +31,7 @@ import {
   type WorkerCommand,
   type WorkerReply,
 } from "./lock-variants.js";
+import { kitLib } from "./scenario.js";
 import { countingClient, ioredisOf, type NodeRedis } from "./serve.js";
 
 /** Acquires the resource (waiting as the variant waits); resolves with its release. */
@@ -41,11 +42,44 @@ interface Locker {
   close(): Promise<void>;
 }
 
+/**
+ * The floor's acquire: set the lock to a token unless it exists. KEYS[1]: the lock; ARGV[1]: the
+ * token; ARGV[2]: TTL, ms. Returns 1 when acquired, 0 when held.
+ */
+const FLOOR_ACQUIRE_LUA = `if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0`;
+
+/** The floor's release: delete the lock if it still holds our token. KEYS[1]: the lock; ARGV[1]: the token. Returns 1 when released. */
+const FLOOR_RELEASE_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
+
+type FloorClient = {
+  floorAcquire(key: string, token: string, ttlMs: number): Promise<number>;
+  floorRelease(key: string, token: string): Promise<number>;
+};
+
 async function lockerFor(variant: LockVariant, redis: Redis | NodeRedis): Promise<Locker> {
   switch (variant) {
+    case "floor": {
+      const io = ioredisOf(redis);
+      io.defineCommand("floorAcquire", { numberOfKeys: 1, lua: FLOOR_ACQUIRE_LUA });
+      io.defineCommand("floorRelease", { numberOfKeys: 1, lua: FLOOR_RELEASE_LUA });
+      const floor = io as unknown as FloorClient;
+      const key = `floor:${RESOURCE}`;
+      let n = 0;
+      return {
+        acquire: async () => {
+          const token = `${process.pid}:${n++}`;
+          if ((await floor.floorAcquire(key, token, TTL_MS)) !== 1)
+            throw new Error("floor: the lock is held (the floor does not wait)");
+          return async () => (await floor.floorRelease(key, token)) === 1;
+        },
+        close: async () => {},
+      };
+    }
     case "erk-lock":
     case "erk-lock-nr": {
-      const { createLockManager } = await import("../index.js");
+      const { createLockManager } = kitLib();
       const locks = createLockManager({ redis, prefix: ERK_PREFIX });
       return {
         acquire: async () => {

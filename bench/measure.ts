@@ -1,89 +1,25 @@
 /**
- * What one run measures: load (autocannon), the server's CPU time, and Redis command counts;
- * and the record the HTTP benchmarks keep of one measured window.
+ * What one run measures around the load (`loadgen.ts`): the server's CPU time and requests
+ * received, Redis command counts, other load on the server's core; and the record the HTTP
+ * benchmarks keep of one measured window.
  */
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import type { Redis } from "ioredis";
-import { AUTOCANNON, config, HTTP_TIMEOUT_MS } from "./config.js";
-import { pinning, spawnTracked, stopChild, waitExit } from "./processes.js";
+import { config, HTTP_TIMEOUT_MS } from "./config.js";
+import { type LoadRequest, type LoadResult, runLoad } from "./loadgen.js";
+import { pinning } from "./processes.js";
+import type { ServerSample } from "./scenario.js";
 import type { RunResult } from "./stats.js";
 import type { MeasuredRun } from "./suite.js";
 
-/** The server's CPU time and responses served, from GET /__cpu. */
-export interface CpuSample {
-  user: number;
-  system: number;
-  served: number;
-}
-
-/** Reads the server's CPU sample (the cache server answers more fields: `T`). */
-export async function readCpu<T extends CpuSample = CpuSample>(port: number): Promise<T> {
+/** Reads the server's GET /__cpu sample (with the scenario's own fields: `T`). */
+export async function readCpu<T extends ServerSample = ServerSample>(port: number): Promise<T> {
   const response = await fetch(`http://127.0.0.1:${port}/__cpu`, {
     signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
   });
   if (!response.ok) throw new Error(`GET /__cpu answered ${response.status}`);
   return (await response.json()) as T;
-}
-
-/** The parts of autocannon's --json result used here. */
-export interface AutocannonResult {
-  requests: { average: number; total: number };
-  latency: { p99: number };
-  non2xx: number;
-  errors: number;
-  timeouts: number;
-}
-
-/** What every request of an autocannon run sends besides its path (default: GET, no headers). */
-export interface LoadRequest {
-  method?: "GET" | "POST";
-  /** Header name → value, sent on every request (e.g. a session cookie). */
-  headers?: Record<string, string>;
-}
-
-/** Runs autocannon against the server's `path` for `seconds` and returns its JSON result. */
-export async function autocannon(
-  port: number,
-  seconds: number,
-  path = "/api",
-  request: LoadRequest = {},
-): Promise<AutocannonResult> {
-  const extra = [
-    ...(request.method === undefined ? [] : ["-m", request.method]),
-    ...Object.entries(request.headers ?? {}).flatMap(([name, value]) => ["-H", `${name}:${value}`]),
-  ];
-  const child = spawnTracked(1, process.execPath, [
-    AUTOCANNON,
-    "-c",
-    String(config.connections),
-    "-d",
-    String(seconds),
-    "-n",
-    "-j",
-    ...extra,
-    `http://127.0.0.1:${port}${path}`,
-  ]);
-  let stdout = "";
-  let stderr = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr?.on("data", (chunk: Buffer) => {
-    if (stderr.length < 20_000) stderr += chunk.toString();
-  });
-  const exited = await waitExit(child, (seconds + 30) * 1000);
-  if (!exited) {
-    await stopChild(child);
-    throw new Error(`autocannon did not finish within ${seconds + 30} s`);
-  }
-  if (child.exitCode !== 0)
-    throw new Error(`autocannon exited ${child.exitCode ?? child.signalCode}: ${stderr.trim()}`);
-  try {
-    return JSON.parse(stdout) as AutocannonResult;
-  } catch {
-    throw new Error(`autocannon printed no JSON: ${stdout.slice(0, 500)} ${stderr.slice(0, 500)}`);
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -206,100 +142,93 @@ export function watchCpu(cpu: number): () => (ownCpuUs: number) => number | unde
 // ---------------------------------------------------------------------------------------------
 // One measured window of an HTTP benchmark, and its record.
 
-/** A server's CPU sample; the cache and session servers also count what their client sent. */
-type HttpSample = CpuSample & { redisSent?: number };
-
-/** One measured window: autocannon's result and the samples taken around it. */
-export interface LoadWindow<T extends HttpSample = CpuSample> {
-  load: AutocannonResult;
+/** One measured window: the load's result and the samples taken around it. */
+export interface LoadWindow<T extends ServerSample = ServerSample> {
+  load: LoadResult;
   /** The server's GET /__cpu answers before and after the load. */
   before: T;
   after: T;
   /** INFO commandstats before and after the load. */
   statsBefore: Map<string, number>;
   statsAfter: Map<string, number>;
-  /** With `watchCore`, when pinned: the share of CPU 0 other processes used, 0-1. */
+  /** When pinned: the share of CPU 0 (the server's core) other processes used, 0-1. */
   otherCore0: number | undefined;
-}
-
-/** What `measureLoad` loads and watches. */
-export interface LoadOptions {
-  /** The path loaded (default: /api). */
-  path?: string;
-  request?: LoadRequest;
-  /** Whether to watch the other load on CPU 0, the server's core (default: no). */
-  watchCore?: boolean;
+  /**
+   * When pinned and the load generator's CPU time is known: the share of CPU 1 (the load
+   * generator's and Redis's core) that neither used, 0-1.
+   */
+  otherCore1: number | undefined;
 }
 
 /** Server CPU time (user + system) between two samples, µs. */
-function cpuUs(before: CpuSample, after: CpuSample): number {
+function cpuUs(before: ServerSample, after: ServerSample): number {
   return after.user - before.user + (after.system - before.system);
 }
 
 /**
- * Loads the server on `port` for `config.durationS` s, sampling its CPU time (GET /__cpu) and
- * INFO commandstats before and after.
+ * Loads `path` on the server on `port` for `config.durationS` s, sampling its CPU time and
+ * requests received (GET /__cpu), INFO commandstats, Redis's CPU time, and CPU 0's and CPU 1's
+ * busy time before and after.
  */
-export async function measureLoad<T extends HttpSample = CpuSample>(
+export async function measureLoad<T extends ServerSample = ServerSample>(
   admin: Redis,
   port: number,
-  { path, request, watchCore = false }: LoadOptions = {},
+  path: string,
+  request: LoadRequest,
 ): Promise<LoadWindow<T>> {
   const before = await readCpu<T>(port);
-  const serverCore = watchCore ? watchCpu(0) : undefined;
   const statsBefore = await commandStats(admin);
-  const load = await autocannon(port, config.durationS, path, request);
+  const redisBefore = await redisCpuUs(admin);
+  const serverCore = watchCpu(0);
+  const loadCore = watchCpu(1);
+  const load = await runLoad(port, config.durationS, path, request);
+  const loadCoreEnd = loadCore();
   const after = await readCpu<T>(port);
+  const serverCoreEnd = serverCore();
+  const redisAfter = await redisCpuUs(admin);
   const statsAfter = await commandStats(admin);
-  // CPU 0 is the server's: what else ran there while it was measured.
-  const otherCore0 = serverCore?.()(cpuUs(before, after));
-  return { load, before, after, statsBefore, statsAfter, otherCore0 };
+  const otherCore0 = serverCoreEnd(cpuUs(before, after));
+  const otherCore1 =
+    load.cpuUs === undefined ? undefined : loadCoreEnd(redisAfter - redisBefore + load.cpuUs);
+  return { load, before, after, statsBefore, statsAfter, otherCore0, otherCore1 };
 }
 
 /**
- * The record of one HTTP run from its measured window: load, errors, server CPU and Redis
- * calls per request, and round trips per request where the server counts what its client sent
- * (`redisSent`); then `extra(perReq)`, the suite's own figures; then, when `serverLog` (the
- * server's output) is given, its first lines (if any), the other load on CPU 0 (if watched)
- * and when the run ended.
+ * The record of one HTTP run from its measured window: server CPU per request received (the
+ * primary figure), the load's throughput, latency and errors, Redis calls and round trips per
+ * request; then `extra(perReq)`, the suite's own figures; then the server's first log lines (if
+ * any), the other load on CPU 0 (when pinned) and when the run ended.
  */
-export function httpRun<T extends HttpSample, X extends object = object>(
+export function httpRun<T extends ServerSample, X extends object = object>(
   id: MeasuredRun,
   window: LoadWindow<T>,
+  serverLog: string,
   extra?: (perReq: (n: number) => number) => X,
-  serverLog?: string,
 ): RunResult & X {
-  const { load, before, after, otherCore0 } = window;
-  const served = after.served - before.served;
+  const { load, before, after, otherCore0, otherCore1 } = window;
+  const served = after.received - before.received;
   const perReq = (n: number) => (served > 0 ? n / served : Number.NaN);
-  const logHead = serverLog?.trim().split("\n").slice(0, 5).join("\n");
-  const sent =
-    before.redisSent === undefined || after.redisSent === undefined
-      ? {}
-      : { roundTripsPerReq: perReq(after.redisSent - before.redisSent) };
-  const ending =
-    serverLog === undefined
-      ? {}
-      : {
-          ...(logHead === "" ? {} : { serverLog: logHead }),
-          ...(otherCore0 === undefined ? {} : { otherLoadOnServerCore: otherCore0 }),
-          at: new Date().toISOString(),
-        };
+  const logHead = serverLog.trim().split("\n").slice(0, 5).join("\n");
   return {
     round: id.round,
     variant: id.variant,
     order: id.order,
-    reqPerSec: load.requests.average,
-    p99Ms: load.latency.p99,
-    requests: load.requests.total,
+    cpuUsPerReq: perReq(cpuUs(before, after)),
+    reqPerSec: load.reqPerSec,
+    p50Ms: load.p50Ms,
+    p90Ms: load.p90Ms,
+    p99Ms: load.p99Ms,
+    requests: load.requests,
     served,
     non2xx: load.non2xx,
     errors: load.errors,
     timeouts: load.timeouts,
-    cpuUsPerReq: perReq(cpuUs(before, after)),
     ...redisCounts(window.statsBefore, window.statsAfter, perReq),
-    ...sent,
+    roundTripsPerReq: perReq(after.redisSent - before.redisSent),
     ...(extra === undefined ? {} : extra(perReq)),
-    ...ending,
+    ...(logHead === "" ? {} : { serverLog: logHead }),
+    ...(otherCore0 === undefined ? {} : { otherLoadOnServerCore: otherCore0 }),
+    ...(otherCore1 === undefined ? {} : { otherLoadOnLoadCore: otherCore1 }),
+    at: new Date().toISOString(),
   } as RunResult & X;
 }

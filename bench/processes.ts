@@ -1,6 +1,7 @@
 /**
  * The benchmark's child processes: every one tracked and killed on exit, error or signal; the
- * server under test pinned to CPU 0 and the load generator and Redis to CPU 1.
+ * server under test (and the lock workers) pinned to CPU 0, the load generator and Redis to
+ * CPU 1.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { availableParallelism } from "node:os";
@@ -54,11 +55,24 @@ const tasksetPath = (() => {
 /** Whether processes are pinned to CPUs. */
 export const pinning = config.pin && tasksetPath !== undefined && availableParallelism() >= 2;
 
-/** Spawns `command args`, under `taskset -c cpu` when pinning, and tracks the child. */
-export function spawnTracked(cpu: number, command: string, args: string[]): ChildProcess {
+/**
+ * Spawns `command args` (with `env` added to this process's environment), under
+ * `taskset -c cpu` when pinning, and tracks the child.
+ */
+export function spawnTracked(
+  cpu: number,
+  command: string,
+  args: string[],
+  env?: Record<string, string>,
+): ChildProcess {
+  const options = {
+    cwd: ROOT,
+    stdio: "pipe" as const,
+    ...(env === undefined ? {} : { env: { ...process.env, ...env } }),
+  };
   const child = pinning
-    ? spawn(tasksetPath!, ["-c", String(cpu), command, ...args], { cwd: ROOT, stdio: "pipe" })
-    : spawn(command, args, { cwd: ROOT, stdio: "pipe" });
+    ? spawn(tasksetPath!, ["-c", String(cpu), command, ...args], options)
+    : spawn(command, args, options);
   children.add(child);
   child.once("exit", () => children.delete(child));
   child.once("error", () => children.delete(child));
@@ -100,19 +114,15 @@ export interface ServerHandle {
 }
 
 /**
- * Starts `bench/<script>` with `args` and a free port (its last argument), and waits for it to
- * print READY. `label` names it in errors.
+ * Starts `bench/http-server.ts` with `args` and a free port (its last argument) on CPU 0, and
+ * waits for it to print READY. `label` names it in errors.
  */
-export async function startServer(
-  label: string,
-  script: "server.ts" | "cache-server.ts" | "session-server.ts",
-  args: string[],
-): Promise<ServerHandle> {
+export async function startServer(label: string, args: string[]): Promise<ServerHandle> {
   const port = await freePort();
   const child = spawnTracked(0, process.execPath, [
     "--import",
     "tsx",
-    join(ROOT, "bench", script),
+    join(ROOT, "bench", "http-server.ts"),
     ...args,
     String(port),
   ]);

@@ -1,28 +1,55 @@
 /**
- * The rate-limit benchmark: this library's limiter (on ioredis, and on node-redis: `erk-nr`)
- * against express-rate-limit + rate-limit-redis, rate-limiter-flexible, a one-EVALSHA floor and
- * bare Express, on GET /api of `bench/server.ts`. See bench/README.md.
+ * The rate-limit benchmark: this library's limiter (one policy, no headers, two policies,
+ * auto-pipelined, on node-redis) against express-rate-limit + rate-limit-redis,
+ * rate-limiter-flexible, the one-EVALSHA floor and bare Express on GET /api; and the floods,
+ * where every request is over the limit: ours (rejected in process), express-rate-limit's
+ * MemoryStore, rate-limit-redis, rate-limiter-flexible with `inMemoryBlockOnConsumed`. See
+ * bench/README.md.
  */
 import type { Redis } from "ioredis";
 import { config } from "./config.js";
-import { autocannon, httpRun, measureLoad } from "./measure.js";
-import { startServer, stopChild } from "./processes.js";
+import { type Column, mainTable, pasteBlock, rawTable } from "./http-report.js";
+import { runHttpEntry } from "./http-run.js";
 import { reportTexts } from "./report.js";
 import {
   commandMix,
-  compare,
   comparisonLines,
+  fmt,
+  httpNoise,
   httpProgress,
+  medianRatio,
   nodeRedisTargetLine,
+  outsideLoadLine,
+  percent,
   type RunResult,
-  rawTable,
   summarize,
-  summaryTable,
+  type VariantSummary,
 } from "./stats.js";
 import type { SuiteDefinition } from "./suite.js";
-import { DESCRIPTIONS, isVariant, type Variant } from "./variants.js";
+import {
+  DESCRIPTIONS,
+  FLOODS,
+  isVariant,
+  RATE_LIMIT_SCENARIOS,
+  REFERENCE,
+  type Variant,
+} from "./variants.js";
 
-async function runOnce(
+/** The comparisons the report calls out: [numerator, denominator]. */
+const COMPARISONS: readonly [Variant, Variant][] = [
+  ["erk", "erl-rlr"],
+  ["erk", "rlf"],
+  ["erk", "floor"],
+  ["erk-nh", "floor"],
+  ["erk-ap", "floor-ap"],
+  ["erk-2p", "erk"],
+  ["erk-nr", "erk"],
+  ["flood-erk", "flood-erl-memory"],
+  ["flood-erk", "flood-erl-rlr"],
+  ["flood-erk", "flood-rlf-block"],
+];
+
+function runOnce(
   admin: Redis,
   redisUrl: string,
   entry: string,
@@ -30,15 +57,53 @@ async function runOnce(
   order: number,
 ): Promise<RunResult> {
   if (!isVariant(entry)) throw new Error(`unknown rate-limit variant ${entry}`);
-  const variant: Variant = entry;
-  await admin.flushall();
-  const server = await startServer(variant, "server.ts", [variant, redisUrl]);
-  try {
-    if (config.warmupS > 0) await autocannon(server.port, config.warmupS);
-    return httpRun({ round, variant, order }, await measureLoad(admin, server.port));
-  } finally {
-    await stopChild(server.child);
-  }
+  return runHttpEntry(
+    admin,
+    redisUrl,
+    { round, variant: entry, order },
+    {
+      suite: "rate-limit",
+      variant: entry,
+      path: "/api",
+    },
+  );
+}
+
+/** Whether a run's responses are what its variant must answer: all 2xx, or all 429 (floods). */
+function wrongAnswers(run: RunResult): boolean {
+  const expected = FLOODS.has(run.variant as Variant) ? run.requests : 0;
+  return run.non2xx !== expected || run.errors + run.timeouts > 0 || run.requests === 0;
+}
+
+function label(entry: string): string {
+  return isVariant(entry) ? RATE_LIMIT_SCENARIOS[entry].label : entry;
+}
+
+const NAME: Column<VariantSummary> = {
+  header: "scenario",
+  text: true,
+  cell: (s) => `${label(s.variant)} (\`${s.variant}\`)`,
+};
+
+function rejectedShare(runs: readonly RunResult[]): Column<VariantSummary> {
+  return {
+    header: "rejected (429)",
+    cell: (s) => {
+      const mine = runs.filter((r) => r.variant === s.variant);
+      const requests = mine.reduce((sum, r) => sum + r.requests, 0);
+      return percent(
+        requests > 0 ? mine.reduce((sum, r) => sum + r.non2xx, 0) / requests : Number.NaN,
+      );
+    },
+  };
+}
+
+/** The flood target: our flood at most express-rate-limit MemoryStore's flood's CPU per request. */
+function floodTarget(runs: readonly RunResult[]): string {
+  const cpu = medianRatio(runs, "flood-erk", "flood-erl-memory", "cpuUsPerReq");
+  if (!Number.isFinite(cpu))
+    return "- flood, rateLimit() ≤ express-rate-limit MemoryStore (CPU µs/req): not measured";
+  return `- flood, rateLimit() ≤ express-rate-limit MemoryStore (CPU µs/req): ×${fmt(cpu, 2)} → ${cpu <= 1 ? "**met**" : "**NOT met**"}`;
 }
 
 export const rateLimitSuite: SuiteDefinition = {
@@ -46,46 +111,77 @@ export const rateLimitSuite: SuiteDefinition = {
   entries: config.variants,
   plan: `${config.durationS} s each (+${config.warmupS} s warm-up), ${config.connections} connections`,
   runOnce,
-  progress: (run) => httpProgress(run),
+  noise: httpNoise,
+  progress: (run) =>
+    httpProgress(
+      run,
+      wrongAnswers(run) && FLOODS.has(run.variant as Variant)
+        ? `!! a flood must answer 429 to every request (${run.non2xx} of ${run.requests})`
+        : "",
+      FLOODS.has(run.variant as Variant),
+    ),
   report(runs, failures, env, startedAt) {
-    const summaries = summarize(runs);
-    const comparisons = compare(runs);
-    const table = summaryTable(summaries);
-    const bad = summaries.filter((s) => s.non2xx + s.errors + s.timeouts > 0);
+    const summaries = summarize(runs, config.variants, () => REFERENCE);
+    const wrong = runs.filter(wrongAnswers);
     const problems = [
-      ...bad.map(
-        (s) =>
-          `- ${s.variant}: non-2xx ${s.non2xx}, socket errors ${s.errors}, timeouts ${s.timeouts} (must be 0)`,
+      ...wrong.map(
+        (r) =>
+          `- ${r.variant} round ${r.round}: ${r.non2xx} of ${r.requests} responses ≥ 400, ${r.errors} socket errors, ${r.timeouts} timeouts ` +
+          `(must be ${FLOODS.has(r.variant as Variant) ? "all 429" : "all 2xx"}, no errors)`,
       ),
+      ...runs
+        .filter((r) => r.serverLog !== undefined)
+        .map(
+          (r) =>
+            `- ${r.variant} round ${r.round}: server log: ${r.serverLog!.replace(/\n/g, " / ")}`,
+        ),
       ...failures.map(
         (f) => `- ${f.variant} failed in round ${f.round}: ${f.error.split("\n")[0]}`,
       ),
     ];
-
+    const table = mainTable(summaries, [NAME], "bare", [
+      rejectedShare(runs),
+      { header: "round trips/req", cell: (s) => fmt(s.median.roundTripsPerReq, 2) },
+    ]);
     const texts = reportTexts({
-      title: `Benchmark ${startedAt.toISOString()}`,
-      intro: [
-        `${config.rounds} round(s), ${config.durationS} s per run after a ${config.warmupS} s warm-up, ` +
-          `${config.connections} connections, one key (one client IP). Node ${env.node}, Redis ${env.redis}, ` +
-          `${env.cpus} × ${env.cpu}. Pinning: ${env.pinning}. Load average (1 min) at start: ${env.loadAverage1m.toFixed(2)}. Code: ${env.git}.`,
-        "Medians over rounds; ×bare is the median of per-round ratios to `bare`.",
+      heading: "Rate limit (paste into README.md)",
+      title: `Rate-limit benchmark ${startedAt.toISOString()}`,
+      intro: [],
+      table: pasteBlock(
+        env,
+        startedAt,
+        "GET /api → 1024-byte JSON via res.json(), every request from 127.0.0.1 (one limiter key); limits 1e9 (nothing rejected) except the floods (1 per minute: every measured request a 429); reference row: bare Express",
+        table,
+      ),
+      targets: [
+        floodTarget(runs),
+        ...(config.variants.includes("erk-nr") ? [nodeRedisTargetLine(runs, "erk-nr", "erk")] : []),
       ],
-      table,
-      ...(config.variants.includes("erk-nr")
-        ? { targets: [nodeRedisTargetLine(runs, "erk-nr", "erk")] }
-        : {}),
-      comparisons: comparisonLines(comparisons),
+      comparisons: comparisonLines(runs, COMPARISONS),
       problems,
-      noProblems: "None: non-2xx responses 0 in every run.",
-      printedNoProblems: "Non-2xx responses: 0 in every run.",
-      mixes: [{ heading: "Redis calls per request by command (median)", text: commandMix(runs) }],
-      variants: [config.variants.map((v) => `- ${v}: ${DESCRIPTIONS[v]}`).join("\n")],
+      noProblems:
+        "None: every non-flood response 2xx, every flood response a 429, no socket errors.",
+      noise: outsideLoadLine(runs),
+      mixes: [
+        {
+          heading: "Redis calls per request by command (median, INFO commandstats)",
+          text: commandMix(runs, config.variants),
+        },
+      ],
+      variants: [
+        config.variants
+          .map(
+            (v) =>
+              `- \`${v}\` (peer-bench \`${RATE_LIMIT_SCENARIOS[v].peerBench}\`): ${DESCRIPTIONS[v]}`,
+          )
+          .join("\n"),
+      ],
       raw: rawTable(runs),
     });
     return {
       ...texts,
-      json: { summaries, comparisons },
-      failed: failures.length > 0 || bad.length > 0,
+      json: { summaries },
+      failed: failures.length > 0 || wrong.length > 0,
     };
   },
 };

@@ -25,6 +25,8 @@ export interface ReportParts {
   targets?: readonly string[];
   /** The key comparisons' lines, joined. */
   comparisons: string;
+  /** More tables for the results file, after the comparisons, one section each. */
+  details?: readonly { heading: string; text: string }[];
   /** One line per problem. */
   problems: readonly string[];
   /** What the report says when there is no problem. */
@@ -79,6 +81,7 @@ export function reportTexts(parts: ReportParts): { printed: string; markdown: st
     "",
     ...(targets === undefined ? [] : section("Targets", targets.join("\n"))),
     ...section("Key comparisons (median of per-round ratios)", parts.comparisons),
+    ...(parts.details ?? []).flatMap((d) => section(d.heading, d.text)),
     ...section("Problems", problemText),
     ...(noise === undefined ? [] : section("Outside load", noise)),
     ...parts.mixes.flatMap((m) => section(m.heading, m.text)),

@@ -1,40 +1,45 @@
 /**
- * `npm run bench`: four benchmarks (see bench/README.md).
+ * `npm run bench`: four benchmarks (see bench/README.md), each a table with server CPU µs per
+ * request first, ratios to the reference row of the same round, and the command line that
+ * made it, ready to paste into README.md.
  *
- * - rate limit: throughput, latency, server CPU and Redis round trips of the rate limiter
- *   against express-rate-limit + rate-limit-redis, rate-limiter-flexible and a one-EVALSHA
- *   floor (`rate-limit-suite.ts`);
- * - response cache: `cacheResponse()` hits on Redis, on Redis behind the in-process tier and in
- *   memory only, against apicache, on an immediate and a 20 ms handler (`cache-suite.ts`);
- * - lock: uncontended acquire+release latency and round trips, and hand-off latency between
- *   contending worker processes, of `createLockManager()` against node-redlock and
- *   redis-semaphore (`lock-suite.ts`);
- * - session: express-session on `UserSessionStore` (with `trackSessions()`) against plain
- *   connect-redis, for an unmodified read and a write of one logged-in session: throughput,
- *   latency, and the Redis commands each request and each store call sends
- *   (`session-suite.ts`).
+ * - rate limit: the rate limiter against express-rate-limit + rate-limit-redis,
+ *   rate-limiter-flexible and the one-EVALSHA floor, and the floods (every request over the
+ *   limit) of each (`rate-limit-suite.ts`);
+ * - response cache: `cacheResponse()` hits on Redis, behind the in-process tier and in memory
+ *   only, against apicache's memory and Redis hits, on an immediate and a 20 ms handler
+ *   (`cache-suite.ts`);
+ * - lock: `requireLock()` around a request against the two-EVALSHA floor
+ *   (`lock-http-suite.ts`); then uncontended cycles and contended hand-offs of
+ *   `createLockManager()` against node-redlock and redis-semaphore (`lock-suite.ts`);
+ * - session: express-session on `UserSessionStore` (with `trackSessions()`) against
+ *   connect-redis 8.1, for an unmodified read and a write (`session-suite.ts`).
  *
  * `--only rate-limit`, `--only cache`, `--only lock` or `--only session` (or `BENCH_ONLY`) runs
  * one of them.
  *
- * Starts its own redis-server on a free loopback port, then for each round runs every variant
- * once (rotated order), each in fresh processes pinned to CPU 0 (the HTTP server; the lock
- * workers), with autocannon and Redis pinned to CPU 1, so the code measured has its core to
- * itself.
+ * Compiles the working tree into a private package (`kit-build.ts`; the scenarios load the
+ * library from it, as ../shared/peer-bench loads a checkout), starts its own redis-server on a
+ * free loopback port, then for each round runs every entry once (rotated order), each in fresh
+ * processes pinned to CPU 0, with wrk (autocannon when wrk is missing) and Redis pinned to
+ * CPU 1.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { startRedisServer } from "../test/harness/redis-server.js";
 import { cacheSuite } from "./cache-suite.js";
-import { AUTOCANNON, config, ROOT, type Suite } from "./config.js";
+import { config, ROOT, type Suite } from "./config.js";
+import { buildKit, removeKit } from "./kit-build.js";
+import { LOADGEN, loadgenLine } from "./loadgen.js";
+import { lockHttpSuite } from "./lock-http-suite.js";
 import { lockSuite } from "./lock-suite.js";
 import { children, killAllNow, pinning, pinRedis, state, stopChild } from "./processes.js";
 import { rateLimitSuite } from "./rate-limit-suite.js";
 import { sessionSuite } from "./session-suite.js";
-import type { RunFailure } from "./stats.js";
+import { MAX_OTHER_LOAD, type RunFailure } from "./stats.js";
 import type { BenchEnv, MeasuredRun, SuiteDefinition } from "./suite.js";
 
 /** Round `r`'s order: the entry list rotated by `r`, so entries move through the slots. */
@@ -59,7 +64,18 @@ async function runSuite<R extends MeasuredRun>(
       if (state.interrupted) break;
       if (failed.has(entry)) continue;
       try {
-        const run = await suite.runOnce(admin, redisUrl, entry, round, slot);
+        let run = await suite.runOnce(admin, redisUrl, entry, round, slot);
+        for (let retry = 1; retry <= config.retries && !state.interrupted; retry++) {
+          const noise = suite.noise?.(run);
+          if (noise === undefined || noise <= MAX_OTHER_LOAD) break;
+          console.log(
+            `[${suite.id} ${round}/${config.rounds}] ${entry.padEnd(width)} noisy (other processes used ${Math.round(noise * 100)} % of a core): run again`,
+          );
+          run = {
+            ...(await suite.runOnce(admin, redisUrl, entry, round, slot)),
+            retriedNoisy: retry,
+          };
+        }
         runs.push(run);
         console.log(
           `[${suite.id} ${round}/${config.rounds}] ${entry.padEnd(width)} ${suite.progress(run)}`,
@@ -109,39 +125,54 @@ async function runAndReport<R extends MeasuredRun>(
   if (report.failed) process.exitCode = 1;
 }
 
-/** The commit checked out, and the tracked files changed since (the code measured). */
-function gitState(): string {
+/**
+ * The commit checked out and the tracked files changed since (the code measured): the commit
+ * with a count for the tables, the files for the results file.
+ */
+function gitState(): { git: string; changedFiles: string[] } {
   const git = (...args: string[]) =>
     spawnSync("git", args, { cwd: ROOT, encoding: "utf8" }).stdout?.trimEnd() ?? "";
   const commit = git("rev-parse", "--short", "HEAD") || "unknown";
-  const changed = git("status", "--porcelain", "--untracked-files=no")
+  const changedFiles = git("status", "--porcelain", "--untracked-files=no")
     .split("\n")
     .map((line) => line.slice(3))
     .filter((path) => path !== "");
-  return changed.length === 0
-    ? commit
-    : `${commit} with uncommitted changes to ${changed.join(", ")}`;
+  return {
+    git:
+      changedFiles.length === 0
+        ? commit
+        : `${commit} + uncommitted changes to ${changedFiles.length} file(s)`,
+    changedFiles,
+  };
 }
 
-/** Each benchmark (its runs are of different kinds, so each is run by its own call). */
+/** Each benchmark's suites, run in this order (its runs are of different kinds: one call each). */
 const SUITE_DEFINITIONS: Record<
   Suite,
   {
-    suite: Pick<SuiteDefinition<MeasuredRun>, "id" | "entries" | "plan">;
+    suites: Pick<SuiteDefinition<MeasuredRun>, "id" | "entries" | "plan">[];
     run(c: RunContext): Promise<void>;
   }
 > = {
-  "rate-limit": { suite: rateLimitSuite, run: (c) => runAndReport(rateLimitSuite, c) },
-  cache: { suite: cacheSuite, run: (c) => runAndReport(cacheSuite, c) },
-  lock: { suite: lockSuite, run: (c) => runAndReport(lockSuite, c) },
-  session: { suite: sessionSuite, run: (c) => runAndReport(sessionSuite, c) },
+  "rate-limit": { suites: [rateLimitSuite], run: (c) => runAndReport(rateLimitSuite, c) },
+  cache: { suites: [cacheSuite], run: (c) => runAndReport(cacheSuite, c) },
+  lock: {
+    suites: [lockHttpSuite, lockSuite].filter((s) => s.entries.length > 0),
+    run: async (c) => {
+      if (lockHttpSuite.entries.length > 0) await runAndReport(lockHttpSuite, c);
+      if (state.interrupted) return;
+      if (lockSuite.entries.length > 0) await runAndReport(lockSuite, c);
+    },
+  },
+  session: { suites: [sessionSuite], run: (c) => runAndReport(sessionSuite, c) },
 };
 
 async function main(): Promise<void> {
-  if (!existsSync(AUTOCANNON))
-    throw new Error(`autocannon not installed (${AUTOCANNON}): run npm install`);
   if (config.suites.length === 0)
     throw new Error("nothing to run: --only / BENCH_ONLY and BENCH_VARIANTS select no variant");
+  if (LOADGEN.note !== undefined) console.log(`bench: load generator: ${LOADGEN.note}`);
+  const kit = buildKit();
+  process.on("exit", () => removeKit(kit));
   const startedAt = new Date();
   const loadAverage1m = loadavg()[0] ?? 0;
   state.redisServer = await startRedisServer();
@@ -155,19 +186,19 @@ async function main(): Promise<void> {
       redis: redisVersion,
       cpu: cpus()[0]?.model ?? "unknown",
       cpus: availableParallelism(),
-      pinning: pinning ? "server / lock workers: CPU 0; autocannon + redis-server: CPU 1" : "none",
+      pinning: pinning
+        ? `server / lock workers: CPU 0; ${LOADGEN.tool} + redis-server: CPU 1`
+        : "none (taskset missing, fewer than 2 CPUs, or BENCH_PIN=0)",
       loadAverage1m,
-      git: gitState(),
+      ...gitState(),
     };
     const suites = config.suites.map((id) => SUITE_DEFINITIONS[id]);
     const plans = suites
-      .map(
-        ({ suite: s }) =>
-          `${s.id}: ${config.rounds} round(s) × ${s.entries.length} run(s), ${s.plan}`,
-      )
+      .flatMap(({ suites: parts }) => parts)
+      .map((s) => `${s.id}: ${config.rounds} round(s) × ${s.entries.length} run(s), ${s.plan}`)
       .join("; ");
     console.log(
-      `bench: ${plans}; pinning: ${env.pinning}; ` +
+      `bench: \`${config.commandLine}\`; ${plans}; load: ${loadgenLine()}; pinning: ${env.pinning}; ` +
         `node ${env.node}, redis ${env.redis} at ${state.redisServer.url}; load average ${env.loadAverage1m.toFixed(2)}; ` +
         `code: ${env.git}`,
     );

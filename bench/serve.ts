@@ -1,12 +1,11 @@
 /**
- * What the benchmark server processes share: their command line,
- * `<variant> redis://127.0.0.1:<port> <port>`; Redis clients, ioredis or node-redis (the
- * variants named `*-nr`), that count the commands they send (the lock workers use them too);
- * and, once the app is built, listening on 127.0.0.1, printing READY for the driver, and
- * shutting down (closing the client) on SIGTERM, SIGINT or when the driver's stdin closes, so no
- * server outlives a run.
+ * What the benchmark's processes share: Redis clients, ioredis or node-redis (the variants
+ * named `*-nr`), that count the commands they send (the HTTP server and the lock workers use
+ * them); and, once an app is built, listening on 127.0.0.1, printing READY for the driver, and
+ * shutting down on SIGTERM, SIGINT or when the driver's stdin closes, so no server outlives a
+ * run.
  */
-import type { Server } from "node:http";
+import type { IncomingMessage, Server } from "node:http";
 import type { Express } from "express";
 import { Redis } from "ioredis";
 import type { RedisClientType } from "redis";
@@ -14,7 +13,7 @@ import type { RedisClientType } from "redis";
 /** A node-redis (`redis` 6) client as `createClient({ url })` makes it: its defaults, RESP3. */
 export type NodeRedis = RedisClientType;
 
-/** Whether a variant runs on node-redis: the `-nr` variants (`erk-nr`, `erk-redis-nr`, ...). */
+/** Whether a variant runs on node-redis: the `-nr` variants (`erk-nr`, `erk-lock-nr`, ...). */
 export function usesNodeRedis(variant: string): boolean {
   return variant.endsWith("-nr");
 }
@@ -35,6 +34,20 @@ export function ioredisOf(redis: Redis | NodeRedis): Redis {
 }
 
 /**
+ * Calls `onSend` for every command `client` sends. ioredis sends every command (those of
+ * `defineCommand` scripts too) through `sendCommand`; so does this library's node-redis driver.
+ * A pub/sub subscriber duplicated from the client is another connection, not counted.
+ */
+export function countCommands(client: Redis | NodeRedis, onSend: () => void): void {
+  const target = client as unknown as { sendCommand(...args: unknown[]): unknown };
+  const send = target.sendCommand.bind(client);
+  target.sendCommand = (...args: unknown[]) => {
+    onSend();
+    return send(...args);
+  };
+}
+
+/**
  * node-redis `createClient({ url })`, default options (RESP3, same-tick pipelining), connected;
  * its errors are written to stderr (where the suites look for server problems).
  */
@@ -48,55 +61,20 @@ export async function nodeRedisClient(url: string): Promise<NodeRedis> {
   return redis;
 }
 
-/**
- * The server's command line, `<variant> redis://127.0.0.1:<port> <port>`; throws a usage error
- * naming `script` unless `isVariant` knows the variant, the URL is a local redis-server's and
- * the port a whole number.
- */
-export function serverArgs<V extends string>(
-  script: string,
-  isVariant: (value: string) => value is V,
-): { variant: V; url: string; port: number } {
-  const [variant = "", url = "", portText = ""] = process.argv.slice(2);
-  const port = Number(portText);
-  if (!isVariant(variant) || !url.startsWith("redis://127.0.0.1:") || !Number.isInteger(port)) {
-    throw new Error(
-      `usage: ${script} <variant> redis://127.0.0.1:<port> <port> (got ${process.argv.slice(2).join(" ")})`,
-    );
-  }
-  return { variant, url, port };
-}
-
-/**
- * An ioredis client on `url`, connected, with `sent()`: the commands it has sent, one per round
- * trip (INFO commandstats also counts the commands a script runs). A pub/sub subscriber
- * duplicated from it is another connection, not counted.
- */
+/** An ioredis client on `url`, connected, counting what it sends (see `countCommands`). */
 export async function countingRedis(url: string): Promise<CountingClient<Redis>> {
   const redis = new Redis(url, { lazyConnect: true });
   let sent = 0;
-  const send = redis.sendCommand.bind(redis);
-  redis.sendCommand = (...args: Parameters<Redis["sendCommand"]>) => {
-    sent++;
-    return send(...args);
-  };
+  countCommands(redis, () => sent++);
   await redis.connect();
   return { redis, sent: () => sent, close: () => redis.disconnect() };
 }
 
-/**
- * The same on node-redis (`nodeRedisClient()`): the kit's driver sends every command through
- * the client's `sendCommand`, so wrapping it counts them all.
- */
+/** The same on node-redis (`nodeRedisClient()`). */
 export async function countingNodeRedis(url: string): Promise<CountingClient<NodeRedis>> {
   const redis = await nodeRedisClient(url);
   let sent = 0;
-  const target = redis as unknown as { sendCommand(...args: unknown[]): Promise<unknown> };
-  const send = target.sendCommand.bind(redis);
-  target.sendCommand = (...args: unknown[]) => {
-    sent++;
-    return send(...args);
-  };
+  countCommands(redis, () => sent++);
   return { redis, sent: () => sent, close: () => void redis.destroy() };
 }
 
@@ -108,16 +86,21 @@ export function countingClient(
   return usesNodeRedis(variant) ? countingNodeRedis(url) : countingRedis(url);
 }
 
-/** Serves `app` on `port` until told to stop, then runs `close`; see the module comment. */
+/**
+ * Serves `app` on `port` until told to stop, then runs `close`; `onRequest` sees every request
+ * before the app does (a plain `request` listener: no Express layer). See the module comment.
+ */
 export async function serveUntilStopped(
   app: Express,
   port: number,
   close?: () => void,
+  onRequest?: (req: IncomingMessage) => void,
 ): Promise<void> {
   const server = await new Promise<Server>((resolve, reject) => {
     const s = app.listen(port, "127.0.0.1", () => resolve(s));
     s.once("error", reject);
   });
+  if (onRequest !== undefined) server.on("request", onRequest);
   let closing = false;
   const shutdown = (code: number) => {
     if (closing) return;

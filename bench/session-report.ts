@@ -3,11 +3,14 @@
  * two stores, problems, and the results file.
  */
 import { config } from "./config.js";
-import { machineLine, reportTexts } from "./report.js";
+import { type Column, mainTable, pasteBlock, rawTable } from "./http-report.js";
+import { reportTexts } from "./report.js";
 import type { SessionRun } from "./session-suite.js";
 import {
   parseSessionEntry,
+  SCENARIO_REQUESTS,
   SESSION_DESCRIPTIONS,
+  SESSION_SCENARIO_SETUPS,
   SESSION_SCENARIOS,
   type SessionScenario,
   type SessionVariant,
@@ -16,13 +19,13 @@ import {
 } from "./session-variants.js";
 import {
   commandMix,
+  comparisonLines,
   fmt,
   fmtInt,
   median,
   medianRatio,
   nodeRedisTargetLine,
   outsideLoadLine,
-  percent,
   type RunFailure,
   summarize,
   type VariantSummary,
@@ -37,8 +40,8 @@ export const SESSION_ENTRIES = config.sessionVariants.flatMap((v) =>
   config.sessionScenarios.map((s) => sessionEntry(v, s)),
 );
 
-/** The baseline of an entry: `bare` on the same scenario. */
-function baselineOf(entry: string): string {
+/** The reference of an entry: `bare` on the same scenario. */
+function referenceOf(entry: string): string {
   return sessionEntry("bare", parseSessionEntry(entry).scenario);
 }
 
@@ -60,67 +63,43 @@ function sentPerOp(runs: readonly SessionRun[]): Record<string, number> {
   return Object.fromEntries(STORE_OPS.map((op) => [op, median(runs.map((r) => r.sentPerOp[op]))]));
 }
 
-function summaryTable(summaries: readonly VariantSummary[], runs: readonly SessionRun[]): string {
-  const lines = [
-    "| variant | scenario | req/s | ×bare | p99 ms | ×bare | CPU µs/req | ×bare | round trips/req | store get / set / touch per req | sent per get / set / touch (probe) | Redis cmds/req | script calls/req |",
-    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+/** The main table's columns after the standard ones: round trips, store calls, the probe. */
+function storeColumns(runs: readonly SessionRun[]): Column<VariantSummary>[] {
+  const mine = (s: VariantSummary) => runs.filter((r) => r.variant === s.variant);
+  const store = (s: VariantSummary) => parseSessionEntry(s.variant).variant !== "bare";
+  const ops = STORE_OPS.slice(0, 3);
+  return [
+    { header: "round trips/req", cell: (s) => fmt(s.median.roundTripsPerReq, 2) },
+    {
+      header: "store get / set / touch per req",
+      cell: (s) =>
+        store(s)
+          ? ops.map((op) => fmt(median(mine(s).map((x) => x.opsPerReq[op])), 2)).join(" / ")
+          : "-",
+    },
+    {
+      header: "sent per get / set / touch (probe)",
+      cell: (s) => {
+        const sent = sentPerOp(mine(s));
+        return store(s) ? ops.map((op) => fmt(sent[op] ?? Number.NaN, 2)).join(" / ") : "-";
+      },
+    },
   ];
-  for (const s of summaries) {
-    const { variant, scenario } = parseSessionEntry(s.variant);
-    const mine = runs.filter((r) => r.variant === s.variant);
-    const m = s.median;
-    const r = s.ratioToBare;
-    const calls = STORE_OPS.slice(0, 3)
-      .map((op) => fmt(median(mine.map((x) => x.opsPerReq[op])), 2))
-      .join(" / ");
-    const sent = sentPerOp(mine);
-    const perOp = STORE_OPS.slice(0, 3)
-      .map((op) => fmt(sent[op] ?? Number.NaN, 2))
-      .join(" / ");
-    const store = variant !== "bare";
-    lines.push(
-      `| ${variant} | ${scenario} | ${fmtInt(m.reqPerSec)} | ${fmt(r.reqPerSec, 2)} | ${fmt(m.p99Ms, 1)} | ${fmt(r.p99Ms, 2)} | ` +
-        `${fmt(m.cpuUsPerReq, 1)} | ${fmt(r.cpuUsPerReq, 2)} | ${fmt(m.roundTripsPerReq, 2)} | ${store ? calls : "-"} | ` +
-        `${store ? perOp : "-"} | ${fmt(m.redisCmdsPerReq, 2)} | ${fmt(m.scriptCallsPerReq, 2)} |`,
-    );
-  }
-  return lines.join("\n");
 }
 
-function rawTable(runs: readonly SessionRun[]): string {
-  const lines = [
-    "| round | order | variant/scenario | req/s | p99 ms | CPU µs/req | round trips/req | probe round trips/req | Redis cmds/req | served | non-2xx | errors | other load on CPU 0 | ended |",
-    "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-  ];
-  for (const r of runs) {
-    lines.push(
-      `| ${r.round} | ${r.order} | ${r.variant} | ${fmtInt(r.reqPerSec)} | ${fmt(r.p99Ms, 0)} | ${fmt(r.cpuUsPerReq, 1)} | ` +
-        `${fmt(r.roundTripsPerReq ?? Number.NaN, 2)} | ${fmt(r.probeRoundTripsPerReq, 2)} | ${fmt(r.redisCmdsPerReq, 2)} | ` +
-        `${r.served} | ${r.non2xx} | ${r.errors + r.timeouts} | ${percent(r.otherLoadOnServerCore)} | ${r.at?.slice(11, 19) ?? ""} |`,
-    );
-  }
-  return lines.join("\n");
-}
-
-/** erk / connect-redis and erk-nr / erk on each scenario: medians of per-round ratios. */
-function comparisonLines(runs: readonly SessionRun[]): string[] {
+/** The comparisons: erk / connect-redis, erk-nr / erk, erk-tracked / erk on each scenario. */
+function comparisonPairs(): [string, string][] {
   const pairs: [SessionVariant, SessionVariant][] = [
     ["erk", "connect-redis"],
     ["erk-nr", "erk"],
+    ["erk-tracked", "erk"],
   ];
-  return pairs
-    .flatMap(([a, b]) =>
-      config.sessionScenarios.map((scenario) => [
-        sessionEntry(a, scenario),
-        sessionEntry(b, scenario),
-      ]),
-    )
-    .filter(([a, b]) => runs.some((r) => r.variant === a) && runs.some((r) => r.variant === b))
-    .map(
-      ([a, b]) =>
-        `- ${a} / ${b}: req/s ×${fmt(medianRatio(runs, a!, b!, "reqPerSec"), 2)}, ` +
-        `p99 ×${fmt(medianRatio(runs, a!, b!, "p99Ms"), 2)}, CPU µs/req ×${fmt(medianRatio(runs, a!, b!, "cpuUsPerReq"), 2)}`,
-    );
+  return pairs.flatMap(([a, b]) =>
+    config.sessionScenarios.map((scenario): [string, string] => [
+      sessionEntry(a, scenario),
+      sessionEntry(b, scenario),
+    ]),
+  );
 }
 
 /** The issue's targets against the measured medians, and connect-redis's figures for context. */
@@ -180,7 +159,7 @@ function targetLines(summaries: readonly VariantSummary[], runs: readonly Sessio
         .filter((op) => Number.isFinite(sent[op] ?? Number.NaN))
         .map((op) => `${op} ${fmt(sent[op]!, 2)}`)
         .join(", ");
-      return `${parseSessionEntry(x.variant).scenario} ×${fmt(x.ratioToBare.reqPerSec, 2)} bare req/s, ${fmt(x.median.roundTripsPerReq, 2)} round trips/req (${ops})`;
+      return `${parseSessionEntry(x.variant).scenario} ×${fmt(x.ratio.reqPerSec, 2)} bare req/s, ${fmt(x.median.roundTripsPerReq, 2)} round trips/req (${ops})`;
     });
   if (context.length > 0)
     lines.push(
@@ -199,40 +178,56 @@ export function sessionReport(
   env: BenchEnv,
   startedAt: Date,
 ): SuiteReport {
-  const summaries = summarize(runs, SESSION_ENTRIES, baselineOf);
-  const table = summaryTable(summaries, runs);
-  const targets = targetLines(summaries, runs);
-  const comparisons = comparisonLines(runs);
-  const bad = summaries.filter((s) => s.non2xx + s.errors + s.timeouts > 0);
+  const summaries = summarize(runs, SESSION_ENTRIES, referenceOf);
+  const names: Column<VariantSummary>[] = [
+    {
+      header: "store",
+      text: true,
+      cell: (s) => {
+        const { variant } = parseSessionEntry(s.variant);
+        return `${SESSION_SCENARIO_SETUPS[variant].label} (\`${variant}\`)`;
+      },
+    },
+    {
+      header: "request",
+      text: true,
+      cell: (s) => {
+        const { scenario } = parseSessionEntry(s.variant);
+        const { method, path } = SCENARIO_REQUESTS[scenario];
+        return `${scenario}: ${method} ${path}`;
+      },
+    },
+  ];
+  const table = mainTable(summaries, names, "bare", storeColumns(runs));
+  const bad = runs.filter((r) => r.non2xx + r.errors + r.timeouts > 0 || r.requests === 0);
   const wrongOps = runs.filter((r) => opProblem(r) !== undefined);
-  const logged = runs.filter((r) => r.serverLog !== undefined);
   const problems = [
     ...bad.map(
-      (s) =>
-        `- ${s.variant}: non-2xx ${s.non2xx}, socket errors ${s.errors}, timeouts ${s.timeouts} (must be 0)`,
+      (r) =>
+        `- ${r.variant} round ${r.round}: non-2xx ${r.non2xx}, socket errors ${r.errors}, timeouts ${r.timeouts} of ${r.requests} (must be 0)`,
     ),
     ...wrongOps.map((r) => `- ${r.variant} round ${r.round}: ${opProblem(r)}`),
-    ...logged.map(
-      (r) => `- ${r.variant} round ${r.round}: server log: ${r.serverLog!.replace(/\n/g, " / ")}`,
-    ),
+    ...runs
+      .filter((r) => r.serverLog !== undefined)
+      .map(
+        (r) => `- ${r.variant} round ${r.round}: server log: ${r.serverLog!.replace(/\n/g, " / ")}`,
+      ),
     ...failures.map((f) => `- ${f.variant} failed in round ${f.round}: ${f.error.split("\n")[0]}`),
   ];
   const texts = reportTexts({
-    heading: "Session store",
+    heading: "Session store (paste into README.md)",
     title: `Session benchmark ${startedAt.toISOString()}`,
-    intro: [
-      `${config.rounds} round(s), ${config.durationS} s per run after a login, a check, a probe of ` +
-        `sequential requests and a ${config.warmupS} s warm-up, ${config.connections} connections, all on one logged-in session. ` +
-        machineLine(env),
-      "Medians over rounds; ×bare is the median of per-round ratios to `bare` on the same scenario. " +
-        "Round trips/req counts the commands the server's Redis client sent; store get / set / touch " +
-        "per req counts express-session's calls of the store; sent per get / set / touch is measured " +
-        "on requests sent one at a time before the load; Redis cmds/req counts what INFO commandstats " +
-        "counts (a script call and the commands it runs).",
-    ],
-    table,
-    targets,
-    comparisons: comparisons.join("\n"),
+    intro: [],
+    table: pasteBlock(
+      env,
+      startedAt,
+      "one logged-in session, its cookie on every request: GET /api (an unmodified read) or POST /api (a write), each answering the 1024-byte JSON via res.json(); reference row: bare Express on the same request. " +
+        "Round trips/req: commands the server's Redis client sent; store get / set / touch: express-session's calls of the store per request; " +
+        "sent per call: measured on requests sent one at a time before the load",
+      table,
+    ),
+    targets: targetLines(summaries, runs),
+    comparisons: comparisonLines(runs, comparisonPairs()),
     problems,
     noProblems:
       "None: non-2xx responses 0, every read left the session unmodified and every write saved it.",
@@ -245,15 +240,22 @@ export function sessionReport(
       },
     ],
     variants: [
-      config.sessionVariants.map((v) => `- ${v}: ${SESSION_DESCRIPTIONS[v]}`).join("\n"),
-      "Scenarios: `read` is GET /read, which answers a small JSON with `req.session.userId` and " +
-        "leaves the session unmodified; `write` is POST /write, which increments `req.session.counter`.",
+      config.sessionVariants
+        .map(
+          (v) =>
+            `- \`${v}\` (peer-bench \`${SESSION_SCENARIO_SETUPS[v].peerBench}\`): ${SESSION_DESCRIPTIONS[v]}`,
+        )
+        .join("\n"),
+      "Scenarios: `read` is GET /api, behind the session and a check that it has a user (401 otherwise), leaving the session unmodified; " +
+        "`write` is POST /api, which increments `req.session.counter` (so express-session saves).",
     ],
-    raw: rawTable(runs),
+    raw: rawTable(runs, [
+      { header: "probe round trips/req", cell: (r) => fmt(r.probeRoundTripsPerReq, 2) },
+    ]),
   });
   return {
     ...texts,
-    json: { summaries, targets, comparisons },
+    json: { summaries },
     failed: failures.length > 0 || bad.length > 0 || wrongOps.length > 0,
   };
 }

@@ -1,34 +1,39 @@
 /**
  * The session benchmark: express-session on this library's `UserSessionStore` (on ioredis and
- * node-redis; with `trackSessions()`) against plain connect-redis and bare Express, on one
- * logged-in session, for an unmodified read (`GET /read`) and a write (`POST /write`). See bench/README.md.
+ * node-redis; with `trackSessions()`) against connect-redis 8.1 and bare Express, on one
+ * logged-in session, for an unmodified read (GET /api, as ../shared/peer-bench's session
+ * scenarios) and a write (POST /api). See bench/README.md.
  *
- * Every run logs in once (a fresh session), checks that a read sees the user and a write
- * counts, then sends `PROBE_REQUESTS` requests one at a time so the server can tell how many
- * commands each store method sent (under load, calls overlap), then measures under load with
- * the session cookie on every request.
+ * Every run logs in once (the scenario's prime: a fresh session), checks that a read finds the
+ * user and a write counts, then sends `PROBE_REQUESTS` requests one at a time so the server can
+ * tell how many commands each store method sent (under load, calls overlap), then measures
+ * under load with the session cookie on every request.
  */
 import type { Redis } from "ioredis";
+import { BODY_TEXT } from "./body.js";
 import { config, HTTP_TIMEOUT_MS } from "./config.js";
-import { autocannon, httpRun, type LoadRequest, measureLoad, readCpu } from "./measure.js";
-import { startServer, stopChild } from "./processes.js";
+import { runHttpEntry } from "./http-run.js";
+import { readCpu } from "./measure.js";
+import type { ServerSample } from "./scenario.js";
 import { opProblem, SESSION_ENTRIES, sessionReport } from "./session-report.js";
-import type { SessionServerSample } from "./session-server.js";
 import {
-  BENCH_USER,
+  type OpCount,
   parseSessionEntry,
   SCENARIO_REQUESTS,
   type SessionScenario,
   STORE_OPS,
   type StoreOp,
 } from "./session-variants.js";
-import { httpProgress, percent, type RunResult } from "./stats.js";
+import { httpNoise, httpProgress, type RunResult } from "./stats.js";
 import type { SuiteDefinition } from "./suite.js";
 
 /** Requests sent one at a time before the load, to count the commands of each store method. */
 const PROBE_REQUESTS = 20;
 /** What `bare` gets as its cookie: as long as a real one, so requests are the same size. */
 const BARE_COOKIE = `connect.sid=s%3A${"b".repeat(32)}.${"b".repeat(43)}`;
+
+/** What the server's GET /__cpu answers for a session variant (`bare` has no `ops`). */
+type SessionSample = ServerSample & { ops?: Record<StoreOp, OpCount> };
 
 /** One measured run of one variant on one scenario. */
 export interface SessionRun extends RunResult {
@@ -40,79 +45,59 @@ export interface SessionRun extends RunResult {
   probeRoundTripsPerReq: number;
 }
 
-interface Answer {
-  status: number;
-  body: Record<string, unknown>;
-  setCookie: string | null;
-}
+type Probe = Pick<SessionRun, "sentPerOp" | "probeRoundTripsPerReq">;
 
 async function send(
   port: number,
   method: "GET" | "POST",
-  path: string,
-  cookie?: string,
-): Promise<Answer> {
-  const response = await fetch(`http://127.0.0.1:${port}${path}`, {
+  headers: Record<string, string>,
+): Promise<{ status: number; body: string; counter: string | null }> {
+  const response = await fetch(`http://127.0.0.1:${port}/api`, {
     method,
-    headers: cookie === undefined ? {} : { cookie },
+    headers,
     signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
   });
-  const text = await response.text();
-  let body: Record<string, unknown> = {};
-  try {
-    body = JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    body = { unparsed: text.slice(0, 200) };
-  }
-  return { status: response.status, body, setCookie: response.headers.get("set-cookie") };
+  return {
+    status: response.status,
+    body: await response.text(),
+    counter: response.headers.get("x-counter"),
+  };
 }
 
-/** Logs in (a new session, saved) and returns its cookie, `name=value`. */
-async function login(port: number): Promise<string> {
-  const answer = await send(port, "POST", "/login");
-  const cookie = answer.setCookie?.split(";")[0];
-  if (answer.status !== 200 || cookie === undefined || !cookie.startsWith("connect.sid="))
-    throw new Error(`POST /login answered ${answer.status}, set-cookie ${answer.setCookie}`);
-  return cookie;
-}
-
-/** Checks that a read sees the logged-in user and that writes count; throws otherwise. */
-async function check(port: number, cookie: string): Promise<void> {
-  const read = await send(port, "GET", SCENARIO_REQUESTS.read.path, cookie);
-  if (read.status !== 200 || read.body.userId !== BENCH_USER)
-    throw new Error(`GET /read answered ${read.status} ${JSON.stringify(read.body)}`);
-  const first = await send(port, "POST", SCENARIO_REQUESTS.write.path, cookie);
-  const second = await send(port, "POST", SCENARIO_REQUESTS.write.path, cookie);
-  const counts = [first.body.counter, second.body.counter];
-  if (
-    first.status !== 200 ||
-    second.status !== 200 ||
-    typeof counts[0] !== "number" ||
-    counts[1] !== counts[0] + 1 ||
-    second.body.userId !== BENCH_USER
-  )
-    throw new Error(
-      `two POST /write answered ${first.status} ${JSON.stringify(first.body)}, ${second.status} ${JSON.stringify(second.body)}`,
-    );
+/**
+ * Checks that a read finds the logged-in user (the scenario answers 401 otherwise) and that two
+ * writes count one after the other; throws otherwise.
+ */
+async function check(port: number, headers: Record<string, string>, bare: boolean): Promise<void> {
+  const read = await send(port, "GET", headers);
+  if (read.status !== 200 || read.body !== BODY_TEXT)
+    throw new Error(`GET /api answered ${read.status}, ${read.body.length} bytes`);
+  const first = await send(port, "POST", headers);
+  const second = await send(port, "POST", headers);
+  if (first.status !== 200 || second.status !== 200)
+    throw new Error(`two POST /api answered ${first.status}, ${second.status}`);
+  if (!bare && (first.counter === null || Number(second.counter) !== Number(first.counter) + 1))
+    throw new Error(`two POST /api counted ${first.counter}, ${second.counter} (must be n, n + 1)`);
 }
 
 /** Sends the scenario's request `PROBE_REQUESTS` times, one at a time; returns per-op counts. */
 async function probe(
   port: number,
-  cookie: string,
+  headers: Record<string, string>,
   scenario: SessionScenario,
-): Promise<Pick<SessionRun, "sentPerOp" | "probeRoundTripsPerReq">> {
-  const { method, path } = SCENARIO_REQUESTS[scenario];
-  const before = await readCpu<SessionServerSample>(port);
+): Promise<Probe> {
+  const { method } = SCENARIO_REQUESTS[scenario];
+  const before = await readCpu<SessionSample>(port);
   for (let i = 0; i < PROBE_REQUESTS; i++) {
-    const answer = await send(port, method, path, cookie);
-    if (answer.status !== 200) throw new Error(`probe ${method} ${path} answered ${answer.status}`);
+    const answer = await send(port, method, headers);
+    if (answer.status !== 200) throw new Error(`probe ${method} /api answered ${answer.status}`);
   }
-  const after = await readCpu<SessionServerSample>(port);
+  const after = await readCpu<SessionSample>(port);
   const sentPerOp = {} as Record<StoreOp, number>;
   for (const op of STORE_OPS) {
-    const calls = after.ops[op].calls - before.ops[op].calls;
-    sentPerOp[op] = calls > 0 ? (after.ops[op].sent - before.ops[op].sent) / calls : Number.NaN;
+    const calls = (after.ops?.[op].calls ?? 0) - (before.ops?.[op].calls ?? 0);
+    const sent = (after.ops?.[op].sent ?? 0) - (before.ops?.[op].sent ?? 0);
+    sentPerOp[op] = calls > 0 ? sent / calls : Number.NaN;
   }
   return {
     sentPerOp,
@@ -120,7 +105,7 @@ async function probe(
   };
 }
 
-async function runOnce(
+function runOnce(
   admin: Redis,
   redisUrl: string,
   entry: string,
@@ -129,34 +114,32 @@ async function runOnce(
 ): Promise<SessionRun> {
   const { variant, scenario } = parseSessionEntry(entry);
   const { method, path } = SCENARIO_REQUESTS[scenario];
-  await admin.flushall();
-  const server = await startServer(entry, "session-server.ts", [variant, redisUrl]);
-  try {
-    const cookie = variant === "bare" ? BARE_COOKIE : await login(server.port);
-    await check(server.port, cookie);
-    const probed = await probe(server.port, cookie, scenario);
-    const request: LoadRequest = { method, headers: { cookie } };
-    if (config.warmupS > 0) await autocannon(server.port, config.warmupS, path, request);
-    const window = await measureLoad<SessionServerSample>(admin, server.port, {
+  return runHttpEntry<SessionSample, Probe, Omit<SessionRun, keyof RunResult>>(
+    admin,
+    redisUrl,
+    { round, variant: entry, order },
+    {
+      suite: "session",
+      variant,
       path,
-      request,
-      watchCore: true,
-    });
-    const { before, after } = window;
-    return httpRun(
-      { round, variant: entry, order },
-      window,
-      (perReq) => ({
+      method,
+      defaultHeaders: { Cookie: BARE_COOKIE },
+      prepare: async (server, headers) => {
+        await check(server.port, headers, variant === "bare");
+        return probe(server.port, headers, scenario);
+      },
+      extra: (before, after, perReq, probed) => ({
         opsPerReq: Object.fromEntries(
-          STORE_OPS.map((op) => [op, perReq(after.ops[op].calls - before.ops[op].calls)]),
+          STORE_OPS.map((op) => [
+            op,
+            perReq((after.ops?.[op].calls ?? 0) - (before.ops?.[op].calls ?? 0)),
+          ]),
         ) as Record<StoreOp, number>,
-        ...probed,
+        sentPerOp: probed!.sentPerOp,
+        probeRoundTripsPerReq: probed!.probeRoundTripsPerReq,
       }),
-      server.log(),
-    );
-  } finally {
-    await stopChild(server.child);
-  }
+    },
+  );
 }
 
 export const sessionSuite: SuiteDefinition<SessionRun> = {
@@ -164,6 +147,7 @@ export const sessionSuite: SuiteDefinition<SessionRun> = {
   entries: SESSION_ENTRIES,
   plan: `${config.durationS} s each (+${config.warmupS} s warm-up), ${config.connections} connections, one session`,
   runOnce,
+  noise: httpNoise,
   progress(run) {
     const parts: string[] = [];
     if (parseSessionEntry(run.variant).variant !== "bare") {
@@ -173,8 +157,6 @@ export const sessionSuite: SuiteDefinition<SessionRun> = {
           `(get ${o.get.toFixed(2)}, set ${o.set.toFixed(2)}, touch ${o.touch.toFixed(2)} calls/req)`,
       );
     }
-    if (run.otherLoadOnServerCore !== undefined)
-      parts.push(`other load on CPU 0 ${percent(run.otherLoadOnServerCore)}`);
     const problem = opProblem(run);
     if (problem !== undefined) parts.push(`!! ${problem}`);
     if (run.serverLog !== undefined) parts.push(`!! server log: ${run.serverLog.split("\n")[0]}`);

@@ -1,58 +1,58 @@
 /**
- * Aggregation and formatting of the benchmark's per-run measurements.
+ * Aggregation and formatting of the HTTP benchmarks' per-run measurements: medians over
+ * rounds, and ratios to a reference row taken round by round (never a ratio of medians).
  */
-import { VARIANTS } from "./variants.js";
 
 /**
- * One measured run of one variant (cache benchmark: one variant on one handler; session
- * benchmark: one variant on one scenario) in one round.
+ * One measured run of one entry in one round (rate limit: a variant; cache: `variant/handler`;
+ * session: `variant/scenario`).
  */
 export interface RunResult {
   round: number;
-  /** The variant, or `variant/handler` (cache), or `variant/scenario` (session). */
+  /** The entry measured. */
   variant: string;
-  /** Position of the variant within its round (0 = first). */
+  /** Position of the entry within its round (0 = first). */
   order: number;
-  /** autocannon's mean of per-second request counts. */
+  /** Server process user + system CPU time per request received, µs: the primary figure. */
+  cpuUsPerReq: number;
+  /** The load generator's requests per second. */
   reqPerSec: number;
-  /** autocannon's p99 latency, in ms (1 ms resolution). */
+  /** The load generator's latency percentiles, ms. */
+  p50Ms: number;
+  p90Ms: number;
   p99Ms: number;
-  /** Responses autocannon counted. */
+  /** Responses the load generator counted. */
   requests: number;
-  /** Requests the server received on the measured path in the window (the divisor of per-request metrics). */
+  /** Requests the server received on the measured path in the window (the divisor of per-request figures). */
   served: number;
+  /** Responses with a status ≥ 400 (wrk; autocannon: outside 2xx). */
   non2xx: number;
   errors: number;
   timeouts: number;
-  /** Server process user + system CPU time per request, in µs. */
-  cpuUsPerReq: number;
-  /** Redis commands per request, script calls and the commands they ran included. */
+  /** Redis commands per request, script calls and the commands they ran included (INFO commandstats). */
   redisCmdsPerReq: number;
   /** EVAL/EVALSHA (and _RO, FCALL) calls per request. */
   scriptCallsPerReq: number;
   /** Redis calls per request by command name (only commands seen in the window). */
   commands: Record<string, number>;
-  /**
-   * Cache and session benchmarks: commands the server's Redis client sent per request (round
-   * trips; INFO commandstats also counts the commands scripts run). Absent in the rate-limit
-   * benchmark.
-   */
-  roundTripsPerReq?: number;
+  /** Commands the server's Redis clients sent per request (round trips). */
+  roundTripsPerReq: number;
   /** Cache benchmark: handler runs over the whole run (warming and warm-up included). */
   handlerRuns?: number;
   /** Cache benchmark: handler runs within the measured window. */
   handlerRunsMeasured?: number;
   /** Cache benchmark, this library's variants: Redis failures counted by `stats().errors`. */
   cacheErrors?: number;
-  /** Cache and session benchmarks: the first lines the server wrote to stderr, if any. */
+  /** The first lines the server wrote to stderr, if any. */
   serverLog?: string;
-  /**
-   * Cache and session benchmarks, when pinned: the share of the server's core (CPU 0) that other processes
-   * (and interrupts) used during the measured window, 0-1. High values mean outside load.
-   */
+  /** When pinned: the share of the server's core (CPU 0) other processes used, 0-1. */
   otherLoadOnServerCore?: number;
-  /** Cache and session benchmarks: when the run ended. */
-  at?: string;
+  /** When pinned: the share of CPU 1 neither the load generator nor Redis used, 0-1. */
+  otherLoadOnLoadCore?: number;
+  /** Earlier attempts of this run thrown away as noisy (`BENCH_RETRIES`). */
+  retriedNoisy?: number;
+  /** When the run ended. */
+  at: string;
 }
 
 /** A run that could not be measured (server did not start, load generator failed, ...). */
@@ -63,21 +63,17 @@ export interface RunFailure {
 }
 
 export const METRICS = [
-  "reqPerSec",
-  "p99Ms",
   "cpuUsPerReq",
+  "reqPerSec",
+  "p50Ms",
+  "p99Ms",
   "redisCmdsPerReq",
   "scriptCallsPerReq",
   "roundTripsPerReq",
 ] as const;
 export type Metric = (typeof METRICS)[number];
 
-/** A run's value of `metric` (NaN when the run did not measure it). */
-function metricValue(run: RunResult, metric: Metric): number {
-  return run[metric] ?? Number.NaN;
-}
-
-/** Median of a non-empty list (mean of the middle two for an even count); NaN when empty. */
+/** Median of the finite values (mean of the middle two for an even count); NaN when none. */
 export function median(values: readonly number[]): number {
   const finite = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
   if (finite.length === 0) return Number.NaN;
@@ -96,19 +92,35 @@ export function quantile(values: readonly number[], q: number): number {
   return finite[rank - 1]!;
 }
 
-/** Per variant: the median of each metric, and the median of its per-round ratio to `bare`. */
+/** Per entry: the median of each metric, and its per-round ratios to the reference row. */
 export interface VariantSummary {
   variant: string;
+  /** The entry its ratios are to (bare Express on the same handler or scenario). */
+  reference: string;
   rounds: number;
   median: Record<Metric, number>;
-  ratioToBare: Record<Metric, number>;
+  /** Median of the per-round ratios to `reference`. */
+  ratio: Record<Metric, number>;
+  /** The per-round ratios of CPU µs/req to `reference`, in round order. */
+  cpuRatios: number[];
   non2xx: number;
   errors: number;
   timeouts: number;
 }
 
-function byRound(runs: readonly RunResult[], variant: string): Map<number, RunResult> {
-  return new Map(runs.filter((r) => r.variant === variant).map((r) => [r.round, r]));
+/** Per round where both ran: `a.metric / b.metric`, in round order. */
+export function roundRatios<R extends { round: number; variant: string }>(
+  runs: readonly R[],
+  a: string,
+  b: string,
+  value: (run: R) => number,
+): number[] {
+  const right = new Map(runs.filter((r) => r.variant === b).map((r) => [r.round, r]));
+  return runs
+    .filter((r) => r.variant === a && right.has(r.round))
+    .sort((x, y) => x.round - y.round)
+    .map((r) => value(r) / value(right.get(r.round)!))
+    .filter((ratio) => Number.isFinite(ratio));
 }
 
 /** Median over rounds of `a.metric / b.metric`, counting only rounds where both ran. */
@@ -118,41 +130,33 @@ export function medianRatio(
   b: string,
   metric: Metric,
 ): number {
-  const left = byRound(runs, a);
-  const right = byRound(runs, b);
-  const ratios: number[] = [];
-  for (const [round, run] of left) {
-    const other = right.get(round);
-    const denominator = other === undefined ? Number.NaN : metricValue(other, metric);
-    if (denominator !== 0) ratios.push(metricValue(run, metric) / denominator);
-  }
-  return median(ratios);
+  return median(roundRatios(runs, a, b, (r) => r[metric]));
 }
 
-/**
- * Summaries in `order` (the variants that ran); ratios are to `baselineOf(variant)` (default:
- * `bare`).
- */
+/** Summaries in `order` (the entries that ran); ratios are to `referenceOf(entry)`. */
 export function summarize(
   runs: readonly RunResult[],
-  order: readonly string[] = VARIANTS,
-  baselineOf: (variant: string) => string = () => "bare",
+  order: readonly string[],
+  referenceOf: (entry: string) => string,
 ): VariantSummary[] {
   const summaries: VariantSummary[] = [];
   for (const variant of order) {
     const mine = runs.filter((r) => r.variant === variant);
     if (mine.length === 0) continue;
+    const reference = referenceOf(variant);
     const med = {} as Record<Metric, number>;
     const ratio = {} as Record<Metric, number>;
     for (const metric of METRICS) {
-      med[metric] = median(mine.map((r) => metricValue(r, metric)));
-      ratio[metric] = medianRatio(runs, variant, baselineOf(variant), metric);
+      med[metric] = median(mine.map((r) => r[metric]));
+      ratio[metric] = medianRatio(runs, variant, reference, metric);
     }
     summaries.push({
       variant,
+      reference,
       rounds: mine.length,
       median: med,
-      ratioToBare: ratio,
+      ratio,
+      cpuRatios: roundRatios(runs, variant, reference, (r) => r.cpuUsPerReq),
       non2xx: mine.reduce((sum, r) => sum + r.non2xx, 0),
       errors: mine.reduce((sum, r) => sum + r.errors, 0),
       timeouts: mine.reduce((sum, r) => sum + r.timeouts, 0),
@@ -160,19 +164,6 @@ export function summarize(
   }
   return summaries;
 }
-
-/** The comparisons the report calls out: [numerator, denominator]. */
-export const COMPARISONS: readonly [string, string][] = [
-  ["erk", "erl-rlr"],
-  ["erk", "rlf"],
-  ["erk", "floor"],
-  ["erk-nh", "floor"],
-  ["erk-nh", "rlf"],
-  ["erk-2p", "erk"],
-  ["erk-ap", "erk"],
-  ["erk-nr", "erk"],
-  ["erk-nr", "erk-ap"],
-];
 
 /**
  * The bar node-redis must clear: its path at least this × the ioredis path's throughput, and
@@ -187,14 +178,14 @@ export function nodeRedisVerdict(throughput: number, cpu: number): string {
     Number.isFinite(value) ? (met ? "**met**" : "**NOT met**") : "n/a";
   const maxCpu = 1 / NODE_REDIS_MIN_RATIO;
   return (
-    `throughput ×${fmt(throughput, 2)} (target ≥ ${NODE_REDIS_MIN_RATIO}) → ${verdict(throughput, throughput >= NODE_REDIS_MIN_RATIO)}; ` +
-    `CPU ×${fmt(cpu, 2)} (target ≤ ${fmt(maxCpu, 3)}) → ${verdict(cpu, cpu <= maxCpu)}`
+    `CPU ×${fmt(cpu, 2)} (target ≤ ${fmt(maxCpu, 3)}) → ${verdict(cpu, cpu <= maxCpu)}; ` +
+    `throughput ×${fmt(throughput, 2)} (target ≥ ${NODE_REDIS_MIN_RATIO}) → ${verdict(throughput, throughput >= NODE_REDIS_MIN_RATIO)}`
   );
 }
 
 /**
  * The node-redis bar between two HTTP entries (`nodeRedis` / `ioredis`): medians of the
- * per-round ratios of req/s and CPU µs/req.
+ * per-round ratios of CPU µs/req and req/s.
  */
 export function nodeRedisTargetLine(
   runs: readonly RunResult[],
@@ -206,56 +197,81 @@ export function nodeRedisTargetLine(
     return `- node-redis ≥ ${NODE_REDIS_MIN_RATIO}× ioredis, ${nodeRedis} / ${ioredis}: not measured`;
   const rps = medianRatio(runs, nodeRedis, ioredis, "reqPerSec");
   const cpu = medianRatio(runs, nodeRedis, ioredis, "cpuUsPerReq");
-  return `- node-redis ≥ ${NODE_REDIS_MIN_RATIO}× ioredis, ${nodeRedis} / ${ioredis} (req/s; CPU µs/req): ${nodeRedisVerdict(rps, cpu)}`;
+  return `- node-redis ≥ ${NODE_REDIS_MIN_RATIO}× ioredis, ${nodeRedis} / ${ioredis} (CPU µs/req; req/s): ${nodeRedisVerdict(rps, cpu)}`;
 }
 
-export interface Comparison {
-  numerator: string;
-  denominator: string;
-  /** Median per-round ratio of req/s. */
-  reqPerSec: number;
-  /** Median per-round ratio of CPU µs per request. */
-  cpuUsPerReq: number;
-}
-
-export function compare(
+/**
+ * The comparisons `pairs` ([numerator, denominator], both run), as report lines: medians of
+ * per-round ratios of CPU µs/req (with each round's) and req/s.
+ */
+export function comparisonLines(
   runs: readonly RunResult[],
-  pairs: readonly [string, string][] = COMPARISONS,
-): Comparison[] {
-  return pairs.map(([numerator, denominator]) => ({
-    numerator,
-    denominator,
-    reqPerSec: medianRatio(runs, numerator, denominator, "reqPerSec"),
-    cpuUsPerReq: medianRatio(runs, numerator, denominator, "cpuUsPerReq"),
-  }));
+  pairs: readonly (readonly [string, string])[],
+): string {
+  const ran = (v: string) => runs.some((r) => r.variant === v);
+  const lines = pairs
+    .filter(([a, b]) => ran(a) && ran(b))
+    .map(([a, b]) => {
+      const cpu = roundRatios(runs, a, b, (r) => r.cpuUsPerReq);
+      return (
+        `- ${a} / ${b}: CPU µs/req ×${fmt(median(cpu), 2)} (per round ${cpu.map((x) => fmt(x, 2)).join(" / ")}), ` +
+        `req/s ×${fmt(medianRatio(runs, a, b, "reqPerSec"), 2)}`
+      );
+    });
+  return lines.length > 0 ? lines.join("\n") : "None (the entries compared did not all run).";
 }
 
 /** The HTTP benchmarks' progress figures of one run, then `extra` (problems, other figures). */
-export function httpProgress(run: RunResult, extra = ""): string {
-  const bad = run.non2xx + run.errors + run.timeouts;
+export function httpProgress(run: RunResult, extra = "", expectRejections = false): string {
+  const bad = (expectRejections ? 0 : run.non2xx) + run.errors + run.timeouts;
   return (
-    `${Math.round(run.reqPerSec).toString().padStart(6)} req/s  ` +
-    `p99 ${run.p99Ms} ms  cpu ${run.cpuUsPerReq.toFixed(1)} µs/req  redis ${run.redisCmdsPerReq.toFixed(2)} cmds/req` +
+    `cpu ${fmt(run.cpuUsPerReq, 1).padStart(6)} µs/req  ${Math.round(run.reqPerSec).toString().padStart(6)} req/s  ` +
+    `p50 ${fmt(run.p50Ms, 2)} ms  p99 ${fmt(run.p99Ms, 2)} ms  redis ${fmt(run.redisCmdsPerReq, 2)} cmds/req` +
+    (run.otherLoadOnServerCore === undefined
+      ? ""
+      : `  other load: CPU 0 ${percent(run.otherLoadOnServerCore)}, CPU 1 ${percent(run.otherLoadOnLoadCore)}`) +
     (extra === "" ? "" : `  ${extra}`) +
     (bad > 0 ? `  !! non-2xx ${run.non2xx}, errors ${run.errors}, timeouts ${run.timeouts}` : "")
   );
 }
 
-/** Share of the server's core used by other processes above which a run is called noisy. */
+/** Share of a core used by other processes above which a run is called noisy. */
 export const NOISY_SHARE = 0.2;
 
-/** The HTTP benchmarks' "Outside load" text: runs whose server core was busy with other work. */
-export function outsideLoadLine(runs: readonly RunResult[]): string {
-  const measured = runs.filter((r) => r.otherLoadOnServerCore !== undefined);
-  if (measured.length === 0) return "Not measured (no pinning).";
-  const noisy = measured.filter((r) => r.otherLoadOnServerCore! > NOISY_SHARE);
-  return (
-    `${noisy.length} of ${measured.length} runs had more than ${NOISY_SHARE * 100} % of CPU 0 (the server's core) used by other processes` +
-    (noisy.length === 0
-      ? "."
-      : `: ${noisy.map((r) => `${r.variant} round ${r.round} (${percent(r.otherLoadOnServerCore)})`).join(", ")}.`) +
-    ` Median: ${percent(median(measured.map((r) => r.otherLoadOnServerCore!)))}.`
+/** Above this share of a core used by other processes, a run is run again (peer-bench: 0.25). */
+export const MAX_OTHER_LOAD = 0.25;
+
+/** The HTTP suites' noise: the larger other load of CPU 0 (the server's) and CPU 1 (load + Redis). */
+export function httpNoise(run: RunResult): number | undefined {
+  const shares = [run.otherLoadOnServerCore, run.otherLoadOnLoadCore].filter(
+    (x): x is number => x !== undefined,
   );
+  return shares.length === 0 ? undefined : Math.max(...shares);
+}
+
+/** The HTTP benchmarks' "Outside load" text: runs whose cores were busy with other work. */
+export function outsideLoadLine(runs: readonly RunResult[]): string {
+  const part = (core: string, share: (r: RunResult) => number | undefined) => {
+    const measured = runs.filter((r) => share(r) !== undefined);
+    if (measured.length === 0) return `${core}: not measured.`;
+    const noisy = measured.filter((r) => share(r)! > NOISY_SHARE);
+    return (
+      `${noisy.length} of ${measured.length} runs had more than ${NOISY_SHARE * 100} % of ${core} used by other processes` +
+      (noisy.length === 0
+        ? ""
+        : `: ${noisy.map((r) => `${r.variant} round ${r.round} (${percent(share(r))})`).join(", ")}`) +
+      ` (median ${percent(median(measured.map((r) => share(r)!)))}).`
+    );
+  };
+  const retried = runs.filter((r) => (r.retriedNoisy ?? 0) > 0);
+  return [
+    part("CPU 0 (the server's core)", (r) => r.otherLoadOnServerCore),
+    part("CPU 1 (the load generator's and Redis's core)", (r) => r.otherLoadOnLoadCore),
+    retried.length === 0
+      ? `No run was over ${MAX_OTHER_LOAD * 100} % and run again.`
+      : `Run again after a noisy attempt (over ${MAX_OTHER_LOAD * 100} % of a core): ${retried.map((r) => `${r.variant} round ${r.round} (×${r.retriedNoisy})`).join(", ")}.`,
+    "Server CPU µs/req is the figure least moved by outside load (other processes take wall time, not the server's CPU time).",
+  ].join(" ");
 }
 
 export function fmt(value: number, digits: number): string {
@@ -264,7 +280,7 @@ export function fmt(value: number, digits: number): string {
 
 /** A share (0–1) as a whole percentage, or "n/a". */
 export function percent(share: number | undefined): string {
-  return share === undefined ? "n/a" : `${Math.round(share * 100)} %`;
+  return share === undefined || !Number.isFinite(share) ? "n/a" : `${Math.round(share * 100)} %`;
 }
 
 /** An integer with thousands separators. */
@@ -272,50 +288,8 @@ export function fmtInt(value: number): string {
   return Number.isFinite(value) ? Math.round(value).toLocaleString("en-US") : "n/a";
 }
 
-export function summaryTable(summaries: readonly VariantSummary[]): string {
-  const lines = [
-    "| variant | req/s | ×bare | p99 ms | ×bare | CPU µs/req | ×bare | Redis cmds/req | script calls/req |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-  ];
-  for (const s of summaries) {
-    const m = s.median;
-    const r = s.ratioToBare;
-    lines.push(
-      `| ${s.variant} | ${fmtInt(m.reqPerSec)} | ${fmt(r.reqPerSec, 2)} | ${fmt(m.p99Ms, 1)} | ${fmt(r.p99Ms, 2)} | ` +
-        `${fmt(m.cpuUsPerReq, 1)} | ${fmt(r.cpuUsPerReq, 2)} | ${fmt(m.redisCmdsPerReq, 2)} | ${fmt(m.scriptCallsPerReq, 2)} |`,
-    );
-  }
-  return lines.join("\n");
-}
-
-export function comparisonLines(comparisons: readonly Comparison[]): string {
-  return comparisons
-    .map(
-      (c) =>
-        `- ${c.numerator} / ${c.denominator}: req/s ×${fmt(c.reqPerSec, 2)}, CPU µs/req ×${fmt(c.cpuUsPerReq, 2)}`,
-    )
-    .join("\n");
-}
-
-export function rawTable(runs: readonly RunResult[]): string {
-  const lines = [
-    "| round | order | variant | req/s | p99 ms | CPU µs/req | Redis cmds/req | script calls/req | served | non-2xx | errors |",
-    "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-  ];
-  for (const r of runs) {
-    lines.push(
-      `| ${r.round} | ${r.order} | ${r.variant} | ${fmtInt(r.reqPerSec)} | ${fmt(r.p99Ms, 0)} | ${fmt(r.cpuUsPerReq, 1)} | ` +
-        `${fmt(r.redisCmdsPerReq, 2)} | ${fmt(r.scriptCallsPerReq, 2)} | ${r.served} | ${r.non2xx} | ${r.errors + r.timeouts} |`,
-    );
-  }
-  return lines.join("\n");
-}
-
-/** Per variant, the median Redis calls per request of each command seen. */
-export function commandMix(
-  runs: readonly RunResult[],
-  order: readonly string[] = VARIANTS,
-): string {
+/** Per entry, the median Redis calls per request of each command seen. */
+export function commandMix(runs: readonly RunResult[], order: readonly string[]): string {
   const lines: string[] = [];
   for (const variant of order) {
     const mine = runs.filter((r) => r.variant === variant);
