@@ -268,9 +268,10 @@ export function outsideLoadLine(runs: readonly RunResult[]): string {
     part("CPU 0 (the server's core)", (r) => r.otherLoadOnServerCore),
     part("CPU 1 (the load generator's and Redis's core)", (r) => r.otherLoadOnLoadCore),
     retried.length === 0
-      ? `No run was over ${MAX_OTHER_LOAD * 100} % and run again.`
+      ? "No noisy attempt was thrown away."
       : `Run again after a noisy attempt (over ${MAX_OTHER_LOAD * 100} % of a core): ${retried.map((r) => `${r.variant} round ${r.round} (×${r.retriedNoisy})`).join(", ")}.`,
-    "Server CPU µs/req is the figure least moved by outside load (other processes take wall time, not the server's CPU time).",
+    "Server CPU µs/req is the figure least moved by load on other cores (other processes take wall time, not the server's CPU time); " +
+      "load on CPU 0 itself still inflates it (context switches, caches), so compare rows whose outside load was low.",
   ].join(" ");
 }
 
