@@ -11,14 +11,13 @@
 import {
   type Arg,
   type NodeHandle,
-  normalizeReply,
   type RedisDriver,
   type ScriptSource,
   type Subscriber,
   type SubscriberEvents,
+  scriptEnds,
 } from "./driver.js";
 import { InvalidOptionError } from "./errors.js";
-import { observeScript } from "./registry.js";
 
 /** The part of an ioredis (or iovalkey) node connection this adapter uses. */
 interface IoNode {
@@ -112,18 +111,8 @@ class IoredisDriver implements RedisDriver {
     for (const key of keys) flat.push(key);
     for (const arg of args) flat.push(arg);
     const client = this.methods;
-    const { command } = script;
-    const started = performance.now();
-    // ioredis 6 may speak RESP3 (its `protocol` option), where a Lua boolean arrives as a
-    // boolean: normalised as for node-redis. Latency recorded in the same continuation.
-    const answered = (reply: unknown) => {
-      observeScript(command, started, false);
-      return normalizeReply(reply);
-    };
-    const failed = (err: unknown) => {
-      observeScript(command, started, true);
-      throw err;
-    };
+    // ioredis 6 may speak RESP3 too: replies normalised; latency recorded in the same continuation.
+    const { answered, failed } = scriptEnds(script.command, performance.now());
     const send = buffers ? client.evalshaBuffer! : client.evalsha!;
     return send.apply(this.client, flat).then(answered, (err: unknown) => {
       if (!(err instanceof Error) || !err.message.startsWith("NOSCRIPT")) return failed(err);

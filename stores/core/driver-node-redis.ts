@@ -13,15 +13,14 @@
 import {
   type Arg,
   type NodeHandle,
-  normalizeReply,
   type RedisDriver,
   type ScriptSource,
   type Subscriber,
   type SubscriberEvents,
+  scriptEnds,
   type Topology,
 } from "./driver.js";
 import { InvalidOptionError } from "./errors.js";
-import { observeScript } from "./registry.js";
 
 type Raw = string | Buffer;
 /** `{ typeMapping: { [BLOB_STRING]: Buffer } }`: `$` (36) is RESP's bulk string type. */
@@ -141,16 +140,7 @@ class NodeRedisDriver implements RedisDriver {
     for (const key of keys) argv.push(prefix + key);
     for (const arg of args) argv.push(typeof arg === "number" ? String(arg) : arg);
     const first = keys.length > 0 ? (argv[3] as string) : undefined;
-    const { command } = script;
-    const started = performance.now();
-    const answered = (reply: unknown) => {
-      observeScript(command, started, false);
-      return normalizeReply(reply);
-    };
-    const failed = (err: unknown) => {
-      observeScript(command, started, true);
-      throw err;
-    };
+    const { answered, failed } = scriptEnds(script.command, performance.now());
     return this.send(first, argv, buffers).then(answered, (err: unknown) => {
       if (!(err instanceof Error) || !err.message.startsWith("NOSCRIPT")) return failed(err);
       argv[0] = "EVAL";

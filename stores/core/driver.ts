@@ -10,6 +10,7 @@
  * client libraries stay optional peer dependencies that this package never imports.
  */
 import { createHash } from "node:crypto";
+import { observeScript } from "./registry.js";
 
 /** An argument of a command or script. */
 export type Arg = string | number | Buffer;
@@ -123,4 +124,21 @@ export function normalizeReply(reply: unknown): unknown {
     }
   }
   return reply;
+}
+
+/**
+ * The two ends of one script call sent at `started` (`performance.now()`): each records the
+ * call's latency for the metrics; `answered` also normalises the reply (`normalizeReply`).
+ */
+export function scriptEnds(command: string, started: number) {
+  return {
+    answered(reply: unknown): unknown {
+      observeScript(command, started, false);
+      return normalizeReply(reply);
+    },
+    failed(err: unknown): never {
+      observeScript(command, started, true);
+      throw err;
+    },
+  };
 }
