@@ -25,6 +25,7 @@ import {
   outsideLoadLine,
   type RunFailure,
   type RunResult,
+  runProblems,
   summarize,
   type VariantSummary,
 } from "./stats.js";
@@ -126,12 +127,7 @@ function problemLines(runs: readonly RunResult[], failures: readonly RunFailure[
       (r) =>
         `- ${r.variant} round ${r.round}: ${r.cacheErrors} Redis failures counted by cacheResponse stats()`,
     ),
-    ...runs
-      .filter((r) => r.serverLog !== undefined)
-      .map(
-        (r) => `- ${r.variant} round ${r.round}: server log: ${r.serverLog!.replace(/\n/g, " / ")}`,
-      ),
-    ...failures.map((f) => `- ${f.variant} failed in round ${f.round}: ${f.error.split("\n")[0]}`),
+    ...runProblems(runs, failures),
   ];
   const failing =
     failures.length > 0 || bad.length > 0 || missed.length > 0 || cacheErrors.length > 0;

@@ -20,6 +20,7 @@ import {
   nodeRedisTargetLine,
   outsideLoadLine,
   type RunResult,
+  runProblems,
   summarize,
   type VariantSummary,
 } from "./stats.js";
@@ -80,15 +81,7 @@ export const lockHttpSuite: SuiteDefinition = {
         (r) =>
           `- ${r.variant} round ${r.round}: non-2xx ${r.non2xx}, socket errors ${r.errors}, timeouts ${r.timeouts} of ${r.requests} (must be 0)`,
       ),
-      ...runs
-        .filter((r) => r.serverLog !== undefined)
-        .map(
-          (r) =>
-            `- ${r.variant} round ${r.round}: server log: ${r.serverLog!.replace(/\n/g, " / ")}`,
-        ),
-      ...failures.map(
-        (f) => `- ${f.variant} failed in round ${f.round}: ${f.error.split("\n")[0]}`,
-      ),
+      ...runProblems(runs, failures),
     ];
     const table = mainTable(summaries, [NAME], "bare", [
       { header: "round trips/req", cell: (s) => fmt(s.median.roundTripsPerReq, 2) },

@@ -22,6 +22,7 @@ import {
   outsideLoadLine,
   percent,
   type RunResult,
+  runProblems,
   summarize,
   type VariantSummary,
 } from "./stats.js";
@@ -129,15 +130,7 @@ export const rateLimitSuite: SuiteDefinition = {
           `- ${r.variant} round ${r.round}: ${r.non2xx} of ${r.requests} responses ≥ 400, ${r.errors} socket errors, ${r.timeouts} timeouts ` +
           `(must be ${FLOODS.has(r.variant as Variant) ? "all 429" : "all 2xx"}, no errors)`,
       ),
-      ...runs
-        .filter((r) => r.serverLog !== undefined)
-        .map(
-          (r) =>
-            `- ${r.variant} round ${r.round}: server log: ${r.serverLog!.replace(/\n/g, " / ")}`,
-        ),
-      ...failures.map(
-        (f) => `- ${f.variant} failed in round ${f.round}: ${f.error.split("\n")[0]}`,
-      ),
+      ...runProblems(runs, failures),
     ];
     const table = mainTable(summaries, [NAME], "bare", [
       rejectedShare(runs),

@@ -27,6 +27,7 @@ import {
   nodeRedisTargetLine,
   outsideLoadLine,
   type RunFailure,
+  runProblems,
   summarize,
   type VariantSummary,
 } from "./stats.js";
@@ -207,12 +208,7 @@ export function sessionReport(
         `- ${r.variant} round ${r.round}: non-2xx ${r.non2xx}, socket errors ${r.errors}, timeouts ${r.timeouts} of ${r.requests} (must be 0)`,
     ),
     ...wrongOps.map((r) => `- ${r.variant} round ${r.round}: ${opProblem(r)}`),
-    ...runs
-      .filter((r) => r.serverLog !== undefined)
-      .map(
-        (r) => `- ${r.variant} round ${r.round}: server log: ${r.serverLog!.replace(/\n/g, " / ")}`,
-      ),
-    ...failures.map((f) => `- ${f.variant} failed in round ${f.round}: ${f.error.split("\n")[0]}`),
+    ...runProblems(runs, failures),
   ];
   const texts = reportTexts({
     heading: "Session store (paste into README.md)",

@@ -62,6 +62,21 @@ export interface RunFailure {
   error: string;
 }
 
+/** The problem lines every report shares: what a server logged, and the runs that failed. */
+export function runProblems(
+  runs: readonly { variant: string; round: number; serverLog?: string }[],
+  failures: readonly RunFailure[],
+): string[] {
+  return [
+    ...runs
+      .filter((r) => r.serverLog !== undefined)
+      .map(
+        (r) => `- ${r.variant} round ${r.round}: server log: ${r.serverLog!.replace(/\n/g, " / ")}`,
+      ),
+    ...failures.map((f) => `- ${f.variant} failed in round ${f.round}: ${f.error.split("\n")[0]}`),
+  ];
+}
+
 export const METRICS = [
   "cpuUsPerReq",
   "reqPerSec",
