@@ -51,11 +51,6 @@ type ReadReply = [string | null, number, string?, number?, string?];
 /** The switch's answer in mode `closed` (it never answers `undefined`, which is `open`'s). */
 const answered = <T>(answer: { value: T } | undefined): T => (answer as { value: T }).value;
 
-/** What `runThen` answers in mode `open`, which this store never runs in. */
-const unanswered = (): never => {
-  throw new Error("UserSessionStore: the failure switch answered as in mode open");
-};
-
 /** A session store for express-session with "list / revoke / log out everywhere" per user. */
 export class UserSessionStore extends RedisStore implements UserSessionIndex {
   /** The client given as `redis` (or `client`). */
@@ -134,22 +129,32 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
     const a = this.readArgs;
     const args = [a[0], a[1], a[2], a[3], sid];
     const sent = Date.now();
-    // The hot path: one script, parsed in the switch's own continuation, then `cb`.
-    const read = this.switch.runThen(
-      (d) => READ.run(d, keys, args),
-      (reply) => this.loaded(sid, sent, reply as ReadReply | null),
-      unanswered,
-    );
-    return cb
-      ? read.then(
-          (session) => cb(null, session),
-          (err) => cb(err, null),
-        )
-      : read;
+    // The hot path: one script and one continuation that parses and calls `cb` (more steps
+    // only on Cluster with a lagging index, or with an async serializer).
+    return this.switch
+      .run((d) => READ.run(d, keys, args))
+      .then(
+        (answer) => {
+          let session: unknown;
+          try {
+            session = this.loaded(sid, sent, answered(answer) as ReadReply | null);
+          } catch (err) {
+            if (cb) return cb(err, null);
+            throw err;
+          }
+          if (!cb) return session;
+          if (!(session instanceof Promise)) return cb(null, session);
+          return session.then(
+            (s) => cb(null, s),
+            (err) => cb(err, null),
+          );
+        },
+        cb && ((err) => cb(err, null)),
+      );
   }
 
   /**
-   * A read's session, parsed and marked with the expiry the read set: at once, or a promise
+   * A read's session, parsed and tagged with the expiry the read set: at once, or a promise
    * (Cluster with a lagging index: moved first; an async serializer).
    */
   private loaded(sid: string, sent: number, reply: ReadReply | null): unknown {
