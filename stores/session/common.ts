@@ -116,20 +116,6 @@ export async function settle<T>(
   return cb ? cb(null, result) : result;
 }
 
-/**
- * `settle` for an answer known at once: `cb` is called before this returns (express-session
- * handles that: after a `touch` that answers at once it ends the response in one write rather
- * than holding its last byte back for the callback).
- */
-export function settled(cb: StoreCallback | undefined, result: unknown = null): Promise<unknown> {
-  if (!cb) return Promise.resolve(result);
-  try {
-    return Promise.resolve(cb(null, result));
-  } catch (err) {
-    return Promise.reject(err);
-  }
-}
-
 /** Shortest life of a tombstone (it otherwise lives as long as the session could have). */
 export const TOMBSTONE_MS = 60_000;
 

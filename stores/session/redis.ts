@@ -4,11 +4,10 @@
  *
  * Round trips: a read (`get`) is one script that also refreshes the TTL the way express-session's
  * `touch` would at the end of the request (with the default JSON serializer and a numeric
- * `ttl`). `touch` then sends nothing, and answers at once, when the session it is given asks
- * for the expiry that read set (within a second); when it asks for another one ("remember me":
- * `cookie.maxAge` changed without changing the session) it sets that, as connect-redis does.
- * A write (`set`) is one script on a standalone Redis; on Cluster it is two (index, then
- * session). See scripts.ts.
+ * `ttl`). `touch` then sends nothing when the session it is given asks for the expiry that read
+ * set (within a second); when it asks for another one ("remember me": `cookie.maxAge` changed
+ * without changing the session) it sets that, as connect-redis does. A write (`set`) is one
+ * script on a standalone Redis; on Cluster it is two (index, then session). See scripts.ts.
  *
  * Failures: every Redis call goes through a `BackendSwitch` in mode `closed`: it rejects with
  * `StoreUnavailableError` when Redis fails or misses `timeoutMs`, at once while Redis is known
@@ -32,21 +31,16 @@ import {
   type SessionStoreStats,
   type StoreCallback,
   settle,
-  settled,
   TOUCH_SLACK_MS,
   ttlMsOf,
   type UserSessionIndex,
 } from "./common.js";
 import { parseUserSessionStoreOptions, type UserSessionStoreOptions } from "./options.js";
-import { ReadExpiry } from "./read-expiry.js";
 import { type Call, RedisIndex } from "./redis-index.js";
 import { BUMP, INDEX_PUT, READ, SEEN, WRITE } from "./scripts.js";
 
-/**
- * `READ`'s reply: value, TTL set (ms); on Cluster when the index lags, also the index, the new
- * expiry and the expiry the index held.
- */
-type ReadReply = [string | null, number, string?, number?, string?];
+/** `READ`'s reply: value, lagging index, new expiry, expiry the index held, TTL set (ms). */
+type ReadReply = [string, string | null, number | null, string | null, number];
 
 /** The switch's answer in mode `closed` (it never answers `undefined`, which is `open`'s). */
 const answered = <T>(answer: { value: T } | undefined): T => (answer as { value: T }).value;
@@ -60,8 +54,12 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
   private readonly readMode: "json" | "none";
   /** The TTL a read sets when the session has no `cookie.originalMaxAge` (0 for none). */
   private readonly readTtlMs: number;
-  /** `READ`'s ARGV but the session id, for `get` (strings: nothing to convert per call). */
-  private readonly readArgs: [string, string, string, string];
+  /**
+   * The expiry (ms since the epoch, at the earliest) the read that returned a session set, per
+   * session object; carried to the object express-session builds from it (`createSession`).
+   * Weak: an entry lives as long as its request's session.
+   */
+  private readonly readExpiry = new WeakMap<object, number>();
   private readonly switch: BackendSwitch<RedisDriver>;
   /** Every Redis call goes through the switch (see the module comment). */
   private readonly call: Call;
@@ -113,7 +111,6 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
       events: this.events,
       channel: this.channel,
     });
-    this.readArgs = [this.readMode, String(this.readTtlMs), String(this.index.inline), "1"];
     track("sessions", cfg.prefix, this, cfg.client);
   }
 
@@ -124,60 +121,23 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
 
   /** Reads a session; a malformed id is a miss. Refreshes its TTL (see the module comment). */
   override get(sid: string, cb?: StoreCallback): Promise<unknown> {
-    if (!isValidSessionId(sid)) return settle(cb, () => null);
-    const keys = [this.index.sessionKey(sid), this.index.metaKey(sid)];
-    const a = this.readArgs;
-    const args = [a[0], a[1], a[2], a[3], sid];
-    const sent = Date.now();
-    // The hot path: one script and one continuation that parses and calls `cb` (more steps
-    // only on Cluster with a lagging index, or with an async serializer).
-    return this.switch
-      .run((d) => READ.run(d, keys, args))
-      .then(
-        (answer) => {
-          let session: unknown;
-          try {
-            session = this.loaded(sid, sent, answered(answer) as ReadReply | null);
-          } catch (err) {
-            if (cb) return cb(err, null);
-            throw err;
-          }
-          if (!cb) return session;
-          if (!(session instanceof Promise)) return cb(null, session);
-          return session.then(
-            (s) => cb(null, s),
-            (err) => cb(err, null),
-          );
-        },
-        cb && ((err) => cb(err, null)),
-      );
-  }
-
-  /**
-   * A read's session, parsed and tagged with the expiry the read set: at once, or a promise
-   * (Cluster with a lagging index: moved first; an async serializer).
-   */
-  private loaded(sid: string, sent: number, reply: ReadReply | null): unknown {
-    if (reply === null) return null;
-    const [value, ttl, index, expiry, before] = reply;
-    if (index !== undefined && expiry !== undefined) {
-      return this.bump(index, sid, expiry, before ?? "").then(() =>
-        this.loaded(sid, sent, [value, ttl]),
-      );
-    }
-    const session: unknown = this.serializer.parse(value as string);
-    if (typeof (session as { then?: unknown } | null)?.then === "function") {
-      return Promise.resolve(session).then((s) => this.tagged(s, sent, ttl));
-    }
-    return this.tagged(session, sent, ttl);
-  }
-
-  /** `session`, marked with the expiry its read set (`ttl` ms from `sent`; 0: none set). */
-  private tagged(session: unknown, sent: number, ttl: number): unknown {
-    if (ttl > 0 && typeof session === "object" && session !== null) {
-      ReadExpiry.set(session, this, sent + ttl);
-    }
-    return session;
+    return settle(cb, async () => {
+      if (!isValidSessionId(sid)) return null;
+      const keys = [this.index.sessionKey(sid), this.index.metaKey(sid)];
+      const args = [this.readMode, this.readTtlMs, this.index.inline, 1, sid];
+      const sent = Date.now();
+      const reply = (await this.call((d) => READ.run(d, keys, args))) as ReadReply | null;
+      if (reply === null) return null;
+      if (reply[1] !== null && reply[2] !== null) {
+        await this.bump(reply[1], sid, reply[2], reply[3] ?? "");
+      }
+      const session: unknown = await this.serializer.parse(reply[0]);
+      const ttl = Number(reply[4]);
+      if (ttl > 0 && typeof session === "object" && session !== null) {
+        this.readExpiry.set(session, sent + ttl);
+      }
+      return session;
+    });
   }
 
   /**
@@ -186,8 +146,8 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
    */
   override createSession(req: Parameters<RedisStore["createSession"]>[0], sess: SessionData) {
     const created = super.createSession(req, sess);
-    const expiry = ReadExpiry.get(sess, this);
-    if (expiry !== undefined) ReadExpiry.set(created, this, expiry);
+    const expiry = this.readExpiry.get(sess);
+    if (expiry !== undefined) this.readExpiry.set(created, expiry);
     return created;
   }
 
@@ -247,43 +207,30 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
 
   /**
    * Sets the TTL of an unmodified session from `sess` (its cookie's expiry, or `ttl`), as
-   * connect-redis does. Free (no command, answered at once) when the read that returned `sess`
-   * already set that expiry, within a second; a past expiry deletes the session, as in `set`.
+   * connect-redis does. Free (no command) when the read that returned `sess` already set that
+   * expiry, within a second; a past expiry deletes the session, as in `set`.
    */
   override touch(sid: string, sess: SessionData, cb?: StoreCallback): Promise<unknown> {
-    if (this.cfg.disableTouch || this.cfg.disableTTL || !isValidSessionId(sid)) {
-      return settled(cb);
-    }
-    const read = ReadExpiry.get(sess, this);
-    let ttl: number;
-    try {
-      ttl = ttlMsOf(this.ttl, sess);
-    } catch (err) {
-      return settle(cb, () => Promise.reject(err)); // a throwing `ttl(session)`
-    }
-    if (ttl > 0 && read !== undefined && Math.abs(Date.now() + ttl - read) <= TOUCH_SLACK_MS) {
-      return settled(cb);
-    }
-    return settle(cb, () => this.refresh(sid, sess, ttl, read !== undefined));
-  }
-
-  /** `touch` with something to do: set the TTL (`ttl` ms) or, past expiry, delete. */
-  private async refresh(sid: string, sess: SessionData, ttl: number, tagged: boolean) {
-    if (ttl <= 0) {
-      await this.index.kill(sid, "");
+    return settle(cb, async () => {
+      if (this.cfg.disableTouch || this.cfg.disableTTL || !isValidSessionId(sid)) return null;
+      const ttl = ttlMsOf(this.ttl, sess);
+      if (ttl <= 0) {
+        await this.index.kill(sid, "");
+        return null;
+      }
+      const now = Date.now();
+      const read = this.readExpiry.get(sess);
+      if (read !== undefined && Math.abs(now + ttl - read) <= TOUCH_SLACK_MS) return null;
+      const keys = [this.index.sessionKey(sid), this.index.metaKey(sid)];
+      const args = ["fixed", ttl, this.index.inline, 0, sid];
+      const reply = (await this.call((d) => READ.run(d, keys, args))) as ReadReply | null;
+      if (reply === null) return null;
+      if (reply[1] !== null && reply[2] !== null) {
+        await this.bump(reply[1], sid, reply[2], reply[3] ?? "");
+      }
+      if (read !== undefined) this.readExpiry.set(sess, now + ttl); // a second touch: free
       return null;
-    }
-    const now = Date.now();
-    const keys = [this.index.sessionKey(sid), this.index.metaKey(sid)];
-    const args = ["fixed", ttl, this.index.inline, 0, sid];
-    const reply = (await this.call((d) => READ.run(d, keys, args))) as ReadReply | null;
-    if (reply === null) return null;
-    const [, , index, expiry, before] = reply;
-    if (index !== undefined && expiry !== undefined) {
-      await this.bump(index, sid, expiry, before ?? "");
-    }
-    if (tagged) ReadExpiry.set(sess, this, now + ttl); // a second touch: free
-    return null;
+    });
   }
 
   /** Deletes a session (logout, regenerate) and tombstones its id. */
