@@ -51,9 +51,11 @@ it.each([
   ["node-redis-cluster", "node-redis"],
 ] as const)("%s: 200, numbers summed over the masters", async (backend, family) => {
   const cluster = clientFor(backend);
-  const single = await request(app({ redis: newRedis() })).get("/health");
-  const res = await request(app({ redis: cluster })).get("/health");
-  expect(res.status).toBe(200);
+  // Numbers, not latency, are tested here: a loaded machine must not make the check "degraded".
+  const slack = { timeoutMs: 5_000, degradedLatencyMs: 5_000 };
+  const single = await request(app({ redis: newRedis(), ...slack })).get("/health");
+  const res = await request(app({ redis: cluster, ...slack })).get("/health");
+  expect({ status: res.status, body: res.body.status }).toEqual({ status: 200, body: "ok" });
   expect(res.body).toMatchObject({ status: "ok", mode: "cluster", client: family });
   expect(res.body.connectedClients).toBeGreaterThanOrEqual(3);
   expect(res.body.usedMemoryBytes).toBeGreaterThan(single.body.usedMemoryBytes);
