@@ -59,8 +59,7 @@ interface IoCluster extends IoNode {
 /** A connection's socket, for where it is connected. */
 type IoStreamed = { stream?: { remoteAddress?: string; remotePort?: number } };
 
-/** EVALSHA/EVAL and their Buffer variants: script (or sha), numkeys, keys, args. */
-type ScriptMethod = (...shaKeysAndArgs: Arg[]) => Promise<unknown>;
+type ScriptMethod = (numKeys: number, ...keysAndArgs: Arg[]) => Promise<unknown>;
 
 class IoredisDriver implements RedisDriver {
   readonly family = "ioredis" as const;
@@ -69,9 +68,9 @@ class IoredisDriver implements RedisDriver {
   server: "redis" | "valkey" | undefined;
   readonly keyPrefix: string;
   readonly resendsUnanswered: boolean;
-  private readonly methods: Partial<
-    Record<"evalsha" | "evalshaBuffer" | "eval" | "evalBuffer", ScriptMethod>
-  >;
+  /** Script command names already registered with `defineCommand` on this client. */
+  private readonly defined = new Set<string>();
+  private readonly methods: Record<string, ScriptMethod>;
 
   constructor(readonly client: IoNode) {
     this.isCluster = (client as IoCluster).isCluster === true;
@@ -85,7 +84,7 @@ class IoredisDriver implements RedisDriver {
         : ("standalone" as const);
     this.keyPrefix = (this.isCluster ? client.options.keyPrefix : options.keyPrefix) ?? "";
     this.resendsUnanswered = options.autoResendUnfulfilledCommands !== false;
-    this.methods = client as unknown as typeof this.methods;
+    this.methods = client as unknown as Record<string, ScriptMethod>;
   }
 
   get address(): string {
@@ -104,22 +103,20 @@ class IoredisDriver implements RedisDriver {
     args: readonly Arg[],
     buffers = false,
   ): Promise<unknown> {
-    // Plain EVALSHA (the client applies its keyPrefix to KEYS and routes a Cluster call by the
-    // first key), EVAL only when Redis answers NOSCRIPT. Not ioredis's defineCommand: its
-    // Script wraps every call in an extra promise and a closure per socket write.
-    const flat: Arg[] = [script.sha, keys.length];
+    // ioredis's own Script (defineCommand): EVAL the first time on each connection, EVALSHA
+    // after, EVAL again on NOSCRIPT, so a Cluster node never costs a NOSCRIPT round trip.
+    const { command } = script;
+    if (!this.defined.has(command)) {
+      this.client.defineCommand(command, { lua: script.lua });
+      this.defined.add(command);
+    }
+    const flat: Arg[] = [keys.length];
     for (const key of keys) flat.push(key);
     for (const arg of args) flat.push(arg);
-    const client = this.methods;
+    const method = this.methods[buffers ? `${command}Buffer` : command]!;
     // ioredis 6 may speak RESP3 too: replies normalised; latency recorded in the same continuation.
-    const { answered, failed } = scriptEnds(script.command, performance.now());
-    const send = buffers ? client.evalshaBuffer! : client.evalsha!;
-    return send.apply(this.client, flat).then(answered, (err: unknown) => {
-      if (!(err instanceof Error) || !err.message.startsWith("NOSCRIPT")) return failed(err);
-      flat[0] = script.lua;
-      const load = buffers ? client.evalBuffer! : client.eval!;
-      return load.apply(this.client, flat).then(answered, failed);
-    });
+    const { answered, failed } = scriptEnds(command, performance.now());
+    return method.apply(this.client, flat as [number, ...Arg[]]).then(answered, failed);
   }
 
   command(name: string, keys: readonly string[], args: readonly Arg[] = []): Promise<unknown> {
