@@ -249,17 +249,19 @@ describe.each(BACKENDS)("rate limiter on %s", (backend) => {
     });
 
     it("blockDurationMs keeps a key blocked after it goes over", async () => {
+      // A 1 s fixed window: two calls a few ms apart on a loaded machine must not straddle a
+      // window boundary (with 100 ms they did, now and then).
       const l = limiter({
         limit: 1,
-        windowMs: 100,
+        windowMs: 1_000,
         algorithm: "fixed-window",
-        blockDurationMs: 600,
+        blockDurationMs: 2_500,
       });
       expect((await l.consume("k")).allowed).toBe(true);
       const over = await l.consume("k");
       expect(over.allowed).toBe(false);
-      expect(over.retryAfterMs).toBeGreaterThan(500);
-      await wait(200); // the 100 ms window is over, the block is not
+      expect(over.retryAfterMs).toBeGreaterThan(2_000);
+      await wait(1_100); // the 1 s window is over, the block is not
       expect((await l.consume("k")).allowed).toBe(false);
     });
 
