@@ -116,36 +116,6 @@ export async function settle<T>(
   return cb ? cb(null, result) : result;
 }
 
-/**
- * `settle` for an answer known at once, without an async frame: `cb` is still called in a
- * later microtask, not before this returns (through express-session, a touch that called back
- * at once measured about 10 % more server CPU per request).
- */
-export function settled(cb: StoreCallback | undefined, result: unknown = null): Promise<unknown> {
-  const done = Promise.resolve(result);
-  return cb ? done.then((value) => cb(null, value)) : done;
-}
-
-/**
- * Hands `cb` what `compute()` returns or throws: in this turn, unless it returns a promise.
- * Returns `cb`'s result, or without `cb` the value (a throw is rethrown).
- */
-export function deliver(cb: StoreCallback | undefined, compute: () => unknown): unknown {
-  let value: unknown;
-  try {
-    value = compute();
-  } catch (err) {
-    if (cb) return cb(err, null);
-    throw err;
-  }
-  if (!cb) return value;
-  if (!(value instanceof Promise)) return cb(null, value);
-  return value.then(
-    (v) => cb(null, v),
-    (err) => cb(err, null),
-  );
-}
-
 /** Shortest life of a tombstone (it otherwise lives as long as the session could have). */
 export const TOMBSTONE_MS = 60_000;
 

@@ -4,11 +4,10 @@
  *
  * Round trips: a read (`get`) is one script that also refreshes the TTL the way express-session's
  * `touch` would at the end of the request (with the default JSON serializer and a numeric
- * `ttl`). `touch` then sends nothing when the session it is given asks for the expiry that
- * read set (within a second); when it asks for another one ("remember me":
- * `cookie.maxAge` changed without changing the session) it sets that, as connect-redis does.
- * A write (`set`) is one script on a standalone Redis; on Cluster it is two (index, then
- * session). See scripts.ts.
+ * `ttl`). `touch` then sends nothing when the session it is given asks for the expiry that read
+ * set (within a second); when it asks for another one ("remember me": `cookie.maxAge` changed
+ * without changing the session) it sets that, as connect-redis does. A write (`set`) is one
+ * script on a standalone Redis; on Cluster it is two (index, then session). See scripts.ts.
  *
  * Failures: every Redis call goes through a `BackendSwitch` in mode `closed`: it rejects with
  * `StoreUnavailableError` when Redis fails or misses `timeoutMs`, at once while Redis is known
@@ -23,7 +22,6 @@ import type { RedisClient } from "../core/scripts.js";
 import { createPubSub, type MessageHandler, type PubSub } from "../pubsub/pubsub.js";
 import {
   checkSessionId,
-  deliver,
   isValidSessionId,
   type ListSessionsOptions,
   ownerOf,
@@ -33,29 +31,19 @@ import {
   type SessionStoreStats,
   type StoreCallback,
   settle,
-  settled,
   TOUCH_SLACK_MS,
   ttlMsOf,
   type UserSessionIndex,
 } from "./common.js";
 import { parseUserSessionStoreOptions, type UserSessionStoreOptions } from "./options.js";
-import { ReadExpiry } from "./read-expiry.js";
 import { type Call, RedisIndex } from "./redis-index.js";
 import { BUMP, INDEX_PUT, READ, SEEN, WRITE } from "./scripts.js";
 
-/**
- * `READ`'s reply: value, TTL set (ms); on Cluster when the index lags, also the index, the new
- * expiry and the expiry the index held.
- */
-type ReadReply = [string | null, number, string?, number?, string?];
+/** `READ`'s reply: value, lagging index, new expiry, expiry the index held, TTL set (ms). */
+type ReadReply = [string, string | null, number | null, string | null, number];
 
-/** The switch's answer as it is (`runThen`'s mapping). */
-const same = <T>(value: T): T => value;
-
-/** The switch's answer in mode `open`, which this store never runs in (only `closed`). */
-const unanswered = (): never => {
-  throw new Error("UserSessionStore: the failure switch answered as in mode open");
-};
+/** The switch's answer in mode `closed` (it never answers `undefined`, which is `open`'s). */
+const answered = <T>(answer: { value: T } | undefined): T => (answer as { value: T }).value;
 
 /** A session store for express-session with "list / revoke / log out everywhere" per user. */
 export class UserSessionStore extends RedisStore implements UserSessionIndex {
@@ -66,8 +54,12 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
   private readonly readMode: "json" | "none";
   /** The TTL a read sets when the session has no `cookie.originalMaxAge` (0 for none). */
   private readonly readTtlMs: number;
-  /** `READ`'s ARGV but the session id, for `get` (strings: nothing to convert per call). */
-  private readonly readArgs: [string, string, string, string];
+  /**
+   * The expiry (ms since the epoch, at the earliest) the read that returned a session set, per
+   * session object; carried to the object express-session builds from it (`createSession`).
+   * Weak: an entry lives as long as its request's session.
+   */
+  private readonly readExpiry = new WeakMap<object, number>();
   private readonly switch: BackendSwitch<RedisDriver>;
   /** Every Redis call goes through the switch (see the module comment). */
   private readonly call: Call;
@@ -102,7 +94,7 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
       logger: cfg.logger,
       ping: pingOf(cfg.client),
     });
-    this.call = (op) => this.switch.runThen(op, same, unanswered);
+    this.call = (op) => this.switch.run(op).then(answered);
     this.events = createPubSub({ redis: this.redis, logger: cfg.logger }, "UserSessionStore");
     // Channels are not keyPrefixed by the clients: apps sharing a Redis keep their events apart.
     this.channel = `${cfg.keyPrefix}${cfg.indexPrefix}revoked`;
@@ -119,7 +111,6 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
       events: this.events,
       channel: this.channel,
     });
-    this.readArgs = [this.readMode, String(this.readTtlMs), String(this.index.inline), "1"];
     track("sessions", cfg.prefix, this, cfg.client);
   }
 
@@ -130,53 +121,23 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
 
   /** Reads a session; a malformed id is a miss. Refreshes its TTL (see the module comment). */
   override get(sid: string, cb?: StoreCallback): Promise<unknown> {
-    if (!isValidSessionId(sid)) return settle(cb, () => null);
-    const sent = Date.now();
-    // One continuation after the script's: parse, mark, call back (more only on Cluster with a
-    // lagging index, or with an async serializer).
-    return this.read(sid).then(
-      (reply) => deliver(cb, () => this.loaded(sid, sent, reply as ReadReply | null)),
-      cb && ((err) => cb(err, null)),
-    );
-  }
-
-  /**
-   * `get`'s script. Built apart from `get`: the switch holds the functions it is given (and
-   * what they close over) until the call's deadline passes, a second after it was answered;
-   * closures that share `get`'s scope would keep `cb`, and through it the whole request.
-   */
-  private read(sid: string): Promise<unknown> {
-    const keys = [this.index.sessionKey(sid), this.index.metaKey(sid)];
-    const a = this.readArgs;
-    const args = [a[0], a[1], a[2], a[3], sid];
-    return this.call((d) => READ.run(d, keys, args));
-  }
-
-  /**
-   * A read's session, parsed and marked with the expiry the read set: at once, or a promise
-   * (Cluster with a lagging index: moved first; an async serializer).
-   */
-  private loaded(sid: string, sent: number, reply: ReadReply | null): unknown {
-    if (reply === null) return null;
-    const [value, ttl, index, expiry, before] = reply;
-    if (index !== undefined && expiry !== undefined) {
-      return this.bump(index, sid, expiry, before ?? "").then(() =>
-        this.loaded(sid, sent, [value, ttl]),
-      );
-    }
-    const session: unknown = this.serializer.parse(value as string);
-    if (typeof (session as { then?: unknown } | null)?.then === "function") {
-      return Promise.resolve(session).then((s) => this.tagged(s, sent, ttl));
-    }
-    return this.tagged(session, sent, ttl);
-  }
-
-  /** `session`, marked with the expiry its read set (`ttl` ms from `sent`; 0: none set). */
-  private tagged(session: unknown, sent: number, ttl: number): unknown {
-    if (ttl > 0 && typeof session === "object" && session !== null) {
-      ReadExpiry.set(session, this, sent + ttl);
-    }
-    return session;
+    return settle(cb, async () => {
+      if (!isValidSessionId(sid)) return null;
+      const keys = [this.index.sessionKey(sid), this.index.metaKey(sid)];
+      const args = [this.readMode, this.readTtlMs, this.index.inline, 1, sid];
+      const sent = Date.now();
+      const reply = (await this.call((d) => READ.run(d, keys, args))) as ReadReply | null;
+      if (reply === null) return null;
+      if (reply[1] !== null && reply[2] !== null) {
+        await this.bump(reply[1], sid, reply[2], reply[3] ?? "");
+      }
+      const session: unknown = await this.serializer.parse(reply[0]);
+      const ttl = Number(reply[4]);
+      if (ttl > 0 && typeof session === "object" && session !== null) {
+        this.readExpiry.set(session, sent + ttl);
+      }
+      return session;
+    });
   }
 
   /**
@@ -185,8 +146,8 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
    */
   override createSession(req: Parameters<RedisStore["createSession"]>[0], sess: SessionData) {
     const created = super.createSession(req, sess);
-    const expiry = ReadExpiry.get(sess, this);
-    if (expiry !== undefined) ReadExpiry.set(created, this, expiry);
+    const expiry = this.readExpiry.get(sess);
+    if (expiry !== undefined) this.readExpiry.set(created, expiry);
     return created;
   }
 
@@ -246,43 +207,30 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
 
   /**
    * Sets the TTL of an unmodified session from `sess` (its cookie's expiry, or `ttl`), as
-   * connect-redis does. Free (no command, no async frame) when the read that returned `sess`
-   * already set that expiry, within a second; a past expiry deletes the session, as in `set`.
+   * connect-redis does. Free (no command) when the read that returned `sess` already set that
+   * expiry, within a second; a past expiry deletes the session, as in `set`.
    */
   override touch(sid: string, sess: SessionData, cb?: StoreCallback): Promise<unknown> {
-    if (this.cfg.disableTouch || this.cfg.disableTTL || !isValidSessionId(sid)) {
-      return settled(cb);
-    }
-    const read = ReadExpiry.get(sess, this);
-    let ttl: number;
-    try {
-      ttl = ttlMsOf(this.ttl, sess);
-    } catch (err) {
-      return settle(cb, () => Promise.reject(err)); // a throwing `ttl(session)`
-    }
-    if (ttl > 0 && read !== undefined && Math.abs(Date.now() + ttl - read) <= TOUCH_SLACK_MS) {
-      return settled(cb);
-    }
-    return settle(cb, () => this.refresh(sid, sess, ttl, read !== undefined));
-  }
-
-  /** `touch` with something to do: set the TTL (`ttl` ms) or, past expiry, delete. */
-  private async refresh(sid: string, sess: SessionData, ttl: number, tagged: boolean) {
-    if (ttl <= 0) {
-      await this.index.kill(sid, "");
+    return settle(cb, async () => {
+      if (this.cfg.disableTouch || this.cfg.disableTTL || !isValidSessionId(sid)) return null;
+      const ttl = ttlMsOf(this.ttl, sess);
+      if (ttl <= 0) {
+        await this.index.kill(sid, "");
+        return null;
+      }
+      const now = Date.now();
+      const read = this.readExpiry.get(sess);
+      if (read !== undefined && Math.abs(now + ttl - read) <= TOUCH_SLACK_MS) return null;
+      const keys = [this.index.sessionKey(sid), this.index.metaKey(sid)];
+      const args = ["fixed", ttl, this.index.inline, 0, sid];
+      const reply = (await this.call((d) => READ.run(d, keys, args))) as ReadReply | null;
+      if (reply === null) return null;
+      if (reply[1] !== null && reply[2] !== null) {
+        await this.bump(reply[1], sid, reply[2], reply[3] ?? "");
+      }
+      if (read !== undefined) this.readExpiry.set(sess, now + ttl); // a second touch: free
       return null;
-    }
-    const now = Date.now();
-    const keys = [this.index.sessionKey(sid), this.index.metaKey(sid)];
-    const args = ["fixed", ttl, this.index.inline, 0, sid];
-    const reply = (await this.call((d) => READ.run(d, keys, args))) as ReadReply | null;
-    if (reply === null) return null;
-    const [, , index, expiry, before] = reply;
-    if (index !== undefined && expiry !== undefined) {
-      await this.bump(index, sid, expiry, before ?? "");
-    }
-    if (tagged) ReadExpiry.set(sess, this, now + ttl); // a second touch: free
-    return null;
+    });
   }
 
   /** Deletes a session (logout, regenerate) and tombstones its id. */

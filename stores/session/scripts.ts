@@ -95,11 +95,11 @@ end
  * ARGV[3]  inline     1 on a standalone Redis (the script moves the index itself)
  * ARGV[4]  want       1 to return the value (get), 0 not to (touch)
  * ARGV[5]  sid        the session id (its index member)
- * Returns  nil when missing, else { value or false, TTL set in ms (0 = none) }, or on Cluster
- *          when the index lags by more than LAG { value or false, TTL, index name, new expiry,
- *          expiry the index held or '' }: the caller moves the entry forward with `BUMP` then
- *          `SEEN`. Inline, the script does that itself, adding back a missing entry (the
- *          companion names the owner). Short, as most reads are: less for the caller to decode.
+ * Returns  nil when missing, else { value or false, index name or false, new expiry or false,
+ *          expiry the index held or false, TTL set in ms (0 = none) }. An index name is
+ *          returned (Cluster) when the index lags by more than LAG and the caller must move it
+ *          forward with `BUMP` then `SEEN`; inline, the script does that itself, adding back a
+ *          missing entry (the companion names the owner).
  */
 export const READ = defineScript(
   "session_read",
@@ -107,7 +107,7 @@ export const READ = defineScript(
 local mode, ttl, inline, want, sid = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1', ARGV[4] == '1', ARGV[5]
 local v = redis.call('GET', KEYS[1])
 if not v then return nil end
-local out = { false, 0 }
+local out = { false, false, false, false, 0 }
 if want then out[1] = v end
 if mode == 'none' then return out end
 if mode == 'json' then
@@ -118,7 +118,7 @@ if mode == 'json' then
 end
 if ttl <= 0 then return out end
 redis.call('PEXPIRE', KEYS[1], ttl)
-out[2] = ttl
+out[5] = ttl
 local m = redis.call('HMGET', KEYS[2], 'i', 'e')
 if not m[1] then return out end
 redis.call('PEXPIRE', KEYS[2], ttl)
@@ -129,9 +129,9 @@ if inline then
   redis.call('HSET', KEYS[2], 'e', exp)
   return out
 end
-out[3] = m[1]
-out[4] = exp
-out[5] = m[2] or ''
+out[2] = m[1]
+out[3] = exp
+out[4] = m[2] or ''
 return out
 `,
 );
