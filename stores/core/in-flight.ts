@@ -28,42 +28,63 @@ interface Timed {
   failed(err: Error): void;
 }
 
-/** One Redis call: settles its caller's promise once, by reply, error or deadline. */
+/** What a call needs until it is settled (dropped then: the queue may hold the call longer). */
+interface Parts<S, T, R> {
+  op: (store: S) => Promise<T>;
+  map: (value: T, backend: Backend) => R;
+  open: () => R;
+  resolve: (value: R) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * One Redis call: settles its caller's promise once, by reply, error or deadline. The deadline
+ * queue keeps an answered call until its timer next fires (up to `timeoutMs`), so the call
+ * lets go of its closures (and the requests they capture) as soon as it is settled.
+ */
 export class InFlight<S, T, R> implements Timed {
   /** When the deadline passes (`performance.now()` ms); set by `Deadlines.add`. */
   deadline = 0;
-  done = false;
+  private parts: Parts<S, T, R> | undefined;
 
   constructor(
     private readonly host: CallHost<S>,
-    private readonly op: (store: S) => Promise<T>,
-    private readonly map: (value: T, backend: Backend) => R,
-    private readonly open: () => R,
-    private readonly resolve: (value: R) => void,
-    private readonly reject: (err: unknown) => void,
-  ) {}
+    op: Parts<S, T, R>["op"],
+    map: Parts<S, T, R>["map"],
+    open: Parts<S, T, R>["open"],
+    resolve: Parts<S, T, R>["resolve"],
+    reject: Parts<S, T, R>["reject"],
+  ) {
+    this.parts = { op, map, open, resolve, reject };
+  }
+
+  get done(): boolean {
+    return this.parts === undefined;
+  }
 
   answer(value: T): void {
-    if (this.done) return; // the deadline passed first: the fallback answered
-    this.done = true;
+    const parts = this.parts;
+    if (parts === undefined) return; // the deadline passed first: the fallback answered
+    this.parts = undefined;
     this.host.answered();
     try {
-      this.resolve(this.map(value, "redis"));
+      parts.resolve(parts.map(value, "redis"));
     } catch (err) {
-      this.reject(err);
+      parts.reject(err);
     }
   }
 
   failed(err: Error): void {
-    if (this.done) return; // a late failure after the deadline: already answered
-    this.done = true;
-    this.host.fellBack(this.op, err).then((a) => {
+    const parts = this.parts;
+    if (parts === undefined) return; // a late failure after the deadline: already answered
+    this.parts = undefined;
+    this.host.fellBack(parts.op, err).then((a) => {
       try {
-        this.resolve(a === undefined ? this.open() : this.map(a.value, a.backend));
+        parts.resolve(a === undefined ? parts.open() : parts.map(a.value, a.backend));
       } catch (mapErr) {
-        this.reject(mapErr);
+        parts.reject(mapErr);
       }
-    }, this.reject);
+    }, parts.reject);
   }
 }
 
