@@ -286,11 +286,17 @@ describe("pub/sub when Redis fails (its own redis-server)", () => {
     await server.start();
     await Promise.all([ready(closedClient), ready(openClient)]);
     // One publish per recheckMs probes Redis; the subscriber reconnects on its own back-off.
+    // An open publish made while the switch's own probe is still in flight is dropped too.
+    let openCalls = 0;
     await eventually("both publish on Redis again", async () => {
       expect(await closed.publish(`${prefix}down`, "back")).toBe(1);
+      openCalls++;
       expect(await open.publish(`${prefix}down`, "back")).toBe(1);
     });
-    expect(open.stats().dropped).toBe(1);
+    // Each open publish counted once, as published or dropped, the last one published.
+    const after = open.stats();
+    expect(after.dropped + after.published).toBe(1 + openCalls);
+    expect(after.published).toBeGreaterThanOrEqual(1);
   });
 
   it("memory is refused: in-process delivery would reach only this process", () => {

@@ -53,11 +53,14 @@ interface IoCluster extends IoNode {
   isCluster: true;
   options: IoNode["options"] & { redisOptions?: IoNode["options"] };
   startupNodes: ({ host?: string; port?: number } | string | number)[];
-  nodes(role: "master"): IoNode[];
+  nodes(role: "master" | "all"): IoNode[];
 }
 
 /** A connection's socket, for where it is connected. */
 type IoStreamed = { stream?: { remoteAddress?: string; remotePort?: number } };
+
+/** A connection's socket as far as batching its writes goes. */
+type Corkable = { cork(): void; uncork(): void; writable: boolean };
 
 type ScriptMethod = (numKeys: number, ...keysAndArgs: Arg[]) => Promise<unknown>;
 
@@ -71,6 +74,8 @@ class IoredisDriver implements RedisDriver {
   /** Script command names already registered with `defineCommand` on this client. */
   private readonly defined = new Set<string>();
   private readonly methods: Record<string, ScriptMethod>;
+  /** Whether this turn's writes are being held for one write at the end of it (see `batch`). */
+  private corked = false;
 
   constructor(readonly client: IoNode) {
     this.isCluster = (client as IoCluster).isCluster === true;
@@ -114,12 +119,38 @@ class IoredisDriver implements RedisDriver {
     for (const key of keys) flat.push(key);
     for (const arg of args) flat.push(arg);
     const method = this.methods[buffers ? `${command}Buffer` : command]!;
+    if (!this.corked) this.batch();
     // ioredis 6 may speak RESP3 too: replies normalised; latency recorded in the same continuation.
     const { answered, failed } = scriptEnds(command, performance.now());
     return method.apply(this.client, flat as [number, ...Arg[]]).then(answered, failed);
   }
 
+  /**
+   * Holds this connection's writes (every Cluster node's) until the end of the event-loop turn,
+   * so the commands of all the requests the turn served leave in one write system call, not one
+   * each: node-redis does the same (its writes wait for `setImmediate`), ioredis writes at once.
+   * Measured on the shared harness: one write saved per request under load.
+   */
+  private batch(): void {
+    const streams: Corkable[] = [];
+    const nodes = this.isCluster ? (this.client as IoCluster).nodes("all") : [this.client];
+    for (const node of nodes) {
+      const stream = (node as unknown as { stream?: Corkable }).stream;
+      if (stream?.writable === true) {
+        stream.cork();
+        streams.push(stream);
+      }
+    }
+    if (streams.length === 0) return;
+    this.corked = true;
+    setImmediate(() => {
+      this.corked = false;
+      for (const stream of streams) stream.uncork();
+    });
+  }
+
   command(name: string, keys: readonly string[], args: readonly Arg[] = []): Promise<unknown> {
+    if (!this.corked) this.batch();
     // Lower case: iovalkey applies keyPrefix only to command names it knows in lower case.
     return this.client.call(name.toLowerCase(), ...keys, ...args);
   }
