@@ -33,7 +33,7 @@ interface IoNode {
   };
   call(...args: Arg[]): Promise<unknown>;
   publish(channel: string, payload: string): Promise<number>;
-  defineCommand(name: string, definition: { lua: string }): void;
+  defineCommand(name: string, definition: { lua: string; numberOfKeys?: number }): void;
   duplicate(): IoConnection;
   on(event: string, listener: (...args: never[]) => void): unknown;
   off(event: string, listener: (...args: never[]) => void): unknown;
@@ -62,7 +62,7 @@ type IoStreamed = { stream?: { remoteAddress?: string; remotePort?: number } };
 /** A connection's socket as far as batching its writes goes. */
 type Corkable = { cork(): void; uncork(): void; writable: boolean };
 
-type ScriptMethod = (numKeys: number, ...keysAndArgs: Arg[]) => Promise<unknown>;
+type ScriptMethod = (...keysAndArgs: Arg[]) => Promise<unknown>;
 
 class IoredisDriver implements RedisDriver {
   readonly family = "ioredis" as const;
@@ -71,7 +71,7 @@ class IoredisDriver implements RedisDriver {
   server: "redis" | "valkey" | undefined;
   readonly keyPrefix: string;
   readonly resendsUnanswered: boolean;
-  /** Script command names already registered with `defineCommand` on this client. */
+  /** Script command names (`<command>_<number of keys>`) registered on this client. */
   private readonly defined = new Set<string>();
   private readonly methods: Record<string, ScriptMethod>;
   /** Whether this turn's writes are being held for one write at the end of it (see `batch`). */
@@ -110,19 +110,31 @@ class IoredisDriver implements RedisDriver {
   ): Promise<unknown> {
     // ioredis's own Script (defineCommand): EVAL the first time on each connection, EVALSHA
     // after, EVAL again on NOSCRIPT, so a Cluster node never costs a NOSCRIPT round trip.
+    // Defined with its number of keys, so the first argument is a key: ioredis's Cluster
+    // auto-pipelining groups commands by the slot of their first argument.
     const { command } = script;
-    if (!this.defined.has(command)) {
-      this.client.defineCommand(command, { lua: script.lua });
-      this.defined.add(command);
+    const name = `${command}_${keys.length}`;
+    if (!this.defined.has(name)) {
+      this.client.defineCommand(name, { lua: script.lua, numberOfKeys: keys.length });
+      this.defined.add(name);
+      // With enableAutoPipelining, the pipelines already open in this tick were built without
+      // the new command, and their answer would miss an entry (ioredis then throws, uncaught):
+      // send it once they have left.
+      const pending = (this.client as { _autoPipelines?: Map<unknown, unknown> })._autoPipelines;
+      if (pending !== undefined && pending.size > 0) {
+        return new Promise<void>((resolve) => setImmediate(resolve)).then(() =>
+          this.script(script, keys, args, buffers),
+        );
+      }
     }
-    const flat: Arg[] = [keys.length];
+    const flat: Arg[] = [];
     for (const key of keys) flat.push(key);
     for (const arg of args) flat.push(arg);
-    const method = this.methods[buffers ? `${command}Buffer` : command]!;
+    const method = this.methods[buffers ? `${name}Buffer` : name]!;
     if (!this.corked) this.batch();
     // ioredis 6 may speak RESP3 too: replies normalised; latency recorded in the same continuation.
     const { answered, failed } = scriptEnds(command, performance.now());
-    return method.apply(this.client, flat as [number, ...Arg[]]).then(answered, failed);
+    return method.apply(this.client, flat).then(answered, failed);
   }
 
   /**
