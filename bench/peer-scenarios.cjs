@@ -17,6 +17,7 @@
 //   p_cache_memory    -> e_apicache_memory, a_bare
 //   p_lock            -> f2_phys_two (two EVALSHA, defined in peers.js; run it by name)
 //   p_session         -> h_session_redis (connect-redis 8.1)
+//   p_cache_revalidate -> p_cache_miss, p_cache_fresh (issue 13: req/s of a 20 ms origin)
 // `check: true` scenarios run only when named in SCENARIOS= (like the peers' x_* and f2).
 //
 // All load comes from 127.0.0.1: every limiter counts one hot key, every cache hit is one key.
@@ -164,7 +165,37 @@ module.exports = {
       };
     },
   },
+
+  // Revalidation (issue 13): the same 20 ms handler behind cacheResponse() on Redis, in three
+  // ways. Every request of p_cache_revalidate finds a `no-cache` entry and revalidates it (the
+  // handler answers 304 through res.json, concurrent revalidations coalesce); p_cache_miss never
+  // stores (`no-store`: the handler builds every response); p_cache_fresh hits. Run by name.
+  p_cache_revalidate: {
+    label: "(p6r) cacheResponse(), every request revalidates a no-cache entry (20 ms handler)",
+    check: true,
+    setup: (ctx) => slowOrigin(ctx, "no-cache"),
+  },
+  p_cache_miss: {
+    label: "(p6m) cacheResponse(), every request a miss (no-store, 20 ms handler)",
+    check: true,
+    setup: (ctx) => slowOrigin(ctx, "no-store"),
+  },
+  p_cache_fresh: {
+    label: "(p6h) cacheResponse(), fresh hits (max-age=600, 20 ms handler)",
+    check: true,
+    setup: (ctx) => slowOrigin(ctx, "max-age=600"),
+  },
 };
+
+/** cacheResponse() on Redis in front of a 20 ms origin answering with `cacheControl`. */
+function slowOrigin(ctx, cacheControl) {
+  const cache = lib(ctx).cacheResponse({ redis: newClient(ctx), ttlMs: 600_000 });
+  const origin = (_req, res, next) => {
+    res.set("Cache-Control", cacheControl);
+    setTimeout(next, 20); // then the harness's handler: res.json(BODY), Express's ETag and 304
+  };
+  return { mw: [cache, origin], close: () => cache.close() };
+}
 
 // The same scenario on ioredis clients with enableAutoPipelining (commands sent in one tick go
 // in one write): the measurement behind the README's auto-pipelining advice, per feature.

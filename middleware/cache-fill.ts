@@ -3,11 +3,18 @@
  * response, decides with HTTP's rules whether to store it (again on the headers as sent), and
  * stores it with its tags and Vary variants, or abandons the fill.
  */
+
+import type { OutgoingHttpHeaders } from "node:http";
 import etag from "etag";
 import type { NextFunction, Request, Response } from "express";
 import type { LRUCache } from "lru-cache";
 import type { ResponseCache as Engine } from "../stores/cache/cache.js";
-import type { FillClaim, Lookup, StoredResponse } from "../stores/cache/types.js";
+import {
+  type FillClaim,
+  type Lookup,
+  retentionMs,
+  type StoredResponse,
+} from "../stores/cache/types.js";
 import { toError } from "../stores/core/errors.js";
 import { ResponseCapture } from "./cache-capture.js";
 import {
@@ -17,9 +24,10 @@ import {
   storedHeaders,
   varyNames,
 } from "./cache-policy.js";
-import { markResponse, replayStaleForError, snapshot } from "./cache-replay.js";
+import { markResponse, replay, replayStaleForError, snapshot, stored } from "./cache-replay.js";
 import { collectTags, type Target } from "./cache-request.js";
 import { type CacheConfig, SCOPE } from "./cache-response-options.js";
+import { opaqueTag } from "./conditional.js";
 
 /** What the miss path shares with the middleware. */
 export interface FillContext {
@@ -31,7 +39,14 @@ export interface FillContext {
   variantKey(t: Target, req: Request, vary: readonly string[]): string;
 }
 
-/** Runs the handler as the filler of `key`, captures the response and stores it. */
+/** The client's own header fields the cache's conditional request replaces. */
+const CONDITIONAL = ["if-none-match", "if-modified-since", "cache-control", "pragma"] as const;
+
+/**
+ * Runs the handler as the filler of `key`, captures the response and stores it. With
+ * `validating` (a stale entry with a validator), the handler gets the cache's conditional
+ * request: a 304 refreshes that entry and the client is answered from it (RFC 9111 §4.3).
+ */
 export function fillResponse(
   ctx: FillContext,
   req: Request,
@@ -43,20 +58,41 @@ export function fillResponse(
   claim: FillClaim,
   staleForError: Lookup | undefined,
   fwd: string,
+  validating?: Lookup,
 ): void {
-  const { cache, config, varyOf, variantKey } = ctx;
-  // The entry must be the full response: the conditional is answered from it on later hits.
+  const { cache, config } = ctx;
+  // The entry must be the full response: the client's conditional is answered from it on
+  // later hits. Validating, the handler sees the cache's own conditional request instead
+  // (the stored validators, no request directives, which would make Express answer 200).
+  const client = CONDITIONAL.map((name) => req.headers[name]);
+  const restore = () => {
+    CONDITIONAL.forEach((name, i) => {
+      if (client[i] === undefined) delete req.headers[name];
+      else req.headers[name] = client[i] as string;
+    });
+  };
   delete req.headers["if-none-match"];
   delete req.headers["if-modified-since"];
+  if (validating !== undefined) {
+    cache.counters.validations++;
+    delete req.headers["cache-control"];
+    delete req.headers.pragma;
+    const etag = stored(validating, "etag");
+    const lastModified = stored(validating, "last-modified");
+    if (etag !== undefined) req.headers["if-none-match"] = etag;
+    if (lastModified !== undefined) req.headers["if-modified-since"] = lastModified;
+  }
   const before = snapshot(res); // set by earlier middleware: not stored unless changed
   const tags: string[] = [];
   res.cacheTags = (list) => {
     for (const tag of list) tags.push(tag);
   };
   let freshness: Freshness | undefined;
+  let refreshed: StoredResponse | undefined;
   let status = 200;
   let dateIsNow = false;
   const capture = new ResponseCapture(res, config.maxBodyBytes, (originals) => {
+    if (validating !== undefined) restore();
     status = res.statusCode;
     if (staleForError !== undefined && status >= 500) {
       cache.counters.stale++;
@@ -65,6 +101,20 @@ export function fillResponse(
     }
     dateIsNow = !res.hasHeader("date");
     if (dateIsNow) res.setHeader("Date", new Date().toUTCString());
+    if (validating !== undefined && status === 304) {
+      cache.counters.notModified++;
+      const now = Date.now();
+      const update = updatedEntry(validating.entry, res, before, t.perUser, config, now, dateIsNow);
+      if (typeof update !== "string") refreshed = update;
+      const detail = typeof update === "string" ? `; detail=${update}` : "; stored";
+      const answer = {
+        entry: typeof update === "string" ? validating.entry : update,
+        storedAt: now,
+        now,
+      };
+      replay(req, res, answer, "REVALIDATED", `${fwd}; fwd-status=304${detail}`, originals);
+      return "replace";
+    }
     const verdict = storability(status, res.getHeaders(), t.perUser, config, Date.now(), dateIsNow);
     if (typeof verdict === "string") {
       markResponse(res, "MISS", `${fwd}; detail=${verdict}`);
@@ -79,6 +129,10 @@ export function fillResponse(
   res.once("finish", () => {
     if (settled) return;
     settled = true;
+    if (refreshed !== undefined) {
+      const vary = varyNames(refreshed.headers.find(([name]) => name === "vary")?.[1]);
+      return store(ctx, req, t, key, base, claim, refreshed, vary);
+    }
     if (freshness === undefined || !capture.complete) return cache.abandon(key, claim.token);
     // Decide again on the headers as sent: hooks that run inside writeHead (on-headers, as
     // express-session's Set-Cookie) may have changed them after the first decision.
@@ -95,26 +149,105 @@ export function fillResponse(
     if (status === 200 && !headers.some(([name]) => name === "etag")) {
       headers.push(["etag", etag(body)]);
     }
-    const entry: StoredResponse = { status, headers, body, tags: entryTags, ...freshness };
-    const items = [{ key: base, entry }];
-    if (vary.length > 0) {
-      varyOf.set(base, vary);
-      const marker: StoredResponse = { ...entry, headers: [], body: Buffer.alloc(0), vary };
-      items[0] = { key: base, entry: marker };
-      items.push({ key: variantKey(t, req, vary), entry });
-    } else {
-      varyOf.delete(base);
-    }
-    const ttl =
-      freshness.freshMs + Math.max(freshness.staleWhileRevalidateMs, freshness.staleIfErrorMs);
-    cache.fill(key, claim, items, ttl).catch((err: unknown) => {
-      config.logger.warn(`${SCOPE}: storing a response failed (${toError(err).message})`);
-    });
+    store(ctx, req, t, key, base, claim, entryOf(status, headers, body, entryTags, final), vary);
   });
   res.once("close", () => {
+    if (validating !== undefined) restore();
     if (settled) return;
     settled = true; // aborted: never stored
     cache.abandon(key, claim.token);
   });
   next();
+}
+
+/** A stored response from its parts; flags written only when set (they travel as JSON). */
+function entryOf(
+  status: number,
+  headers: [string, string][],
+  body: Buffer,
+  tags: string[],
+  f: Freshness,
+): StoredResponse {
+  const entry: StoredResponse = {
+    status,
+    headers,
+    body,
+    tags,
+    freshMs: f.freshMs,
+    initialAgeMs: f.initialAgeMs,
+    staleWhileRevalidateMs: f.staleWhileRevalidateMs,
+    staleIfErrorMs: f.staleIfErrorMs,
+  };
+  if (f.keepMs > 0) entry.keepMs = f.keepMs;
+  if (f.validators) entry.validators = true;
+  if (f.noCache) entry.noCache = true;
+  if (f.mustRevalidate) entry.mustRevalidate = true;
+  return entry;
+}
+
+/**
+ * The stored response updated by a 304 (RFC 9111 §3.2, §4.3.4): each field of the 304 replaces
+ * the stored field of that name (not Content-Length, not what earlier middleware set), then
+ * freshness is computed again from the result. A string says why it cannot be stored (a 304
+ * whose strong validator names another representation updates nothing).
+ */
+function updatedEntry(
+  old: StoredResponse,
+  res: Response,
+  before: Map<string, unknown>,
+  perUser: boolean,
+  config: FillContext["config"],
+  now: number,
+  dateIsNow: boolean,
+): StoredResponse | string {
+  const sent = res.getHeaders();
+  const fresh = storedHeaders(sent).filter(
+    ([name]) => name === "date" || !before.has(name) || before.get(name) !== sent[name],
+  );
+  const newTag = fresh.find(([name]) => name === "etag")?.[1];
+  const oldTag = old.headers.find(([name]) => name === "etag")?.[1];
+  if (newTag !== undefined && !newTag.startsWith("W/") && oldTag !== undefined) {
+    if (opaqueTag(newTag) !== opaqueTag(oldTag)) return "validator-mismatch";
+  }
+  const replaced = new Set(fresh.map(([name]) => name));
+  const headers = [...old.headers.filter(([name]) => !replaced.has(name)), ...fresh];
+  const verdict = storability(old.status, asOutgoing(headers), perUser, config, now, dateIsNow);
+  if (typeof verdict === "string") return verdict;
+  return entryOf(old.status, headers, old.body, old.tags, verdict);
+}
+
+/** `[name, value]` pairs as `res.getHeaders()` would give them. */
+function asOutgoing(headers: readonly [string, string][]): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const [name, value] of headers) {
+    const had = out[name];
+    out[name] = had === undefined ? value : [...(Array.isArray(had) ? had : [String(had)]), value];
+  }
+  return out;
+}
+
+/** Stores `entry` under `key` (with a Vary marker at `base` when it varies) and lands the fill. */
+function store(
+  ctx: FillContext,
+  req: Request,
+  t: Target,
+  key: string,
+  base: string,
+  claim: FillClaim,
+  entry: StoredResponse,
+  vary: string[],
+): void {
+  const { cache, config, varyOf, variantKey } = ctx;
+  const items = [{ key: base, entry }];
+  if (vary.length > 0) {
+    varyOf.set(base, vary);
+    const marker: StoredResponse = { ...entry, headers: [], body: Buffer.alloc(0), vary };
+    items[0] = { key: base, entry: marker };
+    items.push({ key: variantKey(t, req, vary), entry });
+  } else {
+    varyOf.delete(base);
+  }
+  cache.fill(key, claim, items, retentionMs(entry)).catch((err: unknown) => {
+    config.logger.warn(`${SCOPE}: storing a response failed (${toError(err).message})`);
+  });
 }

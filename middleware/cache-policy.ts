@@ -4,6 +4,8 @@
  * its header fields are replayed.
  */
 import type { OutgoingHttpHeaders } from "node:http";
+import { parseHttpDate } from "./http-date.js";
+import { targetedDirectives } from "./targeted-field.js";
 
 /** The parts of the resolved options the policy reads. */
 export interface PolicyConfig {
@@ -14,6 +16,8 @@ export interface PolicyConfig {
   targetedField: string | undefined;
   staleWhileRevalidateMs: number;
   staleIfErrorMs: number;
+  /** How long an entry with a validator is kept past its stale windows, to be revalidated. */
+  keepMs: number;
 }
 
 /** Why a response was not stored (also shown in `Cache-Status` as `detail`). */
@@ -27,12 +31,20 @@ export type NotStored =
   | "stale"
   | "no-freshness";
 
-/** How long a storable response stays fresh, and may be served stale. */
+/** How long a storable response stays fresh, may be served stale, and is kept to be revalidated. */
 export interface Freshness {
   freshMs: number;
   initialAgeMs: number;
   staleWhileRevalidateMs: number;
   staleIfErrorMs: number;
+  /** Kept this long past its stale windows to be revalidated (0 without a validator). */
+  keepMs: number;
+  /** `no-cache`: validated with the origin before every use (RFC 9111 §5.2.2.4). */
+  noCache: boolean;
+  /** `must-revalidate` or `proxy-revalidate` (or `no-cache`): never served stale. */
+  mustRevalidate: boolean;
+  /** The origin gave a validator (`ETag`, `Last-Modified`): a stale entry can be revalidated. */
+  validators: boolean;
 }
 
 /** Cache-Control directives, names lowercased; a directive seen twice with values is `null`. */
@@ -98,25 +110,29 @@ export function storability(
   if (!config.statuses.has(status)) return "status";
   if (headers["set-cookie"] !== undefined) return "set-cookie";
   if (varyNames(headerText(headers, "vary")).includes("*")) return "vary-star";
-  const targeted =
-    config.targetedField === undefined ? undefined : headerText(headers, config.targetedField);
-  const cc = parseDirectives(targeted ?? headerText(headers, "cache-control") ?? "");
+  const cc = directivesOf(headers, config.targetedField);
   if (cc.has("no-store")) return "no-store";
-  if (cc.has("no-cache")) return "no-cache";
   if (cc.has("private") && !perUser) return "private";
+  // With a validator, a response that must be validated before use (no-cache, or stale on
+  // arrival) is still worth keeping: the next request asks the origin "modified?".
+  const validators = hasValidator(headers, now);
+  const keepMs = validators ? config.keepMs : 0;
+  const noCache = cc.has("no-cache");
+  if (noCache && keepMs === 0) return "no-cache";
 
-  const date = Date.parse(headerText(headers, "date") ?? "");
-  const base = Number.isNaN(date) || dateIsNow ? now : date;
+  const date = parseHttpDate(headerText(headers, "date"), now);
+  const base = date === undefined || dateIsNow ? now : date;
   let lifetime: number | undefined;
   const sMaxAge = deltaMs(cc.get("s-maxage"));
   const maxAge = deltaMs(cc.get("max-age"));
   if (sMaxAge !== undefined) lifetime = sMaxAge;
   else if (maxAge !== undefined) lifetime = maxAge;
   else if (headers.expires !== undefined) {
-    const expires = Date.parse(headerText(headers, "expires") ?? "");
-    lifetime = Number.isNaN(expires) ? 0 : Math.max(0, expires - base); // invalid: already stale
+    // An invalid Expires (anything but an HTTP-date, "0" included) means already expired.
+    const expires = parseHttpDate(headerText(headers, "expires"), now);
+    lifetime = expires === undefined ? 0 : Math.max(0, expires - base);
   }
-  if (lifetime !== undefined && Number.isNaN(lifetime)) return "stale"; // malformed max-age
+  if (lifetime !== undefined && Number.isNaN(lifetime)) lifetime = 0; // malformed: stale
   if (lifetime === undefined) {
     if (config.ttlMs === 0) return "no-freshness";
     lifetime = config.ttlMs;
@@ -127,26 +143,53 @@ export function storability(
   // An invalid `Age` is ignored (§5.1); a list uses its first member.
   const ageText = headerText(headers, "age")?.split(",")[0]?.trim();
   const ageValue = ageText !== undefined && /^\d+$/.test(ageText) ? Number(ageText) * 1000 : 0;
-  const apparent = Number.isNaN(date) || dateIsNow ? 0 : Math.max(0, now - date);
+  const apparent = date === undefined || dateIsNow ? 0 : Math.max(0, now - date);
   const initialAgeMs = Math.max(ageValue, apparent);
-  const freshMs = lifetime - initialAgeMs;
-  if (freshMs <= 0) return "stale";
+  const freshMs = Math.max(0, lifetime - initialAgeMs);
+  if (freshMs === 0 && keepMs === 0) return "stale";
 
-  // Stale windows: the response's own RFC 5861 directives win; otherwise the options, unless
-  // the response forbids serving it stale (must-revalidate, proxy-revalidate, s-maxage).
-  const forbidsStale =
-    cc.has("must-revalidate") || cc.has("proxy-revalidate") || sMaxAge !== undefined;
+  // Stale windows. must-revalidate and proxy-revalidate (and no-cache) forbid serving it stale
+  // at all, even where the response's own stale-* directives say otherwise (RFC 9111 §4.2.4).
+  // Otherwise its own RFC 5861 directives win, and the options apply unless s-maxage says the
+  // response is for shared caches with its own rules.
+  const neverStale = noCache || cc.has("must-revalidate") || cc.has("proxy-revalidate");
   const window = (name: string, fallback: number) => {
+    if (neverStale) return 0;
     const own = deltaMs(cc.get(name));
     if (own !== undefined) return Number.isNaN(own) ? 0 : Math.min(own, config.maxTtlMs);
-    return forbidsStale ? 0 : fallback;
+    return sMaxAge !== undefined ? 0 : fallback;
   };
   return {
     freshMs,
     initialAgeMs,
     staleWhileRevalidateMs: window("stale-while-revalidate", config.staleWhileRevalidateMs),
     staleIfErrorMs: window("stale-if-error", config.staleIfErrorMs),
+    keepMs,
+    noCache,
+    mustRevalidate: neverStale,
+    validators,
   };
+}
+
+/**
+ * The cache directives that apply to a response: its targeted field (RFC 9213), when present
+ * and a valid Structured Field Dictionary, else `Cache-Control`.
+ */
+export function directivesOf(
+  headers: OutgoingHttpHeaders,
+  targetedField: string | undefined,
+): Directives {
+  if (targetedField !== undefined) {
+    const targeted = targetedDirectives(headerText(headers, targetedField));
+    if (targeted !== undefined) return targeted;
+  }
+  return parseDirectives(headerText(headers, "cache-control") ?? "");
+}
+
+/** Whether the origin gave a validator: an `ETag`, or a valid `Last-Modified`. */
+function hasValidator(headers: OutgoingHttpHeaders, now: number): boolean {
+  if (headers.etag !== undefined) return true;
+  return parseHttpDate(headerText(headers, "last-modified"), now) !== undefined;
 }
 
 /** Fields never stored or replayed: hop-by-hop (RFC 9110 §7.6.1), cookies, and our own. */

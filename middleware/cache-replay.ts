@@ -1,19 +1,19 @@
 /**
  * Answering from a cache entry: status, stored headers (with the origin's `Date`), `Age`
  * (RFC 9111 §4.2.3), `Cache-Status` (RFC 9211), `X-Cache`, and 304 for conditional requests
- * (RFC 9110 §13.1, evaluated by `fresh`).
+ * (RFC 9110 §13.1, evaluated by conditional.ts).
  */
 import type { ServerResponse } from "node:http";
 import type { Request, Response } from "express";
-import fresh from "fresh";
 import type { Lookup } from "../stores/cache/types.js";
 import type { Originals } from "./cache-capture.js";
+import { notModified as matches } from "./conditional.js";
 
 /** The cache's name in `Cache-Status`. */
 export const CACHE_NAME = "express-redis-kit";
 
 /** What `X-Cache` says. */
-export type XCache = "HIT" | "MISS" | "STALE" | "BYPASS";
+export type XCache = "HIT" | "MISS" | "STALE" | "BYPASS" | "REVALIDATED";
 
 /** Sets `X-Cache` and `Cache-Status` (`params`: the RFC 9211 parameters after the name). */
 export function markResponse(res: ServerResponse, xCache: XCache, params: string): void {
@@ -27,7 +27,7 @@ export function residentMs(found: Lookup): number {
 }
 
 /** The value of a stored header field (first occurrence, name lowercase). */
-function stored(found: Lookup, name: string): string | undefined {
+export function stored(found: Lookup, name: string): string | undefined {
   for (const [field, value] of found.entry.headers) if (field === name) return value;
   return undefined;
 }
@@ -69,9 +69,10 @@ export function replay(
     entry.status < 300 &&
     (req.headers["if-none-match"] !== undefined ||
       req.headers["if-modified-since"] !== undefined) &&
-    fresh(req.headers, {
+    matches(req.headers, {
       etag: stored(found, "etag"),
-      "last-modified": stored(found, "last-modified"),
+      lastModified: stored(found, "last-modified"),
+      date: stored(found, "date"),
     });
   const { headers } = entry;
   for (let i = 0; i < headers.length; i++) {

@@ -235,6 +235,33 @@ export function requestUrlTag(req: Request, config: CacheConfig): string {
   return urlTag(path, query);
 }
 
+/**
+ * The URL tags of the response's `Location` and `Content-Location` URIs that have the request's
+ * origin (RFC 9111 §4.4 lets an unsafe request invalidate them too); others are ignored.
+ */
+export function locationTags(req: Request, res: Response, config: CacheConfig): string[] {
+  const tags: string[] = [];
+  let base: URL | undefined;
+  for (const name of ["location", "content-location"]) {
+    const value = res.getHeader(name);
+    if (typeof value !== "string" || value === "") continue;
+    try {
+      base ??= new URL(req.originalUrl, `${req.protocol}://${requestHost(req)}`);
+      const target = new URL(value, base);
+      if (target.origin !== base.origin) continue;
+      const { path, query } = splitUrl(
+        target.pathname + target.search,
+        routingOf(req),
+        config.keepParam,
+      );
+      tags.push(urlTag(path, query));
+    } catch {
+      // not a URI: nothing to invalidate
+    }
+  }
+  return tags;
+}
+
 /** The tag every entry of one URL carries, so `purge(url)` finds its variants. */
 function urlTag(path: string, query: string): string {
   return `url:${path}${query === "" ? "" : `?${query}`}`;

@@ -81,6 +81,23 @@ export interface CacheResponseOptions {
    */
   staleIfErrorMs?: number;
   /**
+   * How long an entry whose response has a validator (`ETag` or `Last-Modified`) is kept past
+   * its freshness and stale windows, so that once stale it is revalidated with the origin (the
+   * handler runs as a conditional request; a 304 refreshes the entry) instead of rebuilt.
+   * Also what lets `no-cache` responses, and ones stale on arrival, be stored at all. `0`: never
+   * kept past the windows.
+   * @default ttlMs
+   */
+  keepMs?: number;
+  /**
+   * What the request's own `Cache-Control` (or `Pragma: no-cache`) does. `"ignore"` (as Varnish
+   * and nginx do): nothing. `"honor"`: `no-cache` and `max-age=0` revalidate with the origin,
+   * `max-age`/`min-fresh` ask for a younger/fresher entry, `max-stale` accepts a stale one,
+   * `no-store` bypasses the cache.
+   * @default "ignore"
+   */
+  requestCacheControl?: "ignore" | "honor";
+  /**
    * Run the handler once for concurrent misses of one key, across processes.
    * @default true
    */
@@ -141,6 +158,8 @@ export interface CacheConfig extends PolicyConfig {
   onRedisError: "open" | "closed";
   recheckMs: number;
   keepParam: (name: string) => boolean;
+  /** Whether request cache directives apply (`requestCacheControl: "honor"`). */
+  honorRequest: boolean;
   logger: Logger;
   /** This instance's coded warnings (each logged once). */
   warnings: Warnings;
@@ -160,6 +179,8 @@ const KNOWN = [
   "maxBodyBytes",
   "staleWhileRevalidateMs",
   "staleIfErrorMs",
+  "keepMs",
+  "requestCacheControl",
   "coalesce",
   "coalesceWaitMs",
   "memory",
@@ -215,6 +236,12 @@ export function parseCacheOptions(options: CacheResponseOptions): CacheConfig {
   const ttlMs = nonNegativeInt(SCOPE, "ttlMs", options.ttlMs, 300_000);
   const maxTtlMs = positiveInt(SCOPE, "maxTtlMs", options.maxTtlMs, 86_400_000);
   if (ttlMs > maxTtlMs) fail(SCOPE, "ttlMs", `at most maxTtlMs (${maxTtlMs})`, ttlMs);
+  const keepMs = nonNegativeInt(SCOPE, "keepMs", options.keepMs, ttlMs);
+  if (keepMs > maxTtlMs) fail(SCOPE, "keepMs", `at most maxTtlMs (${maxTtlMs})`, keepMs);
+  const requestCacheControl = options.requestCacheControl ?? "ignore";
+  if (requestCacheControl !== "ignore" && requestCacheControl !== "honor") {
+    fail(SCOPE, "requestCacheControl", '"ignore" or "honor"', requestCacheControl);
+  }
   return {
     redis,
     prefix: parsePrefix(SCOPE, options.prefix, "cache:"),
@@ -229,6 +256,8 @@ export function parseCacheOptions(options: CacheResponseOptions): CacheConfig {
       0,
     ),
     staleIfErrorMs: nonNegativeInt(SCOPE, "staleIfErrorMs", options.staleIfErrorMs, 0),
+    keepMs,
+    honorRequest: requestCacheControl === "honor",
     key: optionalFunction(SCOPE, "key", options.key),
     varyBy: optionalFunction(SCOPE, "varyBy", options.varyBy),
     userAware: bool(SCOPE, "userAware", options.userAware, false),

@@ -21,6 +21,7 @@ import {
 } from "./cache-replay.js";
 import {
   checkPurgeTags,
+  locationTags,
   purgeUrlTag,
   type Routing,
   requestTarget,
@@ -29,6 +30,7 @@ import {
   varyValues,
 } from "./cache-request.js";
 import { type CacheResponseOptions, parseCacheOptions, SCOPE } from "./cache-response-options.js";
+import { entryUse, type RequestDirectives, requestDirectives } from "./cache-use.js";
 import { answerUnavailable } from "./unavailable.js";
 
 export type { ResponseCacheStats } from "../stores/cache/types.js";
@@ -117,29 +119,36 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
     res: Response,
     next: NextFunction,
     t: Target,
-    first?: First,
+    first: First | undefined,
+    directives: RequestDirectives | undefined,
   ): Promise<void> {
     let { key, base, found } = await find(req, t, false, first);
     let staleForError: Lookup | undefined;
+    let validating: Lookup | undefined;
     if (found !== undefined) {
       const { entry } = found;
-      const age = residentMs(found);
-      if (age < entry.freshMs) {
+      const use = entryUse(found, directives);
+      if (use === "fresh") {
         cache.counters.hits++;
         return replay(req, res, found, "HIT", `hit; ttl=${ttlSeconds(found)}`);
       }
-      if (age < entry.freshMs + entry.staleWhileRevalidateMs) {
+      if (use === "max-stale") {
+        cache.counters.stale++;
+        return replay(req, res, found, "STALE", `hit; ttl=${ttlSeconds(found)}; detail=max-stale`);
+      }
+      if (entry.validators === true) validating = found;
+      if (use === "stale-while-revalidate") {
         const claim =
           req.method === "GET"
             ? await cache.claim(key, found.storedAt, false)
             : { kind: "busy" as const };
         if (claim.kind === "fill") {
           cache.counters.misses++;
-          return fill(req, res, next, t, key, base, claim, found, "fwd=stale");
+          return fill(req, res, next, t, key, base, claim, found, "fwd=stale", validating);
         }
         if (claim.kind === "filled") {
           const again = await find(req, t, true);
-          if (again.found !== undefined && residentMs(again.found) < again.found.entry.freshMs) {
+          if (again.found !== undefined && entryUse(again.found) === "fresh") {
             cache.counters.hits++;
             return replay(req, res, again.found, "HIT", `hit; ttl=${ttlSeconds(again.found)}`);
           }
@@ -153,17 +162,25 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
           `hit; ttl=${ttlSeconds(found)}; detail=stale-while-revalidate`,
         );
       }
-      if (age < entry.freshMs + entry.staleIfErrorMs) staleForError = found;
+      if (entry.mustRevalidate !== true && residentMs(found) < entry.freshMs + entry.staleIfErrorMs)
+        staleForError = found;
     }
     cache.counters.misses++;
-    const miss = found === undefined ? "fwd=uri-miss" : "fwd=stale";
+    const miss =
+      found === undefined
+        ? "fwd=uri-miss"
+        : directives !== undefined && entryUse(found) === "fresh"
+          ? "fwd=request"
+          : "fwd=stale";
     if (req.method === "HEAD") return pass(res, next, `${miss}; detail=head`, staleForError);
     if (!config.coalesce) {
-      return fill(req, res, next, t, key, base, cache.unlockedClaim(), staleForError, miss);
+      const claim = cache.unlockedClaim();
+      return fill(req, res, next, t, key, base, claim, staleForError, miss, validating);
     }
-    const claim = await cache.claim(key, staleForError?.storedAt);
+    const seen = found?.storedAt;
+    const claim = await cache.claim(key, seen);
     if (claim.kind === "fill")
-      return fill(req, res, next, t, key, base, claim, staleForError, miss);
+      return fill(req, res, next, t, key, base, claim, staleForError, miss, validating);
     if (claim.kind === "busy") {
       const handed = await cache.wait(key);
       if (handed !== undefined) {
@@ -171,8 +188,15 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
         return replay(req, res, handed, "HIT", `hit; ttl=${ttlSeconds(handed)}; collapsed`);
       }
     }
+    // Filled by another process meanwhile (or its wait ran out): its entry answers this request
+    // when fresh, or when stored since this request looked (a revalidation of a `no-cache`
+    // entry, or a fill this request waited for).
     ({ key, base, found } = await find(req, t, true));
-    if (found !== undefined && residentMs(found) < found.entry.freshMs) {
+    if (
+      found !== undefined &&
+      (entryUse(found) === "fresh" ||
+        (found.storedAt !== seen && residentMs(found) <= config.coalesceWaitMs))
+    ) {
       cache.counters.hits++;
       return replay(req, res, found, "HIT", `hit; ttl=${ttlSeconds(found)}; collapsed`);
     }
@@ -207,8 +231,10 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
       return next();
     }
     let t: Target | string;
+    let directives: RequestDirectives | undefined;
     try {
-      t = requestTarget(req, res, config);
+      if (config.honorRequest) directives = requestDirectives(req.headers);
+      t = directives?.noStore ? "request-no-store" : requestTarget(req, res, config);
     } catch (err) {
       return next(err);
     }
@@ -229,8 +255,8 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
     // lookup already made.
     const looked = (first: First) => {
       const { found } = first;
-      if (found?.entry.vary === undefined && found !== undefined) {
-        if (residentMs(found) < found.entry.freshMs) {
+      if (found?.entry.vary === undefined && found !== undefined && directives === undefined) {
+        if (residentMs(found) < found.entry.freshMs && found.entry.noCache !== true) {
           cache.counters.hits++;
           try {
             replay(req, res, found, "HIT", `hit; ttl=${ttlSeconds(found)}`);
@@ -240,7 +266,7 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
           return;
         }
       }
-      serve(req, res, next, target, first).catch(failed);
+      serve(req, res, next, target, first, directives).catch(failed);
     };
     const go = (ready: boolean) => {
       // Not ready (the subscriber is down, the generation unknown): a bypass, unless Redis
@@ -269,13 +295,18 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
     else ready.then(go, () => go(false));
   } as CacheResponseMiddleware;
 
-  /** RFC 9111 §4.4: a successful unsafe request invalidates its target URI. */
+  /**
+   * RFC 9111 §4.4: a request whose method is not known to be safe (anything but GET, HEAD,
+   * OPTIONS and TRACE, extension methods included) invalidates its target URI once answered
+   * with a non-error status, and the same-origin URIs in `Location` and `Content-Location`.
+   */
   function invalidateOnUnsafe(req: Request, res: Response): void {
     if (req.method === "OPTIONS" || req.method === "TRACE") return;
     res.once("finish", () => {
-      if (res.statusCode >= 400) return;
+      if (res.statusCode < 200 || res.statusCode >= 400) return;
+      const tags = [requestUrlTag(req, config), ...locationTags(req, res, config)];
       // Failures are counted in stats(), not thrown at the client.
-      cache.invalidate([requestUrlTag(req, config)]).catch(() => {});
+      cache.invalidate([...new Set(tags)]).catch(() => {});
     });
   }
 

@@ -137,6 +137,16 @@ export function metricDefinitions(
       },
     ],
     [
+      "cache_validations_total",
+      "Stale entries revalidated with the origin, by the handler's answer (304: refreshed, not rebuilt).",
+      "counter",
+      () =>
+        perPrefix("cache", (s) => [
+          [{ result: "not_modified" }, num(s.notModified)],
+          [{ result: "other" }, num(s.validations) - num(s.notModified)],
+        ]),
+    ],
+    [
       "lock_acquisitions_total",
       "Locks acquired.",
       "counter",

@@ -26,6 +26,8 @@ export interface CacheApp {
   calls: Map<string, number>;
   agent: () => request.Agent;
   get: (path: string) => request.Test;
+  /** The port the app listens on (127.0.0.1). */
+  port: number;
   close: () => Promise<void>;
 }
 
@@ -88,6 +90,7 @@ export async function serve(
     calls,
     agent,
     get: (path) => settled(request(url()).get(path)),
+    port: (server.address() as AddressInfo).port,
     close: async () => {
       await cache.close();
       await new Promise((resolve) => server.close(resolve));

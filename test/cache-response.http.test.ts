@@ -94,6 +94,46 @@ const STORABILITY: [string, number, Headers, boolean][] = [
     { "Cache-Control": "no-store", "CDN-Cache-Control": "max-age=60" },
     true,
   ],
+  // A targeted field that is not a valid Structured Field Dictionary, or types a directive
+  // wrongly, is ignored as a whole: Cache-Control (no-store here) applies.
+  ...(
+    [
+      ["max-age=10000, &&&&&", false],
+      ['max-age="60"', false],
+      ["max-age=60.5", false],
+      ["max-age=-1", false],
+      ["Max-Age=60", false],
+      ["max-age=60,", false],
+      ["max-age=60;note=1", true],
+      ["max-age=60, public", true],
+    ] as const
+  ).map(([value, stored]): [string, number, Headers, boolean] => [
+    `CDN-Cache-Control: ${value} over Cache-Control: no-store`,
+    200,
+    { "Cache-Control": "no-store", "CDN-Cache-Control": value },
+    stored,
+  ]),
+  [
+    "CDN-Cache-Control: no-store=?0 (a wrongly typed flag) is ignored: Cache-Control max-age applies",
+    200,
+    { "Cache-Control": "max-age=60", "CDN-Cache-Control": "no-store=?0" },
+    true,
+  ],
+  // Expires is an HTTP-date in one of three forms, nothing else (RFC 9110 §5.6.7).
+  ["Expires, IMF-fixdate in 2050", 200, { Expires: "Thu, 18 Aug 2050 02:01:18 GMT" }, true],
+  ["Expires, rfc850-date in 2050", 200, { Expires: "Thursday, 18-Aug-50 02:01:18 GMT" }, true],
+  ["Expires, asctime-date in 2050", 200, { Expires: "Thu Aug 18 02:01:18 2050" }, true],
+  ["Expires in UTC (invalid)", 200, { Expires: "Thu, 18 Aug 2050 02:01:18 UTC" }, false],
+  ["Expires in AEST (invalid)", 200, { Expires: "Thu, 18 Aug 2050 02:01:18 AEST" }, false],
+  ["Expires without the comma (invalid)", 200, { Expires: "Thu 18 Aug 2050 02:01:18 GMT" }, false],
+  ["Expires with two spaces (invalid)", 200, { Expires: "Thu,  18 Aug 2050 02:01:18 GMT" }, false],
+  ["Expires with dashes (invalid)", 200, { Expires: "Thu, 18-Aug-2050 02:01:18 GMT" }, false],
+  [
+    "Expires with a one-digit hour (invalid)",
+    200,
+    { Expires: "Thu, 18 Aug 2050 2:01:18 GMT" },
+    false,
+  ],
 ];
 
 describe.each(["memory", "standalone", "cluster"] as CacheBackend[])(

@@ -38,6 +38,8 @@ interface CacheStats {
   hits: number;
   misses: number;
   coalesced: number;
+  validations: number;
+  notModified: number;
   stored: number;
   errors: number;
   state: string;
@@ -48,6 +50,7 @@ interface ServerStats {
   coalesced: CacheStats;
   uncoalesced: CacheStats;
   tagged: CacheStats;
+  validated: CacheStats;
   received: { fills: string[]; tags: number };
 }
 
@@ -220,7 +223,7 @@ describe.each(["standalone", "cluster"] as const)(
       // cache is ready, so poll its no-store route until it answers from Redis.
       await Promise.all(
         servers.flatMap((server) =>
-          (["coalesced", "uncoalesced", "tagged"] as const).map((name) =>
+          (["coalesced", "uncoalesced", "tagged", "validated"] as const).map((name) =>
             until(`${name} on :${server.port} to be ready`, async () => {
               const reply = await http(server.port, `/warm/${name}`);
               return reply.xCache === "MISS" && (await stats(server))[name].state === "redis";
@@ -277,6 +280,28 @@ describe.each(["standalone", "cluster"] as const)(
         expect(keys).toEqual([entry, tagIndex(cachePrefix, "url:/coalesced")].sort());
         expect(keys.filter((k) => k.endsWith(":lock"))).toEqual([]);
       }
+    });
+
+    it("100 concurrent requests on an entry that must be revalidated, in 4 processes: one validation, answered 304", async () => {
+      const [a] = servers as [AppProcess];
+      const first = await http(a.port, "/validated");
+      expect(first.xCache).toBe("MISS");
+      expect(await runs("validated")).toBe(1);
+      const before = await Promise.all(servers.map(stats));
+      const replies = await burst("/validated");
+
+      // The no-cache entry is never used unvalidated: the handler ran once more, for all 100.
+      expect(await runs("validated")).toBe(2);
+      expect(replies.map((r) => r.status)).toEqual(Array(100).fill(200));
+      expect(new Set(replies.map((r) => r.body))).toEqual(new Set([first.body]));
+      const xCache = replies.map((r) => r.xCache);
+      expect([count(xCache, "REVALIDATED"), count(xCache, "HIT")]).toEqual([1, 99]);
+      const revalidated = replies.find((r) => r.xCache === "REVALIDATED")!;
+      expect(revalidated.cacheStatus).toMatch(/fwd=stale; fwd-status=304; stored/);
+      const after = await Promise.all(servers.map(stats));
+      const delta = (field: "validations" | "notModified" | "errors") =>
+        sum(after.map((s, i) => s.validated[field] - before[i]!.validated[field]));
+      expect([delta("validations"), delta("notModified"), delta("errors")]).toEqual([1, 1, 0]);
     });
 
     it("negative control: with coalesce: false the same burst runs the handler more than once", async () => {

@@ -156,19 +156,29 @@ test("counters never go down when an instance closes; ratios come from the sums"
   const two = cacheResponse({ redis, prefix: `${base}c:`, ttlMs: 60_000 });
   app.get("/one", one, (_req, res) => void res.json({ n: 1 }));
   app.get("/two", two, (_req, res) => void res.json({ n: 2 }));
+  // A no-cache response: each later use is a revalidation, which res.json answers 304.
+  const three = cacheResponse({ redis, prefix: `${base}v:`, ttlMs: 60_000 });
+  app.get("/three", three, (_req, res) => void res.set("Cache-Control", "no-cache").json({ n: 3 }));
   const server = app.listen(0); // one Host for every request (it is part of the cache key)
   await once(server, "listening");
-  for (const path of ["/one", "/one", "/two", "/two"]) {
+  for (const path of ["/one", "/one", "/two", "/two", "/three", "/three", "/three"]) {
     await request(server).get(path).expect(200);
-    await one.idle();
-    await two.idle();
+    for (const cache of [one, two, three]) await cache.idle();
   }
   server.close();
   const text = await handler.text();
   expect(sample(text, "erk_cache_requests_total", { prefix: `${base}c:`, result: "hit" })).toBe(2);
   expect(sample(text, "erk_cache_hit_ratio", { prefix: `${base}c:` })).toBe(0.5);
+  const validations = (result: string) =>
+    sample(text, "erk_cache_validations_total", { prefix: `${base}v:`, result });
+  expect([validations("not_modified"), validations("other")]).toEqual([2, 0]);
+  // The caches without a no-cache response never revalidated.
+  expect(
+    sample(text, "erk_cache_validations_total", { prefix: `${base}c:`, result: "not_modified" }),
+  ).toBe(0);
   await one.close();
   await two.close();
+  await three.close();
 });
 
 test("two metrics() on one prom-client registry share its metrics; scrapes keep working", async () => {

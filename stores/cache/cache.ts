@@ -33,6 +33,7 @@ import {
   type FillClaim,
   type Lookup,
   type ResponseCacheStats,
+  retentionMs,
   type StoredResponse,
 } from "./types.js";
 
@@ -54,7 +55,16 @@ export interface ResponseCacheSettings {
 
 /** See the module comment. */
 export class ResponseCache {
-  readonly counters = { hits: 0, misses: 0, stale: 0, bypasses: 0, coalesced: 0, stored: 0 };
+  readonly counters = {
+    hits: 0,
+    misses: 0,
+    stale: 0,
+    bypasses: 0,
+    coalesced: 0,
+    validations: 0,
+    notModified: 0,
+    stored: 0,
+  };
   private readonly store: BackendSwitch<CacheStore>;
   private readonly redisStore: RedisCacheStore | undefined;
   private readonly memoryStore: MemoryCacheStore | undefined;
@@ -159,10 +169,7 @@ export class ResponseCache {
       (found) => {
         if (found !== undefined && this.tier1 !== undefined) {
           const { entry, storedAt, now } = found;
-          const left =
-            entry.freshMs +
-            Math.max(entry.staleWhileRevalidateMs, entry.staleIfErrorMs) -
-            (now - storedAt);
+          const left = retentionMs(entry) - (now - storedAt);
           this.tier1.put(key, entry, storedAt, left, now - Date.now());
         }
         return found;

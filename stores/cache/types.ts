@@ -20,10 +20,28 @@ export interface StoredResponse {
   staleWhileRevalidateMs: number;
   /** After freshness ends: how long it may replace a 5xx or error, ms. */
   staleIfErrorMs: number;
+  /**
+   * Kept this long past its stale windows to be revalidated, ms (its response has a validator;
+   * absent in entries stored before revalidation existed: 0).
+   */
+  keepMs?: number;
+  /** Validated with the origin before every use (`no-cache`). */
+  noCache?: boolean;
+  /** Never served stale, not even past a failed revalidation (`must-revalidate`, `no-cache`). */
+  mustRevalidate?: boolean;
+  /** Its response has an `ETag` or `Last-Modified` from the origin: stale, it is revalidated. */
+  validators?: boolean;
   /** Tags it was stored with (for the memory tier's purge by tag). */
   tags: string[];
   /** Set on a marker entry: the response's Vary field names (lowercase). */
   vary?: string[];
+}
+
+/** How long an entry is stored: fresh, then its longest stale window or keep time, ms. */
+export function retentionMs(entry: StoredResponse): number {
+  return (
+    entry.freshMs + Math.max(entry.staleWhileRevalidateMs, entry.staleIfErrorMs, entry.keepMs ?? 0)
+  );
 }
 
 /** An entry read back, with the store's clock at the time of reading. */
@@ -75,6 +93,10 @@ export interface ResponseCacheStats {
   bypasses: number;
   /** Requests that waited for another request's fill. */
   coalesced: number;
+  /** Stale entries revalidated with the origin (the handler ran as a conditional request). */
+  validations: number;
+  /** Of those, how many the handler answered 304 (the entry was refreshed, not rebuilt). */
+  notModified: number;
   /** Responses stored. */
   stored: number;
   /** Redis calls that failed or timed out (each answered as a miss). */
