@@ -77,7 +77,8 @@ export function fillResponse(
     cache.counters.validations++;
     delete req.headers["cache-control"];
     delete req.headers.pragma;
-    const etag = stored(validating, "etag");
+    // An ETag the cache made up names nothing the origin knows: only Last-Modified is sent then.
+    const etag = validating.entry.etagGenerated ? undefined : stored(validating, "etag");
     const lastModified = stored(validating, "last-modified");
     if (etag !== undefined) req.headers["if-none-match"] = etag;
     if (lastModified !== undefined) req.headers["if-modified-since"] = lastModified;
@@ -88,7 +89,8 @@ export function fillResponse(
     for (const tag of list) tags.push(tag);
   };
   let freshness: Freshness | undefined;
-  let refreshed: StoredResponse | undefined;
+  /** After a 304: the refreshed entry, why it may not be stored, or "keep" (left as it was). */
+  let validated: StoredResponse | string | undefined;
   let status = 200;
   let dateIsNow = false;
   const capture = new ResponseCapture(res, config.maxBodyBytes, (originals) => {
@@ -105,7 +107,7 @@ export function fillResponse(
       cache.counters.notModified++;
       const now = Date.now();
       const update = updatedEntry(validating.entry, res, before, t.perUser, config, now, dateIsNow);
-      if (typeof update !== "string") refreshed = update;
+      validated = update === "validator-mismatch" ? "keep" : update;
       const detail = typeof update === "string" ? `; detail=${update}` : "; stored";
       const answer = {
         entry: typeof update === "string" ? validating.entry : update,
@@ -129,9 +131,16 @@ export function fillResponse(
   res.once("finish", () => {
     if (settled) return;
     settled = true;
-    if (refreshed !== undefined) {
-      const vary = varyNames(refreshed.headers.find(([name]) => name === "vary")?.[1]);
-      return store(ctx, req, t, key, base, claim, refreshed, vary);
+    if (validated !== undefined) {
+      // A hook inside writeHead (express-session's Set-Cookie) may have added a cookie to the
+      // answer: then the shared entry is not refreshed from it. One that may not be stored any
+      // more (no-store, private, Set-Cookie) is deleted: its old body must not be used again.
+      if (validated === "keep") return cache.abandon(key, claim.token);
+      if (typeof validated === "string" || res.hasHeader("set-cookie")) {
+        return cache.discard(key, claim.token);
+      }
+      const vary = varyNames(validated.headers.find(([name]) => name === "vary")?.[1]);
+      return store(ctx, req, t, key, base, claim, validated, vary);
     }
     if (freshness === undefined || !capture.complete) return cache.abandon(key, claim.token);
     // Decide again on the headers as sent: hooks that run inside writeHead (on-headers, as
@@ -146,10 +155,10 @@ export function fillResponse(
     const entryTags = collectTags(req, res, tags, t, config);
     if (entryTags === undefined) return cache.abandon(key, claim.token);
     const body = capture.body();
-    if (status === 200 && !headers.some(([name]) => name === "etag")) {
-      headers.push(["etag", etag(body)]);
-    }
-    store(ctx, req, t, key, base, claim, entryOf(status, headers, body, entryTags, final), vary);
+    const etagGenerated = status === 200 && !headers.some(([name]) => name === "etag");
+    if (etagGenerated) headers.push(["etag", etag(body)]);
+    const entry = entryOf(status, headers, body, entryTags, final, etagGenerated);
+    store(ctx, req, t, key, base, claim, entry, vary);
   });
   res.once("close", () => {
     if (validating !== undefined) restore();
@@ -167,6 +176,7 @@ function entryOf(
   body: Buffer,
   tags: string[],
   f: Freshness,
+  etagGenerated: boolean,
 ): StoredResponse {
   const entry: StoredResponse = {
     status,
@@ -182,6 +192,7 @@ function entryOf(
   if (f.validators) entry.validators = true;
   if (f.noCache) entry.noCache = true;
   if (f.mustRevalidate) entry.mustRevalidate = true;
+  if (etagGenerated) entry.etagGenerated = true;
   return entry;
 }
 
@@ -209,11 +220,13 @@ function updatedEntry(
   if (newTag !== undefined && !newTag.startsWith("W/") && oldTag !== undefined) {
     if (opaqueTag(newTag) !== opaqueTag(oldTag)) return "validator-mismatch";
   }
+  if (res.hasHeader("set-cookie")) return "set-cookie"; // never in a shared entry (and dropped below)
   const replaced = new Set(fresh.map(([name]) => name));
   const headers = [...old.headers.filter(([name]) => !replaced.has(name)), ...fresh];
   const verdict = storability(old.status, asOutgoing(headers), perUser, config, now, dateIsNow);
   if (typeof verdict === "string") return verdict;
-  return entryOf(old.status, headers, old.body, old.tags, verdict);
+  const etagGenerated = old.etagGenerated === true && !replaced.has("etag");
+  return entryOf(old.status, headers, old.body, old.tags, verdict, etagGenerated);
 }
 
 /** `[name, value]` pairs as `res.getHeaders()` would give them. */

@@ -82,8 +82,9 @@ export interface CacheResponseOptions {
   staleIfErrorMs?: number;
   /**
    * How long an entry whose response has a validator (`ETag` or `Last-Modified`) is kept past
-   * its freshness and stale windows, so that once stale it is revalidated with the origin (the
-   * handler runs as a conditional request; a 304 refreshes the entry) instead of rebuilt.
+   * its freshness (when longer than its stale windows), so that once stale it is revalidated
+   * with the origin (the handler runs as a conditional request; a 304 refreshes the entry)
+   * instead of rebuilt.
    * Also what lets `no-cache` responses, and ones stale on arrival, be stored at all. `0`: never
    * kept past the windows.
    * @default ttlMs

@@ -144,6 +144,9 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
             : { kind: "busy" as const };
         if (claim.kind === "fill") {
           cache.counters.misses++;
+          // Purged since this request looked: rebuilt, never revalidated back.
+          if (claim.vanished)
+            return fill(req, res, next, t, key, base, claim, undefined, "fwd=stale");
           return fill(req, res, next, t, key, base, claim, found, "fwd=stale", validating);
         }
         if (claim.kind === "filled") {
@@ -179,6 +182,8 @@ export function cacheResponse(options: CacheResponseOptions = {}): CacheResponse
     }
     const seen = found?.storedAt;
     const claim = await cache.claim(key, seen);
+    if (claim.kind === "fill" && claim.vanished)
+      return fill(req, res, next, t, key, base, claim, undefined, miss); // purged meanwhile
     if (claim.kind === "fill")
       return fill(req, res, next, t, key, base, claim, staleForError, miss, validating);
     if (claim.kind === "busy") {

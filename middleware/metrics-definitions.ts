@@ -138,7 +138,7 @@ export function metricDefinitions(
     ],
     [
       "cache_validations_total",
-      "Stale entries revalidated with the origin, by the handler's answer (304: refreshed, not rebuilt).",
+      "Stale entries revalidated with the origin, by the handler's answer (not_modified: it answered 304).",
       "counter",
       () =>
         perPrefix("cache", (s) => [

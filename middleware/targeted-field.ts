@@ -57,8 +57,17 @@ export function targetedDirectives(value: string | undefined): Directives | unde
   return directives;
 }
 
-/** Whether member `name` of a (valid) Dictionary value has a Decimal value (`name=1.5`). */
+/**
+ * Whether the member `name` of a (valid) Dictionary value has a Decimal value (`name=1.5`):
+ * the last member of that name (the one the parser kept), its value's own text only.
+ */
 function decimalIn(value: string, name: string): boolean {
-  const key = name.replace(/[.*]/g, "\\$&");
-  return new RegExp(`(?:^|,)[ \\t]*${key}=-?\\d+\\.`).test(value);
+  let text: string | undefined;
+  // Members are separated by commas outside String values.
+  for (const member of value.match(/(?:[^,"]|"(?:[^"\\]|\\.)*")+/g) ?? []) {
+    const eq = member.indexOf("=");
+    if (eq === -1 || member.slice(0, eq).trim() !== name) continue;
+    text = member.slice(eq + 1).split(";")[0];
+  }
+  return text !== undefined && text.includes(".");
 }

@@ -4,7 +4,7 @@
  * a session, all answered from Redis, with no uncaught exception or unhandled rejection.
  * (ioredis builds an auto-pipeline with the script commands defined when it starts; a script
  * defined later in the same tick was missing from it, and the pipeline's answer threw,
- * uncaught, on the cache's first hit. The drivers now define every script up front.)
+ * uncaught, on the cache's first hit. A new script's calls now wait for those pipelines.)
  */
 import { Cluster, Redis } from "ioredis";
 import {
@@ -124,13 +124,24 @@ describe.each(Object.keys(make))("enableAutoPipelining on %s", (topology) => {
   });
 });
 
-it("a script first used while an auto-pipeline is pending still runs (sent once that pipeline left)", async () => {
+it("a script first used while auto-pipelines are open: every call of it waits for them, even one queued behind a running pipeline", async () => {
   const redis = make.standalone!();
   clients.push(redis);
   const driver = ioredisDriver(redis)!;
   await redis.ping();
-  const late = defineScript(`late_${process.pid}_${Date.now()}`, "return KEYS[1]");
-  // In one tick: an auto-pipelined command opens a pipeline, then the new script is sent.
-  const [pong, value] = await Promise.all([redis.ping(), late.run(driver, ["k"], [])]);
-  expect([pong, value]).toEqual(["PONG", "k"]);
+  const late = defineScript(`late_${process.pid}_${Date.now()}`, "return ARGV[1]");
+  // Pipeline 1 is sent (running until its reply); pipeline 2 opens behind it and waits.
+  const first = redis.ping();
+  await new Promise((resolve) => process.nextTick(resolve));
+  const second = redis.echo("behind");
+  // Two calls of the new script in this same tick, while pipeline 2 is still open.
+  const calls = [late.run(driver, ["k"], ["a"]), late.run(driver, ["k"], ["b"])];
+  const third = redis.echo("after");
+  expect(await Promise.all([first, second, ...calls, third])).toEqual([
+    "PONG",
+    "behind",
+    "a",
+    "b",
+    "after",
+  ]);
 });

@@ -11,6 +11,10 @@ import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import express from "express";
+import { MemoryCacheStore } from "../stores/cache/memory.js";
+import { RedisCacheStore } from "../stores/cache/redis.js";
+import type { CacheStore, StoredResponse } from "../stores/cache/types.js";
+import { driverOf } from "../stores/core/drivers.js";
 import { keyPart } from "../stores/core/keys.js";
 import { type CacheBackend, clientFor, closeServers, serve } from "./cache-helpers.js";
 import { closeClients, inspectorFor, testPrefix } from "./helpers.js";
@@ -54,6 +58,33 @@ describe.each(["memory", "standalone", "cluster"] as CacheBackend[])(
     const prefix = testPrefix(`${__filename}-${backend}`);
     let n = 0;
     const options = () => ({ redis, prefix: `${prefix}${n++}:`, timeoutMs: 2000 });
+
+    it("the fill lock tells a purged entry apart: revalidation never stores it back", async () => {
+      const store: CacheStore =
+        redis === undefined
+          ? new MemoryCacheStore({ maxEntries: 10, maxBytes: 1 << 20 })
+          : new RedisCacheStore(driverOf(redis), `${prefix}store:`);
+      const key = `${prefix}store:{${keyPart(`k${n++}`)}}`;
+      const entry: StoredResponse = {
+        status: 200,
+        headers: [],
+        body: Buffer.from("x"),
+        tags: [],
+        initialAgeMs: 0,
+        freshMs: 0,
+        staleWhileRevalidateMs: 0,
+        staleIfErrorMs: 0,
+      };
+      const storedAt = await store.set(key, entry, 60_000);
+      expect(await store.lock(key, "t1", 5000, storedAt)).toBe("taken"); // the entry it saw
+      await store.unlock(key, "t1");
+      await store.remove(key); // a purge
+      expect(await store.lock(key, "t2", 5000, storedAt)).toBe("vanished");
+      await store.unlock(key, "t2");
+      // Negative control: a caller that saw no entry takes the lock as on any miss.
+      expect(await store.lock(key, "t3", 5000)).toBe("taken");
+      await store.unlock(key, "t3");
+    });
 
     it("a no-cache response with an ETag is stored and revalidated on every use; res.json answers 304 inside", async () => {
       const app = await serve(options(), {
@@ -201,6 +232,91 @@ describe.each(["memory", "standalone", "cluster"] as CacheBackend[])(
         '"v1"',
         "1",
       ]);
+    });
+
+    it("a 304 carrying Set-Cookie, or now forbidding storage, answers the client and deletes the entry", async () => {
+      const turning = (second: (res: express.Response) => void): express.RequestHandler =>
+        (() => {
+          let run = 0;
+          return (_req: express.Request, res: express.Response) => {
+            run++;
+            res.set("Cache-Control", "no-cache");
+            if (run === 2) second(res);
+            res.json({ stable: true });
+          };
+        })();
+      const app = await serve(options(), {
+        "/cookie": turning((res) => res.cookie("sid", "s1")),
+        "/nostore": turning((res) => res.set("Cache-Control", "no-store")),
+      });
+      for (const [path, detail] of [
+        ["/cookie", "set-cookie"],
+        ["/nostore", "no-store"],
+      ] as const) {
+        const first = await app.get(path);
+        const second = await app.get(path);
+        expect([second.status, second.headers["x-cache"], second.body]).toEqual([
+          200,
+          "REVALIDATED",
+          first.body,
+        ]);
+        expect(second.headers["cache-status"]).toMatch(new RegExp(`detail=${detail}$`));
+        // Deleted: the next request finds nothing to revalidate.
+        const third = await app.get(path);
+        expect([path, third.headers["x-cache"], third.headers["cache-status"]]).toEqual([
+          path,
+          "MISS",
+          expect.stringMatching(/fwd=uri-miss; stored/),
+        ]);
+      }
+      const cookie = await app.get("/cookie"); // a refresh without the cookie is stored again
+      expect(cookie.headers["x-cache"]).toBe("REVALIDATED");
+      expect(cookie.headers["set-cookie"]).toBeUndefined();
+    });
+
+    it("an origin with Last-Modified only revalidates: the ETag the cache made up is not sent to it", async () => {
+      const lastModified = "Tue, 01 Dec 2026 10:00:00 GMT";
+      const app = await serve(options(), {
+        "/r": (req, res) => {
+          res.set({ "Cache-Control": "no-cache", "Last-Modified": lastModified });
+          if (req.fresh) return void res.status(304).end(); // fresh: If-None-Match first, if any
+          res.type("text/plain").end("by date"); // res.end: Express adds no ETag
+        },
+      });
+      const first = await app.get("/r");
+      const second = await app.get("/r");
+      expect([second.headers["x-cache"], second.text]).toEqual(["REVALIDATED", "by date"]);
+      expect(second.headers.etag).toMatch(/^"/); // the generated one, still given to clients
+      expect(first.headers.etag).toBeUndefined();
+      expect(app.cache.stats()).toMatchObject({ validations: 1, notModified: 1 });
+    });
+
+    it("Vary: each variant is revalidated on its own and keeps its own body", async () => {
+      const app = await serve(options(), {
+        "/r": (req, res) => {
+          res.set({ "Cache-Control": "no-cache", Vary: "Accept-Language" });
+          res.json({ lang: req.headers["accept-language"] ?? "none" });
+        },
+      });
+      for (const lang of ["fr", "en", "fr", "en"]) {
+        const res = await app.get("/r").set("Accept-Language", lang);
+        expect(res.body).toEqual({ lang });
+      }
+      const again = await app.get("/r").set("Accept-Language", "fr");
+      expect([again.headers["x-cache"], again.body]).toEqual(["REVALIDATED", { lang: "fr" }]);
+      expect(app.cache.stats()).toMatchObject({ validations: 3, notModified: 3 });
+    });
+
+    it("with the memory tier, a no-cache entry is never answered from process memory unvalidated", async () => {
+      const app = await serve(
+        { ...options(), memory: { maxEntries: 100 } },
+        { "/r": jsonWith(() => ({ "Cache-Control": "no-cache" })) },
+      );
+      await app.get("/r");
+      for (let i = 0; i < 3; i++) {
+        expect((await app.get("/r")).headers["x-cache"]).toBe("REVALIDATED");
+      }
+      expect(app.calls.get("/r")).toBe(4);
     });
 
     it("must-revalidate: never served stale, not even for stale-if-error; without it stale-if-error serves the entry", async () => {

@@ -166,6 +166,14 @@ describe("targeted field (CDN-Cache-Control) as a Structured Field Dictionary", 
       ],
     ], // an unknown directive: kept
     ["x-ext=?0, max-age=5", [["max-age", "5"]]], // false says nothing
+    ["max-age=1.5, max-age=10", [["max-age", "10"]]], // a repeated key: the last one counts
+    [
+      'x="a,max-age=1.5", max-age=10',
+      [
+        ["x", "a,max-age=1.5"],
+        ["max-age", "10"],
+      ],
+    ],
   ];
   it.each(valid)("%j parses", (value, expected) => {
     expect([...targetedDirectives(value)!]).toEqual(expected);

@@ -199,6 +199,7 @@ export class ResponseCache {
       this.flights.land(key);
       return { kind: "filled" };
     }
+    if (result === "vanished") return { kind: "fill", token, since, vanished: true };
     return { kind: "fill", token, since }; // taken, or Redis failing: fill without a lock
   }
 
@@ -288,6 +289,18 @@ export class ResponseCache {
       .run((store) => store.unlock(key, token))
       .catch(() => {})
       .finally(() => this.release(key, handover));
+  }
+
+  /**
+   * Gives up a fill and deletes the entry under `key` (a revalidation whose answer may not be
+   * stored: the old response must not be served again), in every process's first tier too.
+   */
+  discard(key: string, token: string): void {
+    this.tier1?.delete(key);
+    this.store
+      .run((store) => store.remove(key))
+      .catch(() => {})
+      .finally(() => this.abandon(key, token));
   }
 
   private release(key: string, handover?: Lookup): void {

@@ -91,7 +91,11 @@ export class MemoryCacheStore implements CacheStore {
     if (held !== undefined && held.until > now) return "busy";
     this.locks.set(key, { token, until: now + ttlMs });
     if (this.locks.size > 10_000) this.pruneLocks(now);
-    return "taken";
+    return seen !== undefined && stored === undefined ? "vanished" : "taken";
+  }
+
+  async remove(key: string): Promise<void> {
+    this.entries.delete(key);
   }
 
   async unlock(key: string, token: string): Promise<void> {

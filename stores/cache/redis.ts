@@ -62,14 +62,18 @@ return now
  * ARGV[1]  token      the filler's token
  * ARGV[2]  ttlMs      the lock's lifetime
  * ARGV[3]  seen       the stored-at the caller saw ('' when it saw no entry)
- * Returns  1 taken, 0 held by another filler, 2 already filled
+ * Returns  1 taken, 0 held by another filler, 2 already filled, 3 taken but the entry the
+ *          caller saw is gone (purged): it must not be revalidated back
  */
 const LOCK = defineScript(
   "cache_lock",
   `
 local t = redis.call('HGET', KEYS[1], 't')
 if t and t ~= ARGV[3] then return 2 end
-if redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2], 'NX') then return 1 end
+if redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2], 'NX') then
+  if ARGV[3] ~= '' and not t then return 3 end
+  return 1
+end
 return 0
 `,
 );
@@ -148,7 +152,11 @@ export class RedisCacheStore implements CacheStore {
   async lock(key: string, token: string, ttlMs: number, seen?: number): Promise<LockAnswer> {
     const args = [token, ttlMs, seen === undefined ? "" : String(seen)];
     const answer = (await LOCK.run(this.redis, [key, `${key}:lock`], args)) as number;
-    return answer === 1 ? "taken" : answer === 2 ? "filled" : "busy";
+    return answer === 1 ? "taken" : answer === 2 ? "filled" : answer === 3 ? "vanished" : "busy";
+  }
+
+  async remove(key: string): Promise<void> {
+    await this.redis.command("UNLINK", [key]);
   }
 
   async unlock(key: string, token: string): Promise<void> {

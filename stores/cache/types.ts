@@ -27,6 +27,8 @@ export interface StoredResponse {
   keepMs?: number;
   /** Validated with the origin before every use (`no-cache`). */
   noCache?: boolean;
+  /** Its `ETag` was made by the cache (the handler sent none): not sent when revalidating. */
+  etagGenerated?: boolean;
   /** Never served stale, not even past a failed revalidation (`must-revalidate`, `no-cache`). */
   mustRevalidate?: boolean;
   /** Its response has an `ETag` or `Last-Modified` from the origin: stale, it is revalidated. */
@@ -53,8 +55,11 @@ export interface Lookup {
   now: number;
 }
 
-/** `lock()`'s answer: taken by this caller, held by another, or the entry is there now. */
-export type LockAnswer = "taken" | "busy" | "filled";
+/**
+ * `lock()`'s answer: taken by this caller, held by another, the entry is there now (stored
+ * since the caller looked), or taken while the entry the caller saw is gone (purged meanwhile).
+ */
+export type LockAnswer = "taken" | "busy" | "filled" | "vanished";
 
 /** Storage of entries, fill locks and tag indexes. */
 export interface CacheStore {
@@ -70,6 +75,8 @@ export interface CacheStore {
    * it (`seen`: the `storedAt` it read, or `undefined` when it found none).
    */
   lock(key: string, token: string, ttlMs: number, seen?: number): Promise<LockAnswer>;
+  /** Deletes one entry. */
+  remove(key: string): Promise<void>;
   /** Releases the fill lock if `token` still holds it. */
   unlock(key: string, token: string): Promise<void>;
   /** Records that `key` carries `tag` (until `ttlMs`, the entry's lifetime). */
@@ -111,6 +118,8 @@ export interface ResponseCacheStats {
 export interface FillClaim {
   token: string;
   since: number;
+  /** The entry the filler saw was purged before it took the lock: fill, do not revalidate. */
+  vanished?: boolean;
 }
 
 /** The answer of `claim()`. */

@@ -74,6 +74,8 @@ class IoredisDriver implements RedisDriver {
   /** Script command names (`<command>_<number of keys>`) registered on this client. */
   private readonly defined = new Set<string>();
   private readonly methods: Record<string, ScriptMethod>;
+  /** Script commands waiting for auto-pipelines built before them to leave (see `define`). */
+  private readonly gates = new Map<string, Promise<void>>();
   /** Whether this turn's writes are being held for one write at the end of it (see `batch`). */
   private corked = false;
 
@@ -114,19 +116,9 @@ class IoredisDriver implements RedisDriver {
     // auto-pipelining groups commands by the slot of their first argument.
     const { command } = script;
     const name = `${command}_${keys.length}`;
-    if (!this.defined.has(name)) {
-      this.client.defineCommand(name, { lua: script.lua, numberOfKeys: keys.length });
-      this.defined.add(name);
-      // With enableAutoPipelining, the pipelines already open in this tick were built without
-      // the new command, and their answer would miss an entry (ioredis then throws, uncaught):
-      // send it once they have left.
-      const pending = (this.client as { _autoPipelines?: Map<unknown, unknown> })._autoPipelines;
-      if (pending !== undefined && pending.size > 0) {
-        return new Promise<void>((resolve) => setImmediate(resolve)).then(() =>
-          this.script(script, keys, args, buffers),
-        );
-      }
-    }
+    if (!this.defined.has(name)) this.define(name, script.lua, keys.length);
+    const gate = this.gates.get(name);
+    if (gate !== undefined) return gate.then(() => this.script(script, keys, args, buffers));
     const flat: Arg[] = [];
     for (const key of keys) flat.push(key);
     for (const arg of args) flat.push(arg);
@@ -135,6 +127,31 @@ class IoredisDriver implements RedisDriver {
     // ioredis 6 may speak RESP3 too: replies normalised; latency recorded in the same continuation.
     const { answered, failed } = scriptEnds(command, performance.now());
     return method.apply(this.client, flat).then(answered, failed);
+  }
+
+  /**
+   * Registers a script command. With enableAutoPipelining, the auto-pipelines open at that
+   * moment were built without it: a call added to one would find no method there, and the
+   * pipeline's answer would then miss an entry (ioredis throws, uncaught, and the replies after
+   * it go to the wrong callers). Until every one of those pipelines has left (one may wait for
+   * an earlier one on its slot), every call of the new command waits.
+   */
+  private define(name: string, lua: string, numberOfKeys: number): void {
+    this.client.defineCommand(name, { lua, numberOfKeys });
+    this.defined.add(name);
+    const open = (this.client as { _autoPipelines?: Map<unknown, unknown> })._autoPipelines;
+    if (open === undefined || open.size === 0) return;
+    const built = new Set(open.values());
+    const gate = new Promise<void>((resolve) => {
+      const check = () => {
+        for (const pipeline of open.values())
+          if (built.has(pipeline)) return void setImmediate(check);
+        this.gates.delete(name);
+        resolve();
+      };
+      setImmediate(check);
+    });
+    this.gates.set(name, gate);
   }
 
   /**
@@ -157,7 +174,13 @@ class IoredisDriver implements RedisDriver {
     this.corked = true;
     setImmediate(() => {
       this.corked = false;
-      for (const stream of streams) stream.uncork();
+      for (const stream of streams) {
+        try {
+          stream.uncork();
+        } catch {
+          // a destroyed socket: ioredis fails its commands through its own close handling
+        }
+      }
     });
   }
 
