@@ -61,6 +61,12 @@ export function fillResponse(
   validating?: Lookup,
 ): void {
   const { cache, config } = ctx;
+  if (req.socket?.destroyed === true) {
+    // The client left while the lock was being taken: its "close" has been and gone, so this
+    // fill would never end, and its flight would hold every later request of the key.
+    cache.abandon(key, claim.token);
+    return;
+  }
   // The entry must be the full response: the client's conditional is answered from it on
   // later hits. Validating, the handler sees the cache's own conditional request instead
   // (the stored validators, no request directives, which would make Express answer 200).

@@ -86,6 +86,31 @@ describe.each(["memory", "standalone", "cluster"] as CacheBackend[])(
       await store.unlock(key, "t3");
     });
 
+    it("a client gone before its fill began leaves no flight behind: the next request is not held", async () => {
+      // The first request's connection dies before the cache looks up and takes the lock; a
+      // fill begun for it must not leave a flight that later requests of the key wait on for
+      // coalesceWaitMs (20 s here: a lost flight would hold the next request that long).
+      let first = true;
+      const app = await serve(
+        { ...options(), coalesceWaitMs: 20_000 },
+        { "/r": jsonWith(() => ({ "Cache-Control": "max-age=60" })) },
+        [
+          (req, _res, next) => {
+            if (first) {
+              first = false;
+              req.socket.destroy();
+            }
+            next();
+          },
+        ],
+      );
+      await app.get("/r").catch(() => undefined); // the socket is gone: no answer
+      const started = Date.now();
+      const next = await app.get("/r");
+      expect([next.status, next.headers["x-cache"]]).toEqual([200, "MISS"]);
+      expect(Date.now() - started).toBeLessThan(10_000);
+    });
+
     it("a no-cache response with an ETag is stored and revalidated on every use; res.json answers 304 inside", async () => {
       const app = await serve(options(), {
         "/r": jsonWith((run) => ({ "Cache-Control": "no-cache", "X-Run": String(run) })),

@@ -46,15 +46,18 @@ export class Flights {
     const flight = this.flights.get(key);
     if (flight === undefined) return Promise.resolve(undefined);
     return new Promise<Lookup | undefined>((resolve) => {
-      const done = (found?: Lookup) => {
+      const done = (found?: Lookup, timedOut = false) => {
         clearTimeout(timer);
         flight.waiters.delete(done);
-        if (!flight.local && flight.waiters.size === 0 && this.flights.get(key) === flight) {
-          this.flights.delete(key); // the remote filler never reported: forget it
+        // A filler that has not landed within the wait (a remote one that never reported, or
+        // a local one that is lost): forget the flight, so the next request claims anew
+        // instead of waiting on it too. A late landing then finds no flight, which is harmless.
+        if ((timedOut || !flight.local) && this.flights.get(key) === flight) {
+          if (timedOut || flight.waiters.size === 0) this.flights.delete(key);
         }
         resolve(found);
       };
-      const timer = setTimeout(done, this.waitMs);
+      const timer = setTimeout(() => done(undefined, true), this.waitMs);
       flight.waiters.add(done);
     });
   }
