@@ -14,14 +14,15 @@
  * one of its tags (or everything) was purged since.
  */
 
-import { createHash, randomUUID } from "node:crypto";
-import { LRUCache } from "lru-cache";
+import { randomUUID } from "node:crypto";
 import type { RedisDriver } from "../core/driver.js";
 import { StoreUnavailableError, toError } from "../core/errors.js";
-import { BackendSwitch, pingOf, withTimeout } from "../core/fallback.js";
+import { BackendSwitch, pingOf } from "../core/fallback.js";
+import { withTimeout } from "../core/in-flight.js";
 import type { Logger } from "../core/logger.js";
 import { track, untrack } from "../core/registry.js";
 import { Coherence } from "./coherence.js";
+import { EntryKeys } from "./entry-keys.js";
 import { Flights } from "./flights.js";
 import { MemoryCacheStore } from "./memory.js";
 import { PurgeLog } from "./purge-log.js";
@@ -36,9 +37,6 @@ import {
   retentionMs,
   type StoredResponse,
 } from "./types.js";
-
-/** Key texts longer than this are hashed every time instead of being kept. */
-const MAX_KEPT_KEY_TEXT = 1024;
 
 /** Settings of the engine (resolved by the middleware's option parsing). */
 export interface ResponseCacheSettings {
@@ -69,12 +67,7 @@ export class ResponseCache {
   private readonly redisStore: RedisCacheStore | undefined;
   private readonly memoryStore: MemoryCacheStore | undefined;
   private readonly tier1: MemoryCacheStore | undefined;
-  /** Key text → entry key: a hit hashes nothing (the generation is part of the text). */
-  private readonly keys = new LRUCache<string, string>({
-    max: 10_000,
-    maxSize: 4_000_000,
-    sizeCalculation: (key, text) => text.length + key.length,
-  });
+  private readonly keys: EntryKeys;
   private readonly coherence: Coherence;
   private readonly flights: Flights;
   private readonly pending = new Set<Promise<boolean>>();
@@ -84,6 +77,7 @@ export class ResponseCache {
   constructor(private readonly settings: ResponseCacheSettings) {
     const { redis, prefix, memory, timeoutMs, logger } = settings;
     this.flights = new Flights(settings.coalesceWaitMs);
+    this.keys = new EntryKeys(prefix);
     const limits = memory ?? DEFAULT_MEMORY_LIMITS;
     if (redis === undefined) this.memoryStore = new MemoryCacheStore(limits);
     else {
@@ -143,14 +137,7 @@ export class ResponseCache {
 
   /** The entry key of a request: `prefix{hash}` with `parts` (and the generation) hashed. */
   keyFor(parts: readonly unknown[]): string {
-    const text = JSON.stringify([this.coherence.generation, parts]);
-    let key = this.keys.get(text);
-    if (key === undefined) {
-      const hash = createHash("sha256").update(text).digest("base64url").slice(0, 27);
-      key = `${this.settings.prefix}{${hash}}`;
-      if (text.length <= MAX_KEPT_KEY_TEXT) this.keys.set(text, key);
-    }
-    return key;
+    return this.keys.keyFor(this.coherence.generation, parts);
   }
 
   /**

@@ -8,7 +8,7 @@
  */
 import type { RedisDriver } from "../core/driver.js";
 import { toError } from "../core/errors.js";
-import { withTimeout } from "../core/fallback.js";
+import { withTimeout } from "../core/in-flight.js";
 import type { Logger } from "../core/logger.js";
 import type { RedisClient } from "../core/scripts.js";
 import { createPubSub, type Envelope, type PubSub } from "../pubsub/pubsub.js";

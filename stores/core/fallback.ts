@@ -10,9 +10,9 @@
  */
 
 import type { RedisDriver } from "./driver.js";
-import { RedisTimeoutError, StoreUnavailableError, toError } from "./errors.js";
+import { StoreUnavailableError, toError } from "./errors.js";
 import type { OnRedisError } from "./failure.js";
-import { type Backend, type CallHost, Deadlines, InFlight } from "./in-flight.js";
+import { type Backend, type CallHost, Deadlines, InFlight, withTimeout } from "./in-flight.js";
 import type { Logger } from "./logger.js";
 
 export type { Backend } from "./in-flight.js";
@@ -326,28 +326,4 @@ export class BackendSwitch<S> implements CallHost<S> {
       { cause: this.lastError, retryAfterMs: this.retryAfterMs() },
     );
   }
-}
-
-/**
- * Resolves or rejects like `promise`, or rejects with `RedisTimeoutError` after `ms` (and after
- * the I/O already received by then). A late rejection of `promise` is swallowed, so it never
- * becomes an unhandled rejection.
- */
-export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    // Timers run before I/O in each turn of the event loop: after a busy stretch, the timer
-    // would fire while the reply already waits in the socket. setImmediate runs after this
-    // turn's I/O, so a reply that did arrive in time wins.
-    const timer = setTimeout(() => setImmediate(() => reject(new RedisTimeoutError(ms))), ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        reject(toError(err));
-      },
-    );
-  });
 }

@@ -8,7 +8,8 @@ import type { ClientFamily, NodeHandle, RedisDriver } from "./driver.js";
 import { driverOf, type RedisClient } from "./drivers.js";
 import { InvalidOptionError, toError } from "./errors.js";
 import { parseFailureOptions } from "./failure.js";
-import { type FeatureState, featureStates, withTimeout } from "./fallback.js";
+import { type FeatureState, featureStates } from "./fallback.js";
+import { withTimeout } from "./in-flight.js";
 import { fail, positiveInt, rejectUnknown } from "./options.js";
 
 /** What `checkRedisHealth()` and `redisHealth()` report. */

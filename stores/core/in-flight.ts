@@ -1,11 +1,12 @@
 /**
- * Redis calls in flight behind a `BackendSwitch`, and their deadlines.
+ * Redis calls in flight behind a `BackendSwitch`, and their deadlines (and `withTimeout`, the
+ * deadline of a single call).
  *
  * Every call of one switch has the same timeout, so deadlines fall in the order the calls were
  * sent: a FIFO with one timer, armed for the oldest unanswered call, replaces a timer per call
  * (a `setTimeout` + `clearTimeout` pair and its closures per request on the hot path).
  */
-import { RedisTimeoutError } from "./errors.js";
+import { RedisTimeoutError, toError } from "./errors.js";
 
 /** Which backend served a call. */
 export type Backend = "redis" | "memory";
@@ -143,4 +144,28 @@ export class Deadlines {
     }
     this.arm();
   };
+}
+
+/**
+ * Resolves or rejects like `promise`, or rejects with `RedisTimeoutError` after `ms` (and after
+ * the I/O already received by then). A late rejection of `promise` is swallowed, so it never
+ * becomes an unhandled rejection.
+ */
+export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    // Timers run before I/O in each turn of the event loop: after a busy stretch, the timer
+    // would fire while the reply already waits in the socket. setImmediate runs after this
+    // turn's I/O, so a reply that did arrive in time wins.
+    const timer = setTimeout(() => setImmediate(() => reject(new RedisTimeoutError(ms))), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(toError(err));
+      },
+    );
+  });
 }

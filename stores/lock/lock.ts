@@ -25,7 +25,8 @@ import {
   StoreUnavailableError,
   toError,
 } from "../core/errors.js";
-import { BackendSwitch, pingOf, withTimeout } from "../core/fallback.js";
+import { BackendSwitch, pingOf } from "../core/fallback.js";
+import { withTimeout } from "../core/in-flight.js";
 import { taggedKey } from "../core/keys.js";
 import type { Logger } from "../core/logger.js";
 import { fail, rejectUnknown } from "../core/options.js";
