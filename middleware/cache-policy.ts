@@ -53,8 +53,7 @@ export type Directives = Map<string, string | true | null>;
 /** Parses a Cache-Control style field (RFC 9111 §5.2): names are case-insensitive. */
 export function parseDirectives(value: string): Directives {
   const directives: Directives = new Map();
-  // Split on commas outside quoted strings.
-  for (const part of value.match(/(?:[^,"]|"(?:[^"\\]|\\.)*")+/g) ?? []) {
+  for (const part of listMembers(value)) {
     const eq = part.indexOf("=");
     const name = (eq === -1 ? part : part.slice(0, eq)).trim().toLowerCase();
     if (name === "") continue;
@@ -69,8 +68,13 @@ export function parseDirectives(value: string): Directives {
   return directives;
 }
 
+/** The members of a comma-separated field value: split on commas outside quoted strings. */
+export function listMembers(value: string): string[] {
+  return value.match(/(?:[^,"]|"(?:[^"\\]|\\.)*")+/g) ?? [];
+}
+
 /** A delta-seconds value (RFC 9111 §1.2.2) in ms; `undefined` when absent, `NaN` when invalid. */
-function deltaMs(value: string | true | null | undefined): number | undefined {
+export function deltaMs(value: string | true | null | undefined): number | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== "string" || !/^\d+$/.test(value)) return Number.NaN;
   return Math.min(Number(value), 2 ** 31) * 1000;

@@ -6,7 +6,7 @@
  */
 import type { IncomingHttpHeaders } from "node:http";
 import type { Lookup } from "../stores/cache/types.js";
-import { parseDirectives } from "./cache-policy.js";
+import { deltaMs, parseDirectives } from "./cache-policy.js";
 import { residentMs } from "./cache-replay.js";
 
 /** The request cache directives the cache honours, in ms. */
@@ -42,9 +42,8 @@ export function requestDirectives(headers: IncomingHttpHeaders): RequestDirectiv
   }
   const d = parseDirectives(cc);
   const seconds = (name: string): number | undefined => {
-    const value = d.get(name);
-    if (typeof value !== "string" || !/^\d+$/.test(value)) return undefined; // invalid: ignored
-    return Math.min(Number(value), 2 ** 31) * 1000;
+    const ms = deltaMs(d.get(name));
+    return ms === undefined || Number.isNaN(ms) ? undefined : ms; // invalid: ignored
   };
   const maxStale = d.get("max-stale");
   return {

@@ -46,7 +46,7 @@ export function matchesAny(value: string, etag: string | undefined): boolean {
   const own = etag === undefined ? undefined : opaqueTag(etag);
   if (own === undefined) return false;
   const tags = entityTags(list);
-  return tags !== undefined && tags.includes(own);
+  return tags?.includes(own) === true;
 }
 
 /** The opaque part of an entity-tag (`W/"x"` → `"x"`), or `undefined` when malformed. */

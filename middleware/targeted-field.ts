@@ -5,7 +5,7 @@
  * as a whole: the cache falls back to `Cache-Control`, as if the field were absent (§2.1).
  */
 import { parseDictionary } from "structured-headers";
-import type { Directives } from "./cache-policy.js";
+import { type Directives, listMembers } from "./cache-policy.js";
 
 /** Directives whose argument is delta-seconds: an Integer ≥ 0 in a targeted field. */
 const SECONDS = new Set(["max-age", "s-maxage", "stale-while-revalidate", "stale-if-error"]);
@@ -63,11 +63,10 @@ export function targetedDirectives(value: string | undefined): Directives | unde
  */
 function decimalIn(value: string, name: string): boolean {
   let text: string | undefined;
-  // Members are separated by commas outside String values.
-  for (const member of value.match(/(?:[^,"]|"(?:[^"\\]|\\.)*")+/g) ?? []) {
+  for (const member of listMembers(value)) {
     const eq = member.indexOf("=");
     if (eq === -1 || member.slice(0, eq).trim() !== name) continue;
     text = member.slice(eq + 1).split(";")[0];
   }
-  return text !== undefined && text.includes(".");
+  return text?.includes(".") === true;
 }
