@@ -120,7 +120,9 @@ describe.each([...ALL_BACKENDS, "iovalkey"] as Backend[])("locks on %s", (backen
         for (let i = 0; i < 3; i++) {
           const lock = await locks.acquire("short", { ttlMs: 30, waitMs: 10_000 });
           t.enter(lock.fence);
-          await wait(90);
+          // 10× the TTL: a waiter stalled by a loaded machine still gets in while this works
+          // (with 90 ms a full `npm test` once saw no overlap at all).
+          await wait(300);
           t.leave();
           await lock.release();
         }
