@@ -60,6 +60,7 @@ export {
   LockLostError,
   LockNotAcquiredError,
   RedisTimeoutError,
+  ReplicationTimeoutError,
   StoreUnavailableError,
 } from "./stores/core/errors.js";
 export type { FailureOptions, OnRedisError } from "./stores/core/failure.js";
@@ -71,6 +72,7 @@ export {
 } from "./stores/core/health.js";
 export { keyPart, MAX_TAG_LENGTH } from "./stores/core/keys.js";
 export type { Logger } from "./stores/core/logger.js";
+export type { ReplicasOptions } from "./stores/core/replicas.js";
 export type { RedisClient } from "./stores/core/scripts.js";
 // Primitives
 export {

@@ -16,10 +16,12 @@ export {
   LockLostError,
   LockNotAcquiredError,
   RedisTimeoutError,
+  ReplicationTimeoutError,
   StoreUnavailableError,
 } from "../stores/core/errors.js";
 export type { FailureOptions, OnRedisError } from "../stores/core/failure.js";
 export type { Logger } from "../stores/core/logger.js";
+export type { ReplicasOptions } from "../stores/core/replicas.js";
 export type { RedisClient } from "../stores/core/scripts.js";
 export {
   type AcquireOptions,

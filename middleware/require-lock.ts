@@ -28,6 +28,7 @@ import {
   optionalRedis,
   rejectUnknown,
 } from "../stores/core/options.js";
+import { parseReplicas, type ReplicasOptions } from "../stores/core/replicas.js";
 import type { RedisClient } from "../stores/core/scripts.js";
 import { duration, ttl } from "../stores/lock/held-lock.js";
 import { type Lock, type LockManager, lockManagerFromConfig } from "../stores/lock/lock.js";
@@ -170,6 +171,11 @@ export interface RequireLockOptions {
    * @default 1000
    */
   recheckMs?: number;
+  /**
+   * Grant or extend the lock only once `count` replicas acknowledged it (see
+   * `createLockManager()`); not in time: 503, the lock given back.
+   */
+  replicas?: ReplicasOptions;
   /** @default console */
   logger?: Logger;
 }
@@ -197,6 +203,7 @@ export function requireLock(options: RequireLockOptions): RequireLockMiddleware 
     "timeoutMs",
     "onRedisError",
     "recheckMs",
+    "replicas",
     "logger",
   ]);
   const key = optionalFunction<RequireLockOptions["key"]>(SCOPE, "key", options.key);
@@ -221,7 +228,7 @@ export function requireLock(options: RequireLockOptions): RequireLockMiddleware 
   const onRedisError = failure.onRedisError;
   const logger = options.logger ?? consoleLogger;
   if (options.locks !== undefined) {
-    for (const name of ["redis", "prefix", "timeoutMs", "recheckMs"] as const) {
+    for (const name of ["redis", "prefix", "timeoutMs", "recheckMs", "replicas"] as const) {
       if (options[name] === undefined) continue;
       throw new InvalidOptionError(
         `${SCOPE}: ${name} cannot be given with locks (the shared manager has its own)`,
@@ -229,16 +236,18 @@ export function requireLock(options: RequireLockOptions): RequireLockMiddleware 
       );
     }
   }
+  const redis = optionalRedis(SCOPE, "redis", options.redis);
   const locks =
     options.locks ??
     lockManagerFromConfig(
       {
-        redis: optionalRedis(SCOPE, "redis", options.redis),
+        redis,
         prefix: parsePrefix(SCOPE, options.prefix, "lock:"),
         ttlMs,
         timeoutMs: failure.timeoutMs,
         onRedisError: onRedisError === "open" ? "open" : "closed",
         recheckMs: failure.recheckMs,
+        replicas: parseReplicas(SCOPE, options.replicas, redis, failure.timeoutMs),
         logger,
       },
       SCOPE,

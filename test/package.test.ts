@@ -37,12 +37,12 @@ const SUBPATHS: Record<string, string[]> = {
   cache: ["cacheResponse", ...ERRORS],
   lock: [
     ...["ClientClosedError", "createLockManager", "LockLostError", "LockNotAcquiredError"],
-    ...["MAX_RESOURCE_LENGTH", "requireLock", ...ERRORS],
+    ...["MAX_RESOURCE_LENGTH", "ReplicationTimeoutError", "requireLock", ...ERRORS],
   ],
   session: [
     ...["createSessionStore", "isValidSessionId", "MAX_SESSION_ID_LENGTH", "MAX_USER_ID_LENGTH"],
     ...["MemorySessionStore", "sessionHandle", "trackSessions", "TRACKING_FIELD"],
-    ...["UserSessionStore", "unavailableHandler", ...ERRORS],
+    ...["ReplicationTimeoutError", "UserSessionStore", "unavailableHandler", ...ERRORS],
   ],
   pubsub: ["createPubSub", "sse", "sseStats", ...ERRORS],
 };

@@ -18,6 +18,7 @@ import {
   scriptEnds,
 } from "./driver.js";
 import { InvalidOptionError } from "./errors.js";
+import { keySlot } from "./slot.js";
 
 /** The part of an ioredis (or iovalkey) node connection this adapter uses. */
 interface IoNode {
@@ -54,6 +55,9 @@ interface IoCluster extends IoNode {
   options: IoNode["options"] & { redisOptions?: IoNode["options"] };
   startupNodes: ({ host?: string; port?: number } | string | number)[];
   nodes(role: "master" | "all"): IoNode[];
+  /** Slot → node keys (`host:port`), the master first. */
+  slots: (string[] | undefined)[];
+  connectionPool: { getInstanceByKey(key: string): IoNode | undefined };
 }
 
 /** A connection's socket, for where it is connected. */
@@ -188,6 +192,24 @@ class IoredisDriver implements RedisDriver {
     if (!this.corked) this.batch();
     // Lower case: iovalkey applies keyPrefix only to command names it knows in lower case.
     return this.client.call(name.toLowerCase(), ...keys, ...args);
+  }
+
+  acknowledge(key: string, count: number, timeoutMs: number): Promise<number> {
+    if (!this.corked) this.batch();
+    if (!this.isCluster) return this.client.call("wait", count, timeoutMs) as Promise<number>;
+    // WAIT names no key, so the Cluster client would pick any node: send it on the
+    // connection of the master that serves the key, where the write it covers went.
+    const cluster = this.client as IoCluster;
+    const master = cluster.slots[keySlot(this.keyPrefix + key)]?.[0];
+    const node = master === undefined ? undefined : cluster.connectionPool.getInstanceByKey(master);
+    if (node === undefined) return Promise.reject(new Error(`no master is known for ${key}`));
+    return node.call("wait", count, timeoutMs) as Promise<number>;
+  }
+
+  duplicate(): { driver: RedisDriver; close(): void } {
+    const copy = this.client.duplicate() as unknown as IoNode & IoConnection;
+    copy.on("error", () => {}); // failures reach the callers as rejected commands
+    return { driver: new IoredisDriver(copy), close: () => copy.disconnect() };
   }
 
   publish(channel: string, payload: string): Promise<number> {

@@ -21,6 +21,7 @@ import {
   type Topology,
 } from "./driver.js";
 import { InvalidOptionError } from "./errors.js";
+import { keySlot } from "./slot.js";
 
 type Raw = string | Buffer;
 /** `{ typeMapping: { [BLOB_STRING]: Buffer } }`: `$` (36) is RESP's bulk string type. */
@@ -49,6 +50,7 @@ interface NodeRedisLike {
   off(event: string, listener: (...args: never[]) => void): unknown;
   // Cluster
   masters?: { host: string; port: number }[];
+  slots?: ({ master?: { host: string; port: number } } | undefined)[];
   nodeClient?(node: unknown): Promise<NodeRedisLike> | NodeRedisLike;
   // Sentinel
   getMasterNode?(): { host: string; port: number } | undefined;
@@ -154,6 +156,38 @@ class NodeRedisDriver implements RedisDriver {
     for (const key of keys) argv.push(this.keyPrefix + key);
     for (const arg of args) argv.push(typeof arg === "number" ? String(arg) : arg);
     return this.send(keys.length > 0 ? (argv[1] as string) : undefined, argv, false);
+  }
+
+  acknowledge(key: string, count: number, timeoutMs: number): Promise<number> {
+    const args = ["WAIT", String(count), String(timeoutMs)];
+    if (this.topology !== "cluster") return this.send(undefined, args, false) as Promise<number>;
+    // node-redis 6 sends a Cluster's WAIT to every master and answers the least count: send
+    // it on the connection of the master that serves the key, where the write it covers went.
+    const c = this.client;
+    const master = c.slots?.[keySlot(this.keyPrefix + key)]?.master;
+    if (master === undefined || c.nodeClient === undefined) {
+      return Promise.reject(new Error(`no master is known for ${key}`));
+    }
+    const node = c.nodeClient(master);
+    return (
+      node instanceof Promise
+        ? node.then((client) => client.sendCommand(args))
+        : node.sendCommand(args)
+    ) as Promise<number>;
+  }
+
+  duplicate(): { driver: RedisDriver; close(): void } {
+    const copy = this.client.duplicate();
+    copy.on("error", () => {}); // failures reach the callers as rejected commands
+    copy.connect().catch(() => {});
+    return {
+      driver: new NodeRedisDriver(copy),
+      close: () => {
+        if (!copy.isOpen) return;
+        if (typeof copy.destroy === "function") copy.destroy();
+        else copy.disconnect?.().catch(() => {});
+      },
+    };
   }
 
   publish(channel: string, payload: string): Promise<number> {

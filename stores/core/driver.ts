@@ -105,6 +105,17 @@ export interface RedisDriver {
   masters(): Promise<NodeHandle[]>;
   /** The master's `host:port` as Sentinel reports it now, or null when not on Sentinel. */
   sentinelMaster(): Promise<string | null>;
+  /**
+   * Sends `WAIT count timeoutMs` on the connection that serves `key` (its master on a
+   * Cluster); resolves with the number of replicas that acknowledged every write this
+   * connection sent before it. Call it once the write it must cover has answered.
+   */
+  acknowledge(key: string, count: number, timeoutMs: number): Promise<number>;
+  /**
+   * A driver on a new connection of its own (a `duplicate()` of the client, same options), and
+   * the function that closes it. For calls that may block their connection (WAIT).
+   */
+  duplicate(): { driver: RedisDriver; close(): void };
   /** Subscribes to the client's `ready`, `error` and `end` events; returns an unsubscribe. */
   on(event: "ready" | "end", listener: () => void): () => void;
   on(event: "error", listener: (err: Error) => void): () => void;

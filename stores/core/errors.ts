@@ -93,3 +93,27 @@ export class LockLostError extends ExpressRedisKitError {
     this.reason = reason;
   }
 }
+
+/**
+ * Fewer replicas than `replicas.count` acknowledged a write within `replicas.timeoutMs` (Redis
+ * `WAIT`). The write happened on the master and may be lost if it fails over now. Reaches
+ * callers as the `cause` of a `StoreUnavailableError`.
+ */
+export class ReplicationTimeoutError extends ExpressRedisKitError {
+  /** Replicas that acknowledged the write. */
+  readonly acknowledged: number;
+  /** Replicas required (`replicas.count`). */
+  readonly required: number;
+  /** How long the acknowledgement was waited for (`replicas.timeoutMs`). */
+  readonly timeoutMs: number;
+
+  constructor(acknowledged: number, required: number, timeoutMs: number) {
+    super(
+      `${acknowledged} of ${required} replica${required === 1 ? "" : "s"} acknowledged the write within ${timeoutMs} ms`,
+      "ERK_REPLICATION_TIMEOUT",
+    );
+    this.acknowledged = acknowledged;
+    this.required = required;
+    this.timeoutMs = timeoutMs;
+  }
+}

@@ -81,9 +81,15 @@ export function featureStates(): FeatureState[] {
   return out;
 }
 
-/** True for an error Redis replied with (as opposed to a connection failure or a timeout). */
+/**
+ * True for an error Redis replied with (as opposed to a connection failure or a timeout), or
+ * too few replicas acknowledging a write: a PING cannot tell that these are over.
+ */
 function isReplyError(err: Error | undefined): boolean {
-  return err !== undefined && /^(ReplyError|ErrorReply|SimpleError|BlobError)$/.test(err.name);
+  return (
+    err !== undefined &&
+    /^(ReplyError|ErrorReply|SimpleError|BlobError|ReplicationTimeoutError)$/.test(err.name)
+  );
 }
 
 /** The `ping` of a `BackendSwitch` over `driver`: a PING (to any node of a Cluster). */

@@ -77,10 +77,12 @@ class Manager implements LockManager, LockHost {
     private readonly config: LockManagerConfig,
     private readonly scope: string,
   ) {
-    const { redis, prefix, logger } = config;
+    const { redis, prefix, logger, replicas } = config;
     this.logger = logger;
     this.store =
-      redis === undefined ? new MemoryLockStore() : new RedisLockStore(redis, prefix, logger);
+      redis === undefined
+        ? new MemoryLockStore()
+        : new RedisLockStore(redis, prefix, logger, replicas);
     this.switch = new BackendSwitch<LockStore>({
       scope,
       redis: redis === undefined ? undefined : this.store,

@@ -8,6 +8,7 @@ import { parseFailureOptions } from "../core/failure.js";
 import { parsePrefix } from "../core/keys.js";
 import { consoleLogger, type Logger } from "../core/logger.js";
 import { fail, optionalRedis, rejectUnknown, show } from "../core/options.js";
+import { parseReplicas, type ReplicasConfig, type ReplicasOptions } from "../core/replicas.js";
 import type { RedisClient } from "../core/scripts.js";
 import { ttl } from "./held-lock.js";
 
@@ -49,6 +50,13 @@ export interface LockManagerOptions {
    * @default 1000
    */
   recheckMs?: number;
+  /**
+   * Grant or extend a lock only once `count` replicas have acknowledged it (Redis `WAIT`, sent
+   * behind the script: still one round trip), so a failover that promotes one of them keeps
+   * the lock. Not in time: the lock is given back and the call rejects with
+   * `StoreUnavailableError` (cause `ReplicationTimeoutError`). Off by default.
+   */
+  replicas?: ReplicasOptions;
   /** @default console */
   logger?: Logger;
 }
@@ -65,6 +73,7 @@ export interface LockManagerConfig {
   timeoutMs: number;
   onRedisError: "open" | "closed";
   recheckMs: number;
+  replicas: ReplicasConfig | undefined;
   logger: Logger;
 }
 
@@ -79,16 +88,19 @@ export function parseLockManagerOptions(scope: string, options: unknown): LockMa
     "timeoutMs",
     "onRedisError",
     "recheckMs",
+    "replicas",
     "logger",
   ]);
   const failure = parseFailureOptions(scope, "lockManager", o);
+  const redis = optionalRedis(scope, "redis", o.redis);
   return {
-    redis: optionalRedis(scope, "redis", o.redis),
+    redis,
     prefix: parsePrefix(scope, o.prefix, "lock:"),
     ttlMs: o.ttlMs === undefined ? DEFAULT_LOCK_TTL_MS : ttl(scope, o.ttlMs),
     timeoutMs: failure.timeoutMs,
     onRedisError: "closed",
     recheckMs: failure.recheckMs,
+    replicas: parseReplicas(scope, o.replicas, redis, failure.timeoutMs),
     logger: o.logger ?? consoleLogger,
   };
 }

@@ -14,6 +14,7 @@
 
 import type { RedisDriver } from "../core/driver.js";
 import type { Logger } from "../core/logger.js";
+import { AcknowledgedDriver, type ReplicasConfig } from "../core/replicas.js";
 import type { RedisClient } from "../core/scripts.js";
 import { defineScript } from "../core/scripts.js";
 import { createPubSub, type PubSub } from "../pubsub/pubsub.js";
@@ -155,14 +156,18 @@ return 1
 export class RedisLockStore implements LockStore {
   private readonly pubsub: PubSub;
   private readonly channel: string;
+  /** Where grants and extensions go: `redis`, or with `replicas` a connection that WAITs. */
+  private readonly granting: RedisDriver;
 
   constructor(
     private readonly redis: RedisDriver,
     prefix: string,
     logger: Logger,
+    replicas?: ReplicasConfig,
   ) {
     this.pubsub = createPubSub({ redis: redis.client as RedisClient, logger }, "locks");
     this.channel = `${prefix}released`;
+    this.granting = replicas === undefined ? redis : new AcknowledgedDriver(redis, replicas);
   }
 
   async acquire(
@@ -173,7 +178,7 @@ export class RedisLockStore implements LockStore {
   ): Promise<AcquireAnswer> {
     const keys = [key, `${key}:fence`, `${key}:waiters`, `${key}:wake`];
     const args = [token, ttlMs, FENCE_TTL_MS, waiting ? "1" : "0", WAITER_LEASE_MS];
-    const [ok, value] = (await ACQUIRE.run(this.redis, keys, args)) as [number, string | number];
+    const [ok, value] = (await ACQUIRE.run(this.granting, keys, args)) as [number, string | number];
     return ok === 1
       ? { acquired: true, fence: Number(value) }
       : { acquired: false, retryAfterMs: Number(value) };
@@ -184,7 +189,7 @@ export class RedisLockStore implements LockStore {
   }
 
   async extend(key: string, token: string, ttlMs: number): Promise<boolean> {
-    return (await EXTEND.run(this.redis, [key], [token, ttlMs])) === 1;
+    return (await EXTEND.run(this.granting, [key], [token, ttlMs])) === 1;
   }
 
   async release(key: string, token: string): Promise<boolean> {
@@ -200,8 +205,9 @@ export class RedisLockStore implements LockStore {
     return () => void off().catch(() => {});
   }
 
-  /** Releases the subscription. */
+  /** Releases the subscription (and the acknowledging connection). */
   close(): Promise<void> {
+    if (this.granting instanceof AcknowledgedDriver) this.granting.close();
     return this.pubsub.close();
   }
 }

@@ -21,7 +21,14 @@ export interface SessionStoreOptions
   extends UserSessionStoreOptions,
     Pick<MemorySessionStoreOptions, "maxSessions"> {}
 
-const REDIS_ONLY = ["prefix", "indexPrefix", "scanCount", "disableTTL", "serializer"] as const;
+const REDIS_ONLY = [
+  "prefix",
+  "indexPrefix",
+  "scanCount",
+  "disableTTL",
+  "serializer",
+  "replicas",
+] as const;
 
 /**
  * A session store for express-session with the per-user index API: `UserSessionStore` on

@@ -15,6 +15,7 @@ import {
   rejectUnknown,
   show,
 } from "../core/options.js";
+import { parseReplicas, type ReplicasOptions } from "../core/replicas.js";
 import type { RedisClient } from "../core/scripts.js";
 import { defaultUserId } from "./common.js";
 
@@ -80,6 +81,14 @@ export interface UserSessionStoreOptions extends SessionIndexOptions, SessionFai
   disableTTL?: boolean;
   /** @default JSON */
   serializer?: Serializer;
+  /**
+   * Finish a session write (login, save, destroy, revoke) only once `count` replicas have
+   * acknowledged it (Redis `WAIT`, sent behind the script: still one round trip), so a
+   * failover that promotes one of them keeps it. Not in time: the call rejects with
+   * `StoreUnavailableError` (cause `ReplicationTimeoutError`); the write is on the master and
+   * may still survive. Reads and touches do not wait. Off by default.
+   */
+  replicas?: ReplicasOptions;
 }
 
 /** Options of `new MemorySessionStore()`. */
@@ -141,6 +150,7 @@ export function parseUserSessionStoreOptions(options: UserSessionStoreOptions) {
     "scanCount",
     "disableTTL",
     "serializer",
+    "replicas",
   ]);
   const name = clientOption(scope, options);
   const client = optionalRedis(scope, name, options[name]);
@@ -169,6 +179,7 @@ export function parseUserSessionStoreOptions(options: UserSessionStoreOptions) {
       indexPrefix,
     );
   }
+  const failure = parseFailureOptions(scope, "sessions", options);
   return {
     ...parseCommon(scope, options),
     client,
@@ -178,7 +189,8 @@ export function parseUserSessionStoreOptions(options: UserSessionStoreOptions) {
     scanCount: positiveInt(scope, "scanCount", options.scanCount, 100),
     disableTTL: bool(scope, "disableTTL", options.disableTTL, false),
     serializer,
-    failure: parseFailureOptions(scope, "sessions", options),
+    failure,
+    replicas: parseReplicas(scope, options.replicas, client, failure.timeoutMs),
   };
 }
 

@@ -39,6 +39,8 @@ export interface IndexContext {
   isCluster: boolean;
   /** Every Redis call goes through here. */
   call: Call;
+  /** Writes that must survive a failover (the session's deletion): `call`, or one that WAITs. */
+  write: Call;
   /** The client's `keyPrefix` ("" without). */
   keyPrefix: string;
   prefix: string;
@@ -85,7 +87,7 @@ export class RedisIndex {
    */
   async kill(sid: string, owner: string): Promise<number> {
     const keys = [this.sessionKey(sid), this.metaKey(sid)];
-    const [done, index] = (await this.c.call((d) =>
+    const [done, index] = (await this.c.write((d) =>
       KILL.run(d, keys, [owner, TOMBSTONE_MS, sid, this.inline]),
     )) as [number, string?];
     if (!this.inline && index) await this.zrem(this.strip(index), [sid]);
@@ -165,7 +167,7 @@ export class RedisIndex {
     let revoked: string[] = [];
     if (this.inline) {
       const args = [full, this.c.keyPrefix + this.c.prefix, except, TOMBSTONE_MS, this.c.keyPrefix];
-      revoked = (await this.c.call((d) => KILL_ALL.run(d, [index], args))) as string[];
+      revoked = (await this.c.write((d) => KILL_ALL.run(d, [index], args))) as string[];
     } else {
       // Sessions written while this runs are indexed first, so a second pass catches them.
       const foreign = new Set<string>([except]);

@@ -18,6 +18,7 @@ import type { SessionData } from "express-session";
 import type { RedisDriver } from "../core/driver.js";
 import { BackendSwitch, pingOf } from "../core/fallback.js";
 import { track, untrack } from "../core/registry.js";
+import { AcknowledgedDriver } from "../core/replicas.js";
 import type { RedisClient } from "../core/scripts.js";
 import { createPubSub, type MessageHandler, type PubSub } from "../pubsub/pubsub.js";
 import {
@@ -63,6 +64,9 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
   private readonly switch: BackendSwitch<RedisDriver>;
   /** Every Redis call goes through the switch (see the module comment). */
   private readonly call: Call;
+  /** Writes: `call`, or with `replicas` on a connection that WAITs for them. */
+  private readonly write: Call;
+  private readonly acknowledging: AcknowledgedDriver | undefined;
   private readonly events: PubSub;
   private readonly channel: string;
   private readonly index: RedisIndex;
@@ -95,12 +99,16 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
       ping: pingOf(cfg.client),
     });
     this.call = (op) => this.switch.run(op).then(answered);
+    const acked = cfg.replicas && new AcknowledgedDriver(cfg.client, cfg.replicas);
+    this.acknowledging = acked;
+    this.write = acked ? (op) => this.switch.run(() => op(acked)).then(answered) : this.call;
     this.events = createPubSub({ redis: this.redis, logger: cfg.logger }, "UserSessionStore");
     // Channels are not keyPrefixed by the clients: apps sharing a Redis keep their events apart.
     this.channel = `${cfg.keyPrefix}${cfg.indexPrefix}revoked`;
     this.index = new RedisIndex({
       isCluster: cfg.client.isCluster,
       call: this.call,
+      write: this.write,
       keyPrefix: cfg.keyPrefix,
       prefix: this.prefix,
       indexPrefix: cfg.indexPrefix,
@@ -179,12 +187,12 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
       let evict: string[] = [];
       if (index !== undefined && !inline) {
         const args = [sid, ttlArg, max];
-        evict = (await this.call((d) => INDEX_PUT.run(d, [index], args))) as string[];
+        evict = (await this.write((d) => INDEX_PUT.run(d, [index], args))) as string[];
       }
       const keys = [this.index.sessionKey(sid), this.index.metaKey(sid)];
       if (index !== undefined && inline) keys.push(index);
       const args = [value, ttlArg, full, max, sid, inline];
-      const reply = (await this.call((d) => WRITE.run(d, keys, args))) as [
+      const reply = (await this.write((d) => WRITE.run(d, keys, args))) as [
         number,
         string,
         ...string[],
@@ -271,6 +279,7 @@ export class UserSessionStore extends RedisStore implements UserSessionIndex {
   close(): Promise<void> {
     untrack(this);
     this.switch.close();
+    this.acknowledging?.close();
     return this.events.close();
   }
 
