@@ -8,8 +8,8 @@
  *   granted;
  * - on a Cluster the WAIT reaches the master of the key: only keys on the frozen replica's
  *   master are refused;
- * - after SCRIPT FLUSH (the script sent again as EVAL), the grant is on the replica when
- *   acquire resolves.
+ * - the write and its WAIT are one pipeline: after SCRIPT FLUSH both go again (EVAL, WAIT:
+ *   two WAITs counted by the server), and the grant is on the replica when acquire resolves.
  */
 import { Cluster, Redis } from "ioredis";
 import { createCluster } from "redis";
@@ -19,6 +19,7 @@ import {
   createRedisClient,
   createSessionStore,
   type LockManager,
+  LockNotAcquiredError,
   type RedisClient,
   ReplicationTimeoutError,
   requireLock,
@@ -70,13 +71,17 @@ describe("replicas option validation", () => {
   afterAll(() => redis.disconnect());
 
   it.each([
-    [{ replicas: { count: 1 } }, "replicas needs a Redis client"],
-    [{ redis, replicas: { count: 0 } }, "replicas.count must be"],
-    [{ redis, replicas: {} }, "replicas.count is required"],
-    [{ redis, replicas: 1 }, "replicas must be an object"],
-    [{ redis, replicas: { count: 1, timeoutMs: 1000 } }, "replicas.timeoutMs (1000) must be below"],
-    [{ redis, replicas: { count: 1, timeout: 5 } }, 'unknown option "timeout"'],
-  ])("createLockManager(%o) is refused", (options, message) => {
+    ["no redis", { replicas: { count: 1 } }, "replicas needs a Redis client"],
+    ["count 0", { redis, replicas: { count: 0 } }, "replicas.count must be"],
+    ["no count", { redis, replicas: {} }, "replicas.count is required"],
+    ["a number", { redis, replicas: 1 }, "replicas must be an object"],
+    [
+      "a wait as long as the call",
+      { redis, replicas: { count: 1, timeoutMs: 1000 } },
+      "replicas.timeoutMs (1000) must be below",
+    ],
+    ["an unknown key", { redis, replicas: { count: 1, timeout: 5 } }, 'unknown option "timeout"'],
+  ])("createLockManager with replicas: %s is refused", (_label, options, message) => {
     expect(() => createLockManager(options as never)).toThrow(message);
   });
 
@@ -103,7 +108,14 @@ describe.each(["ioredis", "node-redis"] as const)("replicas on Sentinel through 
   const made: { close(): Promise<void> }[] = [];
 
   function locks(replicas?: { count: number; timeoutMs?: number }) {
-    const manager = createLockManager({ redis, prefix: `${prefix}l:`, logger: quiet, replicas });
+    // A TTL far past every wait below: a lock that goes did not expire, it was released.
+    const manager = createLockManager({
+      redis,
+      prefix: `${prefix}l:`,
+      ttlMs: 600_000,
+      logger: quiet,
+      replicas,
+    });
     made.push(manager);
     return manager;
   }
@@ -140,29 +152,33 @@ describe.each(["ioredis", "node-redis"] as const)("replicas on Sentinel through 
     expect(await lock.release()).toBe(true);
   });
 
-  it("the replica frozen: refused with ReplicationTimeoutError and given back; without replicas, granted", async () => {
+  it("the replica frozen: a grant is refused with ReplicationTimeoutError and given back, a busy lock still answers busy; without replicas, granted", async () => {
     const acked = locks({ count: 1, timeoutMs: 100 });
     const plain = locks();
     const key = taggedKey(`${prefix}l:`, "r2");
     await acked.acquire("warm2").then((l) => l.release());
-    const [err, control] = await frozen(group.servers[1]!, async () => {
+    const held = await acked.acquire("held");
+    const [err, busy, control] = await frozen(group.servers[1]!, async () => {
       const err = await rejection(acked.acquire("r2"));
+      const busy = await rejection(acked.acquire("held")); // refused: nothing to acknowledge
       const control = await plain.acquire("r3");
-      return [err, control] as const;
+      return [err, busy, control] as const;
     });
     expect(err).toBeInstanceOf(StoreUnavailableError);
     expect((err as Error).cause).toBeInstanceOf(ReplicationTimeoutError);
     expect((err as Error).cause).toMatchObject({ acknowledged: 0, required: 1, timeoutMs: 100 });
+    expect(busy).toBeInstanceOf(LockNotAcquiredError);
     expect(control.fence).toBeGreaterThan(0);
     await control.release();
-    // The grant the master made is given back (a background release).
-    await eventually("the refused lock released", async () => {
-      expect(await master.exists(key)).toBe(0);
-    });
-    // Once the replica is back, the next acquire (the probe) is granted again.
-    await eventually("grants again", async () => {
-      await (await acked.acquire("r2")).release();
-    });
+    await held.release();
+    // The grant the master made is given back (a release behind it on its connection).
+    await eventually(
+      "the refused lock released",
+      async () => expect(await master.exists(key)).toBe(0),
+      5000,
+    );
+    // The refusal did not turn the manager degraded: the next grant goes straight to Redis.
+    await (await acked.acquire("r2")).release();
   });
 
   it("a session write waits for the replica, and says so when it does not come", async () => {
@@ -189,11 +205,15 @@ describe.each(["ioredis", "node-redis"] as const)("replicas on Sentinel through 
     expect(await replica.exists(`${prefix}s:sid1`)).toBe(0);
   });
 
-  it("after SCRIPT FLUSH the grant is on the replica when acquire resolves", async () => {
+  it("after SCRIPT FLUSH the grant and a WAIT go again, and the grant is on the replica when acquire resolves", async () => {
     const manager = locks({ count: 1, timeoutMs: 500 });
     await manager.acquire("warm3").then((l) => l.release());
     await master.script("FLUSH");
+    const waits = await commandCalls(master, "wait");
     const lock = await manager.acquire("r4");
+    // The first pipeline's EVALSHA found no script (its WAIT ran for nothing); the EVAL's
+    // pipeline brought its own WAIT.
+    expect(await commandCalls(master, "wait")).toBe(waits + 2);
     expect(await replica.get(taggedKey(`${prefix}l:`, "r4"))).toBe(lock.token);
     await lock.release();
     expect(unhandled).toEqual([]);
@@ -255,6 +275,7 @@ describe.each(["ioredis", "node-redis"] as const)(
       manager = createLockManager({
         redis,
         prefix: `${prefix}l:`,
+        ttlMs: 600_000, // a lock that goes was released, not expired
         logger: quiet,
         replicas: { count: 1, timeoutMs: 150 },
       });
@@ -267,9 +288,11 @@ describe.each(["ioredis", "node-redis"] as const)(
       });
       expect(err).toBeInstanceOf(StoreUnavailableError);
       expect((err as Error).cause).toBeInstanceOf(ReplicationTimeoutError);
-      await eventually("the refused lock released", async () => {
-        expect(await inspector.exists(taggedKey(`${prefix}l:`, resources[0]!))).toBe(0);
-      });
+      await eventually(
+        "the refused lock released",
+        async () => expect(await inspector.exists(taggedKey(`${prefix}l:`, resources[0]!))).toBe(0),
+        5000,
+      );
       expect(unhandled).toEqual([]);
     }, 60_000);
   },

@@ -68,6 +68,12 @@ type Corkable = { cork(): void; uncork(): void; writable: boolean };
 
 type ScriptMethod = (...keysAndArgs: Arg[]) => Promise<unknown>;
 
+/** An ioredis pipeline as far as replica acknowledgement goes. */
+interface IoPipeline {
+  call(...args: Arg[]): IoPipeline;
+  exec(): Promise<[Error | null, unknown][]>;
+}
+
 class IoredisDriver implements RedisDriver {
   readonly family = "ioredis" as const;
   readonly topology;
@@ -194,6 +200,44 @@ class IoredisDriver implements RedisDriver {
     return this.client.call(name.toLowerCase(), ...keys, ...args);
   }
 
+  async scriptAcknowledged(
+    script: ScriptSource,
+    keys: readonly string[],
+    args: readonly Arg[],
+    count: number,
+    timeoutMs: number,
+  ): Promise<[unknown, number]> {
+    // Raw EVALSHA/EVAL in a pipeline, not the defined command: that one sends itself again
+    // after NOSCRIPT outside the pipeline, behind the WAIT, which would then not cover it.
+    const send = async (evalLua: boolean) => {
+      const pipeline = (this.client as unknown as { pipeline(): IoPipeline }).pipeline();
+      const head = evalLua ? ["eval", script.lua] : ["evalsha", script.sha];
+      pipeline.call(...head, keys.length, ...keys, ...args);
+      pipeline.call("wait", count, timeoutMs);
+      if (!this.corked) this.batch();
+      const results = await pipeline.exec();
+      const [scriptError, reply] = results[0] ?? [new Error("no reply to the script"), null];
+      const [waitError, acks] = results[1] ?? [new Error("no reply to WAIT"), 0];
+      if (scriptError !== null) throw scriptError;
+      if (waitError !== null) throw waitError;
+      return [reply, Number(acks)] as [unknown, number];
+    };
+    const { answered, failed } = scriptEnds(script.command, performance.now());
+    try {
+      const [reply, acks] = await send(false).catch((err: Error) => {
+        if (!String(err?.message).startsWith("NOSCRIPT")) throw err;
+        return send(true);
+      });
+      return [answered(reply), acks];
+    } catch (err) {
+      // A redirect is an error here (the pipeline holds a write): learn the new slot owners.
+      if (this.isCluster && /^(MOVED|ASK|CLUSTERDOWN)/.test(String((err as Error)?.message))) {
+        (this.client as unknown as { refreshSlotsCache?(): void }).refreshSlotsCache?.();
+      }
+      return failed(err);
+    }
+  }
+
   acknowledge(key: string, count: number, timeoutMs: number): Promise<number> {
     if (!this.corked) this.batch();
     if (!this.isCluster) return this.client.call("wait", count, timeoutMs) as Promise<number>;
@@ -206,9 +250,31 @@ class IoredisDriver implements RedisDriver {
     return node.call("wait", count, timeoutMs) as Promise<number>;
   }
 
+  /**
+   * After a Sentinel failover the main connection finds the new master first (on
+   * +switch-master or READONLY); a connection `duplicate()`d from it follows only when it
+   * fails. Make `connection` reconnect (asking the sentinels) whenever the main one is ready
+   * somewhere else.
+   */
+  private follow(connection: IoConnection): void {
+    const moved = () => {
+      const where = (c: unknown) => {
+        const s = (c as IoStreamed).stream;
+        return s?.remotePort === undefined ? undefined : `${s.remoteAddress}:${s.remotePort}`;
+      };
+      const here = where(connection);
+      const there = where(this.client);
+      if (here !== undefined && there !== undefined && here !== there) connection.disconnect(true);
+    };
+    this.client.on("ready", moved);
+    connection.on("end", () => this.client.off("ready", moved));
+  }
+
   duplicate(): { driver: RedisDriver; close(): void } {
     const copy = this.client.duplicate() as unknown as IoNode & IoConnection;
     copy.on("error", () => {}); // failures reach the callers as rejected commands
+    // Writes on the old master would wait for replicas it no longer has until it is demoted.
+    if (this.topology === "sentinel") this.follow(copy);
     return { driver: new IoredisDriver(copy), close: () => copy.disconnect() };
   }
 
@@ -238,23 +304,9 @@ class IoredisDriver implements RedisDriver {
       readyOnce = true;
     });
     if (this.isCluster) watchClusterSubscriber(connection, events);
-    if (this.topology === "sentinel") {
-      // After a failover the main connection finds the new master first (on +switch-master or
-      // READONLY); the subscriber, which sends no writes, would stay on the old master until
-      // Sentinel demotes it, seconds later, missing every message: follow the main connection.
-      const moved = () => {
-        const where = (c: unknown) => {
-          const s = (c as IoStreamed).stream;
-          return s?.remotePort === undefined ? undefined : `${s.remoteAddress}:${s.remotePort}`;
-        };
-        const here = where(connection);
-        const there = where(this.client);
-        if (here !== undefined && there !== undefined && here !== there)
-          connection.disconnect(true);
-      };
-      this.client.on("ready", moved);
-      connection.on("end", () => this.client.off("ready", moved));
-    }
+    // The subscriber sends no writes: without this it would stay on the old master until
+    // Sentinel demotes it, seconds later, missing every message.
+    if (this.topology === "sentinel") this.follow(connection);
     return {
       subscribe: async (channel) => void (await connection.subscribe(channel)),
       psubscribe: async (pattern) => void (await connection.psubscribe(pattern)),

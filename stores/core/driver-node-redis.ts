@@ -158,6 +158,56 @@ class NodeRedisDriver implements RedisDriver {
     return this.send(keys.length > 0 ? (argv[1] as string) : undefined, argv, false);
   }
 
+  async scriptAcknowledged(
+    script: ScriptSource,
+    keys: readonly string[],
+    args: readonly Arg[],
+    count: number,
+    timeoutMs: number,
+  ): Promise<[unknown, number]> {
+    const argv: Raw[] = ["EVALSHA", script.sha, String(keys.length)];
+    for (const key of keys) argv.push(this.keyPrefix + key);
+    for (const arg of args) argv.push(typeof arg === "number" ? String(arg) : arg);
+    const first = argv[3] as string | undefined;
+    const wait = ["WAIT", String(count), String(timeoutMs)];
+    // Replies as the kit expects them, whatever type mapping the client was given.
+    type Multi = { multi(): NodeRedisMulti };
+    const c = (this.client as NodeRedisLike & { withTypeMapping?(m: object): Multi })
+      .withTypeMapping;
+    const client = (
+      c === undefined ? this.client : c.call(this.client, AS_STRINGS.typeMapping)
+    ) as Multi;
+    // One pipeline (not a transaction) on one connection: on a Cluster the master of the key,
+    // routed by `addCommand`'s first key (already prefixed: `multi(key)` would prefix it again).
+    const send = async (): Promise<[unknown, number]> => {
+      // A Cluster or Sentinel client refuses a pipeline until its first connection is made:
+      // wait for it as every other command does (bounded, see the constructor).
+      if (!isReady(this.client)) await this.send(first, ["PING"], false);
+      const multi = client.multi();
+      if (this.topology === "cluster") {
+        multi.addCommand(first, false, argv).addCommand(first, false, wait);
+      } else if (this.topology === "sentinel") {
+        multi.addCommand(false, argv).addCommand(false, wait);
+      } else {
+        multi.addCommand(argv).addCommand(wait);
+      }
+      const [reply, acks] = await multi.execAsPipeline();
+      return [reply, Number(acks)];
+    };
+    const { answered, failed } = scriptEnds(script.command, performance.now());
+    try {
+      const [reply, acks] = await send().catch((err: unknown) => {
+        if (!isNoScript(err)) throw err;
+        argv[0] = "EVAL";
+        argv[1] = script.lua;
+        return send();
+      });
+      return [answered(reply), acks];
+    } catch (err) {
+      return failed(err);
+    }
+  }
+
   acknowledge(key: string, count: number, timeoutMs: number): Promise<number> {
     const args = ["WAIT", String(count), String(timeoutMs)];
     if (this.topology !== "cluster") return this.send(undefined, args, false) as Promise<number>;
@@ -309,6 +359,22 @@ class NodeRedisDriver implements RedisDriver {
     this.client.on(name, listener);
     return () => void this.client.off(name, listener);
   }
+}
+
+/** A node-redis pipeline (`multi()`), whatever the topology's `addCommand` signature. */
+interface NodeRedisMulti {
+  addCommand(...args: unknown[]): NodeRedisMulti;
+  execAsPipeline(): Promise<unknown[]>;
+}
+
+/** NOSCRIPT, as a command's error or inside a pipeline's (`MultiErrorReply.replies`). */
+function isNoScript(err: unknown): boolean {
+  if (String((err as Error)?.message).startsWith("NOSCRIPT")) return true;
+  const replies = (err as { replies?: unknown[] })?.replies;
+  return (
+    Array.isArray(replies) &&
+    replies.some((r) => r instanceof Error && r.message.startsWith("NOSCRIPT"))
+  );
 }
 
 /** How long a command may wait for a Cluster's or Sentinel's first connection. */

@@ -106,6 +106,19 @@ export interface RedisDriver {
   /** The master's `host:port` as Sentinel reports it now, or null when not on Sentinel. */
   sentinelMaster(): Promise<string | null>;
   /**
+   * Runs `script` and `WAIT count timeoutMs` behind it as one pipeline on the connection of the
+   * master that serves `keys[0]` (one round trip): the reply, and how many replicas
+   * acknowledged it. On NOSCRIPT both go again, with EVAL. A failure of either rejects, and
+   * nothing is ever sent again by the client behind the WAIT's back.
+   */
+  scriptAcknowledged(
+    script: ScriptSource,
+    keys: readonly string[],
+    args: readonly Arg[],
+    count: number,
+    timeoutMs: number,
+  ): Promise<[reply: unknown, acknowledged: number]>;
+  /**
    * Sends `WAIT count timeoutMs` on the connection that serves `key` (its master on a
    * Cluster); resolves with the number of replicas that acknowledged every write this
    * connection sent before it. Call it once the write it must cover has answered.

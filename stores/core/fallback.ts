@@ -10,7 +10,7 @@
  */
 
 import type { RedisDriver } from "./driver.js";
-import { StoreUnavailableError, toError } from "./errors.js";
+import { ReplicationTimeoutError, StoreUnavailableError, toError } from "./errors.js";
 import type { OnRedisError } from "./failure.js";
 import { type Backend, type CallHost, Deadlines, InFlight, withTimeout } from "./in-flight.js";
 import type { Logger } from "./logger.js";
@@ -81,15 +81,9 @@ export function featureStates(): FeatureState[] {
   return out;
 }
 
-/**
- * True for an error Redis replied with (as opposed to a connection failure or a timeout), or
- * too few replicas acknowledging a write: a PING cannot tell that these are over.
- */
+/** True for an error Redis replied with (as opposed to a connection failure or a timeout). */
 function isReplyError(err: Error | undefined): boolean {
-  return (
-    err !== undefined &&
-    /^(ReplyError|ErrorReply|SimpleError|BlobError|ReplicationTimeoutError)$/.test(err.name)
-  );
+  return err !== undefined && /^(ReplyError|ErrorReply|SimpleError|BlobError)$/.test(err.name);
 }
 
 /** The `ping` of a `BackendSwitch` over `driver`: a PING (to any node of a Cluster). */
@@ -124,6 +118,11 @@ export class BackendSwitch<S> implements CallHost<S> {
     const entry = { scope: options.scope, ref: new WeakRef(this) };
     switches.add(entry);
     switchFinalizer.register(this, entry, this);
+  }
+
+  /** The feature's name (`options.scope`). */
+  get scope(): string {
+    return this.options.scope;
   }
 
   /** Forgets this switch for `featureStates()` (the feature's `close()`). */
@@ -213,6 +212,10 @@ export class BackendSwitch<S> implements CallHost<S> {
       this.recover();
       return { value, backend: "redis" };
     } catch (err) {
+      if (err instanceof ReplicationTimeoutError) {
+        this.recover(); // Redis answered: see InFlight.failed
+        throw new StoreUnavailableError(`${this.options.scope}: ${err.message}`, { cause: err });
+      }
       this.lastError = toError(err);
       this.nextProbeAt = Date.now() + this.options.recheckMs;
       return this.fallback(op);

@@ -6,13 +6,20 @@
  * sent: a FIFO with one timer, armed for the oldest unanswered call, replaces a timer per call
  * (a `setTimeout` + `clearTimeout` pair and its closures per request on the hot path).
  */
-import { RedisTimeoutError, toError } from "./errors.js";
+import {
+  RedisTimeoutError,
+  ReplicationTimeoutError,
+  StoreUnavailableError,
+  toError,
+} from "./errors.js";
 
 /** Which backend served a call. */
 export type Backend = "redis" | "memory";
 
 /** What an `InFlight` reports to: the switch that sent it. */
 export interface CallHost<S> {
+  /** The feature's name, for errors. */
+  readonly scope: string;
   /** The reply arrived in time. */
   answered(): void;
   /** The call failed or missed its deadline: the fallback's answer. */
@@ -79,6 +86,13 @@ export class InFlight<S, T, R> implements Timed {
     const parts = this.parts;
     if (parts === undefined) return; // a late failure after the deadline: already answered
     this.parts = undefined;
+    if (err instanceof ReplicationTimeoutError) {
+      // Redis answered; only this write is not safe: refuse it, in every mode, and keep the
+      // feature on Redis (its reads, and writes to other shards, are fine).
+      this.host.answered();
+      parts.reject(new StoreUnavailableError(`${this.host.scope}: ${err.message}`, { cause: err }));
+      return;
+    }
     this.host.fellBack(parts.op, err).then((a) => {
       try {
         parts.resolve(a === undefined ? parts.open() : parts.map(a.value, a.backend));

@@ -11,11 +11,10 @@
  * their own (`driver.duplicate()`): a lagging replica slows those writes, never the rate
  * limiter or the cache sharing the application's client.
  *
- * The WAIT is sent once the write has answered: two round trips. Sent right behind the
- * write it could save one, but WAIT covers only what its connection ran before it, and a client
- * that sends the write again (after NOSCRIPT, a MOVED redirect, CLUSTERDOWN) runs it after the
- * WAIT; no client tells reliably when that happened, and a wrong guess would report a write
- * that a failover can lose as acknowledged.
+ * The write and its WAIT go as one pipeline (one round trip), with the script as a raw
+ * EVALSHA: a client's own script command sends itself again after NOSCRIPT (or follows a
+ * redirect) behind the WAIT's back, and the WAIT would then not cover it. Here a NOSCRIPT
+ * sends both again (EVAL, WAIT), and any other error of either fails the call.
  */
 import type { Arg, NodeHandle, RedisDriver, ScriptSource, Subscriber } from "./driver.js";
 import { InvalidOptionError, ReplicationTimeoutError } from "./errors.js";
@@ -69,7 +68,7 @@ export function parseReplicas(
     scope,
     "replicas.timeoutMs",
     o.timeoutMs,
-    Math.min(DEFAULT_REPLICAS_TIMEOUT_MS, callTimeoutMs - 1),
+    Math.max(1, Math.min(DEFAULT_REPLICAS_TIMEOUT_MS, callTimeoutMs - 1)),
   );
   if (redis === undefined) {
     throw new InvalidOptionError(
@@ -81,13 +80,6 @@ export function parseReplicas(
     throw new InvalidOptionError(
       `${scope}: replicas.timeoutMs (${timeoutMs}) must be below timeoutMs (${callTimeoutMs}), which bounds the whole call`,
       "replicas.timeoutMs",
-    );
-  }
-  const pool = (redis.client as { options?: { masterPoolSize?: number } }).options?.masterPoolSize;
-  if (redis.topology === "sentinel" && pool !== undefined && pool > 1) {
-    throw new InvalidOptionError(
-      `${scope}: replicas needs a node-redis Sentinel client with masterPoolSize 1 (got ${pool}): WAIT must follow the write on its connection`,
-      "replicas",
     );
   }
   return { count, timeoutMs };
@@ -110,26 +102,36 @@ export class AcknowledgedDriver implements RedisDriver {
     this.close = close;
   }
 
-  script(
+  /** `runAcknowledged` for every reply. */
+  script(script: ScriptSource, keys: readonly string[], args: readonly Arg[]): Promise<unknown> {
+    return this.runAcknowledged(script, keys, args);
+  }
+
+  /**
+   * Runs `script` with its WAIT; rejects with `ReplicationTimeoutError` when fewer than `count`
+   * replicas acknowledged and `wrote(reply)` says the script wrote something (a refused lock
+   * grant writes nothing: its answer stands whatever the replicas say).
+   */
+  async runAcknowledged(
     script: ScriptSource,
     keys: readonly string[],
     args: readonly Arg[],
-    buffers?: boolean,
+    wrote: (reply: unknown) => boolean = () => true,
   ): Promise<unknown> {
-    return this.acknowledged(keys[0], this.base.script(script, keys, args, buffers));
-  }
-
-  command(name: string, keys: readonly string[], args?: readonly Arg[]): Promise<unknown> {
-    return this.acknowledged(keys[0], this.base.command(name, keys, args));
-  }
-
-  /** `write`'s reply, once `count` replicas have it (WAIT sent once it has answered). */
-  private async acknowledged(key: string | undefined, write: Promise<unknown>): Promise<unknown> {
     const { count, timeoutMs } = this.replicas;
-    const value = await write;
-    const acks = Number(await this.base.acknowledge(key ?? "", count, timeoutMs));
-    if (acks < count) throw new ReplicationTimeoutError(acks, count, timeoutMs);
-    return value;
+    const [reply, acks] = await this.base.scriptAcknowledged(script, keys, args, count, timeoutMs);
+    if (acks < count && wrote(reply)) throw new ReplicationTimeoutError(acks, count, timeoutMs);
+    return reply;
+  }
+
+  /** Not offered: a WAIT sent apart from its write could run on a new connection and cover nothing. */
+  command(): Promise<unknown> {
+    return Promise.reject(new Error("AcknowledgedDriver runs scripts only"));
+  }
+
+  /** This connection without acknowledgement: for what must follow its writes in order (a release). */
+  get plain(): RedisDriver {
+    return this.base;
   }
 
   // Everything else is the connection's own.
@@ -165,6 +167,15 @@ export class AcknowledgedDriver implements RedisDriver {
   }
   acknowledge(key: string, count: number, timeoutMs: number): Promise<number> {
     return this.base.acknowledge(key, count, timeoutMs);
+  }
+  scriptAcknowledged(
+    script: ScriptSource,
+    keys: readonly string[],
+    args: readonly Arg[],
+    count: number,
+    timeoutMs: number,
+  ): Promise<[unknown, number]> {
+    return this.base.scriptAcknowledged(script, keys, args, count, timeoutMs);
   }
   duplicate() {
     return this.base.duplicate();

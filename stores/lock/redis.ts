@@ -152,12 +152,20 @@ return 1
 `,
 );
 
+/** Whether an ACQUIRE reply is a grant (a refusal writes nothing that must be acknowledged). */
+const granted = (reply: unknown) => (reply as [number])[0] === 1;
+
 /** See the module comment. */
 export class RedisLockStore implements LockStore {
   private readonly pubsub: PubSub;
   private readonly channel: string;
-  /** Where grants and extensions go: `redis`, or with `replicas` a connection that WAITs. */
-  private readonly granting: RedisDriver;
+  /** With `replicas`: the connection grants and extensions go to, each with its WAIT. */
+  private readonly acked: AcknowledgedDriver | undefined;
+  /**
+   * Where releases and waiter leases go: the grants' connection, so a release sent after a
+   * grant that timed out on our side reaches Redis after it (never before it, to find nothing).
+   */
+  private readonly plain: RedisDriver;
 
   constructor(
     private readonly redis: RedisDriver,
@@ -167,7 +175,8 @@ export class RedisLockStore implements LockStore {
   ) {
     this.pubsub = createPubSub({ redis: redis.client as RedisClient, logger }, "locks");
     this.channel = `${prefix}released`;
-    this.granting = replicas === undefined ? redis : new AcknowledgedDriver(redis, replicas);
+    this.acked = replicas === undefined ? undefined : new AcknowledgedDriver(redis, replicas);
+    this.plain = this.acked?.plain ?? redis;
   }
 
   async acquire(
@@ -178,24 +187,28 @@ export class RedisLockStore implements LockStore {
   ): Promise<AcquireAnswer> {
     const keys = [key, `${key}:fence`, `${key}:waiters`, `${key}:wake`];
     const args = [token, ttlMs, FENCE_TTL_MS, waiting ? "1" : "0", WAITER_LEASE_MS];
-    const [ok, value] = (await ACQUIRE.run(this.granting, keys, args)) as [number, string | number];
+    const [ok, value] = (
+      this.acked === undefined
+        ? await ACQUIRE.run(this.redis, keys, args)
+        : await this.acked.runAcknowledged(ACQUIRE, keys, args, granted)
+    ) as [number, string | number];
     return ok === 1
       ? { acquired: true, fence: Number(value) }
       : { acquired: false, retryAfterMs: Number(value) };
   }
 
   async leave(key: string, token: string): Promise<void> {
-    await LEAVE.run(this.redis, [`${key}:waiters`], [token]);
+    await LEAVE.run(this.plain, [`${key}:waiters`], [token]);
   }
 
   async extend(key: string, token: string, ttlMs: number): Promise<boolean> {
-    return (await EXTEND.run(this.granting, [key], [token, ttlMs])) === 1;
+    return (await EXTEND.run(this.acked ?? this.redis, [key], [token, ttlMs])) === 1;
   }
 
   async release(key: string, token: string): Promise<boolean> {
     const keys = [key, `${key}:wake`];
     const args = [token, this.channel, key, this.pubsub.origin, Date.now()];
-    return (await RELEASE.run(this.redis, keys, args)) === 1;
+    return (await RELEASE.run(this.plain, keys, args)) === 1;
   }
 
   async onReleased(listener: (key: string) => void): Promise<() => void> {
@@ -207,7 +220,7 @@ export class RedisLockStore implements LockStore {
 
   /** Releases the subscription (and the acknowledging connection). */
   close(): Promise<void> {
-    if (this.granting instanceof AcknowledgedDriver) this.granting.close();
+    this.acked?.close();
     return this.pubsub.close();
   }
 }

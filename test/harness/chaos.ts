@@ -1,0 +1,478 @@
+/**
+ * The chaos suite: faults injected into real Redis topologies while `chaos-app.ts` is under
+ * load, and the figures each fault leaves. Used by `npm run chaos` (bench/chaos.ts: every
+ * fault, repeated, the table) and by test/chaos.test.ts (a reduced set, asserting the hard
+ * guarantees).
+ *
+ * A round: the load runs until every feature answers normally, the fault is injected, the load
+ * goes on until every feature has answered normally for `settleMs` (or `maxRecoveryMs` passed),
+ * then the sessions written and the messages published are checked and the topology is made
+ * whole (every node up, replicas in sync). A killed node is restarted as soon as its replica
+ * took over, while the load runs, as a supervisor would.
+ */
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { closeRedisClient, createRedisClient, type RedisClient } from "../../index.js";
+import { type ChaosApp, DEADLINE_MS, FEATURES, RATE_LIMIT, startChaosApp } from "./chaos-app.ts";
+import {
+  type RedisCluster,
+  type RedisSentinelGroup,
+  type RedisServer,
+  startRedisCluster,
+  startRedisSentinel,
+  startRedisServer,
+} from "./redis-server.ts";
+import { startTcpProxy, type TcpProxy } from "./tcp-proxy.ts";
+
+const run = promisify(execFile);
+const cli = (port: number, ...args: string[]) =>
+  run("redis-cli", ["-p", String(port), ...args]).then((r) => r.stdout);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The faults, by name. */
+export const FAULTS = {
+  "cluster-sigkill": "Cluster: SIGKILL of a master (its replica is promoted)",
+  "cluster-lagkill": "Cluster: SIGKILL of a master whose replica lags 300 ms",
+  "cluster-failover": "Cluster: CLUSTER FAILOVER on a replica",
+  "cluster-freeze": "Cluster: a master frozen for 3 s (SIGSTOP, SIGCONT)",
+  "sentinel-sigkill": "Sentinel: SIGKILL of the master",
+  "sentinel-lagkill": "Sentinel: SIGKILL of the master, its replica lagging 300 ms",
+  "sentinel-failover": "Sentinel: SENTINEL FAILOVER",
+  "sentinel-freeze": "Sentinel: the master frozen for 3 s",
+  "proxy-latency": "Standalone: +200 ms each way for 3 s",
+  "proxy-stall": "Standalone: network stalled for 3 s",
+  "proxy-reset": "Standalone: every connection reset",
+  "aof-restart": "Standalone, appendonly yes: SIGKILL and restart",
+} as const;
+export type Fault = keyof typeof FAULTS;
+
+/** What one round measured. */
+export interface RoundFigures {
+  fault: Fault;
+  replicas: boolean;
+  /** Requests answered 5xx, failed or past their deadline between the fault and recovery, per feature. */
+  failed: Record<string, number>;
+  /** ms from the fault until the feature's last abnormal answer (0: none), per feature. */
+  recoveryMs: Record<string, number>;
+  /** ms from the fault until every feature answers normally again. */
+  allRecoveredMs: number;
+  /** Requests with no answer within `DEADLINE_MS`. */
+  hung: number;
+  /** Sessions written ≥ 1 s before the fault and unreadable after. */
+  sessionsLostOld: number;
+  /** Sessions whose write was acknowledged (200) less than 1 s before the fault, or after it, unreadable after. */
+  sessionsLostRecent: number;
+  /** Sessions checked. */
+  sessionsChecked: number;
+  /** Sessions that still answered 5xx when checked (neither found nor known lost). */
+  sessionsUnreadable: number;
+  doubleGrants: number;
+  /** Requests admitted beyond the limit of this round's rate-limit key. */
+  overAdmitted: number;
+  /** Messages whose publish resolved and that never arrived. */
+  messagesLost: number;
+  /** ms from the fault until the first message published after it arrived. */
+  subscriberBackMs: number;
+  /** True when the health endpoint answered 503 at least once after the fault. */
+  healthReported: boolean;
+  /** True when the round ended before every feature was normal again. */
+  unrecovered: boolean;
+  unhandledRejections: number;
+}
+
+/** A topology the faults run against, with the client the app uses. */
+interface Topology {
+  redis: RedisClient;
+  /**
+   * Injects `fault`; resolves once it is injected (the freeze: once thawed) with the moment
+   * (`performance.now()`) the fault began.
+   */
+  inject(fault: Fault): Promise<number>;
+  /** Brings the topology back to full strength (restart, resync). */
+  restore(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** How long each phase lasts. */
+export interface ChaosTiming {
+  /** Every feature normal for this long counts as recovered. */
+  settleMs: number;
+  /** A round gives up waiting for recovery after this. */
+  maxRecoveryMs: number;
+}
+
+const DEFAULT_TIMING: ChaosTiming = { settleMs: 1000, maxRecoveryMs: 20_000 };
+
+let unhandled = 0;
+const onUnhandled = () => unhandled++;
+
+/**
+ * Runs `rounds` rounds of each fault of `faults` (they must share a topology kind), with the
+ * app's locks and sessions on `replicas: { count: 1 }` when `replicas`, and returns the
+ * figures of each round.
+ */
+export async function runChaos(
+  faults: Fault[],
+  options: {
+    rounds?: number;
+    replicas?: boolean;
+    client?: "ioredis" | "node-redis";
+    timing?: Partial<ChaosTiming>;
+    log?: (line: string) => void;
+  } = {},
+): Promise<RoundFigures[]> {
+  const rounds = options.rounds ?? 1;
+  const timing = { ...DEFAULT_TIMING, ...options.timing };
+  const log = options.log ?? (() => {});
+  const out: RoundFigures[] = [];
+  const kinds = new Set(faults.map((f) => f.split("-")[0]));
+  if (kinds.size !== 1) throw new Error(`faults of one topology per run (got ${[...kinds]})`);
+  const topology = await startTopology(faults[0]!, options.client ?? "ioredis");
+  process.on("unhandledRejection", onUnhandled);
+  const replicas = options.replicas === true ? { count: 1, timeoutMs: 200 } : undefined;
+  const app = await startChaosApp({ redis: topology.redis, replicas });
+  try {
+    app.startLoad();
+    for (const fault of faults) {
+      for (let i = 0; i < rounds; i++) {
+        const figures = await round(app, topology, fault, options.replicas === true, timing);
+        log(`${fault} round ${i + 1}/${rounds}: ${JSON.stringify(figures)}`);
+        out.push(figures);
+      }
+    }
+  } finally {
+    await app.close();
+    process.off("unhandledRejection", onUnhandled);
+    closeRedisClient(topology.redis);
+    await topology.stop();
+  }
+  return out;
+}
+
+/** One fault, measured (see the module comment). */
+async function round(
+  app: ChaosApp,
+  topology: Topology,
+  fault: Fault,
+  replicas: boolean,
+  timing: ChaosTiming,
+): Promise<RoundFigures> {
+  app.rateKey = `r${Date.now()}`;
+  if (!(await untilNormal(app, timing.settleMs, 30_000))) {
+    throw new Error(`${fault}: the features were not all normal before the fault`);
+  }
+  const unhandledBefore = unhandled;
+  const grantsBefore = app.doubleGrants;
+  const from = app.samples.length;
+  const sessionsBefore = app.sessions.length;
+  const at = await topology.inject(fault);
+  const recovered = await untilNormal(app, timing.settleMs, timing.maxRecoveryMs, at);
+  const after = app.samples.slice(from);
+  const failed: Record<string, number> = {};
+  const recoveryMs: Record<string, number> = {};
+  let hung = 0;
+  for (const feature of [...FEATURES, "health"]) {
+    const mine = after.filter((s) => s.feature === feature);
+    failed[feature] = mine.filter((s) => s.failed).length;
+    // Samples are recorded as they complete: the latest abnormal one by its send time.
+    const last = Math.max(at, ...mine.filter((s) => !s.normal).map((s) => s.at));
+    recoveryMs[feature] = Math.round(last - at);
+    hung += mine.filter((s) => s.hung).length;
+  }
+  const allRecoveredMs = Math.max(...FEATURES.map((f) => recoveryMs[f]!));
+  const doubleGrants = app.doubleGrants - grantsBefore;
+  await app.stopLoad();
+  // Rate limit: admitted beyond the limit for this round's key.
+  const overAdmitted = Math.max(0, (app.admitted.get(app.rateKey) ?? 0) - RATE_LIMIT);
+  // Messages: published (resolved) and never received, after a moment for the last to arrive.
+  await sleep(300);
+  let messagesLost = 0;
+  let firstBack = Number.POSITIVE_INFINITY;
+  for (const [n, publishedAt] of app.published) {
+    const got = app.received.get(n);
+    if (got === undefined) messagesLost++;
+    else if (publishedAt > at && got < firstBack) firstBack = got;
+  }
+  app.published.clear();
+  app.received.clear();
+  // Sessions: every one written so far must still be readable.
+  let sessionsLostOld = 0;
+  let sessionsLostRecent = 0;
+  let sessionsUnreadable = 0;
+  const checked = app.sessions.splice(0);
+  for (const written of checked) {
+    let found = await app.readSession(written.cookie);
+    for (let i = 0; found === "failed" && i < 20; i++) {
+      await sleep(100);
+      found = await app.readSession(written.cookie);
+    }
+    if (found === true) continue;
+    if (found === "failed") {
+      sessionsUnreadable++;
+      continue;
+    }
+    if (written.at <= at - 1000) sessionsLostOld++;
+    else sessionsLostRecent++;
+  }
+  void sessionsBefore;
+  await topology.restore();
+  app.startLoad();
+  return {
+    fault,
+    replicas,
+    failed,
+    recoveryMs,
+    allRecoveredMs,
+    hung,
+    sessionsLostOld,
+    sessionsLostRecent,
+    sessionsChecked: checked.length,
+    sessionsUnreadable,
+    doubleGrants,
+    overAdmitted,
+    messagesLost,
+    subscriberBackMs: Number.isFinite(firstBack) ? Math.round(firstBack - at) : -1,
+    unrecovered: !recovered,
+    healthReported: failed.health! > 0,
+    unhandledRejections: unhandled - unhandledBefore,
+  };
+}
+
+/**
+ * Waits until every feature has answered normally for `settleMs` (each at least once, none
+ * abnormally), and the samples are newer than `since`; false when `maxMs` passed first.
+ */
+async function untilNormal(app: ChaosApp, settleMs: number, maxMs: number, since = 0) {
+  const started = performance.now();
+  for (;;) {
+    const now = performance.now();
+    const recent = app.samples.filter((s) => s.at >= Math.max(since, now - settleMs));
+    const seen = new Set(recent.map((s) => s.feature));
+    const healthy =
+      now - Math.max(since, started) >= settleMs &&
+      FEATURES.every((f) => seen.has(f)) &&
+      recent.every((s) => s.normal);
+    if (healthy) return true;
+    if (now - started > maxMs) return false;
+    await sleep(50);
+  }
+}
+
+/** Starts the topology `fault` needs, with a client made by `createRedisClient()`. */
+async function startTopology(fault: Fault, client: "ioredis" | "node-redis"): Promise<Topology> {
+  const kind = fault.split("-")[0];
+  if (kind === "cluster") return clusterTopology(await startRedisCluster(3, 1), client);
+  if (kind === "sentinel") return sentinelTopology(await startRedisSentinel(), client);
+  if (kind === "proxy") return proxyTopology(client);
+  return aofTopology(client);
+}
+
+const clientTimeoutMs = 500;
+
+function clusterTopology(cluster: RedisCluster, client: "ioredis" | "node-redis"): Topology {
+  const redis = createRedisClient({
+    client,
+    cluster: { nodes: cluster.nodes },
+    timeoutMs: clientTimeoutMs,
+    logger: { info() {}, warn() {}, error() {} },
+  });
+  // A killed node is restarted (as a supervisor would) once its replica took over: it comes
+  // back as that replica's replica, so acknowledged writes have a replica again.
+  let restarted: Promise<void> = Promise.resolve();
+  const roles = async () =>
+    Promise.all(
+      cluster.servers.map(async (server) => {
+        try {
+          const info = await cli(server.port, "info", "replication");
+          return { server, master: info.includes("role:master"), info };
+        } catch {
+          return { server, master: false, info: "" };
+        }
+      }),
+    );
+  /** A master that has a replica in sync, and that replica. */
+  const pair = async () => {
+    const all = await roles();
+    for (const m of all.filter((r) => r.master && r.info.includes("connected_slaves:1"))) {
+      const replica = all.find(
+        (r) =>
+          r.info.includes(`master_port:${m.server.port}`) &&
+          r.info.includes("master_link_status:up"),
+      );
+      if (replica !== undefined) return { master: m.server, replica: replica.server };
+    }
+    throw new Error("no master with a replica in sync");
+  };
+  return {
+    redis,
+    async inject(fault) {
+      const { master, replica } = await pair();
+      const began = performance.now();
+      if (fault === "cluster-sigkill" || fault === "cluster-lagkill") {
+        if (fault === "cluster-lagkill") await lag(master, replica);
+        await master.signal("SIGKILL");
+        await replica.signal("SIGCONT");
+        restarted = waitFor(30_000, "the replica promoted", async () =>
+          (await cli(replica.port, "info", "replication")).includes("role:master"),
+        ).then(() => master.start());
+        restarted.catch(() => {}); // awaited by restore()
+      } else if (fault === "cluster-failover") {
+        await cli(replica.port, "cluster", "failover");
+      } else {
+        await master.signal("SIGSTOP");
+        await sleep(3000);
+        await master.signal("SIGCONT");
+      }
+      return began;
+    },
+    async restore() {
+      await restarted;
+      await waitFor(30_000, "the Cluster whole again", async () => {
+        const all = await roles();
+        const masters = all.filter((r) => r.master);
+        if (masters.length !== 3) return false;
+        if (!all.every((r) => r.master || r.info.includes("master_link_status:up"))) return false;
+        const states = await Promise.all(
+          cluster.servers.map((s) => cli(s.port, "cluster", "info")),
+        );
+        return states.every((s) => s.includes("cluster_state:ok"));
+      });
+    },
+    stop: () => cluster.stop(),
+  };
+}
+
+function sentinelTopology(group: RedisSentinelGroup, client: "ioredis" | "node-redis"): Topology {
+  const redis = createRedisClient({
+    client,
+    sentinel: { name: group.name, nodes: group.sentinels },
+    timeoutMs: clientTimeoutMs,
+    logger: { info() {}, warn() {}, error() {} },
+  });
+  let restarted: Promise<void> = Promise.resolve();
+  return {
+    redis,
+    async inject(fault) {
+      const port = await group.masterPort();
+      const master = group.servers.find((s) => s.port === port)!;
+      const began = performance.now();
+      if (fault === "sentinel-sigkill" || fault === "sentinel-lagkill") {
+        const replica = group.servers.find((s) => s.port !== port)!;
+        if (fault === "sentinel-lagkill") await lag(master, replica);
+        await master.signal("SIGKILL");
+        await replica.signal("SIGCONT");
+        // Restarted once Sentinel promoted the replica, and made its replica (as Sentinel
+        // would at its next look, up to 10 s later).
+        restarted = group.waitForNewMaster(port).then(async (now) => {
+          await master.start();
+          await cli(master.port, "replicaof", "127.0.0.1", String(now));
+        });
+        restarted.catch(() => {}); // awaited by restore()
+      } else if (fault === "sentinel-failover") {
+        await cli(group.sentinels[0]!.port, "sentinel", "failover", group.name);
+      } else {
+        await master.signal("SIGSTOP");
+        await sleep(3000);
+        await master.signal("SIGCONT");
+      }
+      return began;
+    },
+    async restore() {
+      await restarted;
+      await waitFor(30_000, "the replica in sync", async () => {
+        const port = await group.masterPort();
+        const info = await cli(port, "info", "replication");
+        if (!info.includes("role:master") || !info.includes("connected_slaves:1")) return false;
+        const other = group.servers.find((s) => s.port !== port)!;
+        const theirs = await cli(other.port, "info", "replication");
+        return theirs.includes(`master_port:${port}`) && theirs.includes("master_link_status:up");
+      });
+    },
+    stop: () => group.stop(),
+  };
+}
+
+async function proxyTopology(client: "ioredis" | "node-redis"): Promise<Topology> {
+  const server = await startRedisServer();
+  const proxy: TcpProxy = await startTcpProxy({ host: "127.0.0.1", port: server.port });
+  const redis = createRedisClient({
+    client,
+    url: proxy.url,
+    timeoutMs: clientTimeoutMs,
+    logger: { info() {}, warn() {}, error() {} },
+  });
+  return {
+    redis,
+    async inject(fault) {
+      const began = performance.now();
+      if (fault === "proxy-latency") {
+        proxy.setLatency(200);
+        await sleep(3000);
+        proxy.setLatency(0);
+      } else if (fault === "proxy-stall") {
+        proxy.stall();
+        await sleep(3000);
+        proxy.resume();
+      } else {
+        proxy.resetAll();
+      }
+      return began;
+    },
+    async restore() {},
+    async stop() {
+      await proxy.close();
+      await server.stop();
+    },
+  };
+}
+
+async function aofTopology(client: "ioredis" | "node-redis"): Promise<Topology> {
+  const server = await startRedisServer(["--appendonly", "yes", "--appendfsync", "everysec"]);
+  const redis = createRedisClient({
+    client,
+    url: server.url,
+    timeoutMs: clientTimeoutMs,
+    logger: { info() {}, warn() {}, error() {} },
+  });
+  return {
+    redis,
+    async inject() {
+      const began = performance.now();
+      await server.signal("SIGKILL");
+      await server.start();
+      return began;
+    },
+    async restore() {},
+    stop: () => server.stop(),
+  };
+}
+
+/**
+ * Cuts `replica` off `master` for 300 ms, as a replication lag would: the replica is stopped
+ * (SIGSTOP, so it cannot reconnect) and the master drops its link (CLIENT KILL TYPE replica),
+ * so what the master takes meanwhile stays in the master alone. A stopped replica alone would
+ * not do: the kernel keeps receiving the stream for it. The caller kills the master next, then
+ * continues the replica.
+ */
+async function lag(master: RedisServer, replica: RedisServer): Promise<void> {
+  await replica.signal("SIGSTOP");
+  await cli(master.port, "client", "kill", "type", "replica");
+  await sleep(300);
+}
+
+/** Polls `check` (no event tells when a failover or a resync is done). */
+async function waitFor(timeoutMs: number, what: string, check: () => Promise<boolean>) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch {
+      // a node not answering yet
+    }
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+export { DEADLINE_MS };
