@@ -271,11 +271,16 @@ export class ResponseCache {
   }
 
   /** Gives up a fill (not storable, aborted, failed): releases the lock and wakes waiters. */
-  abandon(key: string, token: string, handover?: Lookup): void {
-    this.store
+  abandon(key: string, token: string, handover?: Lookup): Promise<boolean> {
+    // Tracked like a fill: `idle()` resolves once the lock is released.
+    const pending: Promise<boolean> = this.store
       .run((store) => store.unlock(key, token))
       .catch(() => {})
-      .finally(() => this.release(key, handover));
+      .finally(() => this.release(key, handover))
+      .then(() => false);
+    this.pending.add(pending);
+    void pending.finally(() => this.pending.delete(pending));
+    return pending;
   }
 
   /**
@@ -284,10 +289,13 @@ export class ResponseCache {
    */
   discard(key: string, token: string): void {
     this.tier1?.delete(key);
-    this.store
+    // Tracked like a fill: `idle()` resolves once the entry is gone and its lock released.
+    const pending: Promise<boolean> = this.store
       .run((store) => store.remove(key))
       .catch(() => {})
-      .finally(() => this.abandon(key, token));
+      .then(() => this.abandon(key, token));
+    this.pending.add(pending);
+    void pending.finally(() => this.pending.delete(pending));
   }
 
   private release(key: string, handover?: Lookup): void {
