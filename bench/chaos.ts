@@ -7,6 +7,8 @@
  * bench/results/chaos-<time>.{md,json}.
  *
  *   FAULTS=cluster-sigkill,proxy-stall ROUNDS=1 KILL_ROUNDS=2 CLIENT=node-redis npm run chaos
+ *
+ * `REPLICAS_ALL=1` runs the other Cluster and Sentinel faults with `replicas` too.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -28,6 +30,14 @@ for (const kind of ["cluster", "sentinel", "proxy", "aof"]) {
   const kills = faults.filter(isKill);
   const others = faults.filter((f) => !isKill(f));
   if (others.length > 0) plan.push({ faults: others, replicas: false, rounds });
+  // Standalone has no replica to acknowledge anything.
+  if (
+    others.length > 0 &&
+    process.env.REPLICAS_ALL === "1" &&
+    (kind === "cluster" || kind === "sentinel")
+  ) {
+    plan.push({ faults: others, replicas: true, rounds });
+  }
   for (const replicas of [false, true]) {
     const n = replicas ? killRounds : killRoundsOff;
     if (kills.length > 0) plan.push({ faults: kills, replicas, rounds: n });

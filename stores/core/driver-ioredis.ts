@@ -17,62 +17,21 @@ import {
   type SubscriberEvents,
   scriptEnds,
 } from "./driver.js";
+import {
+  type Corkable,
+  type IoCluster,
+  type IoConnection,
+  type IoNode,
+  type IoPipeline,
+  type IoStreamed,
+  nodeName,
+  publisherOf,
+  type ScriptMethod,
+  seedAddress,
+  watchClusterSubscriber,
+} from "./driver-ioredis-nodes.js";
 import { InvalidOptionError } from "./errors.js";
 import { keySlot } from "./slot.js";
-
-/** The part of an ioredis (or iovalkey) node connection this adapter uses. */
-interface IoNode {
-  status: string;
-  options: {
-    host?: string;
-    port?: number;
-    keyPrefix?: string;
-    path?: string;
-    autoResendUnfulfilledCommands?: boolean;
-    sentinels?: { host?: string; port?: number }[] | null;
-    name?: string;
-  };
-  call(...args: Arg[]): Promise<unknown>;
-  publish(channel: string, payload: string): Promise<number>;
-  defineCommand(name: string, definition: { lua: string; numberOfKeys?: number }): void;
-  duplicate(): IoConnection;
-  on(event: string, listener: (...args: never[]) => void): unknown;
-  off(event: string, listener: (...args: never[]) => void): unknown;
-}
-
-/** A connection or Cluster as far as subscribing goes. */
-interface IoConnection {
-  subscribe(channel: string): Promise<unknown>;
-  psubscribe(pattern: string): Promise<unknown>;
-  unsubscribe(channel: string): Promise<unknown>;
-  punsubscribe(pattern: string): Promise<unknown>;
-  disconnect(reconnect?: boolean): void;
-  on(event: string, listener: (...args: never[]) => void): unknown;
-}
-
-interface IoCluster extends IoNode {
-  isCluster: true;
-  options: IoNode["options"] & { redisOptions?: IoNode["options"] };
-  startupNodes: ({ host?: string; port?: number } | string | number)[];
-  nodes(role: "master" | "all"): IoNode[];
-  /** Slot → node keys (`host:port`), the master first. */
-  slots: (string[] | undefined)[];
-  connectionPool: { getInstanceByKey(key: string): IoNode | undefined };
-}
-
-/** A connection's socket, for where it is connected. */
-type IoStreamed = { stream?: { remoteAddress?: string; remotePort?: number } };
-
-/** A connection's socket as far as batching its writes goes. */
-type Corkable = { cork(): void; uncork(): void; writable: boolean };
-
-type ScriptMethod = (...keysAndArgs: Arg[]) => Promise<unknown>;
-
-/** An ioredis pipeline as far as replica acknowledgement goes. */
-interface IoPipeline {
-  call(...args: Arg[]): IoPipeline;
-  exec(): Promise<[Error | null, unknown][]>;
-}
 
 class IoredisDriver implements RedisDriver {
   readonly family = "ioredis" as const;
@@ -337,64 +296,6 @@ class IoredisDriver implements RedisDriver {
     this.client.on(event, listener);
     return () => void this.client.off(event, listener);
   }
-}
-
-/**
- * A Cluster client subscribes through one node's connection, and when that connection ends (its
- * node died) it silently picks another node and subscribes there again: the Cluster emits no
- * `ready`. Watch each such connection; once a replacement has sent its SUBSCRIBEs (a PING queued
- * behind them has its answer), report `ready(true)`, so `onResubscribed` runs.
- */
-function watchClusterSubscriber(connection: IoConnection, events: SubscriberEvents): void {
-  type Instance = {
-    once(event: "end", listener: () => void): unknown;
-    ping(): Promise<unknown>;
-  };
-  const inner = connection as unknown as { subscriber?: { getInstance?(): Instance | null } };
-  const seen = new WeakSet<Instance>();
-  let first = true;
-  const watch = () => {
-    const instance = inner.subscriber?.getInstance?.();
-    if (instance === null || instance === undefined || seen.has(instance)) return;
-    seen.add(instance);
-    // ioredis replaces an ended subscriber in its own "end" listener, registered before this one.
-    instance.once("end", watch);
-    if (first) {
-      first = false;
-      return;
-    }
-    instance.ping().then(
-      () => events.ready(true),
-      () => {},
-    );
-  };
-  connection.on("ready", watch);
-}
-
-function nodeName(node: IoNode): string {
-  if (node.options.path) return `unix ${node.options.path}`;
-  return `${node.options.host ?? "127.0.0.1"}:${node.options.port ?? 6379}`;
-}
-
-function seedAddress(cluster: IoCluster): string {
-  const seed = cluster.startupNodes[0];
-  if (typeof seed === "object" && seed !== null)
-    return `${seed.host ?? "127.0.0.1"}:${seed.port ?? 6379}`;
-  return String(seed ?? "cluster");
-}
-
-/** The master every publish of a Cluster client goes through (the same while it is known). */
-function publisherOf(cluster: IoCluster): IoNode | undefined {
-  let first: IoNode | undefined;
-  let firstName = "";
-  for (const node of cluster.nodes("master")) {
-    const name = nodeName(node);
-    if (first === undefined || name < firstName) {
-      first = node;
-      firstName = name;
-    }
-  }
-  return first;
 }
 
 /** The driver of an ioredis or iovalkey client, or undefined for another shape. */

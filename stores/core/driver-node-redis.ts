@@ -20,41 +20,23 @@ import {
   scriptEnds,
   type Topology,
 } from "./driver.js";
+import {
+  AS_BUFFERS,
+  AS_STRINGS,
+  addressOf,
+  FIRST_CONNECT_QUEUE,
+  FIRST_CONNECT_WAIT_MS,
+  isNoScript,
+  isReady,
+  type Listener,
+  type NodeRedisLike,
+  type NodeRedisMulti,
+  notConnected,
+  type Raw,
+  raw,
+} from "./driver-node-redis-shape.js";
 import { InvalidOptionError } from "./errors.js";
 import { keySlot } from "./slot.js";
-
-type Raw = string | Buffer;
-/** `{ typeMapping: { [BLOB_STRING]: Buffer } }`: `$` (36) is RESP's bulk string type. */
-const AS_BUFFERS = { typeMapping: { 36: Buffer } };
-/** No type mapping: replies as the kit expects them, whatever mapping the client was given. */
-const AS_STRINGS = { typeMapping: {} };
-
-type Listener = (message: string, channel: string) => void;
-
-/** What this adapter uses of a node-redis client, Cluster or Sentinel. */
-interface NodeRedisLike {
-  isOpen: boolean;
-  isReady: boolean;
-  options?: { url?: string; socket?: { host?: string; port?: number }; keyPrefix?: Raw };
-  _keyPrefix?: Raw;
-  sendCommand(...args: unknown[]): Promise<unknown>;
-  duplicate(): NodeRedisLike;
-  connect(): Promise<unknown>;
-  destroy?(): unknown;
-  disconnect?(): Promise<unknown>;
-  subscribe(channel: string, listener: Listener): Promise<unknown>;
-  pSubscribe(pattern: string, listener: Listener): Promise<unknown>;
-  unsubscribe(channel: string, listener?: Listener): Promise<unknown>;
-  pUnsubscribe(pattern: string, listener?: Listener): Promise<unknown>;
-  on(event: string, listener: (...args: never[]) => void): unknown;
-  off(event: string, listener: (...args: never[]) => void): unknown;
-  // Cluster
-  masters?: { host: string; port: number }[];
-  slots?: ({ master?: { host: string; port: number } } | undefined)[];
-  nodeClient?(node: unknown): Promise<NodeRedisLike> | NodeRedisLike;
-  // Sentinel
-  getMasterNode?(): { host: string; port: number } | undefined;
-}
 
 class NodeRedisDriver implements RedisDriver {
   readonly family = "node-redis" as const;
@@ -359,67 +341,6 @@ class NodeRedisDriver implements RedisDriver {
     this.client.on(name, listener);
     return () => void this.client.off(name, listener);
   }
-}
-
-/** A node-redis pipeline (`multi()`), whatever the topology's `addCommand` signature. */
-interface NodeRedisMulti {
-  addCommand(...args: unknown[]): NodeRedisMulti;
-  execAsPipeline(): Promise<unknown[]>;
-}
-
-/** NOSCRIPT, as a command's error or inside a pipeline's (`MultiErrorReply.replies`). */
-function isNoScript(err: unknown): boolean {
-  if (String((err as Error)?.message).startsWith("NOSCRIPT")) return true;
-  const replies = (err as { replies?: unknown[] })?.replies;
-  return (
-    Array.isArray(replies) &&
-    replies.some((r) => r instanceof Error && r.message.startsWith("NOSCRIPT"))
-  );
-}
-
-/** How long a command may wait for a Cluster's or Sentinel's first connection. */
-const FIRST_CONNECT_WAIT_MS = 5000;
-/** How many commands may wait for it at once. */
-const FIRST_CONNECT_QUEUE = 1000;
-
-function notConnected(topology: Topology): Error {
-  return new Error(
-    `the node-redis ${topology === "cluster" ? "Cluster" : "Sentinel"} client has not connected yet`,
-  );
-}
-
-/** node-redis 5's Cluster has no `isReady`: there, open means ready. */
-function isReady(c: NodeRedisLike): boolean {
-  return typeof c.isReady === "boolean" ? c.isReady : c.isOpen;
-}
-
-function raw(arg: Arg): Raw {
-  return typeof arg === "number" ? String(arg) : arg;
-}
-
-function addressOf(c: NodeRedisLike, topology: Topology): string {
-  if (topology === "cluster") {
-    const names = (c.masters ?? []).map((m) => `${m.host}:${m.port}`).sort();
-    return names[0] ?? "(not connected)";
-  }
-  if (topology === "sentinel") {
-    const master = c.getMasterNode?.();
-    return master === undefined ? "sentinel" : `${master.host}:${master.port}`;
-  }
-  const socket = c.options?.socket;
-  if (socket?.host !== undefined || socket?.port !== undefined) {
-    return `${socket.host ?? "localhost"}:${socket.port ?? 6379}`;
-  }
-  const url = c.options?.url;
-  if (url !== undefined) {
-    try {
-      const parsed = new URL(url);
-      return `${parsed.hostname}:${parsed.port || 6379}`; // never the credentials
-    } catch {
-      // not a URL: fall through
-    }
-  }
-  return "localhost:6379";
 }
 
 /** The driver of a node-redis client, Cluster or Sentinel, or undefined for another shape. */

@@ -39,10 +39,18 @@ export interface BackendSwitchOptions<S> {
   /**
    * A cheap Redis call (PING) the switch makes by itself every `recheckMs` while degraded, so
    * a feature that gets no traffic (an instance a load balancer took out of rotation because
-   * its health said 503) still finds its way back to Redis.
+   * its health said 503) still finds its way back to Redis. With `onReady`, the switch also
+   * probes as soon as the client says it is ready again (reconnected, to a new master after a
+   * Sentinel failover), instead of at the next `recheckMs`.
    */
-  ping?: () => Promise<unknown>;
+  ping?: Ping;
 }
+
+/** See `BackendSwitchOptions.ping`. */
+export type Ping = (() => Promise<unknown>) & {
+  /** Subscribes to the client's `ready`; returns the unsubscribe. */
+  onReady?: (listener: () => void) => () => void;
+};
 
 /** One feature's state, as `redisHealth()` reports it. */
 export interface FeatureState {
@@ -86,9 +94,12 @@ function isReplyError(err: Error | undefined): boolean {
   return err !== undefined && /^(ReplyError|ErrorReply|SimpleError|BlobError)$/.test(err.name);
 }
 
-/** The `ping` of a `BackendSwitch` over `driver`: a PING (to any node of a Cluster). */
-export function pingOf(driver: RedisDriver | undefined): (() => Promise<unknown>) | undefined {
-  return driver === undefined ? undefined : () => driver.command("ping", []);
+/** The `ping` of a `BackendSwitch` over `driver`: a PING (to any node of a Cluster), and its `ready`. */
+export function pingOf(driver: RedisDriver | undefined): Ping | undefined {
+  if (driver === undefined) return undefined;
+  return Object.assign(() => driver.command("ping", []), {
+    onReady: (listener: () => void) => driver.on("ready", listener),
+  });
 }
 
 /** Routes calls to Redis or memory; see the module comment. */
@@ -101,6 +112,8 @@ export class BackendSwitch<S> implements CallHost<S> {
   private closed = false;
   private pinging = false;
   private pingTimer: NodeJS.Timeout | undefined;
+  /** While degraded: stops listening for the client's `ready`. */
+  private offReady: (() => void) | undefined;
   /** Calls answered by the fallback (memory, open or closed) since creation. */
   fallbacks = 0;
   private readonly deadlines: Deadlines;
@@ -129,6 +142,7 @@ export class BackendSwitch<S> implements CallHost<S> {
   close(): void {
     this.closed = true;
     clearTimeout(this.pingTimer);
+    this.offReady?.();
     for (const entry of switches) if (entry.ref.deref() === this) switches.delete(entry);
     switchFinalizer.unregister(this);
   }
@@ -246,6 +260,8 @@ export class BackendSwitch<S> implements CallHost<S> {
     this.degraded = false;
     this.failures = 0;
     clearTimeout(this.pingTimer);
+    this.offReady?.();
+    this.offReady = undefined;
     this.options.logger.info(`${this.options.scope}: Redis answers again; back on Redis`);
   }
 
@@ -298,6 +314,12 @@ export class BackendSwitch<S> implements CallHost<S> {
     return this.probing ? this.options.timeoutMs : this.options.recheckMs;
   }
 
+  private readyAgain(): void {
+    if (!this.degraded || this.closed) return;
+    this.nextProbeAt = 0;
+    this.schedulePing();
+  }
+
   private fail(err: Error): void {
     this.lastError = err;
     this.failures++;
@@ -310,6 +332,9 @@ export class BackendSwitch<S> implements CallHost<S> {
     this.nextProbeAt = Date.now() + this.options.recheckMs;
     this.degraded = true;
     this.schedulePing();
+    // The client ready again (reconnected, or on a new master): probe now (held weakly).
+    const ref = new WeakRef(this);
+    this.offReady = this.options.ping?.onReady?.(() => ref.deref()?.readyAgain());
     const what = {
       memory: "using the in-process memory backend",
       open: "letting requests through (onRedisError: open)",

@@ -303,9 +303,11 @@ class Manager implements LockManager, LockHost {
   async close(): Promise<void> {
     untrack(this);
     this.switch.close();
+    // Closed first: a subscription that never settles must not keep its connections open.
+    const closing = this.store instanceof RedisLockStore ? this.store.close() : undefined;
     const off = await this.subscription;
     off?.();
-    if (this.store instanceof RedisLockStore) await this.store.close();
+    await closing;
   }
 }
 

@@ -331,7 +331,7 @@ export async function startRedisSentinel(name = "mymaster"): Promise<RedisSentin
 }
 
 /** Polls `check` until it is true (no event tells when gossip or an election is done). */
-async function until(timeoutMs: number, what: string, check: () => Promise<boolean>) {
+export async function until(timeoutMs: number, what: string, check: () => Promise<boolean>) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
