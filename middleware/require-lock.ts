@@ -173,7 +173,9 @@ export interface RequireLockOptions {
   recheckMs?: number;
   /**
    * Grant or extend the lock only once `count` replicas acknowledged it (see
-   * `createLockManager()`); not in time: 503, the lock given back.
+   * `createLockManager()`); not in time, the lock is given back and `onRedisError` applies (503,
+   * or with `"open"` the handler runs unlocked). Opens a connection of its own: close it with
+   * `mw.locks.close()`.
    */
   replicas?: ReplicasOptions;
   /** @default console */
@@ -182,7 +184,7 @@ export interface RequireLockOptions {
 
 /** The handler `requireLock()` returns. */
 export interface RequireLockMiddleware extends RequestHandler {
-  /** The lock manager (for `stats()`, `acquire()` outside HTTP). */
+  /** The lock manager (for `stats()`, `acquire()` outside HTTP; `close()` when done with it). */
   readonly locks: LockManager;
 }
 
