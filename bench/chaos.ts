@@ -66,7 +66,7 @@ const median = (xs: number[]) => {
 };
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 const rows: string[] = [
-  "| fault | replicas | rounds | failed requests (rl/cache/lock/sess/pubsub) | recovery ms median (max) | hung | sessions lost ≥1 s old / recent (checked, unreadable) | lock double grants | rate-limit over-admission (max per round) | messages lost | subscriber back ms median | unrecovered | unhandled rejections |",
+  "| fault | replicas | rounds | failed requests (rl/cache/lock/sess/pubsub) | recovery ms median (max) | hung | sessions lost ≥1 s old / recent (checked, unreadable) | lock double grants | rate-limit over-admission (max per round) | messages lost | subscriber back ms median | unrecovered (started unhealthy) | unhandled rejections |",
   "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
 ];
 for (const step of plan) {
@@ -76,7 +76,7 @@ for (const step of plan) {
     const failed = FEATURES.map((f) => sum(rs.map((r) => r.failed[f] ?? 0))).join("/");
     const rec = rs.map((r) => r.allRecoveredMs);
     rows.push(
-      `| ${FAULTS[fault]} | ${step.replicas ? "count 1" : "off"} | ${rs.length} | ${failed} | ${median(rec)} (${Math.max(...rec)}) | ${sum(rs.map((r) => r.hung))} | ${sum(rs.map((r) => r.sessionsLostOld))} / ${sum(rs.map((r) => r.sessionsLostRecent))} (${sum(rs.map((r) => r.sessionsChecked))}, ${sum(rs.map((r) => r.sessionsUnreadable))}) | ${sum(rs.map((r) => r.doubleGrants))} | ${sum(rs.map((r) => r.overAdmitted))} (${Math.max(...rs.map((r) => r.overAdmitted))}) | ${sum(rs.map((r) => r.messagesLost))} | ${median(rs.map((r) => r.subscriberBackMs))} | ${rs.filter((r) => r.unrecovered).length} | ${sum(rs.map((r) => r.unhandledRejections))} |`,
+      `| ${FAULTS[fault]} | ${step.replicas ? "count 1" : "off"} | ${rs.length} | ${failed} | ${median(rec)} (${Math.max(...rec)}) | ${sum(rs.map((r) => r.hung))} | ${sum(rs.map((r) => r.sessionsLostOld))} / ${sum(rs.map((r) => r.sessionsLostRecent))} (${sum(rs.map((r) => r.sessionsChecked))}, ${sum(rs.map((r) => r.sessionsUnreadable))}) | ${sum(rs.map((r) => r.doubleGrants))} | ${sum(rs.map((r) => r.overAdmitted))} (${Math.max(...rs.map((r) => r.overAdmitted))}) | ${sum(rs.map((r) => r.messagesLost))} | ${median(rs.map((r) => r.subscriberBackMs))} | ${rs.filter((r) => r.unrecovered).length} (${rs.filter((r) => r.startedUnhealthy).length}) | ${sum(rs.map((r) => r.unhandledRejections))} |`,
     );
   }
 }

@@ -64,6 +64,8 @@ export interface RoundFigures {
   healthReported: boolean;
   /** True when the round ended before every feature was normal again. */
   unrecovered: boolean;
+  /** True when the features were not all normal for 30 s before the fault (the last round's left over). */
+  startedUnhealthy: boolean;
   unhandledRejections: number;
 }
 
@@ -132,9 +134,9 @@ async function round(
   timing: ChaosTiming,
 ): Promise<RoundFigures> {
   app.rateKey = `r${Date.now()}`;
-  if (!(await untilNormal(app, timing.settleMs, 30_000))) {
-    throw new Error(`${fault}: the features were not all normal before the fault`);
-  }
+  // Counted, not thrown: a fault that leaves a feature abnormal longer than a round is itself
+  // a finding, and the rounds after it still run.
+  const startedUnhealthy = !(await untilNormal(app, timing.settleMs, 30_000));
   const unhandledBefore = unhandled;
   const grantsBefore = app.doubleGrants;
   const from = app.samples.length;
@@ -207,6 +209,7 @@ async function round(
     messagesLost,
     subscriberBackMs: Number.isFinite(firstBack) ? Math.round(firstBack - at) : -1,
     unrecovered: !recovered,
+    startedUnhealthy,
     healthReported: failed.health! > 0,
     unhandledRejections: unhandled - unhandledBefore,
   };
