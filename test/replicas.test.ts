@@ -26,8 +26,8 @@ import {
   StoreUnavailableError,
   UserSessionStore,
 } from "../index.js";
+import { featureStates } from "../stores/core/fallback.js";
 import { taggedKey } from "../stores/core/keys.js";
-import { keySlot } from "../stores/core/slot.js";
 import {
   type RedisCluster,
   type RedisSentinelGroup,
@@ -168,6 +168,10 @@ describe.each(["ioredis", "node-redis"] as const)("replicas on Sentinel through 
     expect((err as Error).cause).toBeInstanceOf(ReplicationTimeoutError);
     expect((err as Error).cause).toMatchObject({ acknowledged: 0, required: 1, timeoutMs: 100 });
     expect(busy).toBeInstanceOf(LockNotAcquiredError);
+    // Not degraded (what redisHealth() reports): only the unacknowledged call was refused.
+    expect(featureStates().filter((f) => f.scope === "createLockManager")).not.toContainEqual(
+      expect.objectContaining({ state: "degraded" }),
+    );
     expect(control.fence).toBeGreaterThan(0);
     await control.release();
     await held.release();
@@ -255,8 +259,13 @@ describe.each(["ioredis", "node-redis"] as const)(
     it("the WAIT reaches the key's master: only keys whose master's replica is frozen are refused", async () => {
       // The master of each resource's slot, and the replica of one master.
       const resources = Array.from({ length: 12 }, (_, i) => `res-${i}`);
-      const masterOf = (resource: string) =>
-        inspector.slots[keySlot(taggedKey(`${prefix}l:`, resource))]![0]!;
+      // The server says which slot a key hashes to (CLUSTER KEYSLOT).
+      const slotOf = new Map<string, number>();
+      for (const r of resources) {
+        const key = taggedKey(`${prefix}l:`, r);
+        slotOf.set(r, Number(await inspector.call("CLUSTER", "KEYSLOT", key)));
+      }
+      const masterOf = (resource: string) => inspector.slots[slotOf.get(resource)!]![0]!;
       const victimMaster = masterOf(resources[0]!);
       const ports = await Promise.all(
         cluster.servers.map(async (server) => {

@@ -40,9 +40,6 @@ export interface IoCluster extends IoNode {
   options: IoNode["options"] & { redisOptions?: IoNode["options"] };
   startupNodes: ({ host?: string; port?: number } | string | number)[];
   nodes(role: "master" | "all"): IoNode[];
-  /** Slot → node keys (`host:port`), the master first. */
-  slots: (string[] | undefined)[];
-  connectionPool: { getInstanceByKey(key: string): IoNode | undefined };
 }
 
 /** A connection's socket, for where it is connected. */

@@ -31,7 +31,6 @@ import {
   watchClusterSubscriber,
 } from "./driver-ioredis-nodes.js";
 import { InvalidOptionError } from "./errors.js";
-import { keySlot } from "./slot.js";
 
 class IoredisDriver implements RedisDriver {
   readonly family = "ioredis" as const;
@@ -195,18 +194,6 @@ class IoredisDriver implements RedisDriver {
       }
       return failed(err);
     }
-  }
-
-  acknowledge(key: string, count: number, timeoutMs: number): Promise<number> {
-    if (!this.corked) this.batch();
-    if (!this.isCluster) return this.client.call("wait", count, timeoutMs) as Promise<number>;
-    // WAIT names no key, so the Cluster client would pick any node: send it on the
-    // connection of the master that serves the key, where the write it covers went.
-    const cluster = this.client as IoCluster;
-    const master = cluster.slots[keySlot(this.keyPrefix + key)]?.[0];
-    const node = master === undefined ? undefined : cluster.connectionPool.getInstanceByKey(master);
-    if (node === undefined) return Promise.reject(new Error(`no master is known for ${key}`));
-    return node.call("wait", count, timeoutMs) as Promise<number>;
   }
 
   /**

@@ -32,7 +32,6 @@ export interface NodeRedisLike {
   off(event: string, listener: (...args: never[]) => void): unknown;
   // Cluster
   masters?: { host: string; port: number }[];
-  slots?: ({ master?: { host: string; port: number } } | undefined)[];
   nodeClient?(node: unknown): Promise<NodeRedisLike> | NodeRedisLike;
   // Sentinel
   getMasterNode?(): { host: string; port: number } | undefined;

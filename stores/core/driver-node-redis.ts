@@ -36,7 +36,6 @@ import {
   raw,
 } from "./driver-node-redis-shape.js";
 import { InvalidOptionError } from "./errors.js";
-import { keySlot } from "./slot.js";
 
 class NodeRedisDriver implements RedisDriver {
   readonly family = "node-redis" as const;
@@ -188,24 +187,6 @@ class NodeRedisDriver implements RedisDriver {
     } catch (err) {
       return failed(err);
     }
-  }
-
-  acknowledge(key: string, count: number, timeoutMs: number): Promise<number> {
-    const args = ["WAIT", String(count), String(timeoutMs)];
-    if (this.topology !== "cluster") return this.send(undefined, args, false) as Promise<number>;
-    // node-redis 6 sends a Cluster's WAIT to every master and answers the least count: send
-    // it on the connection of the master that serves the key, where the write it covers went.
-    const c = this.client;
-    const master = c.slots?.[keySlot(this.keyPrefix + key)]?.master;
-    if (master === undefined || c.nodeClient === undefined) {
-      return Promise.reject(new Error(`no master is known for ${key}`));
-    }
-    const node = c.nodeClient(master);
-    return (
-      node instanceof Promise
-        ? node.then((client) => client.sendCommand(args))
-        : node.sendCommand(args)
-    ) as Promise<number>;
   }
 
   duplicate(): { driver: RedisDriver; close(): void } {

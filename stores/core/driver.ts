@@ -119,12 +119,6 @@ export interface RedisDriver {
     timeoutMs: number,
   ): Promise<[reply: unknown, acknowledged: number]>;
   /**
-   * Sends `WAIT count timeoutMs` on the connection that serves `key` (its master on a
-   * Cluster); resolves with the number of replicas that acknowledged every write this
-   * connection sent before it. Call it once the write it must cover has answered.
-   */
-  acknowledge(key: string, count: number, timeoutMs: number): Promise<number>;
-  /**
    * A driver on a new connection of its own (a `duplicate()` of the client, same options), and
    * the function that closes it. For calls that may block their connection (WAIT).
    */

@@ -165,9 +165,6 @@ export class AcknowledgedDriver implements RedisDriver {
   set server(value) {
     this.base.server = value;
   }
-  acknowledge(key: string, count: number, timeoutMs: number): Promise<number> {
-    return this.base.acknowledge(key, count, timeoutMs);
-  }
   scriptAcknowledged(
     script: ScriptSource,
     keys: readonly string[],
