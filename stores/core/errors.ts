@@ -95,6 +95,14 @@ export class LockLostError extends ExpressRedisKitError {
 }
 
 /**
+ * The answer to a write `count` replicas did not acknowledge: Redis answered, so the feature
+ * stays on Redis, but this call is refused (in every `onRedisError` mode).
+ */
+export function unacknowledged(scope: string, err: ReplicationTimeoutError): StoreUnavailableError {
+  return new StoreUnavailableError(`${scope}: ${err.message}`, { cause: err });
+}
+
+/**
  * Fewer replicas than `replicas.count` acknowledged a write within `replicas.timeoutMs` (Redis
  * `WAIT`). The write happened on the master and may be lost if it fails over now. Reaches
  * callers as the `cause` of a `StoreUnavailableError`.

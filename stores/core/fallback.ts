@@ -10,11 +10,18 @@
  */
 
 import type { RedisDriver } from "./driver.js";
-import { ReplicationTimeoutError, StoreUnavailableError, toError } from "./errors.js";
+import {
+  ReplicationTimeoutError,
+  StoreUnavailableError,
+  toError,
+  unacknowledged,
+} from "./errors.js";
 import type { OnRedisError } from "./failure.js";
+import { registerSwitch, unregisterSwitch } from "./feature-states.js";
 import { type Backend, type CallHost, Deadlines, InFlight, withTimeout } from "./in-flight.js";
 import type { Logger } from "./logger.js";
 
+export { type FeatureState, featureStates } from "./feature-states.js";
 export type { Backend } from "./in-flight.js";
 
 /** Options of `BackendSwitch`. */
@@ -52,42 +59,8 @@ export type Ping = (() => Promise<unknown>) & {
   onReady?: (listener: () => void) => () => void;
 };
 
-/** One feature's state, as `redisHealth()` reports it. */
-export interface FeatureState {
-  /** The factory, e.g. `rateLimit`. */
-  scope: string;
-  /** `"redis"`, `"memory"` (no Redis configured) or `"degraded"` (serving from its fallback). */
-  state: "redis" | "memory" | "degraded";
-  onRedisError: OnRedisError;
-  /** Why Redis is failing, while degraded. */
-  error?: string;
-}
-
-const switches = new Set<{ scope: string; ref: WeakRef<BackendSwitch<unknown>> }>();
-const switchFinalizer = new FinalizationRegistry<{
-  scope: string;
-  ref: WeakRef<BackendSwitch<unknown>>;
-}>((entry) => switches.delete(entry));
-
 const answer = <T>(value: T, backend: Backend) => ({ value, backend });
 const open = () => undefined;
-
-/** The state of every live feature instance in this process (weakly held). */
-export function featureStates(): FeatureState[] {
-  const out: FeatureState[] = [];
-  for (const { scope, ref } of switches) {
-    const sw = ref.deref();
-    if (sw === undefined) continue;
-    const error = sw.lastErrorMessage;
-    out.push({
-      scope,
-      state: sw.state,
-      onRedisError: sw.onRedisError,
-      ...(error === undefined ? {} : { error }),
-    });
-  }
-  return out;
-}
 
 /** True for an error Redis replied with (as opposed to a connection failure or a timeout). */
 function isReplyError(err: Error | undefined): boolean {
@@ -128,9 +101,7 @@ export class BackendSwitch<S> implements CallHost<S> {
       );
     }
     this.deadlines = new Deadlines(options.timeoutMs);
-    const entry = { scope: options.scope, ref: new WeakRef(this) };
-    switches.add(entry);
-    switchFinalizer.register(this, entry, this);
+    registerSwitch(this);
   }
 
   /** The feature's name (`options.scope`). */
@@ -143,8 +114,7 @@ export class BackendSwitch<S> implements CallHost<S> {
     this.closed = true;
     clearTimeout(this.pingTimer);
     this.offReady?.();
-    for (const entry of switches) if (entry.ref.deref() === this) switches.delete(entry);
-    switchFinalizer.unregister(this);
+    unregisterSwitch(this);
   }
 
   /** The failure mode this switch applies. */
@@ -228,7 +198,7 @@ export class BackendSwitch<S> implements CallHost<S> {
     } catch (err) {
       if (err instanceof ReplicationTimeoutError) {
         this.recover(); // Redis answered: see InFlight.failed
-        throw new StoreUnavailableError(`${this.options.scope}: ${err.message}`, { cause: err });
+        throw unacknowledged(this.options.scope, err);
       }
       this.lastError = toError(err);
       this.nextProbeAt = Date.now() + this.options.recheckMs;

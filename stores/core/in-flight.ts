@@ -6,12 +6,7 @@
  * sent: a FIFO with one timer, armed for the oldest unanswered call, replaces a timer per call
  * (a `setTimeout` + `clearTimeout` pair and its closures per request on the hot path).
  */
-import {
-  RedisTimeoutError,
-  ReplicationTimeoutError,
-  StoreUnavailableError,
-  toError,
-} from "./errors.js";
+import { RedisTimeoutError, ReplicationTimeoutError, toError, unacknowledged } from "./errors.js";
 
 /** Which backend served a call. */
 export type Backend = "redis" | "memory";
@@ -90,7 +85,7 @@ export class InFlight<S, T, R> implements Timed {
       // Redis answered; only this write is not safe: refuse it, in every mode, and keep the
       // feature on Redis (its reads, and writes to other shards, are fine).
       this.host.answered();
-      parts.reject(new StoreUnavailableError(`${this.host.scope}: ${err.message}`, { cause: err }));
+      parts.reject(unacknowledged(this.host.scope, err));
       return;
     }
     this.host.fellBack(parts.op, err).then((a) => {
