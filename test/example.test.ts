@@ -335,7 +335,10 @@ it.each(["ioredis", "node-redis"])(
           const body = (await again.json()) as { rateLimit: { backend: string } };
           expect(body.rateLimit.backend).toBe("redis");
         });
-        expect((await login()).status).toBe(200);
+        // Each feature probes on its own: sessions too, not necessarily in the same instant.
+        await eventually("sessions on Redis again", async () => {
+          expect((await login()).status).toBe(200);
+        });
         // Every feature (cache, locks, pub/sub too) is back within its recheckMs as well.
         await eventually("health is 200 again", async () => {
           expect((await health(base)).status).toBe(200);

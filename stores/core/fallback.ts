@@ -286,6 +286,9 @@ export class BackendSwitch<S> implements CallHost<S> {
 
   private readyAgain(): void {
     if (!this.degraded || this.closed) return;
+    // A PING still outstanding went to the connection that failed: a new one, on the one now
+    // ready, is the evidence (without this the probe waited a whole recheckMs behind it).
+    this.pinging = false;
     this.nextProbeAt = 0;
     this.schedulePing();
   }
