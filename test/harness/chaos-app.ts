@@ -87,6 +87,8 @@ export interface ChaosApp {
   stopLoad(): Promise<void>;
   /** Reads `cookie`'s session: true when it is there. */
   readSession(cookie: string): Promise<boolean | "failed">;
+  /** The Redis key holding `cookie`'s session (for diagnostics). */
+  sessionKey(cookie: string): string;
   close(): Promise<void>;
 }
 
@@ -329,6 +331,10 @@ export async function startChaosApp(options: {
       } catch {
         return "failed";
       }
+    },
+    sessionKey(cookie) {
+      const signed = decodeURIComponent(cookie.slice(cookie.indexOf("=") + 1));
+      return `${prefix}s:${signed.slice(2, signed.lastIndexOf("."))}`;
     },
     async close() {
       running = false;

@@ -34,6 +34,10 @@ export interface Topology {
   inject(fault: Fault): Promise<number>;
   /** Brings the topology back to full strength (restart, resync). */
   restore(): Promise<void>;
+  /** Where `keys` are now, per node, with each node's role (for diagnostics). */
+  locate?(keys: string[]): Promise<string>;
+  /** Starts logging each node's role changes every 100 ms; returns the stopper. */
+  watchRoles?(log: (line: string) => void): () => void;
   stop(): Promise<void>;
 }
 
@@ -165,6 +169,48 @@ function sentinelTopology(group: RedisSentinelGroup, client: "ioredis" | "node-r
         const theirs = await cli(other.port, "info", "replication");
         return theirs.includes(`master_port:${port}`) && theirs.includes("master_link_status:up");
       });
+    },
+    async locate(keys) {
+      const lines = [`sentinel says master ${await group.masterPort()}`];
+      for (const s of group.servers) {
+        const info = await cli(s.port, "info", "replication").catch((e) => String(e));
+        const role = /role:(\w+)/.exec(info)?.[1];
+        const link = /master_link_status:(\w+)/.exec(info)?.[1] ?? "";
+        const of = /master_port:(\d+)/.exec(info)?.[1] ?? "";
+        const found = await Promise.all(keys.map((k) => cli(s.port, "exists", k).catch(() => "?")));
+        const there = found.filter((f) => f.trim() === "1").length;
+        const dbsize = (await cli(s.port, "dbsize").catch(() => "?")).trim();
+        lines.push(
+          `${s.port} ${role}${of && ` of ${of} ${link}`} dbsize ${dbsize}: ${there}/${keys.length} lost keys there`,
+        );
+      }
+      return lines.join("; ");
+    },
+    watchRoles(log) {
+      const last = new Map<number, string>();
+      const started = performance.now();
+      const timer = setInterval(async () => {
+        const at = (redis as { stream?: { remotePort?: number } }).stream?.remotePort ?? 0;
+        if (last.get(0) !== String(at)) {
+          last.set(0, String(at));
+          log(`+${Math.round(performance.now() - started)} ms client at ${at}`);
+        }
+        for (const s of group.servers) {
+          const info = await cli(s.port, "info", "replication").catch(() => "down");
+          const role = /role:(\w+)/.exec(info)?.[1] ?? "down";
+          const of = /master_port:(\d+)/.exec(info)?.[1] ?? "";
+          const link = /master_link_status:(\w+)/.exec(info)?.[1] ?? "";
+          const now = `${role}${of && ` of ${of} ${link}`}`;
+          if (last.get(s.port) !== now) {
+            last.set(s.port, now);
+            const dbsize = (await cli(s.port, "dbsize").catch(() => "?")).trim();
+            log(
+              `+${Math.round(performance.now() - started)} ms ${s.port}: ${now} dbsize ${dbsize}`,
+            );
+          }
+        }
+      }, 100);
+      return () => clearInterval(timer);
     },
     stop: () => group.stop(),
   };

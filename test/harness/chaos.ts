@@ -111,7 +111,7 @@ export async function runChaos(
     app.startLoad();
     for (const fault of faults) {
       for (let i = 0; i < rounds; i++) {
-        const figures = await round(app, topology, fault, options.replicas === true, timing);
+        const figures = await round(app, topology, fault, options.replicas === true, timing, log);
         log(`${fault} round ${i + 1}/${rounds}: ${JSON.stringify(figures)}`);
         out.push(figures);
       }
@@ -132,6 +132,7 @@ async function round(
   fault: Fault,
   replicas: boolean,
   timing: ChaosTiming,
+  log: (line: string) => void,
 ): Promise<RoundFigures> {
   app.rateKey = `r${Date.now()}`;
   // Counted, not thrown: a fault that leaves a feature abnormal longer than a round is itself
@@ -140,6 +141,7 @@ async function round(
   const unhandledBefore = unhandled;
   const grantsBefore = app.doubleGrants;
   const from = app.samples.length;
+  const unwatch = process.env.CHAOS_ROLES ? topology.watchRoles?.(log) : undefined;
   const at = await topology.inject(fault);
   const recovered = await untilNormal(app, timing.settleMs, timing.maxRecoveryMs, at);
   const after = app.samples.slice(from);
@@ -174,6 +176,7 @@ async function round(
   let sessionsLostOld = 0;
   let sessionsLostRecent = 0;
   let sessionsUnreadable = 0;
+  const lost: string[] = [];
   const checked = app.sessions.splice(0);
   for (const written of checked) {
     let found = await app.readSession(written.cookie);
@@ -186,10 +189,13 @@ async function round(
       sessionsUnreadable++;
       continue;
     }
+    lost.push(app.sessionKey(written.cookie));
     if (written.at <= at - 1000) sessionsLostOld++;
     else sessionsLostRecent++;
   }
+  if (lost.length > 0 && topology.locate) log(`lost: ${await topology.locate(lost)}`);
   await topology.restore();
+  unwatch?.();
   app.startLoad();
   return {
     fault,

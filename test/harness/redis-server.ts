@@ -3,6 +3,7 @@
  * server or a small Cluster, on free ports, from the binary on PATH.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { accessSync, constants, mkdtempSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -237,7 +238,7 @@ export async function startRedisCluster(masters = 3, replicas = 0): Promise<Redi
 
 /** A Sentinel-managed group: one master, one replica and three sentinels. */
 export interface RedisSentinelGroup {
-  /** The master group's name (`mymaster`). */
+  /** The master group's name (unique per group, see `startRedisSentinel()`). */
   readonly name: string;
   /** The sentinels' addresses. */
   readonly sentinels: { host: string; port: number }[];
@@ -253,8 +254,15 @@ export interface RedisSentinelGroup {
 /**
  * Starts a master, a replica of it and three sentinels (quorum 2, down after 1 s), and waits
  * until the replica is in sync and every sentinel knows the replica and the other sentinels.
+ *
+ * The group's name is unique: sentinels of another group still running (a parallel test file,
+ * an interrupted run) that watch a port this group reuses would otherwise take this group's
+ * sentinels over by gossip, a master of the same name with a newer epoch, and point them (and
+ * the client) at a node of their choosing: seen to report a replica as the master for 18 s.
  */
-export async function startRedisSentinel(name = "mymaster"): Promise<RedisSentinelGroup> {
+export async function startRedisSentinel(
+  name = `erk-${randomBytes(4).toString("hex")}`,
+): Promise<RedisSentinelGroup> {
   const cli = await requireBinary("redis-cli");
   const master = await startRedisServer();
   const replica = await startRedisServer(["--replicaof", "127.0.0.1", String(master.port)]);
