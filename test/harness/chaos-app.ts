@@ -265,7 +265,13 @@ export async function startChaosApp(options: {
           const cookie = cookies[n % Math.max(1, cookies.length)];
           if (cookie === undefined) break;
           const res = await hit("sessions", "/me", { headers: { cookie } });
-          if (res?.status === 401) samples[samples.length - 1]!.normal = false;
+          if (res?.status === 401) {
+            samples[samples.length - 1]!.normal = false;
+            // Lost for good (the round's check counts it): asking again would keep the feature
+            // abnormal in every later round, though it answers normally.
+            const at = cookies.indexOf(cookie);
+            if (at >= 0) cookies.splice(at, 1);
+          }
           break;
         }
         default:

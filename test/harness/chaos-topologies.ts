@@ -109,6 +109,7 @@ function clusterTopology(cluster: RedisCluster, client: "ioredis" | "node-redis"
       }
       return began;
     },
+    watchRoles: (log) => watchRoles(cluster.servers, log),
     async restore() {
       await restarted;
       await until(30_000, "the Cluster whole again", async () => {
@@ -186,32 +187,7 @@ function sentinelTopology(group: RedisSentinelGroup, client: "ioredis" | "node-r
       }
       return lines.join("; ");
     },
-    watchRoles(log) {
-      const last = new Map<number, string>();
-      const started = performance.now();
-      const timer = setInterval(async () => {
-        const at = (redis as { stream?: { remotePort?: number } }).stream?.remotePort ?? 0;
-        if (last.get(0) !== String(at)) {
-          last.set(0, String(at));
-          log(`+${Math.round(performance.now() - started)} ms client at ${at}`);
-        }
-        for (const s of group.servers) {
-          const info = await cli(s.port, "info", "replication").catch(() => "down");
-          const role = /role:(\w+)/.exec(info)?.[1] ?? "down";
-          const of = /master_port:(\d+)/.exec(info)?.[1] ?? "";
-          const link = /master_link_status:(\w+)/.exec(info)?.[1] ?? "";
-          const now = `${role}${of && ` of ${of} ${link}`}`;
-          if (last.get(s.port) !== now) {
-            last.set(s.port, now);
-            const dbsize = (await cli(s.port, "dbsize").catch(() => "?")).trim();
-            log(
-              `+${Math.round(performance.now() - started)} ms ${s.port}: ${now} dbsize ${dbsize}`,
-            );
-          }
-        }
-      }, 100);
-      return () => clearInterval(timer);
-    },
+    watchRoles: (log) => watchRoles(group.servers, log, redis),
     stop: () => group.stop(),
   };
 }
@@ -282,6 +258,39 @@ async function lag(master: RedisServer, replica: RedisServer): Promise<void> {
   await replica.signal("SIGSTOP");
   await cli(master.port, "client", "kill", "type", "replica");
   await sleep(300);
+}
+
+/**
+ * Logs every role change of `servers` (and the port `client` is connected to, for a
+ * standalone or Sentinel ioredis client), polled every 100 ms; returns the stopper.
+ */
+function watchRoles(
+  servers: RedisServer[],
+  log: (line: string) => void,
+  client?: RedisClient,
+): () => void {
+  const last = new Map<number, string>();
+  const started = performance.now();
+  const say = (what: string) => log(`+${Math.round(performance.now() - started)} ms ${what}`);
+  const timer = setInterval(async () => {
+    const at = (client as { stream?: { remotePort?: number } } | undefined)?.stream?.remotePort;
+    if (client !== undefined && last.get(0) !== String(at)) {
+      last.set(0, String(at));
+      say(`client at ${at}`);
+    }
+    for (const s of servers) {
+      const info = await cli(s.port, "info", "replication").catch(() => "down");
+      const role = /role:(\w+)/.exec(info)?.[1] ?? "down";
+      const of = /master_port:(\d+)/.exec(info)?.[1] ?? "";
+      const link = /master_link_status:(\w+)/.exec(info)?.[1] ?? "";
+      const now = `${role}${of && ` of ${of} ${link}`}`;
+      if (last.get(s.port) !== now) {
+        last.set(s.port, now);
+        say(`${s.port}: ${now} dbsize ${(await cli(s.port, "dbsize").catch(() => "?")).trim()}`);
+      }
+    }
+  }, 100);
+  return () => clearInterval(timer);
 }
 
 /** Freezes `server` for 3 s (SIGSTOP, then SIGCONT). */
