@@ -248,6 +248,7 @@ describe("the middleware per onRedisError: Redis stopped mid-traffic, then resta
 
     expect(await statuses(2)).toEqual([200, 200]);
     expect(await countInRedis(keyPrefix, "u")).toBe(2);
+    const atStop = background.length;
     await server.stop();
 
     if (onRedisError === "memory") {
@@ -265,6 +266,7 @@ describe("the middleware per onRedisError: Redis stopped mid-traffic, then resta
       }
     }
     expect(mw.limiter.stats().state).toBe("degraded");
+    const outage = background.length - atStop; // answered while Redis was down
 
     await server.start(); // empty: persistence is off
     await ready(redis);
@@ -284,7 +286,7 @@ describe("the middleware per onRedisError: Redis stopped mid-traffic, then resta
     running = false;
     await traffic;
     const allowed = { memory: [200, 429], open: [200, 429], closed: [200, 429, 503] };
-    expect(background.length).toBeGreaterThan(20);
+    expect(outage).toBeGreaterThan(2); // the other key was answered while Redis was down
     expect(background.filter((s) => !allowed[onRedisError].includes(s))).toEqual([]);
     expect(logger.lines.filter((l) => /^warn (createRateLimiter|rateLimit):/.test(l))).toHaveLength(
       1,

@@ -40,6 +40,10 @@ export interface IoCluster extends IoNode {
   options: IoNode["options"] & { redisOptions?: IoNode["options"] };
   startupNodes: ({ host?: string; port?: number } | string | number)[];
   nodes(role: "master" | "all"): IoNode[];
+  /** The slot map: per slot, the `host:port` of its master, then its replicas. */
+  slots: (string[] | undefined)[];
+  /** Asks a node for the slot map again (ioredis, iovalkey; not in their typings' docs). */
+  refreshSlotsCache?(callback?: (err?: Error) => void): void;
 }
 
 /** A connection's socket, for where it is connected. */

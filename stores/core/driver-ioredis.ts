@@ -270,6 +270,27 @@ class IoredisDriver implements RedisDriver {
     }));
   }
 
+  async ping(): Promise<void> {
+    if (!this.isCluster) return void (await this.client.call("PING"));
+    const cluster = this.client as IoCluster;
+    const owners = new Set<string>();
+    for (const nodes of cluster.slots) if (nodes?.[0] !== undefined) owners.add(nodes[0]);
+    if (owners.size === 0) return void (await cluster.call("PING")); // no map yet
+    const pool = new Map(cluster.nodes("all").map((node) => [nodeName(node), node]));
+    try {
+      await Promise.all(
+        [...owners].map((owner) => {
+          const node = pool.get(owner);
+          if (node === undefined) throw new Error(`no connection to the master ${owner}`);
+          return node.call("PING");
+        }),
+      );
+    } catch (err) {
+      cluster.refreshSlotsCache?.(() => {});
+      throw err;
+    }
+  }
+
   async sentinelMaster(): Promise<string | null> {
     if (this.topology !== "sentinel") return null;
     // The connection's own options hold the address it resolved through Sentinel.

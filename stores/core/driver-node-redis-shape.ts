@@ -33,6 +33,9 @@ export interface NodeRedisLike {
   // Cluster
   masters?: { host: string; port: number }[];
   nodeClient?(node: unknown): Promise<NodeRedisLike> | NodeRedisLike;
+  /** The Cluster's slot map object (not in node-redis's documented API; used when present). */
+  _slots?: { rediscover?(startWith?: unknown): Promise<unknown> };
+  _self?: NodeRedisLike;
   // Sentinel
   getMasterNode?(): { host: string; port: number } | undefined;
 }

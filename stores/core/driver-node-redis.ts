@@ -305,6 +305,21 @@ class NodeRedisDriver implements RedisDriver {
     ];
   }
 
+  async ping(): Promise<void> {
+    if (!this.isCluster) return void (await this.send(undefined, ["PING"], false));
+    try {
+      const masters = await this.masters();
+      if (masters.length === 0) throw new Error("no master known yet");
+      await Promise.all(masters.map((master) => master.command(["PING"])));
+    } catch (err) {
+      // Ask for the slot map again, as ioredis is asked: node-redis only does by itself
+      // after its own reconnect attempts to the dead node (internal, used only when there).
+      const slots = (this.client._self ?? this.client)._slots;
+      slots?.rediscover?.().catch(() => {});
+      throw err;
+    }
+  }
+
   async sentinelMaster(): Promise<string | null> {
     if (this.topology !== "sentinel") return null;
     const master = this.client.getMasterNode?.();

@@ -103,6 +103,13 @@ export interface RedisDriver {
   subscriber(events: SubscriberEvents): Subscriber;
   /** Every master (the one server on standalone, the current master on Sentinel). */
   masters(): Promise<NodeHandle[]>;
+  /**
+   * PINGs the server; on a Cluster, every master of the client's slot map, all of which must
+   * answer (a shard whose master died fails it until its replica took over and the client
+   * knows it). When one does not answer, the client is asked to refresh its map (ioredis), so
+   * a later PING sees the promotion without waiting for a command to stumble on it.
+   */
+  ping(): Promise<void>;
   /** The master's `host:port` as Sentinel reports it now, or null when not on Sentinel. */
   sentinelMaster(): Promise<string | null>;
   /**

@@ -67,19 +67,30 @@ function isReplyError(err: Error | undefined): boolean {
   return err !== undefined && /^(ReplyError|ErrorReply|SimpleError|BlobError)$/.test(err.name);
 }
 
-/** The `ping` of a `BackendSwitch` over `driver`: a PING (to any node of a Cluster), and its `ready`. */
+/**
+ * The `ping` of a `BackendSwitch` over `driver` (`driver.ping()`: on a Cluster every master
+ * must answer, as one node answering proves nothing of a dead shard), and its `ready`.
+ */
 export function pingOf(driver: RedisDriver | undefined): Ping | undefined {
   if (driver === undefined) return undefined;
-  return Object.assign(() => driver.command("ping", []), {
+  return Object.assign(() => driver.ping(), {
     onReady: (listener: () => void) => driver.on("ready", listener),
   });
 }
+
+/**
+ * While degraded, the switch PINGs at most this often (or every `recheckMs` when shorter): a
+ * PING costs no request anything, and a failover is seen within a quarter second of the new
+ * master answering instead of up to a whole `recheckMs` later.
+ */
+export const PING_EVERY_MS = 250;
 
 /** Routes calls to Redis or memory; see the module comment. */
 export class BackendSwitch<S> implements CallHost<S> {
   private degraded = false;
   private probing = false;
   private nextProbeAt = 0;
+  private nextPingAt = 0;
   private lastError: Error | undefined;
   private failures = 0;
   private closed = false;
@@ -243,9 +254,9 @@ export class BackendSwitch<S> implements CallHost<S> {
     if (this.options.ping === undefined || this.closed) return;
     clearTimeout(this.pingTimer);
     const ref = new WeakRef(this);
-    // A probe or an earlier PING still out: look again a recheckMs later. Else when the next
-    // probe is due (+5 ms: timers may fire a little early).
-    const due = busy ? this.options.recheckMs : Math.max(0, this.nextProbeAt - Date.now()) + 5;
+    // A probe or an earlier PING still out: look again a PING interval later. Else when the
+    // next PING is due (+5 ms: timers may fire a little early).
+    const due = busy ? this.pingEveryMs : Math.max(0, this.nextPingAt - Date.now()) + 5;
     this.pingTimer = setTimeout(() => void ref.deref()?.pingNow(), due);
     this.pingTimer.unref();
   }
@@ -254,7 +265,7 @@ export class BackendSwitch<S> implements CallHost<S> {
     const ping = this.options.ping;
     if (!this.degraded || this.closed || ping === undefined) return;
     if (this.probing || this.pinging) return this.schedulePing(true);
-    if (Date.now() < this.nextProbeAt) return this.schedulePing();
+    if (Date.now() < this.nextPingAt) return this.schedulePing();
     this.probing = true;
     this.pinging = true;
     const sent = Promise.resolve().then(() => ping());
@@ -270,11 +281,15 @@ export class BackendSwitch<S> implements CallHost<S> {
       else this.recover();
     } catch (err) {
       this.lastError = toError(err);
-      this.nextProbeAt = Date.now() + this.options.recheckMs;
+      this.nextPingAt = Date.now() + this.pingEveryMs;
       this.schedulePing();
     } finally {
       this.probing = false;
     }
+  }
+
+  private get pingEveryMs(): number {
+    return Math.min(this.options.recheckMs, PING_EVERY_MS);
   }
 
   /** When Redis is next tried: the next probe, or a probe in flight's deadline. */
@@ -290,6 +305,7 @@ export class BackendSwitch<S> implements CallHost<S> {
     // ready, is the evidence (without this the probe waited a whole recheckMs behind it).
     this.pinging = false;
     this.nextProbeAt = 0;
+    this.nextPingAt = 0;
     this.schedulePing();
   }
 
@@ -303,6 +319,7 @@ export class BackendSwitch<S> implements CallHost<S> {
     this.lastError = err;
     if (this.degraded) return; // a late failure of a call already in flight: no new schedule
     this.nextProbeAt = Date.now() + this.options.recheckMs;
+    this.nextPingAt = Date.now() + this.pingEveryMs;
     this.degraded = true;
     this.schedulePing();
     // The client ready again (reconnected, or on a new master): probe now (held weakly).

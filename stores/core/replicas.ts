@@ -186,6 +186,9 @@ export class AcknowledgedDriver implements RedisDriver {
   masters(): Promise<NodeHandle[]> {
     return this.base.masters();
   }
+  ping(): Promise<void> {
+    return this.base.ping();
+  }
   sentinelMaster(): Promise<string | null> {
     return this.base.sentinelMaster();
   }

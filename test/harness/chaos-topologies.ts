@@ -6,6 +6,7 @@
  */
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
+import { Redis } from "ioredis";
 import { createRedisClient, type RedisClient } from "../../index.js";
 import type { Fault } from "./chaos.ts";
 import {
@@ -262,7 +263,8 @@ async function lag(master: RedisServer, replica: RedisServer): Promise<void> {
 
 /**
  * Logs every role change of `servers` (and the port `client` is connected to, for a
- * standalone or Sentinel ioredis client), polled every 100 ms; returns the stopper.
+ * standalone or Sentinel ioredis client), polled every 100 ms over one connection per server
+ * (not redis-cli: a process per look would load the machine under test); returns the stopper.
  */
 function watchRoles(
   servers: RedisServer[],
@@ -272,25 +274,40 @@ function watchRoles(
   const last = new Map<number, string>();
   const started = performance.now();
   const say = (what: string) => log(`+${Math.round(performance.now() - started)} ms ${what}`);
-  const timer = setInterval(async () => {
+  const conns = servers.map(
+    (s) =>
+      new Redis({
+        port: s.port,
+        host: "127.0.0.1",
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 0,
+        retryStrategy: () => 50,
+        lazyConnect: false,
+      }),
+  );
+  for (const c of conns) c.on("error", () => {});
+  const look = async (s: RedisServer, c: Redis) => {
+    const info = await c.info("replication").catch(() => "down");
+    const role = /role:(\w+)/.exec(info)?.[1] ?? "down";
+    const of = /master_port:(\d+)/.exec(info)?.[1] ?? "";
+    const link = /master_link_status:(\w+)/.exec(info)?.[1] ?? "";
+    const now = `${role}${of && ` of ${of} ${link}`}`;
+    if (last.get(s.port) === now) return;
+    last.set(s.port, now);
+    say(`${s.port}: ${now} dbsize ${await c.dbsize().catch(() => "?")}`);
+  };
+  const timer = setInterval(() => {
     const at = (client as { stream?: { remotePort?: number } } | undefined)?.stream?.remotePort;
     if (client !== undefined && last.get(0) !== String(at)) {
       last.set(0, String(at));
       say(`client at ${at}`);
     }
-    for (const s of servers) {
-      const info = await cli(s.port, "info", "replication").catch(() => "down");
-      const role = /role:(\w+)/.exec(info)?.[1] ?? "down";
-      const of = /master_port:(\d+)/.exec(info)?.[1] ?? "";
-      const link = /master_link_status:(\w+)/.exec(info)?.[1] ?? "";
-      const now = `${role}${of && ` of ${of} ${link}`}`;
-      if (last.get(s.port) !== now) {
-        last.set(s.port, now);
-        say(`${s.port}: ${now} dbsize ${(await cli(s.port, "dbsize").catch(() => "?")).trim()}`);
-      }
-    }
+    servers.forEach((s, i) => void look(s, conns[i]!));
   }, 100);
-  return () => clearInterval(timer);
+  return () => {
+    clearInterval(timer);
+    for (const c of conns) c.disconnect();
+  };
 }
 
 /** Freezes `server` for 3 s (SIGSTOP, then SIGCONT). */
