@@ -112,19 +112,15 @@ describe.each([...ALL_BACKENDS, "iovalkey"] as Backend[])("locks on %s", (backen
   }, 60_000);
 
   it("negative control: a TTL shorter than the work, without extension, lets holders overlap", async () => {
-    // Deterministic: A keeps working until B holds the lock, so the overlap does not depend on
-    // how the machine schedules timers (four racing workers once saw none under a loaded CI).
+    // Deterministic: A keeps working (never releases) until B holds the lock, so the overlap
+    // does not depend on how the machine schedules timers (four racing workers once saw none
+    // under a loaded CI run).
     const p = `${prefix}${n++}:`;
-    const t = tracker();
     const a = await manager(shared, p).acquire("short", { ttlMs: 30 });
-    t.enter(a.fence);
     const b = await manager(shared, p).acquire("short", { ttlMs: 5000, waitMs: 10_000 });
-    t.enter(b.fence); // A never released: its TTL ran out while it worked
-    t.leave();
-    t.leave();
-    expect(t.state.overlaps).toBe(1);
+    // B holds it while A still works: two holders at once.
     expect(b.fence).toBeGreaterThan(a.fence);
-    expect(await a.release()).toBe(false);
+    expect(await a.release()).toBe(false); // A's lock was gone before A was done
     expect(await b.release()).toBe(true);
   });
 

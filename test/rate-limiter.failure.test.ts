@@ -270,7 +270,8 @@ describe("the middleware per onRedisError: Redis stopped mid-traffic, then resta
 
     await server.start(); // empty: persistence is off
     await ready(redis);
-    // Traffic finds Redis again at the next probe, without recreating the middleware.
+    // Traffic finds Redis again (the client's ready, a PING or the next probe), without
+    // recreating the middleware.
     const duringRecovery: number[] = [];
     for (let i = 0; i < 80 && (await countInRedis(keyPrefix, "u")) === undefined; i++) {
       duringRecovery.push((await hit()).status);

@@ -44,6 +44,8 @@ export interface IoCluster extends IoNode {
   slots: (string[] | undefined)[];
   /** Asks a node for the slot map again (ioredis, iovalkey; not in their typings' docs). */
   refreshSlotsCache?(callback?: (err?: Error) => void): void;
+  /** A `host:port` as the connection pool names it, after `natMap` (not in the typings). */
+  natMapper?(key: string): { host: string; port: number };
 }
 
 /** A connection's socket, for where it is connected. */
@@ -116,4 +118,27 @@ export function publisherOf(cluster: IoCluster): IoNode | undefined {
     }
   }
   return first;
+}
+
+/** Connection states in which a command would wait for a reconnect (or never be sent). */
+const DOWN = new Set(["reconnecting", "close", "end"]);
+
+/**
+ * PINGs every master of `cluster`'s slot map; a master without a connection, or one
+ * reconnecting (it would hold the PING until it is back), fails it at once.
+ */
+export async function pingMasters(cluster: IoCluster): Promise<void> {
+  const owners = new Set<string>();
+  for (const nodes of cluster.slots) if (nodes?.[0] !== undefined) owners.add(nodes[0]);
+  if (owners.size === 0) return void (await cluster.call("PING")); // no map yet
+  const pool = new Map(cluster.nodes("all").map((node) => [nodeName(node), node]));
+  // A MOVED writes the unmapped address into the map: look it up as the pool names it.
+  const named = (owner: string) => {
+    const mapped = cluster.natMapper?.(owner);
+    return mapped === undefined ? owner : `${mapped.host}:${mapped.port}`;
+  };
+  const nodes = [...owners].map((owner) => ({ owner, node: pool.get(named(owner)) }));
+  const down = nodes.find(({ node }) => node === undefined || DOWN.has(node.status));
+  if (down !== undefined) throw new Error(`the master ${down.owner} is not connected`);
+  await Promise.all(nodes.map(({ node }) => node!.call("PING")));
 }

@@ -25,12 +25,14 @@ import {
   type IoPipeline,
   type IoStreamed,
   nodeName,
+  pingMasters,
   publisherOf,
   type ScriptMethod,
   seedAddress,
   watchClusterSubscriber,
 } from "./driver-ioredis-nodes.js";
 import { InvalidOptionError } from "./errors.js";
+import { Pinger } from "./pinger.js";
 
 class IoredisDriver implements RedisDriver {
   readonly family = "ioredis" as const;
@@ -46,6 +48,7 @@ class IoredisDriver implements RedisDriver {
   private readonly gates = new Map<string, Promise<void>>();
   /** Whether this turn's writes are being held for one write at the end of it (see `batch`). */
   private corked = false;
+  private readonly pinger: Pinger;
 
   constructor(readonly client: IoNode) {
     this.isCluster = (client as IoCluster).isCluster === true;
@@ -60,6 +63,13 @@ class IoredisDriver implements RedisDriver {
     this.keyPrefix = (this.isCluster ? client.options.keyPrefix : options.keyPrefix) ?? "";
     this.resendsUnanswered = options.autoResendUnfulfilledCommands !== false;
     this.methods = client as unknown as Record<string, ScriptMethod>;
+    const cluster = client as IoCluster;
+    this.pinger = this.isCluster
+      ? new Pinger(
+          () => pingMasters(cluster),
+          () => cluster.refreshSlotsCache?.(() => {}),
+        )
+      : new Pinger(async () => void (await client.call("PING")));
   }
 
   get address(): string {
@@ -270,25 +280,8 @@ class IoredisDriver implements RedisDriver {
     }));
   }
 
-  async ping(): Promise<void> {
-    if (!this.isCluster) return void (await this.client.call("PING"));
-    const cluster = this.client as IoCluster;
-    const owners = new Set<string>();
-    for (const nodes of cluster.slots) if (nodes?.[0] !== undefined) owners.add(nodes[0]);
-    if (owners.size === 0) return void (await cluster.call("PING")); // no map yet
-    const pool = new Map(cluster.nodes("all").map((node) => [nodeName(node), node]));
-    try {
-      await Promise.all(
-        [...owners].map((owner) => {
-          const node = pool.get(owner);
-          if (node === undefined) throw new Error(`no connection to the master ${owner}`);
-          return node.call("PING");
-        }),
-      );
-    } catch (err) {
-      cluster.refreshSlotsCache?.(() => {});
-      throw err;
-    }
+  ping(): Promise<void> {
+    return this.pinger.ping();
   }
 
   async sentinelMaster(): Promise<string | null> {

@@ -100,3 +100,31 @@ export function addressOf(c: NodeRedisLike, topology: Topology): string {
   }
   return "localhost:6379";
 }
+
+/** A master of node-redis's slot map, with its connection when it has one. */
+type ShardNode = { host: string; port: number; client?: NodeRedisLike; connectPromise?: unknown };
+
+/**
+ * PINGs every master of the node-redis Cluster `c`; a node still connecting or reconnecting
+ * (it would hold the PING until it is back) fails it at once.
+ */
+export async function pingMasters(c: NodeRedisLike): Promise<void> {
+  const masters = (c.masters ?? []) as ShardNode[];
+  if (masters.length === 0) throw new Error("no master known yet");
+  await Promise.all(
+    masters.map(async (node) => {
+      if (
+        node.connectPromise !== undefined ||
+        (node.client !== undefined && !isReady(node.client))
+      ) {
+        throw new Error(`the master ${node.host}:${node.port} is not connected`);
+      }
+      await (await c.nodeClient!(node)).sendCommand(["PING"]);
+    }),
+  );
+}
+
+/** Asks node-redis's Cluster `c` for its slot map again (internal; used only when there). */
+export function rediscover(c: NodeRedisLike): void {
+  (c._self ?? c)._slots?.rediscover?.().catch(() => {});
+}

@@ -32,10 +32,13 @@ import {
   type NodeRedisLike,
   type NodeRedisMulti,
   notConnected,
+  pingMasters,
   type Raw,
   raw,
+  rediscover,
 } from "./driver-node-redis-shape.js";
 import { InvalidOptionError } from "./errors.js";
+import { Pinger } from "./pinger.js";
 
 class NodeRedisDriver implements RedisDriver {
   readonly family = "node-redis" as const;
@@ -46,6 +49,7 @@ class NodeRedisDriver implements RedisDriver {
   /** node-redis never resends a command whose reply a disconnect lost. */
   readonly resendsUnanswered = false;
   private send: (firstKey: string | undefined, args: Raw[], buffers: boolean) => Promise<unknown>;
+  private readonly pinger: Pinger;
 
   constructor(readonly client: NodeRedisLike) {
     const c = client;
@@ -102,6 +106,12 @@ class NodeRedisDriver implements RedisDriver {
     } else {
       this.send = send;
     }
+    this.pinger = this.isCluster
+      ? new Pinger(
+          () => pingMasters(c),
+          () => rediscover(c),
+        )
+      : new Pinger(async () => void (await this.send(undefined, ["PING"], false)));
   }
 
   get address(): string {
@@ -305,19 +315,8 @@ class NodeRedisDriver implements RedisDriver {
     ];
   }
 
-  async ping(): Promise<void> {
-    if (!this.isCluster) return void (await this.send(undefined, ["PING"], false));
-    try {
-      const masters = await this.masters();
-      if (masters.length === 0) throw new Error("no master known yet");
-      await Promise.all(masters.map((master) => master.command(["PING"])));
-    } catch (err) {
-      // Ask for the slot map again, as ioredis is asked: node-redis only does by itself
-      // after its own reconnect attempts to the dead node (internal, used only when there).
-      const slots = (this.client._self ?? this.client)._slots;
-      slots?.rediscover?.().catch(() => {});
-      throw err;
-    }
+  ping(): Promise<void> {
+    return this.pinger.ping();
   }
 
   async sentinelMaster(): Promise<string | null> {

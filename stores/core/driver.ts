@@ -106,8 +106,9 @@ export interface RedisDriver {
   /**
    * PINGs the server; on a Cluster, every master of the client's slot map, all of which must
    * answer (a shard whose master died fails it until its replica took over and the client
-   * knows it). When one does not answer, the client is asked to refresh its map (ioredis), so
-   * a later PING sees the promotion without waiting for a command to stumble on it.
+   * knows it; a node reconnecting counts as not answering). When one does not answer, the
+   * client is asked to refresh its map (at most every 250 ms), so a later PING sees the
+   * promotion without waiting for a command to stumble on it. One PING at a time per client.
    */
   ping(): Promise<void>;
   /** The master's `host:port` as Sentinel reports it now, or null when not on Sentinel. */

@@ -5,11 +5,11 @@
  * turns degraded (logged once) and, depending on the failure mode, serves from the in-process
  * memory backend (`"memory"`), answers `undefined` (`"open"`: the feature lets the request
  * through) or throws `StoreUnavailableError` (`"closed"`). While degraded, no request waits on
- * Redis: one request at a time, at most every `recheckMs`, probes it; the first success turns
- * the switch back to Redis (logged once).
+ * Redis: one request at a time, at most every `recheckMs`, probes it, and the switch PINGs it
+ * by itself every `PING_EVERY_MS` (on a Cluster, every master); the first success turns the
+ * switch back to Redis (logged once).
  */
 
-import type { RedisDriver } from "./driver.js";
 import {
   ReplicationTimeoutError,
   StoreUnavailableError,
@@ -20,9 +20,11 @@ import type { OnRedisError } from "./failure.js";
 import { registerSwitch, unregisterSwitch } from "./feature-states.js";
 import { type Backend, type CallHost, Deadlines, InFlight, withTimeout } from "./in-flight.js";
 import type { Logger } from "./logger.js";
+import { PING_EVERY_MS, type Ping } from "./pinger.js";
 
 export { type FeatureState, featureStates } from "./feature-states.js";
 export type { Backend } from "./in-flight.js";
+export { PING_EVERY_MS, type Ping, pingOf } from "./pinger.js";
 
 /** Options of `BackendSwitch`. */
 export interface BackendSwitchOptions<S> {
@@ -44,20 +46,15 @@ export interface BackendSwitchOptions<S> {
    */
   failuresToDegrade?: number;
   /**
-   * A cheap Redis call (PING) the switch makes by itself every `recheckMs` while degraded, so
-   * a feature that gets no traffic (an instance a load balancer took out of rotation because
-   * its health said 503) still finds its way back to Redis. With `onReady`, the switch also
-   * probes as soon as the client says it is ready again (reconnected, to a new master after a
-   * Sentinel failover), instead of at the next `recheckMs`.
+   * A cheap Redis call (PING) the switch makes by itself every `PING_EVERY_MS` (or `recheckMs`
+   * when shorter) while degraded, so a feature that gets no traffic (an instance a load
+   * balancer took out of rotation because its health said 503) still finds its way back to
+   * Redis, and one that does is back a PING or two after a failover's new master answers.
+   * With `onReady`, the switch also probes as soon as the client says it is ready again
+   * (reconnected, to a new master after a Sentinel failover).
    */
   ping?: Ping;
 }
-
-/** See `BackendSwitchOptions.ping`. */
-export type Ping = (() => Promise<unknown>) & {
-  /** Subscribes to the client's `ready`; returns the unsubscribe. */
-  onReady?: (listener: () => void) => () => void;
-};
 
 const answer = <T>(value: T, backend: Backend) => ({ value, backend });
 const open = () => undefined;
@@ -67,30 +64,14 @@ function isReplyError(err: Error | undefined): boolean {
   return err !== undefined && /^(ReplyError|ErrorReply|SimpleError|BlobError)$/.test(err.name);
 }
 
-/**
- * The `ping` of a `BackendSwitch` over `driver` (`driver.ping()`: on a Cluster every master
- * must answer, as one node answering proves nothing of a dead shard), and its `ready`.
- */
-export function pingOf(driver: RedisDriver | undefined): Ping | undefined {
-  if (driver === undefined) return undefined;
-  return Object.assign(() => driver.ping(), {
-    onReady: (listener: () => void) => driver.on("ready", listener),
-  });
-}
-
-/**
- * While degraded, the switch PINGs at most this often (or every `recheckMs` when shorter): a
- * PING costs no request anything, and a failover is seen within a quarter second of the new
- * master answering instead of up to a whole `recheckMs` later.
- */
-export const PING_EVERY_MS = 250;
-
 /** Routes calls to Redis or memory; see the module comment. */
 export class BackendSwitch<S> implements CallHost<S> {
   private degraded = false;
   private probing = false;
   private nextProbeAt = 0;
   private nextPingAt = 0;
+  /** A PING answered after a reply error, and no real call has tried Redis since. */
+  private untriedSinceReply = false;
   private lastError: Error | undefined;
   private failures = 0;
   private closed = false;
@@ -202,6 +183,7 @@ export class BackendSwitch<S> implements CallHost<S> {
     if (redis === undefined) return { value: await op(memory as S), backend: "memory" };
     if (this.probing || Date.now() < this.nextProbeAt) return this.fallback(op);
     this.probing = true;
+    this.untriedSinceReply = false; // this call decides
     try {
       const value = await withTimeout(op(redis), this.options.timeoutMs);
       this.recover();
@@ -240,6 +222,7 @@ export class BackendSwitch<S> implements CallHost<S> {
     if (!this.degraded) return;
     this.degraded = false;
     this.failures = 0;
+    this.untriedSinceReply = false;
     clearTimeout(this.pingTimer);
     this.offReady?.();
     this.offReady = undefined;
@@ -276,9 +259,15 @@ export class BackendSwitch<S> implements CallHost<S> {
     try {
       await withTimeout(sent, this.options.timeoutMs);
       // A PING proves the connection, not the feature's commands: after a reply error (OOM,
-      // READONLY, NOPERM…) only a real call may switch back, and the next one is let through.
-      if (isReplyError(this.lastError)) this.nextProbeAt = 0;
-      else this.recover();
+      // READONLY, NOPERM…) the next real call is let through to decide. When none came by the
+      // next PING (no traffic: an instance out of rotation), that PING switches back; a real
+      // call turns it degraded again if the error stays.
+      if (isReplyError(this.lastError) && !this.untriedSinceReply) {
+        this.nextProbeAt = 0;
+        this.untriedSinceReply = true;
+        this.nextPingAt = Date.now() + this.options.recheckMs;
+        this.schedulePing();
+      } else this.recover();
     } catch (err) {
       this.lastError = toError(err);
       this.nextPingAt = Date.now() + this.pingEveryMs;

@@ -138,10 +138,27 @@ async function round(
   // Counted, not thrown: a fault that leaves a feature abnormal longer than a round is itself
   // a finding, and the rounds after it still run.
   const startedUnhealthy = !(await untilNormal(app, timing.settleMs, 30_000));
+  const unwatch = process.env.CHAOS_ROLES ? topology.watchRoles?.(log) : undefined;
+  try {
+    return await measure(app, topology, fault, replicas, timing, log, startedUnhealthy);
+  } finally {
+    unwatch?.();
+  }
+}
+
+/** The rest of a round, from the fault on. */
+async function measure(
+  app: ChaosApp,
+  topology: Topology,
+  fault: Fault,
+  replicas: boolean,
+  timing: ChaosTiming,
+  log: (line: string) => void,
+  startedUnhealthy: boolean,
+): Promise<RoundFigures> {
   const unhandledBefore = unhandled;
   const grantsBefore = app.doubleGrants;
   const from = app.samples.length;
-  const unwatch = process.env.CHAOS_ROLES ? topology.watchRoles?.(log) : undefined;
   const at = await topology.inject(fault);
   const recovered = await untilNormal(app, timing.settleMs, timing.maxRecoveryMs, at);
   const after = app.samples.slice(from);
@@ -195,7 +212,6 @@ async function round(
   }
   if (lost.length > 0 && topology.locate) log(`lost: ${await topology.locate(lost)}`);
   await topology.restore();
-  unwatch?.();
   app.startLoad();
   return {
     fault,
