@@ -148,9 +148,13 @@ function sentinelTopology(group: RedisSentinelGroup, client: "ioredis" | "node-r
         await master.signal("SIGKILL");
         await replica.signal("SIGCONT");
         // Restarted once Sentinel promoted the replica, and made its replica (as Sentinel
-        // would at its next look, up to 10 s later).
+        // would at its next look, up to 10 s later). Not promotable until it is in sync
+        // (replica-priority 0, restored by restore()): it comes back with its stale dump.rdb,
+        // and a sentinel that wrongly judges the new master down right after the switch (seen
+        // in 2 of 40 rounds) would otherwise promote it, stale data and all.
         restarted = group.waitForNewMaster(port).then(async (now) => {
           await master.start();
+          await cli(master.port, "config", "set", "replica-priority", "0");
           await cli(master.port, "replicaof", "127.0.0.1", String(now));
         });
         restarted.catch(() => {}); // awaited by restore()
@@ -171,6 +175,10 @@ function sentinelTopology(group: RedisSentinelGroup, client: "ioredis" | "node-r
         const theirs = await cli(other.port, "info", "replication");
         return theirs.includes(`master_port:${port}`) && theirs.includes("master_link_status:up");
       });
+      // In sync: promotable again.
+      for (const server of group.servers) {
+        await cli(server.port, "config", "set", "replica-priority", "100");
+      }
     },
     async locate(keys) {
       const lines = [`sentinel says master ${await group.masterPort()}`];
@@ -188,7 +196,28 @@ function sentinelTopology(group: RedisSentinelGroup, client: "ioredis" | "node-r
       }
       return lines.join("; ");
     },
-    watchRoles: (log) => watchRoles(group.servers, log, redis),
+    watchRoles(log) {
+      // And what the sentinels decide: a second failover in a round (a new master judged down
+      // on a loaded machine) would promote a replica still syncing, with its stale data.
+      const stopRoles = watchRoles(group.servers, log, redis);
+      const started = performance.now();
+      const events = ["+sdown", "-sdown", "+odown", "+try-failover", "+switch-master"];
+      const watchers = group.sentinels.map((sentinel) => {
+        const watcher = new Redis({ ...sentinel, retryStrategy: () => 100 });
+        watcher.on("error", () => {});
+        watcher.subscribe(...events).catch(() => {});
+        watcher.on("message", (channel: string, message: string) =>
+          log(
+            `+${Math.round(performance.now() - started)} ms sentinel ${sentinel.port}: ${channel} ${message}`,
+          ),
+        );
+        return watcher;
+      });
+      return () => {
+        stopRoles();
+        for (const watcher of watchers) watcher.disconnect();
+      };
+    },
     stop: () => group.stop(),
   };
 }
