@@ -151,7 +151,7 @@ function sentinelTopology(group: RedisSentinelGroup, client: "ioredis" | "node-r
         // would at its next look, up to 10 s later). Not promotable until it is in sync
         // (replica-priority 0, restored by restore()): it comes back with its stale dump.rdb,
         // and a sentinel that wrongly judges the new master down right after the switch (seen
-        // in 2 of 40 rounds) would otherwise promote it, stale data and all.
+        // in 5 of 64 rounds) would otherwise promote it, stale data and all.
         restarted = group.waitForNewMaster(port).then(async (now) => {
           await master.start();
           await cli(master.port, "config", "set", "replica-priority", "0");
