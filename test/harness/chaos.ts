@@ -111,7 +111,8 @@ export async function runChaos(
     app.startLoad();
     for (const fault of faults) {
       for (let i = 0; i < rounds; i++) {
-        const figures = await round(app, topology, fault, options.replicas === true, timing, log);
+        const acked = options.replicas === true;
+        const figures = await round({ app, topology, fault, replicas: acked, timing, log });
         log(`${fault} round ${i + 1}/${rounds}: ${JSON.stringify(figures)}`);
         out.push(figures);
       }
@@ -125,37 +126,34 @@ export async function runChaos(
   return out;
 }
 
+/** What a round works with. */
+interface RoundContext {
+  app: ChaosApp;
+  topology: Topology;
+  fault: Fault;
+  replicas: boolean;
+  timing: ChaosTiming;
+  log: (line: string) => void;
+}
+
 /** One fault, measured (see the module comment). */
-async function round(
-  app: ChaosApp,
-  topology: Topology,
-  fault: Fault,
-  replicas: boolean,
-  timing: ChaosTiming,
-  log: (line: string) => void,
-): Promise<RoundFigures> {
+async function round(round: RoundContext): Promise<RoundFigures> {
+  const { app, topology, timing, log } = round;
   app.rateKey = `r${Date.now()}`;
   // Counted, not thrown: a fault that leaves a feature abnormal longer than a round is itself
   // a finding, and the rounds after it still run.
   const startedUnhealthy = !(await untilNormal(app, timing.settleMs, 30_000));
   const unwatch = process.env.CHAOS_ROLES ? topology.watchRoles?.(log) : undefined;
   try {
-    return await measure(app, topology, fault, replicas, timing, log, startedUnhealthy);
+    return await measure(round, startedUnhealthy);
   } finally {
     unwatch?.();
   }
 }
 
 /** The rest of a round, from the fault on. */
-async function measure(
-  app: ChaosApp,
-  topology: Topology,
-  fault: Fault,
-  replicas: boolean,
-  timing: ChaosTiming,
-  log: (line: string) => void,
-  startedUnhealthy: boolean,
-): Promise<RoundFigures> {
+async function measure(round: RoundContext, startedUnhealthy: boolean): Promise<RoundFigures> {
+  const { app, topology, fault, replicas, timing, log } = round;
   const unhandledBefore = unhandled;
   const grantsBefore = app.doubleGrants;
   const from = app.samples.length;
