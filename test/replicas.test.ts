@@ -286,7 +286,10 @@ describe.each(["ioredis", "node-redis"] as const)(
         prefix: `${prefix}l:`,
         ttlMs: 600_000, // a lock that goes was released, not expired
         logger: quiet,
-        replicas: { count: 1, timeoutMs: 150 },
+        // A second for a replica's acknowledgement: 150 ms was once too short for a healthy
+        // replica on the loaded 2-core machine running the whole suite.
+        timeoutMs: 5000,
+        replicas: { count: 1, timeoutMs: 1000 },
       });
       for (const r of resources) await (await manager.acquire(r)).release(); // scripts loaded
       const err = await frozen(victim, async () => {
