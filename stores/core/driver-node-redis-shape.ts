@@ -128,3 +128,51 @@ export async function pingMasters(c: NodeRedisLike): Promise<void> {
 export function rediscover(c: NodeRedisLike): void {
   (c._self ?? c)._slots?.rediscover?.().catch(() => {});
 }
+
+/** How the driver sends a command: routed by `firstKey` on a Cluster. */
+export type Send = (
+  firstKey: string | undefined,
+  args: Raw[],
+  buffers: boolean,
+) => Promise<unknown>;
+
+/**
+ * A standalone client queues commands while it connects; a Cluster or Sentinel refuses them
+ * ("The client is offline") until its first connection is made. The `send` this returns makes
+ * commands wait for it, like a standalone client's offline queue, but boundedly: at most
+ * FIRST_CONNECT_WAIT_MS each (past it a command is failed, never sent late) and at most
+ * FIRST_CONNECT_QUEUE of them. `connected` runs once the client is (the driver then sends
+ * through `send` directly).
+ */
+export function waitingForFirstConnect(
+  c: NodeRedisLike,
+  topology: Topology,
+  send: Send,
+  connected: () => void,
+): Send {
+  const event = topology === "cluster" ? "connect" : "ready";
+  const waiting = new Set<() => void>();
+  const onConnect = () => {
+    c.off(event, onConnect);
+    connected();
+    for (const go of waiting) go();
+    waiting.clear();
+  };
+  c.on(event, onConnect);
+  return (key, args, buffers) => {
+    if (isReady(c)) return send(key, args, buffers);
+    if (waiting.size >= FIRST_CONNECT_QUEUE) return Promise.reject(notConnected(topology));
+    return new Promise((resolve, reject) => {
+      const go = () => {
+        clearTimeout(timer);
+        waiting.delete(go);
+        send(key, args, buffers).then(resolve, reject);
+      };
+      const timer = setTimeout(() => {
+        waiting.delete(go);
+        reject(notConnected(topology));
+      }, FIRST_CONNECT_WAIT_MS);
+      waiting.add(go);
+    });
+  };
+}

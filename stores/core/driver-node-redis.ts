@@ -24,18 +24,17 @@ import {
   AS_BUFFERS,
   AS_STRINGS,
   addressOf,
-  FIRST_CONNECT_QUEUE,
-  FIRST_CONNECT_WAIT_MS,
   isNoScript,
   isReady,
   type Listener,
   type NodeRedisLike,
   type NodeRedisMulti,
-  notConnected,
   pingMasters,
   type Raw,
   raw,
   rediscover,
+  type Send,
+  waitingForFirstConnect,
 } from "./driver-node-redis-shape.js";
 import { InvalidOptionError } from "./errors.js";
 import { Pinger } from "./pinger.js";
@@ -48,7 +47,7 @@ class NodeRedisDriver implements RedisDriver {
   readonly keyPrefix: string;
   /** node-redis never resends a command whose reply a disconnect lost. */
   readonly resendsUnanswered = false;
-  private send: (firstKey: string | undefined, args: Raw[], buffers: boolean) => Promise<unknown>;
+  private send: Send;
   private readonly pinger: Pinger;
 
   constructor(readonly client: NodeRedisLike) {
@@ -72,40 +71,14 @@ class NodeRedisDriver implements RedisDriver {
     } else {
       send = (_key, args, buffers) => c.sendCommand(args, buffers ? AS_BUFFERS : AS_STRINGS);
     }
-    // A standalone client queues commands while it connects; a Cluster or Sentinel refuses
-    // them ("The client is offline") until its first connection is made. Until then, commands
-    // wait for it, like a standalone client's offline queue, but boundedly: at most
-    // FIRST_CONNECT_WAIT_MS each (past it a command is failed, never sent late) and at most
-    // FIRST_CONNECT_QUEUE of them. Afterwards they go straight out.
-    if (this.topology !== "standalone" && !isReady(c)) {
-      const event = this.topology === "cluster" ? "connect" : "ready";
-      const waiting = new Set<() => void>();
-      const connected = () => {
-        c.off(event, connected);
-        this.send = send;
-        for (const go of waiting) go();
-        waiting.clear();
-      };
-      c.on(event, connected);
-      this.send = (key, args, buffers) => {
-        if (isReady(c)) return send(key, args, buffers);
-        if (waiting.size >= FIRST_CONNECT_QUEUE) return Promise.reject(notConnected(this.topology));
-        return new Promise((resolve, reject) => {
-          const go = () => {
-            clearTimeout(timer);
-            waiting.delete(go);
-            send(key, args, buffers).then(resolve, reject);
-          };
-          const timer = setTimeout(() => {
-            waiting.delete(go);
-            reject(notConnected(this.topology));
-          }, FIRST_CONNECT_WAIT_MS);
-          waiting.add(go);
-        });
-      };
-    } else {
-      this.send = send;
-    }
+    // A Cluster or Sentinel refuses commands until its first connection is made: until then
+    // they wait for it (see `waitingForFirstConnect`); afterwards they go straight out.
+    this.send =
+      this.topology !== "standalone" && !isReady(c)
+        ? waitingForFirstConnect(c, this.topology, send, () => {
+            this.send = send;
+          })
+        : send;
     this.pinger = this.isCluster
       ? new Pinger(
           () => pingMasters(c),
