@@ -56,13 +56,17 @@ export async function startTopology(
 
 const clientTimeoutMs = 500;
 
-function clusterTopology(cluster: RedisCluster, client: "ioredis" | "node-redis"): Topology {
-  const redis = createRedisClient({
+/** The app's client on `target` (a URL, Cluster nodes or a Sentinel group), quiet. */
+const chaosClient = (client: "ioredis" | "node-redis", target: object): RedisClient =>
+  createRedisClient({
     client,
-    cluster: { nodes: cluster.nodes },
+    ...target,
     timeoutMs: clientTimeoutMs,
     logger: { info() {}, warn() {}, error() {} },
   });
+
+function clusterTopology(cluster: RedisCluster, client: "ioredis" | "node-redis"): Topology {
+  const redis = chaosClient(client, { cluster: { nodes: cluster.nodes } });
   // A killed node is restarted (as a supervisor would) once its replica took over: it comes
   // back as that replica's replica, so acknowledged writes have a replica again.
   let restarted: Promise<void> = Promise.resolve();
@@ -129,12 +133,7 @@ function clusterTopology(cluster: RedisCluster, client: "ioredis" | "node-redis"
 }
 
 function sentinelTopology(group: RedisSentinelGroup, client: "ioredis" | "node-redis"): Topology {
-  const redis = createRedisClient({
-    client,
-    sentinel: { name: group.name, nodes: group.sentinels },
-    timeoutMs: clientTimeoutMs,
-    logger: { info() {}, warn() {}, error() {} },
-  });
+  const redis = chaosClient(client, { sentinel: { name: group.name, nodes: group.sentinels } });
   let restarted: Promise<void> = Promise.resolve();
   return {
     redis,
@@ -225,12 +224,7 @@ function sentinelTopology(group: RedisSentinelGroup, client: "ioredis" | "node-r
 async function proxyTopology(client: "ioredis" | "node-redis"): Promise<Topology> {
   const server = await startRedisServer();
   const proxy: TcpProxy = await startTcpProxy({ host: "127.0.0.1", port: server.port });
-  const redis = createRedisClient({
-    client,
-    url: proxy.url,
-    timeoutMs: clientTimeoutMs,
-    logger: { info() {}, warn() {}, error() {} },
-  });
+  const redis = chaosClient(client, { url: proxy.url });
   return {
     redis,
     async inject(fault) {
@@ -258,12 +252,7 @@ async function proxyTopology(client: "ioredis" | "node-redis"): Promise<Topology
 
 async function aofTopology(client: "ioredis" | "node-redis"): Promise<Topology> {
   const server = await startRedisServer(["--appendonly", "yes", "--appendfsync", "everysec"]);
-  const redis = createRedisClient({
-    client,
-    url: server.url,
-    timeoutMs: clientTimeoutMs,
-    logger: { info() {}, warn() {}, error() {} },
-  });
+  const redis = chaosClient(client, { url: server.url });
   return {
     redis,
     async inject() {
