@@ -24,7 +24,7 @@ import { PING_EVERY_MS, type Ping } from "./pinger.js";
 
 export { type FeatureState, featureStates } from "./feature-states.js";
 export type { Backend } from "./in-flight.js";
-export { PING_EVERY_MS, type Ping, pingOf } from "./pinger.js";
+export { pingOf } from "./pinger.js";
 
 /** Options of `BackendSwitch`. */
 export interface BackendSwitchOptions<S> {
