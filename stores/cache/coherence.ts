@@ -97,9 +97,12 @@ export class Coherence {
 
   /**
    * True when the cache can be used: subscribed to purge messages and the generation known.
-   * On Redis both happen once (again after a failure, at most once a second); until then
-   * requests bypass the cache, since a process that cannot hear purges, or does not know the
-   * generation `purgeAll()` set, could serve purged entries.
+   * On Redis both happen once (again after a failure); until then requests bypass the cache,
+   * since a process that cannot hear purges, or does not know the generation `purgeAll()` set,
+   * could serve purged entries. A failed subscription is tried again at most once a second; a
+   * failed generation read at the next request: it goes through the cache's failure switch,
+   * which bounds the calls Redis gets, and the first request after the switch is back on Redis
+   * must not be bypassed for a second more (seen in the chaos suite's Sentinel rounds).
    */
   ready(): boolean | Promise<boolean> {
     if (this.known) return true;
@@ -121,7 +124,10 @@ export class Coherence {
       }
       if (!subscribed) return false;
       const generation = await this.settings.readGeneration();
-      if (generation === undefined) return false;
+      if (generation === undefined) {
+        this.lastLoadAttempt = 0; // see ready()
+        return false;
+      }
       this.raise(generation);
       this.known = true;
       return true;
