@@ -13,12 +13,18 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { FAULTS, type Fault, type RoundFigures, runChaos } from "../test/harness/chaos.ts";
-import { FEATURES } from "../test/harness/chaos-app.ts";
+import { FEATURES } from "../test/harness/chaos-load.ts";
 
 const rounds = Number(process.env.ROUNDS ?? 3);
 const killRounds = Number(process.env.KILL_ROUNDS ?? 20);
 const killRoundsOff = Number(process.env.KILL_ROUNDS_OFF ?? killRounds);
 const client = (process.env.CLIENT ?? "ioredis") as "ioredis" | "node-redis";
+const downAfterMs = Number(process.env.SENTINEL_DOWN_AFTER_MS ?? 1000);
+if (!Number.isInteger(downAfterMs) || downAfterMs < 100) {
+  throw new Error(
+    `SENTINEL_DOWN_AFTER_MS must be an integer ≥ 100 (got ${process.env.SENTINEL_DOWN_AFTER_MS})`,
+  );
+}
 const chosen = (process.env.FAULTS?.split(",") ?? Object.keys(FAULTS)) as Fault[];
 for (const f of chosen) if (!(f in FAULTS)) throw new Error(`unknown fault ${f}`);
 
@@ -55,6 +61,7 @@ for (const step of plan) {
       rounds: step.rounds,
       replicas: step.replicas,
       client,
+      sentinelDownAfterMs: downAfterMs,
       log: (line) => process.env.VERBOSE && process.stdout.write(`  ${line}\n`),
     })),
   );
@@ -81,7 +88,7 @@ for (const step of plan) {
   }
 }
 const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "Z");
-const header = `# Chaos run ${stamp}\n\nclient ${client}, ${Math.round((Date.now() - started) / 1000)} s, command: \`${process.argv.slice(1).join(" ")}\` with FAULTS=${process.env.FAULTS ?? "(all)"} ROUNDS=${rounds} KILL_ROUNDS=${killRounds} KILL_ROUNDS_OFF=${killRoundsOff}\n\n`;
+const header = `# Chaos run ${stamp}\n\nclient ${client}, ${Math.round((Date.now() - started) / 1000)} s, command: \`${process.argv.slice(1).join(" ")}\` with FAULTS=${process.env.FAULTS ?? "(all)"} ROUNDS=${rounds} KILL_ROUNDS=${killRounds} KILL_ROUNDS_OFF=${killRoundsOff} SENTINEL_DOWN_AFTER_MS=${downAfterMs}\n\n`;
 const table = `${rows.join("\n")}\n`;
 process.stdout.write(`\n${table}`);
 const dir = join(import.meta.dirname, "results");

@@ -4,8 +4,9 @@
  * whose replica lags 300 ms, on a Cluster with replicas and on Sentinel (locks and sessions
  * with `replicas: { count: 1 }`, and without as the control that sessions can be lost), and
  * through a stalled and a reset network. The hard guarantees: no request past its deadline,
- * no unhandled rejection, every feature back to normal without an app restart, no acknowledged
- * session lost and no lock granted twice. A negative control shows the app does see a double
+ * no unhandled rejection, every feature back to normal without an app restart (the event stream
+ * read over HTTP stays open and gets messages again), no acknowledged session lost and no lock
+ * granted twice. A negative control shows the app does see a double
  * grant when one happens.
  */
 import { Redis } from "ioredis";
@@ -25,7 +26,18 @@ function expectGuarantees(figures: RoundFigures[]) {
     expect({ where, unrecovered: f.unrecovered }).toEqual({ where, unrecovered: false });
     // The fault did reach the app: health said so.
     expect({ where, healthReported: f.healthReported }).toEqual({ where, healthReported: true });
+    expectSubscriberBack(f);
   }
+}
+
+/** The Server-Sent Events client kept its stream through the fault and got messages after it. */
+function expectSubscriberBack(f: RoundFigures) {
+  const where = f.fault;
+  expect({ where, reopened: f.streamsReopened, back: f.subscriberBackMs >= 0 }).toEqual({
+    where,
+    reopened: 0,
+    back: true,
+  });
 }
 
 it("a Cluster master killed while its replica lags: every feature recovers; with replicas, no acknowledged session lost, no double grant", async () => {
@@ -61,6 +73,7 @@ it("a stalled network and reset connections: no request hangs, every feature rec
     });
     expect({ where, unrecovered: f.unrecovered }).toEqual({ where, unrecovered: false });
     expect(f).toMatchObject({ sessionsLostOld: 0, sessionsLostRecent: 0, doubleGrants: 0 });
+    expectSubscriberBack(f);
   }
   // The stall was felt: requests failed (answered 503 within their deadlines, not hung).
   const stall = figures.find((f) => f.fault === "proxy-stall")!;

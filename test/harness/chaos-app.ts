@@ -1,10 +1,9 @@
 /**
- * The chaos suite's application and load: an Express app using every feature on one Redis
- * client (rate limit, response cache, lock, sessions, pub/sub, health), driven by a steady
- * load of keep-alive HTTP requests, each with a deadline. Every answer is recorded as a sample
- * (feature, time, failed or not, normal or not), and the app records what only it can see:
- * lock holders overlapping (double grants), sessions written and messages published and
- * received. `chaos.ts` injects the faults and turns these records into figures.
+ * The chaos suite's application: an Express app using every feature on one Redis client (rate
+ * limit, response cache, lock, sessions, pub/sub read as Server-Sent Events, health), driven by
+ * the load of chaos-load.ts. The app records what only it can see: lock holders overlapping
+ * (double grants), admissions per rate-limit key, messages received by its event stream's
+ * client. `chaos.ts` injects the faults and turns these records into figures.
  */
 import { randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
@@ -19,31 +18,11 @@ import {
   rateLimit,
   redisHealth,
   requireLock,
+  sse,
   unavailableHandler,
 } from "../../index.js";
-
-/** The features measured, in the table's order. */
-export const FEATURES = [
-  "rateLimit",
-  "cacheResponse",
-  "requireLock",
-  "sessions",
-  "pubsub",
-] as const;
-export type Feature = (typeof FEATURES)[number] | "health";
-
-/** One answer (or its absence) as the load saw it. */
-export interface Sample {
-  feature: Feature;
-  /** When the request was sent (ms, `performance.now()`). */
-  at: number;
-  /** A 5xx, a network error or a missed deadline. */
-  failed: boolean;
-  /** The answer the feature gives when Redis is healthy (Redis-backed, not a fallback). */
-  normal: boolean;
-  /** No answer within the deadline. */
-  hung: boolean;
-}
+import { createLoad, type Sample, type WrittenSession } from "./chaos-load.ts";
+import { readSse } from "./sse-reader.ts";
 
 /** The rate limit each round's key gets (requests per 5 minutes, longer than a round). */
 export const RATE_LIMIT = 200;
@@ -53,19 +32,7 @@ export const RATE_LIMIT = 200;
  * holder while the first still works.
  */
 const LOCK_HOLD_MS = 3000;
-/**
- * A request with no answer within this is counted as hung (every feature's deadline is ≤ 1 s);
- * a lock request gets the holder's working time on top.
- */
-export const DEADLINE_MS = 3000;
-
-const quiet = { info() {}, warn() {}, error() {} };
-
-/** A session the load created: its cookie, when its write was acknowledged (200). */
-export interface WrittenSession {
-  cookie: string;
-  at: number;
-}
+const silent = { info() {}, warn() {}, error() {} };
 
 export interface ChaosApp {
   readonly url: string;
@@ -76,12 +43,14 @@ export interface ChaosApp {
   readonly sessions: WrittenSession[];
   /** Sequence numbers whose publish resolved, with when. */
   readonly published: Map<number, number>;
-  /** Sequence numbers received, with when. */
+  /** Sequence numbers received by the load's Server-Sent Events client, with when. */
   readonly received: Map<number, number>;
   /** Admitted (200) answers per rate-limit key. */
   readonly admitted: Map<string, number>;
   /** The rate-limit key the load uses now (a new one per round). */
   rateKey: string;
+  /** Event streams that ended and were opened again since the app started. */
+  readonly streamsReopened: number;
   /** Starts the load (`concurrency` requests in flight). */
   startLoad(concurrency?: number): void;
   stopLoad(): Promise<void>;
@@ -96,10 +65,14 @@ export interface ChaosApp {
 export async function startChaosApp(options: {
   redis: RedisClient;
   replicas?: ReplicasOptions;
-  /** How long a lock holder works. @default 100 */
+  /** How long a lock holder works. @default 3000 */
   lockHoldMs?: number;
+  /** Where the features' log lines go (state changes: Redis lost, back). @default nowhere */
+  log?: (line: string) => void;
 }): Promise<ChaosApp> {
-  const { redis, replicas } = options;
+  const { redis, replicas, log } = options;
+  const logged = (line: string) => log?.(`app: ${line}`);
+  const quiet = log === undefined ? silent : { info: logged, warn: logged, error: logged };
   const hold = options.lockHoldMs ?? LOCK_HOLD_MS;
   const prefix = `chaos:${randomBytes(3).toString("hex")}:`;
   const app = express();
@@ -115,16 +88,16 @@ export async function startChaosApp(options: {
   const state = {
     doubleGrants: 0,
     grants: 0,
-    published: new Map<number, number>(),
     received: new Map<number, number>(),
     admitted: new Map<string, number>(),
     rateKey: "r0",
-    sessions: [] as WrittenSession[],
   };
   const channel = `${prefix}events`;
   let logins = 0;
-  await pubsub.subscribe(channel, (message) => {
-    state.received.set(message.data as number, performance.now());
+  // The subscriber is an HTTP client of this stream (see sse-reader.ts), not a handler in the
+  // process: what it misses is what a browser would miss.
+  app.get("/events", async (req, res) => {
+    await sse(req, res, { pubsub, channels: [channel], heartbeatMs: 1000, retryMs: 100 });
   });
 
   const limiter = rateLimit({
@@ -145,6 +118,20 @@ export async function startChaosApp(options: {
   app.get("/rl/:key", limiter, (req, res) => {
     const key = String(req.params.key);
     state.admitted.set(key, (state.admitted.get(key) ?? 0) + 1);
+    res.set("x-backend", req.rateLimit?.backend ?? "none").json({ ok: true });
+  });
+  // The limited key is spent within a second or two of a round, and its rejections are then
+  // answered in the process (local rejections) without Redis: this key, never spent, keeps the
+  // limiter asking Redis through the fault, so its fallback and its return are measured.
+  const counting = rateLimit({
+    redis,
+    prefix: `${prefix}rlc:`,
+    limit: 1_000_000_000,
+    windowMs: 300_000,
+    key: (req) => String(req.params.key),
+    logger: quiet,
+  });
+  app.get("/rlc/:key", counting, (req, res) => {
     res.set("x-backend", req.rateLimit?.backend ?? "none").json({ ok: true });
   });
 
@@ -201,88 +188,21 @@ export async function startChaosApp(options: {
   const server = app.listen(0, "127.0.0.1");
   await new Promise((resolve) => server.once("listening", resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const events = readSse(`${url}/events`, (envelope) => {
+    state.received.set((envelope as { data: number }).data, performance.now());
+  });
+  await events.ready;
 
-  const samples: Sample[] = [];
-  let running = false;
-  const workers: Promise<void>[] = [];
-  let seq = 0;
-  let publisher: NodeJS.Timeout | undefined;
-
-  /** One request; its sample is recorded. Resolves with the response, or undefined. */
-  async function hit(feature: Feature, path: string, init: RequestInit = {}, normal?: string) {
-    const at = performance.now();
-    // A lock holder works `hold` ms before it answers: its deadline counts from then.
-    const deadline = DEADLINE_MS + (feature === "requireLock" ? hold : 0);
-    try {
-      const res = await fetch(url + path, { ...init, signal: AbortSignal.timeout(deadline) });
-      await res.arrayBuffer();
-      const failed = res.status >= 500;
-      const ok =
-        !failed &&
-        (normal === undefined ||
-          res.headers.get("x-backend") === normal ||
-          res.headers.get("x-cache") === normal ||
-          normal.split("|").includes(res.headers.get("x-cache") ?? ""));
-      samples.push({ feature, at, failed, normal: ok, hung: false });
-      return res;
-    } catch (err) {
-      const hung = (err as Error).name === "TimeoutError";
-      samples.push({ feature, at, failed: true, normal: false, hung });
-      return undefined;
-    }
-  }
-
-  const cookies: string[] = [];
-  let turn = 0;
-  async function worker() {
-    while (running) {
-      const n = turn++;
-      switch (n % 8) {
-        case 0:
-        case 1: {
-          const key = state.rateKey;
-          await hit("rateLimit", `/rl/${key}`, {}, "redis");
-          break;
-        }
-        case 2:
-        case 3:
-          await hit("cacheResponse", `/cache/${n % 20}`, {}, "HIT|MISS");
-          break;
-        case 4:
-          await hit("requireLock", `/lock/${(n >> 3) % 4}`, { method: "POST" });
-          break;
-        case 5: {
-          const res = await hit("sessions", "/login", { method: "POST" });
-          const cookie = res?.status === 200 ? res.headers.get("set-cookie") : null;
-          if (cookie) {
-            const pair = cookie.split(";")[0]!;
-            cookies.push(pair);
-            state.sessions.push({ cookie: pair, at: performance.now() });
-          }
-          break;
-        }
-        case 6: {
-          const cookie = cookies[n % Math.max(1, cookies.length)];
-          if (cookie === undefined) break;
-          const res = await hit("sessions", "/me", { headers: { cookie } });
-          if (res?.status === 401) {
-            samples[samples.length - 1]!.normal = false;
-            // Lost for good (the round's check counts it): asking again would keep the feature
-            // abnormal in every later round, though it answers normally.
-            const at = cookies.indexOf(cookie);
-            if (at >= 0) cookies.splice(at, 1);
-          }
-          break;
-        }
-        default:
-          await hit("health", "/health");
-      }
-    }
-  }
+  const load = createLoad({
+    url,
+    holdMs: hold,
+    rateKey: () => state.rateKey,
+    publish: (n) => pubsub.publish(channel, n),
+  });
 
   return {
     url,
-    samples,
+    samples: load.samples,
     get doubleGrants() {
       return state.doubleGrants;
     },
@@ -295,8 +215,8 @@ export async function startChaosApp(options: {
     set grants(v) {
       state.grants = v;
     },
-    sessions: state.sessions,
-    published: state.published,
+    sessions: load.sessions,
+    published: load.published,
     received: state.received,
     admitted: state.admitted,
     get rateKey() {
@@ -305,50 +225,24 @@ export async function startChaosApp(options: {
     set rateKey(v) {
       state.rateKey = v;
     },
-    startLoad(concurrency = 8) {
-      running = true;
-      for (let i = 0; i < concurrency; i++) workers.push(worker());
-      publisher = setInterval(() => {
-        const n = seq++;
-        const at = performance.now();
-        pubsub.publish(channel, n).then(
-          () => {
-            state.published.set(n, at);
-            samples.push({ feature: "pubsub", at, failed: false, normal: true, hung: false });
-          },
-          () => samples.push({ feature: "pubsub", at, failed: true, normal: false, hung: false }),
-        );
-      }, 20);
+    get streamsReopened() {
+      return events.reconnects;
     },
-    async stopLoad() {
-      running = false;
-      clearInterval(publisher);
-      await Promise.all(workers.splice(0));
-    },
-    async readSession(cookie) {
-      try {
-        const res = await fetch(`${url}/me`, {
-          headers: { cookie },
-          signal: AbortSignal.timeout(DEADLINE_MS),
-        });
-        await res.arrayBuffer();
-        if (res.status >= 500) return "failed";
-        return res.status === 200;
-      } catch {
-        return "failed";
-      }
-    },
+    startLoad: (concurrency = 8) => load.start(concurrency),
+    stopLoad: () => load.stop(),
+    readSession: (cookie) => load.readSession(cookie),
     sessionKey(cookie) {
       const signed = decodeURIComponent(cookie.slice(cookie.indexOf("=") + 1));
       return `${prefix}s:${signed.slice(2, signed.lastIndexOf("."))}`;
     },
     async close() {
-      running = false;
-      clearInterval(publisher);
-      await Promise.all(workers.splice(0));
+      await load.stop();
+      events.close();
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
       await cache.close();
+      await limiter.limiter.close();
+      await counting.limiter.close();
       await lock.locks.close();
       await pubsub.close();
       await (store as { close(): Promise<void> }).close();

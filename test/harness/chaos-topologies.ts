@@ -42,14 +42,21 @@ export interface Topology {
   stop(): Promise<void>;
 }
 
-/** Starts the topology `fault` needs, with a client made by `createRedisClient()`. */
+/**
+ * Starts the topology `fault` needs, with a client made by `createRedisClient()`; Sentinel's
+ * `down-after-milliseconds` is `sentinelDownAfterMs` (1000 by default).
+ */
 export async function startTopology(
   fault: Fault,
   client: "ioredis" | "node-redis",
+  options: { sentinelDownAfterMs?: number } = {},
 ): Promise<Topology> {
   const kind = fault.split("-")[0];
   if (kind === "cluster") return clusterTopology(await startRedisCluster(3, 1), client);
-  if (kind === "sentinel") return sentinelTopology(await startRedisSentinel(), client);
+  if (kind === "sentinel") {
+    const group = await startRedisSentinel({ downAfterMs: options.sentinelDownAfterMs });
+    return sentinelTopology(group, client);
+  }
   if (kind === "proxy") return proxyTopology(client);
   return aofTopology(client);
 }

@@ -11,7 +11,8 @@
  * took over, while the load runs, as a supervisor would.
  */
 import { closeRedisClient } from "../../index.js";
-import { type ChaosApp, FEATURES, RATE_LIMIT, startChaosApp } from "./chaos-app.ts";
+import { type ChaosApp, RATE_LIMIT, startChaosApp } from "./chaos-app.ts";
+import { FEATURES } from "./chaos-load.ts";
 import { startTopology, type Topology } from "./chaos-topologies.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -43,7 +44,7 @@ export interface RoundFigures {
   recoveryMs: Record<string, number>;
   /** ms from the fault until every feature answers normally again. */
   allRecoveredMs: number;
-  /** Requests with no answer within their deadline (`DEADLINE_MS` of chaos-app.ts). */
+  /** Requests with no answer within their deadline (`DEADLINE_MS` of chaos-load.ts). */
   hung: number;
   /** Sessions written ≥ 1 s before the fault and unreadable after. */
   sessionsLostOld: number;
@@ -60,6 +61,8 @@ export interface RoundFigures {
   messagesLost: number;
   /** ms from the fault until the first message published after it arrived. */
   subscriberBackMs: number;
+  /** Times the load's event stream ended and was opened again (a failover should not end it). */
+  streamsReopened: number;
   /** True when the health endpoint answered 503 at least once after the fault. */
   healthReported: boolean;
   /** True when the round ended before every feature was normal again. */
@@ -80,6 +83,8 @@ export interface ChaosTiming {
 const DEFAULT_TIMING: ChaosTiming = { settleMs: 1000, maxRecoveryMs: 20_000 };
 
 let unhandled = 0;
+/** When the current round's fault was injected (`performance.now()`). */
+let faultAt = 0;
 const onUnhandled = () => unhandled++;
 
 /**
@@ -93,6 +98,8 @@ export async function runChaos(
     rounds?: number;
     replicas?: boolean;
     client?: "ioredis" | "node-redis";
+    /** Sentinel's `down-after-milliseconds`. @default 1000 */
+    sentinelDownAfterMs?: number;
     timing?: Partial<ChaosTiming>;
     log?: (line: string) => void;
   } = {},
@@ -103,10 +110,14 @@ export async function runChaos(
   const out: RoundFigures[] = [];
   const kinds = new Set(faults.map((f) => f.split("-")[0]));
   if (kinds.size !== 1) throw new Error(`faults of one topology per run (got ${[...kinds]})`);
-  const topology = await startTopology(faults[0]!, options.client ?? "ioredis");
+  const topology = await startTopology(faults[0]!, options.client ?? "ioredis", {
+    sentinelDownAfterMs: options.sentinelDownAfterMs,
+  });
   process.on("unhandledRejection", onUnhandled);
   const replicas = options.replicas === true ? { count: 1, timeoutMs: 200 } : undefined;
-  const app = await startChaosApp({ redis: topology.redis, replicas });
+  // The app's log lines carry the time since the round's fault, like the role watcher's.
+  const appLog = (line: string) => log(`+${Math.round(performance.now() - faultAt)} ms ${line}`);
+  const app = await startChaosApp({ redis: topology.redis, replicas, log: appLog });
   try {
     app.startLoad();
     for (const fault of faults) {
@@ -156,8 +167,10 @@ async function measure(round: RoundContext, startedUnhealthy: boolean): Promise<
   const { app, topology, fault, replicas, timing, log } = round;
   const unhandledBefore = unhandled;
   const grantsBefore = app.doubleGrants;
+  const reopenedBefore = app.streamsReopened;
   const from = app.samples.length;
   const at = await topology.inject(fault);
+  faultAt = at;
   const recovered = await untilNormal(app, timing.settleMs, timing.maxRecoveryMs, at);
   const after = app.samples.slice(from);
   const failed: Record<string, number> = {};
@@ -226,6 +239,7 @@ async function measure(round: RoundContext, startedUnhealthy: boolean): Promise<
     overAdmitted,
     messagesLost,
     subscriberBackMs: Number.isFinite(firstBack) ? Math.round(firstBack - at) : -1,
+    streamsReopened: app.streamsReopened - reopenedBefore,
     unrecovered: !recovered,
     startedUnhealthy,
     healthReported: failed.health! > 0,

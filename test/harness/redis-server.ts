@@ -252,7 +252,8 @@ export interface RedisSentinelGroup {
 }
 
 /**
- * Starts a master, a replica of it and three sentinels (quorum 2, down after 1 s), and waits
+ * Starts a master, a replica of it and three sentinels (quorum 2, down after `downAfterMs`,
+ * 1 s by default), and waits
  * until the replica is in sync and every sentinel knows the replica and the other sentinels.
  *
  * The group's name is unique: sentinels of another group still running (a parallel test file,
@@ -261,8 +262,9 @@ export interface RedisSentinelGroup {
  * the client) at a node of their choosing: seen to report a replica as the master for 18 s.
  */
 export async function startRedisSentinel(
-  name = `erk-${randomBytes(4).toString("hex")}`,
+  options: { downAfterMs?: number } = {},
 ): Promise<RedisSentinelGroup> {
+  const name = `erk-${randomBytes(4).toString("hex")}`;
   const cli = await requireBinary("redis-cli");
   const master = await startRedisServer();
   const replica = await startRedisServer(["--replicaof", "127.0.0.1", String(master.port)]);
@@ -278,7 +280,7 @@ export async function startRedisSentinel(
           text: [
             "bind 127.0.0.1",
             `sentinel monitor ${name} 127.0.0.1 ${master.port} 2`,
-            `sentinel down-after-milliseconds ${name} 1000`,
+            `sentinel down-after-milliseconds ${name} ${options.downAfterMs ?? 1000}`,
             `sentinel failover-timeout ${name} 4000`,
             `sentinel parallel-syncs ${name} 1`,
             "",
