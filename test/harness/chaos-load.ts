@@ -26,6 +26,8 @@ export interface Sample {
   normal: boolean;
   /** No answer within the deadline. */
   hung: boolean;
+  /** A session read answered 401: the session's cookie (lost, or not readable for a while). */
+  cookie?: string;
 }
 
 /**
@@ -131,7 +133,7 @@ export function createLoad(target: LoadTarget): Load {
           if (cookie === undefined) break;
           const res = await hit("sessions", "/me", { headers: { cookie } });
           if (res?.status === 401) {
-            samples[samples.length - 1]!.normal = false;
+            Object.assign(samples[samples.length - 1]!, { normal: false, cookie });
             // Lost for good (the round's check counts it): asking again would keep the feature
             // abnormal in every later round, though it answers normally.
             const at = cookies.indexOf(cookie);

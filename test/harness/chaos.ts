@@ -173,18 +173,6 @@ async function measure(round: RoundContext, startedUnhealthy: boolean): Promise<
   faultAt = at;
   const recovered = await untilNormal(app, timing.settleMs, timing.maxRecoveryMs, at);
   const after = app.samples.slice(from);
-  const failed: Record<string, number> = {};
-  const recoveryMs: Record<string, number> = {};
-  let hung = 0;
-  for (const feature of [...FEATURES, "health"]) {
-    const mine = after.filter((s) => s.feature === feature);
-    failed[feature] = mine.filter((s) => s.failed).length;
-    // Samples are recorded as they complete: the latest abnormal one by its send time.
-    const last = Math.max(at, ...mine.filter((s) => !s.normal).map((s) => s.at));
-    recoveryMs[feature] = Math.round(last - at);
-    hung += mine.filter((s) => s.hung).length;
-  }
-  const allRecoveredMs = Math.max(...FEATURES.map((f) => recoveryMs[f]!));
   const doubleGrants = app.doubleGrants - grantsBefore;
   await app.stopLoad();
   // Rate limit: admitted beyond the limit for this round's key.
@@ -200,12 +188,21 @@ async function measure(round: RoundContext, startedUnhealthy: boolean): Promise<
   }
   app.published.clear();
   app.received.clear();
-  // Sessions: every one written so far must still be readable.
+  // Sessions: every one written since the last round must still be readable, and so must an
+  // older one the load saw answer 401 in this round.
   let sessionsLostOld = 0;
   let sessionsLostRecent = 0;
   let sessionsUnreadable = 0;
   const lost: string[] = [];
+  const lostCookies = new Set<string>();
   const checked = app.sessions.splice(0);
+  const known = new Set(checked.map((w) => w.cookie));
+  for (const s of after) {
+    if (s.cookie !== undefined && !known.has(s.cookie)) {
+      known.add(s.cookie);
+      checked.push({ cookie: s.cookie, at: Number.NEGATIVE_INFINITY });
+    }
+  }
   for (const written of checked) {
     let found = await app.readSession(written.cookie);
     for (let i = 0; found === "failed" && i < 20; i++) {
@@ -218,10 +215,25 @@ async function measure(round: RoundContext, startedUnhealthy: boolean): Promise<
       continue;
     }
     lost.push(app.sessionKey(written.cookie));
+    lostCookies.add(written.cookie);
     if (written.at <= at - 1000) sessionsLostOld++;
     else sessionsLostRecent++;
   }
   if (lost.length > 0 && topology.locate) log(`lost: ${await topology.locate(lost)}`);
+  const failed: Record<string, number> = {};
+  const recoveryMs: Record<string, number> = {};
+  let hung = 0;
+  for (const feature of [...FEATURES, "health"]) {
+    const mine = after.filter((s) => s.feature === feature);
+    failed[feature] = mine.filter((s) => s.failed).length;
+    // Samples are recorded as they complete: the latest abnormal one by its send time. A 401
+    // for a session found lost is that loss, counted above, not the feature failing to answer.
+    const abnormal = mine.filter((s) => !s.normal && !lostCookies.has(s.cookie ?? ""));
+    const last = Math.max(at, ...abnormal.map((s) => s.at));
+    recoveryMs[feature] = Math.round(last - at);
+    hung += mine.filter((s) => s.hung).length;
+  }
+  const allRecoveredMs = Math.max(...FEATURES.map((f) => recoveryMs[f]!));
   await topology.restore();
   app.startLoad();
   return {
