@@ -84,6 +84,7 @@ export async function startRedisServer(
   const binary = await requireBinary("redis-server");
   const port = await freePort(extraArgs.includes("--cluster-enabled"));
   const dir = mkdtempSync(join(tmpdir(), `erk-redis-${port}-`));
+  const tried = (process.env.CHAOS_REDIS_ARGS ?? "").split(" ").filter((arg) => arg !== "");
   const configArgs: string[] = [];
   if (config !== undefined) {
     // Sentinel needs a configuration file it can rewrite.
@@ -106,6 +107,8 @@ export async function startRedisServer(
     // DEBUG (for DEBUG SLEEP) is off by default from Redis 7; older servers reject the flag.
     ...((await majorVersion(binary)) >= 7 ? ["--enable-debug-command", "local"] : []),
     ...extraArgs,
+    // Server settings a chaos run tries on every data node (bench/README.md, chaos knobs).
+    ...(extraArgs.includes("--sentinel") ? [] : tried),
   ];
   let child: ChildProcess | undefined;
   const handle: RedisServer = {
