@@ -56,6 +56,8 @@ export interface ChaosApp {
   stopLoad(): Promise<void>;
   /** Reads `cookie`'s session: true when it is there. */
   readSession(cookie: string): Promise<boolean | "failed">;
+  /** Stops the load reading `cookie`'s session (found lost). */
+  forgetSession(cookie: string): void;
   /** The Redis key holding `cookie`'s session (for diagnostics). */
   sessionKey(cookie: string): string;
   close(): Promise<void>;
@@ -231,6 +233,7 @@ export async function startChaosApp(options: {
     startLoad: (concurrency = 8) => load.start(concurrency),
     stopLoad: () => load.stop(),
     readSession: (cookie) => load.readSession(cookie),
+    forgetSession: (cookie) => load.forget(cookie),
     sessionKey(cookie) {
       const signed = decodeURIComponent(cookie.slice(cookie.indexOf("=") + 1));
       return `${prefix}s:${signed.slice(2, signed.lastIndexOf("."))}`;

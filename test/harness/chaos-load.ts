@@ -63,6 +63,8 @@ export interface Load {
   stop(): Promise<void>;
   /** Reads `cookie`'s session: true when it is there. */
   readSession(cookie: string): Promise<boolean | "failed">;
+  /** Stops reading `cookie`'s session (found lost: counted once, in the round that lost it). */
+  forget(cookie: string): void;
 }
 
 /** A load on `target`, stopped until `start()`. */
@@ -100,6 +102,10 @@ export function createLoad(target: LoadTarget): Load {
   }
 
   const cookies: string[] = [];
+  const forget = (cookie: string) => {
+    const at = cookies.indexOf(cookie);
+    if (at >= 0) cookies.splice(at, 1);
+  };
   let turn = 0;
   async function worker() {
     while (running) {
@@ -136,8 +142,7 @@ export function createLoad(target: LoadTarget): Load {
             Object.assign(samples[samples.length - 1]!, { normal: false, cookie });
             // Lost for good (the round's check counts it): asking again would keep the feature
             // abnormal in every later round, though it answers normally.
-            const at = cookies.indexOf(cookie);
-            if (at >= 0) cookies.splice(at, 1);
+            forget(cookie);
           }
           break;
         }
@@ -171,6 +176,7 @@ export function createLoad(target: LoadTarget): Load {
       clearInterval(publisher);
       await Promise.all(workers.splice(0));
     },
+    forget,
     async readSession(cookie) {
       try {
         const res = await fetch(`${url}/me`, {

@@ -216,6 +216,8 @@ async function measure(round: RoundContext, startedUnhealthy: boolean): Promise<
     }
     lost.push(app.sessionKey(written.cookie));
     lostCookies.add(written.cookie);
+    // Read again in a later round it would answer 401 there and be counted a second time.
+    app.forgetSession(written.cookie);
     if (written.at <= at - 1000) sessionsLostOld++;
     else sessionsLostRecent++;
   }
