@@ -19,7 +19,7 @@ const rounds = Number(process.env.ROUNDS ?? 3);
 const killRounds = Number(process.env.KILL_ROUNDS ?? 20);
 const killRoundsOff = Number(process.env.KILL_ROUNDS_OFF ?? killRounds);
 const client = (process.env.CLIENT ?? "ioredis") as "ioredis" | "node-redis";
-const downAfterMs = Number(process.env.SENTINEL_DOWN_AFTER_MS ?? 1000);
+const downAfterMs = Number(process.env.SENTINEL_DOWN_AFTER_MS ?? 1500);
 if (!Number.isInteger(downAfterMs) || downAfterMs < 100) {
   throw new Error(
     `SENTINEL_DOWN_AFTER_MS must be an integer ≥ 100 (got ${process.env.SENTINEL_DOWN_AFTER_MS})`,
