@@ -7,7 +7,7 @@
  *   npx tsx bench/replicas-latency.ts            (ROUNDS=5, CALLS=2000)
  */
 import { closeRedisClient, createLockManager, createRedisClient } from "../index.js";
-import { startRedisSentinel } from "../test/harness/redis-server.ts";
+import { startRedisSentinel } from "../test/harness/redis-sentinel.ts";
 
 const rounds = Number(process.env.ROUNDS ?? 5);
 const calls = Number(process.env.CALLS ?? 2000);

@@ -28,13 +28,8 @@ import {
 } from "../index.js";
 import { featureStates } from "../stores/core/fallback.js";
 import { taggedKey } from "../stores/core/keys.js";
-import {
-  type RedisCluster,
-  type RedisSentinelGroup,
-  type RedisServer,
-  startRedisCluster,
-  startRedisSentinel,
-} from "./harness/redis-server.ts";
+import { type RedisSentinelGroup, startRedisSentinel } from "./harness/redis-sentinel.ts";
+import { type RedisCluster, type RedisServer, startRedisCluster } from "./harness/redis-server.ts";
 import {
   collectUnhandledRejections,
   commandCalls,

@@ -19,7 +19,7 @@ import {
   createSessionStore,
   type RedisClient,
 } from "../index.js";
-import { type RedisSentinelGroup, startRedisSentinel } from "./harness/redis-server.ts";
+import { type RedisSentinelGroup, startRedisSentinel } from "./harness/redis-sentinel.ts";
 import { collectUnhandledRejections, eventually, quiet, testPrefix } from "./helpers.js";
 
 const run = promisify(execFile);

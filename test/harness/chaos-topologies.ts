@@ -9,12 +9,11 @@ import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import { createRedisClient, type RedisClient } from "../../index.js";
 import type { Fault } from "./chaos.ts";
+import { type RedisSentinelGroup, startRedisSentinel } from "./redis-sentinel.ts";
 import {
   type RedisCluster,
-  type RedisSentinelGroup,
   type RedisServer,
   startRedisCluster,
-  startRedisSentinel,
   startRedisServer,
   until,
 } from "./redis-server.ts";
