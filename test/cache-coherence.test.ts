@@ -66,3 +66,40 @@ it("a load that fails otherwise (a read that throws) is not retried within the s
   expect(await c.ready()).toBe(false); // throttled: not read again
   expect(reads.count).toBe(1);
 });
+
+it("a generation read that started before a resync does not mark the generation known", async () => {
+  let answer!: (generation: number) => void;
+  const reads = { count: 0 };
+  const c = new Coherence(
+    {
+      redis: driverOf(redis),
+      prefix: `${prefix}epoch:`,
+      timeoutMs: 50,
+      logger: quiet,
+      readGeneration: () => {
+        reads.count++;
+        return new Promise<number>((resolve) => {
+          answer = resolve;
+        });
+      },
+    },
+    handlers,
+  );
+  coherences.push(c);
+  const first = c.ready();
+  await waitFor(() => reads.count === 1);
+  // The subscriber reconnected meanwhile (what onResubscribed does): purges may have been missed.
+  (c as unknown as { resync(): void }).resync();
+  answer(3);
+  expect(await first).toBe(false);
+  const second = c.ready(); // read again, after the resync
+  await waitFor(() => reads.count === 2);
+  answer(4);
+  expect(await second).toBe(true);
+  expect(c.generation).toBe(4);
+});
+
+/** Resolves once `check` holds (checked on each macrotask; the read is a microtask chain). */
+async function waitFor(check: () => boolean) {
+  while (!check()) await new Promise((resolve) => setImmediate(resolve));
+}

@@ -104,8 +104,14 @@ export class ResponseCache {
         timeoutMs,
         logger,
         readGeneration: async () => {
-          const answer = await this.store.run((store) => store.generation());
-          return answer?.backend === "redis" ? answer.value : undefined;
+          try {
+            const answer = await this.store.run((store) => store.generation());
+            return answer?.backend === "redis" ? answer.value : undefined;
+          } catch (err) {
+            // onRedisError "closed": refused without Redis, as the other modes fall back.
+            if (err instanceof StoreUnavailableError) return undefined;
+            throw err;
+          }
         },
       },
       {

@@ -52,6 +52,8 @@ export class Coherence {
   private known: boolean;
   private loading: Promise<boolean> | undefined;
   private lastLoadAttempt = 0;
+  /** Raised by each resync: a load started before one must not mark the generation known. */
+  private epoch = 0;
   private subscribed: Promise<boolean> | undefined;
 
   constructor(
@@ -115,6 +117,7 @@ export class Coherence {
   }
 
   private async load(): Promise<boolean> {
+    const epoch = this.epoch;
     try {
       const wait = Math.max(this.settings.timeoutMs * 20, 1000);
       let subscribed = await withTimeout(this.subscribed!, wait);
@@ -129,12 +132,14 @@ export class Coherence {
         return false;
       }
       this.raise(generation);
+      // A resync meanwhile (messages missed again): this read may predate a purge.
+      if (epoch !== this.epoch) return false;
       this.known = true;
       return true;
     } catch {
       return false;
     } finally {
-      this.loading = undefined;
+      if (epoch === this.epoch) this.loading = undefined;
     }
   }
 
@@ -177,6 +182,7 @@ export class Coherence {
 
   /** After the subscriber reconnected: forget, and re-read the generation before serving. */
   private resync(): void {
+    this.epoch++;
     this.handlers.resync();
     this.known = false;
     this.loading = undefined;
