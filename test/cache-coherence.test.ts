@@ -67,36 +67,30 @@ it("a load that fails otherwise (a read that throws) is not retried within the s
   expect(reads.count).toBe(1);
 });
 
-it("a generation read that started before a resync does not mark the generation known", async () => {
-  let answer!: (generation: number) => void;
-  const reads = { count: 0 };
+it("a generation read that started before a resync is read again before the generation is known", async () => {
+  const answers: ((generation: number) => void)[] = [];
   const c = new Coherence(
     {
       redis: driverOf(redis),
       prefix: `${prefix}epoch:`,
       timeoutMs: 50,
       logger: quiet,
-      readGeneration: () => {
-        reads.count++;
-        return new Promise<number>((resolve) => {
-          answer = resolve;
-        });
-      },
+      readGeneration: () => new Promise<number>((resolve) => answers.push(resolve)),
     },
     handlers,
   );
   coherences.push(c);
   const first = c.ready();
-  await waitFor(() => reads.count === 1);
+  await waitFor(() => answers.length === 1);
   // The subscriber reconnected meanwhile (what onResubscribed does): purges may have been missed.
   (c as unknown as { resync(): void }).resync();
-  answer(3);
-  expect(await first).toBe(false);
-  const second = c.ready(); // read again, after the resync
-  await waitFor(() => reads.count === 2);
-  answer(4);
-  expect(await second).toBe(true);
+  expect(c.ready()).toBe(first); // a request meanwhile waits on the same load
+  answers[0]!(3);
+  await waitFor(() => answers.length === 2); // read again, after the resync
+  answers[1]!(4);
+  expect(await first).toBe(true);
   expect(c.generation).toBe(4);
+  expect(answers).toHaveLength(2);
 });
 
 /** Resolves once `check` holds (checked on each macrotask; the read is a microtask chain). */

@@ -52,7 +52,7 @@ export class Coherence {
   private known: boolean;
   private loading: Promise<boolean> | undefined;
   private lastLoadAttempt = 0;
-  /** Raised by each resync: a load started before one must not mark the generation known. */
+  /** Raised by each resync: a generation read that started before it is read again. */
   private epoch = 0;
   private subscribed: Promise<boolean> | undefined;
 
@@ -117,7 +117,6 @@ export class Coherence {
   }
 
   private async load(): Promise<boolean> {
-    const epoch = this.epoch;
     try {
       const wait = Math.max(this.settings.timeoutMs * 20, 1000);
       let subscribed = await withTimeout(this.subscribed!, wait);
@@ -126,20 +125,26 @@ export class Coherence {
         subscribed = await withTimeout(this.subscribed, wait);
       }
       if (!subscribed) return false;
-      const generation = await this.settings.readGeneration();
-      if (generation === undefined) {
-        this.lastLoadAttempt = 0; // see ready()
-        return false;
+      // A resync during the read (messages missed again) means the read may predate a purge:
+      // read again, the requests waiting on this load with it (a few times at most).
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const epoch = this.epoch;
+        const generation = await this.settings.readGeneration();
+        if (generation === undefined) {
+          this.lastLoadAttempt = 0; // see ready()
+          return false;
+        }
+        this.raise(generation);
+        if (epoch === this.epoch) {
+          this.known = true;
+          return true;
+        }
       }
-      this.raise(generation);
-      // A resync meanwhile (messages missed again): this read may predate a purge.
-      if (epoch !== this.epoch) return false;
-      this.known = true;
-      return true;
+      return false;
     } catch {
       return false;
     } finally {
-      if (epoch === this.epoch) this.loading = undefined;
+      this.loading = undefined;
     }
   }
 
@@ -182,10 +187,9 @@ export class Coherence {
 
   /** After the subscriber reconnected: forget, and re-read the generation before serving. */
   private resync(): void {
-    this.epoch++;
+    this.epoch++; // a load in flight reads again (see load())
     this.handlers.resync();
     this.known = false;
-    this.loading = undefined;
     this.lastLoadAttempt = 0;
   }
 
