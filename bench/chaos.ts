@@ -88,7 +88,7 @@ for (const step of plan) {
   }
 }
 const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "Z");
-const header = `# Chaos run ${stamp}\n\nclient ${client}, ${Math.round((Date.now() - started) / 1000)} s, command: \`${process.argv.slice(1).join(" ")}\` with FAULTS=${process.env.FAULTS ?? "(all)"} ROUNDS=${rounds} KILL_ROUNDS=${killRounds} KILL_ROUNDS_OFF=${killRoundsOff} SENTINEL_DOWN_AFTER_MS=${downAfterMs}\n\n`;
+const header = `# Chaos run ${stamp}\n\nclient ${client}, ${Math.round((Date.now() - started) / 1000)} s, command: \`${process.argv.slice(1).join(" ")}\` with FAULTS=${process.env.FAULTS ?? "(all)"} ROUNDS=${rounds} KILL_ROUNDS=${killRounds} KILL_ROUNDS_OFF=${killRoundsOff} SENTINEL_DOWN_AFTER_MS=${downAfterMs} CHAOS_REDIS_ARGS=${JSON.stringify(process.env.CHAOS_REDIS_ARGS ?? "")}\n\n`;
 const table = `${rows.join("\n")}\n`;
 process.stdout.write(`\n${table}`);
 const dir = join(import.meta.dirname, "results");

@@ -41,6 +41,8 @@ export interface ChaosApp {
   doubleGrants: number;
   grants: number;
   readonly sessions: WrittenSession[];
+  /** Cookies whose session read answered 401 since the last `splice` (older sessions to check). */
+  readonly refusedSessions: string[];
   /** Sequence numbers whose publish resolved, with when. */
   readonly published: Map<number, number>;
   /** Sequence numbers received by the load's Server-Sent Events client, with when. */
@@ -193,7 +195,15 @@ export async function startChaosApp(options: {
   const events = readSse(`${url}/events`, (envelope) => {
     state.received.set((envelope as { data: number }).data, performance.now());
   });
-  await events.ready;
+  const opened = await Promise.race([
+    events.ready.then(() => true),
+    new Promise<false>((resolve) => setTimeout(resolve, 10_000, false).unref()),
+  ]);
+  if (!opened) {
+    events.close();
+    server.close();
+    throw new Error("chaos app: its event stream (/events) did not open within 10 s");
+  }
 
   const load = createLoad({
     url,
@@ -218,6 +228,7 @@ export async function startChaosApp(options: {
       state.grants = v;
     },
     sessions: load.sessions,
+    refusedSessions: load.refused,
     published: load.published,
     received: state.received,
     admitted: state.admitted,

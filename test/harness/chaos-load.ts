@@ -59,6 +59,8 @@ export interface Load {
   readonly sessions: WrittenSession[];
   /** Sequence numbers whose publish resolved, with when. */
   readonly published: Map<number, number>;
+  /** Cookies whose session read answered 401 since the last `splice` (to be checked). */
+  readonly refused: string[];
   start(concurrency: number): void;
   stop(): Promise<void>;
   /** Reads `cookie`'s session: true when it is there. */
@@ -73,13 +75,19 @@ export function createLoad(target: LoadTarget): Load {
   const samples: Sample[] = [];
   const sessions: WrittenSession[] = [];
   const published = new Map<number, number>();
+  const refused: string[] = [];
   let running = false;
   const workers: Promise<void>[] = [];
   let seq = 0;
   let publisher: NodeJS.Timeout | undefined;
 
-  /** One request; its sample is recorded. Resolves with the response, or undefined. */
-  async function hit(feature: Feature, path: string, init: RequestInit = {}, normal?: string) {
+  /** One request; its sample is recorded. Resolves with the response (if any) and the sample. */
+  async function hit(
+    feature: Feature,
+    path: string,
+    init: RequestInit = {},
+    normal?: string,
+  ): Promise<{ res?: Response; sample: Sample }> {
     const at = performance.now();
     // A lock holder works `holdMs` before it answers: its deadline counts from then.
     const deadline = DEADLINE_MS + (feature === "requireLock" ? holdMs : 0);
@@ -92,12 +100,14 @@ export function createLoad(target: LoadTarget): Load {
         (normal === undefined ||
           res.headers.get("x-backend") === normal ||
           normal.split("|").includes(res.headers.get("x-cache") ?? ""));
-      samples.push({ feature, at, failed, normal: ok, hung: false });
-      return res;
+      const sample: Sample = { feature, at, failed, normal: ok, hung: false };
+      samples.push(sample);
+      return { res, sample };
     } catch (err) {
       const hung = (err as Error).name === "TimeoutError";
-      samples.push({ feature, at, failed: true, normal: false, hung });
-      return undefined;
+      const sample: Sample = { feature, at, failed: true, normal: false, hung };
+      samples.push(sample);
+      return { sample };
     }
   }
 
@@ -125,7 +135,7 @@ export function createLoad(target: LoadTarget): Load {
           await hit("requireLock", `/lock/${(n >> 3) % 4}`, { method: "POST" });
           break;
         case 5: {
-          const res = await hit("sessions", "/login", { method: "POST" });
+          const { res } = await hit("sessions", "/login", { method: "POST" });
           const cookie = res?.status === 200 ? res.headers.get("set-cookie") : null;
           if (cookie) {
             const pair = cookie.split(";")[0]!;
@@ -137,9 +147,10 @@ export function createLoad(target: LoadTarget): Load {
         case 6: {
           const cookie = cookies[n % Math.max(1, cookies.length)];
           if (cookie === undefined) break;
-          const res = await hit("sessions", "/me", { headers: { cookie } });
+          const { res, sample } = await hit("sessions", "/me", { headers: { cookie } });
           if (res?.status === 401) {
-            Object.assign(samples[samples.length - 1]!, { normal: false, cookie });
+            Object.assign(sample, { normal: false, cookie });
+            refused.push(cookie);
             // Lost for good (the round's check counts it): asking again would keep the feature
             // abnormal in every later round, though it answers normally.
             forget(cookie);
@@ -156,6 +167,7 @@ export function createLoad(target: LoadTarget): Load {
     samples,
     sessions,
     published,
+    refused,
     start(concurrency) {
       running = true;
       for (let i = 0; i < concurrency; i++) workers.push(worker());

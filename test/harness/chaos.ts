@@ -189,7 +189,7 @@ async function measure(round: RoundContext, startedUnhealthy: boolean): Promise<
   app.published.clear();
   app.received.clear();
   // Sessions: every one written since the last round must still be readable, and so must an
-  // older one the load saw answer 401 in this round.
+  // older one the load saw answer 401 since then.
   let sessionsLostOld = 0;
   let sessionsLostRecent = 0;
   let sessionsUnreadable = 0;
@@ -197,10 +197,11 @@ async function measure(round: RoundContext, startedUnhealthy: boolean): Promise<
   const lostCookies = new Set<string>();
   const checked = app.sessions.splice(0);
   const known = new Set(checked.map((w) => w.cookie));
-  for (const s of after) {
-    if (s.cookie !== undefined && !known.has(s.cookie)) {
-      known.add(s.cookie);
-      checked.push({ cookie: s.cookie, at: Number.NEGATIVE_INFINITY });
+  // Every 401 since the last check, in the round or between rounds, is checked once.
+  for (const cookie of app.refusedSessions.splice(0)) {
+    if (!known.has(cookie)) {
+      known.add(cookie);
+      checked.push({ cookie, at: Number.NEGATIVE_INFINITY });
     }
   }
   for (const written of checked) {

@@ -53,7 +53,7 @@ export function readSse(url: string, onEvent: (data: unknown) => void): SseReade
       } catch {
         // Ended by the server, the network or close(): open it again unless closed.
       }
-      if (!abort.signal.aborted) await new Promise((resolve) => setTimeout(resolve, retryMs));
+      if (!abort.signal.aborted) await pause(retryMs, abort.signal);
     }
   };
   void run();
@@ -65,4 +65,17 @@ export function readSse(url: string, onEvent: (data: unknown) => void): SseReade
     },
     close: () => abort.abort(),
   };
+}
+
+/** Waits `ms`, or less when `signal` aborts (no timer is left behind). */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
 }
