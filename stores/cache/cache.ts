@@ -97,6 +97,10 @@ export class ResponseCache {
       failuresToDegrade: 3,
       ping: pingOf(redis),
     });
+    const forgetAll = () => {
+      this.purges.record("all");
+      this.tier1?.clear();
+    };
     this.coherence = new Coherence(
       {
         redis,
@@ -123,14 +127,9 @@ export class ResponseCache {
           this.purges.record(tags);
           for (const tag of tags) void this.tier1?.purgeTag(tag);
         },
-        purgedAll: () => {
-          this.purges.record("all");
-          this.tier1?.clear();
-        },
-        resync: () => {
-          this.purges.record("all");
-          this.tier1?.clear();
-        },
+        purgedAll: forgetAll,
+        // Messages may have been missed: the same as a purge of everything.
+        resync: forgetAll,
       },
     );
     track("cache", prefix, this, redis);
