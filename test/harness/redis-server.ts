@@ -77,10 +77,29 @@ export interface RedisServer {
   signal(signal: NodeJS.Signals): Promise<void>;
 }
 
-/** Starts a standalone `redis-server` with persistence off and DEBUG allowed locally. */
+/**
+ * Starts a standalone `redis-server` with persistence off and DEBUG allowed locally. A free port
+ * can be taken by another process between the check and the bind (parallel test files): the
+ * first start then tries another port, a few times.
+ */
 export async function startRedisServer(
   extraArgs: string[] = [],
   config?: { file: string; text: string; readyText: string },
+): Promise<RedisServer> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnFreePort(extraArgs, config);
+    } catch (err) {
+      if (attempt >= 5 || !/Address already in use/.test(String((err as Error).message))) {
+        throw err;
+      }
+    }
+  }
+}
+
+async function startOnFreePort(
+  extraArgs: string[],
+  config: { file: string; text: string; readyText: string } | undefined,
 ): Promise<RedisServer> {
   const binary = await requireBinary("redis-server");
   const port = await freePort(extraArgs.includes("--cluster-enabled"));
